@@ -1,0 +1,151 @@
+"""bAbI tasks 1–3 (en-10k) as (passage, question, answer) (JW, SPEC §1).
+
+Reads ``babi/tasks_1-20_v1-2/`` if extracted, else the tarball in place. A
+story's statements up to a question form the passage, joined with " . ";
+the answer (one word for tasks 1–3) is the label, an index into the sorted
+answers of the train split. 15% of train is held out as dev (seed 16377).
+Task 3's 10k training file is missing from ../shared/data: the loader then
+falls back to the 1k file in ``en/`` and says so.
+"""
+
+import logging
+import pathlib
+import re
+import tarfile
+
+from attn_audit.data.dataset import DataError, Example, TextDataset, malformed, seeded_split
+from attn_audit.data.text import tokenize
+
+TASK_FILES = {
+    1: "qa1_single-supporting-fact",
+    2: "qa2_two-supporting-facts",
+    3: "qa3_three-supporting-facts",
+}
+ROOT = "tasks_1-20_v1-2"
+TARBALLS = ("tasks_1-20_v1-2.partial.tar.gz", "tasks_1-20_v1-2.tar.gz")
+DEV_FRACTION = 0.15
+SPLIT_SEED = 16377
+_LINE = re.compile(r"^(\d+) (.*)$")
+
+
+def parse_stories(lines: list[str], path: str, split: str) -> list[tuple[str, tuple, tuple, str]]:
+    """(id, passage tokens, question tokens, answer) for every question."""
+    examples, statements = [], []
+    for line_number, line in enumerate(lines, start=1):
+        line = line.rstrip("\n")
+        if not line.strip():
+            continue
+        match = _LINE.match(line)
+        if match is None:
+            raise malformed(path, line_number, "expected '<number> <sentence>'")
+        index, text = int(match.group(1)), match.group(2)
+        if index == 1:
+            statements = []
+        if "\t" in text:
+            fields = text.split("\t")
+            if len(fields) < 2 or not fields[1].strip():
+                raise malformed(path, line_number, "a question needs '<question>\\t<answer>'")
+            passage = " . ".join(s.rstrip(" .") for s in statements)
+            examples.append(
+                (
+                    f"{split}-{line_number}",
+                    tokenize(passage),
+                    tokenize(fields[0]),
+                    fields[1].strip().lower(),
+                )
+            )
+        else:
+            statements.append(text)
+    return examples
+
+
+class _Source:
+    """Text files of the bAbI tree, from the extracted folder or the tarball."""
+
+    def __init__(self, folder: pathlib.Path):
+        self.folder = folder
+        self.names: dict[str, object] = {}
+        if (folder / ROOT).is_dir():
+            self.archive = None
+        else:
+            tarballs = [folder / name for name in TARBALLS if (folder / name).is_file()]
+            if not tarballs:
+                raise DataError(
+                    f"No bAbI data in {folder}: expected {ROOT}/ or one of {TARBALLS}. "
+                    "Download tasks_1-20_v1-2.tar.gz and put it there."
+                )
+            self.archive = tarballs[0]
+            with tarfile.open(self.archive, "r:gz") as archive:
+                self.names = {m.name: None for m in archive.getmembers() if m.isfile()}
+
+    def exists(self, relative: str) -> bool:
+        if self.archive is None:
+            return (self.folder / ROOT / relative).is_file()
+        return f"{ROOT}/{relative}" in self.names
+
+    def read(self, relative: str) -> list[str]:
+        if self.archive is None:
+            return (self.folder / ROOT / relative).read_text(encoding="utf-8").splitlines()
+        with tarfile.open(self.archive, "r:gz") as archive:
+            return archive.extractfile(f"{ROOT}/{relative}").read().decode("utf-8").splitlines()
+
+    def where(self, relative: str) -> str:
+        return (
+            str(self.archive or self.folder / ROOT)
+            + (f":{ROOT}/" if self.archive else "/")
+            + (relative)
+        )
+
+
+def load(data_dir: pathlib.Path, task: int) -> TextDataset:
+    if task not in TASK_FILES:
+        raise ValueError(f"bAbI task must be one of {sorted(TASK_FILES)}, got {task}.")
+    source = _Source(data_dir / "babi")
+    stem = TASK_FILES[task]
+    notes = []
+    files = {}
+    for part in ("train", "test"):
+        relative = f"en-10k/{stem}_{part}.txt"
+        if not source.exists(relative):
+            fallback = f"en/{stem}_{part}.txt"
+            if not source.exists(fallback):
+                raise DataError(
+                    f"Missing bAbI file {source.where(relative)} (and {fallback}). Restore the "
+                    "complete tasks_1-20_v1-2 archive."
+                )
+            message = (
+                f"bAbI task {task}: {relative} is missing, so the {part} split comes from the "
+                f"1k file {fallback} (JW used the 10k file)."
+            )
+            logging.warning(message)
+            notes.append(message)
+            relative = fallback
+        files[part] = relative
+    parsed = {
+        part: parse_stories(source.read(relative), source.where(relative), part)
+        for part, relative in files.items()
+    }
+    answers = tuple(sorted({answer for *_, answer in parsed["train"]}))
+
+    def to_examples(part):
+        examples = []
+        for example_id, passage, question, answer in parsed[part]:
+            if answer not in answers:
+                raise DataError(
+                    f"{source.where(files[part])}: the answer {answer!r} ({example_id}) never "
+                    "occurs in the train split, so the model cannot predict it."
+                )
+            examples.append(Example(example_id, passage, answers.index(answer), question))
+        return examples
+
+    train_all = to_examples("train")
+    train, dev = seeded_split(train_all, DEV_FRACTION, SPLIT_SEED)
+    return TextDataset(
+        name=f"babi{task}",
+        task="qa",
+        label_names=answers,
+        splits={"train": train, "dev": dev, "test": to_examples("test")},
+        min_df=1,
+        length_filter=False,
+        notes=notes,
+    )

@@ -1,0 +1,100 @@
+"""Length-bucketed, fixed-shape batches, so jit compiles a handful of programs.
+
+Every batch has ``batch_size`` rows (the last one is padded with empty rows
+whose ``weights`` are 0) and a sequence length taken from a short list of
+bucket boundaries, so the number of distinct shapes is at most the number of
+buckets. Nothing is truncated: the boundaries always cover the longest
+sequence.
+"""
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from attn_audit.data.pipeline import EncodedSplit
+from attn_audit.data.vocab import PAD
+
+
+def bucket_boundaries(max_length: int, smallest: int = 16, growth: float = 1.5) -> tuple[int, ...]:
+    """Geometric boundaries (multiples of 8) from ``smallest`` up to ≥ ``max_length``."""
+    boundaries = [smallest]
+    while boundaries[-1] < max_length:
+        boundaries.append(int(np.ceil(boundaries[-1] * growth / 8) * 8))
+    return tuple(boundaries)
+
+
+def bucket_of(length: int, boundaries: tuple[int, ...]) -> int:
+    """The smallest boundary ≥ ``length``."""
+    index = int(np.searchsorted(boundaries, length))
+    if index == len(boundaries):
+        raise ValueError(
+            f"A sequence of length {length} is longer than the largest bucket {boundaries[-1]}; "
+            "build the boundaries with bucket_boundaries(max_length) over all splits."
+        )
+    return boundaries[index]
+
+
+def _pad(sequences: list[np.ndarray], rows: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.full((rows, width), PAD, np.int32)
+    lengths = np.zeros(rows, np.int32)
+    for row, sequence in enumerate(sequences):
+        ids[row, : len(sequence)] = sequence
+        lengths[row] = len(sequence)
+    return ids, lengths
+
+
+def batches(
+    data: EncodedSplit,
+    batch_size: int,
+    boundaries: tuple[int, ...],
+    rng: np.random.Generator | None = None,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Yields batches grouped by length bucket.
+
+    Args:
+      data: an encoded split.
+      batch_size: rows per batch (the last batch of a bucket is padded).
+      boundaries: bucket boundaries covering every sequence (``bucket_boundaries``).
+      rng: if given, shuffles within buckets and the order of batches (training);
+        otherwise batches come bucket by bucket in data order (evaluation).
+
+    Yields:
+      dicts with ``token_ids [B, T]``, ``lengths [B]``, ``labels [B]``,
+      ``index [B]`` (row in ``data``, −1 for padding rows), ``weights [B]``
+      (1 for real rows, 0 for padding rows) and, for QA/NLI,
+      ``question_ids [B, Tq]`` and ``question_lengths [B]``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    buckets: dict[int, list[int]] = {}
+    for i, sequence in enumerate(data.token_ids):
+        width = bucket_of(len(sequence), boundaries)
+        if data.question_ids is not None:
+            width = (width, bucket_of(len(data.question_ids[i]), boundaries))
+        buckets.setdefault(width, []).append(i)
+    plan = []
+    for width in sorted(buckets):
+        members = np.asarray(buckets[width])
+        if rng is not None:
+            members = rng.permutation(members)
+        plan += [(width, members[s : s + batch_size]) for s in range(0, len(members), batch_size)]
+    if rng is not None:
+        plan = [plan[i] for i in rng.permutation(len(plan))]
+    for width, rows in plan:
+        text_width = width[0] if isinstance(width, tuple) else width
+        token_ids, lengths = _pad([data.token_ids[i] for i in rows], batch_size, text_width)
+        batch = {
+            "token_ids": token_ids,
+            "lengths": lengths,
+            "labels": np.zeros(batch_size, np.int32),
+            "index": np.full(batch_size, -1, np.int32),
+            "weights": np.zeros(batch_size, np.float32),
+        }
+        batch["labels"][: len(rows)] = data.labels[rows]
+        batch["index"][: len(rows)] = rows
+        batch["weights"][: len(rows)] = 1.0
+        if data.question_ids is not None:
+            batch["question_ids"], batch["question_lengths"] = _pad(
+                [data.question_ids[i] for i in rows], batch_size, width[1]
+            )
+        yield batch
