@@ -1,0 +1,72 @@
+"""Classification metrics on the host (numpy): accuracy, ROC-AUC, macro-F1."""
+
+import numpy as np
+
+
+def accuracy(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Share of rows whose argmax class equals the label.
+
+    Args:
+      labels: int ``[N]``.
+      probabilities: ``[N, C]``.
+    """
+    return float(np.mean(np.argmax(probabilities, axis=-1) == labels))
+
+
+def _binary_auc(is_positive: np.ndarray, scores: np.ndarray) -> float:
+    """Mann–Whitney AUC with mid-ranks for ties; NaN when one class is absent."""
+    positives = int(is_positive.sum())
+    negatives = len(is_positive) - positives
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    ranks = np.empty(len(scores))
+    # Mid-ranks: every member of a run of equal scores gets the run's mean rank.
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    mid_ranks = first + (counts + 1) / 2.0
+    ranks[order] = np.repeat(mid_ranks, counts)
+    rank_sum = ranks[is_positive].sum()
+    return float((rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives))
+
+
+def roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """ROC-AUC; binary on the positive class, else the macro one-vs-rest mean.
+
+    Args:
+      labels: int ``[N]``.
+      probabilities: ``[N, C]``.
+    """
+    num_classes = probabilities.shape[-1]
+    if num_classes == 2:
+        return _binary_auc(labels == 1, probabilities[:, 1])
+    aucs = [_binary_auc(labels == c, probabilities[:, c]) for c in range(num_classes)]
+    aucs = [a for a in aucs if not np.isnan(a)]
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def macro_f1(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Unweighted mean over classes of F1 = 2·TP / (2·TP + FP + FN).
+
+    Classes that are neither predicted nor present are skipped.
+    """
+    predictions = np.argmax(probabilities, axis=-1)
+    scores = []
+    for c in range(probabilities.shape[-1]):
+        true_positive = np.sum((predictions == c) & (labels == c))
+        false_positive = np.sum((predictions == c) & (labels != c))
+        false_negative = np.sum((predictions != c) & (labels == c))
+        denominator = 2 * true_positive + false_positive + false_negative
+        if denominator:
+            scores.append(2 * true_positive / denominator)
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def classification_report(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """``{"accuracy", "roc_auc", "macro_f1", "n"}``."""
+    return {
+        "accuracy": accuracy(labels, probabilities),
+        "roc_auc": roc_auc(labels, probabilities),
+        "macro_f1": macro_f1(labels, probabilities),
+        "n": int(len(labels)),
+    }

@@ -1,0 +1,83 @@
+"""A run folder (``--workdir``): what one training run writes, and how to read it back.
+
+```
+<workdir>/config.json     the training config, the model config, the data set and tokenizer
+<workdir>/vocab.json      the vocabulary (index → token)
+<workdir>/metrics.json    per-epoch metrics, the selected epoch, and a "test" entry
+<workdir>/checkpoints/    orbax: latest/ (to resume) and best/ (the selected epoch)
+```
+"""
+
+import dataclasses
+import json
+import os
+import pathlib
+from typing import Any
+
+import jax
+
+from attn_audit import models
+from attn_audit.checkpoint import RunCheckpoints
+from attn_audit.data.vocab import Vocabulary
+
+
+def write_json(path: pathlib.Path, content: Any) -> None:
+    """Writes JSON atomically (temporary file, then rename), so a crash never leaves half a file."""
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    with open(temporary, "w", encoding="utf-8") as f:
+        json.dump(content, f, indent=2)
+    os.replace(temporary, path)
+
+
+def read_json(path: pathlib.Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{path} does not exist: is {path.parent} a run folder written by "
+            "python -m experiments.train?"
+        ) from None
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{path} is corrupt ({error}). Delete the run folder and train again."
+        ) from None
+
+
+@dataclasses.dataclass
+class Run:
+    """A trained run, loaded: its configs, vocabulary and the selected parameters."""
+
+    workdir: pathlib.Path
+    config: dict
+    model_config: models.ModelConfig
+    vocab: Vocabulary
+    params: dict
+    best_epoch: int
+    metrics: dict
+
+
+def load_run(workdir: str | pathlib.Path) -> Run:
+    """Loads the best (dev-selected) parameters of a finished or interrupted run."""
+    workdir = pathlib.Path(workdir).resolve()
+    if not workdir.is_dir():
+        raise FileNotFoundError(
+            f"The run folder {workdir} does not exist. Train first: "
+            f"python -m experiments.train --workdir={workdir}"
+        )
+    config = read_json(workdir / "config.json")
+    model_config = models.ModelConfig.from_dict(config["model"])
+    vocab = Vocabulary.load(workdir / "vocab.json")
+    if len(vocab) != model_config.vocab_size:
+        raise ValueError(
+            f"{workdir}: vocab.json has {len(vocab)} ids but the model expects "
+            f"{model_config.vocab_size}. The run folder is inconsistent; train again."
+        )
+    template = models.init(jax.random.key(0), model_config)
+    checkpoints = RunCheckpoints(workdir)
+    try:
+        best_epoch, params = checkpoints.restore("best", template)
+    finally:
+        checkpoints.close()
+    metrics = read_json(workdir / "metrics.json") if (workdir / "metrics.json").exists() else {}
+    return Run(workdir, config, model_config, vocab, params, best_epoch, metrics)

@@ -1,0 +1,31 @@
+import jax
+import numpy as np
+import pytest
+
+from attn_audit import embeddings, train
+from attn_audit.data.vocab import PAD, build_vocabulary
+
+
+def test_found_words_take_their_vectors_and_pad_is_zero():
+    vocab = build_vocabulary([("good", "film", "zzyzx")], min_df=1)
+    word_rows = {"good": 0, "film": 1, "bad": 2}
+    vectors = np.arange(6, dtype=np.float32).reshape(3, 2)
+    matrix, found = embeddings.pretrained_matrix(vocab, word_rows, vectors, jax.random.key(0))
+    assert found == 2 and matrix.shape == (len(vocab), 2) and matrix.dtype == np.float32
+    np.testing.assert_array_equal(matrix[vocab.id("good")], vectors[0])
+    np.testing.assert_array_equal(matrix[vocab.id("film")], vectors[1])
+    np.testing.assert_array_equal(matrix[PAD], 0.0)
+    assert np.all(matrix[vocab.id("zzyzx")] != 0.0)  # drawn at random
+
+
+def test_glove50_table_is_the_shipped_one():
+    word_rows, vectors = embeddings.load_glove50()
+    assert vectors.shape == (400_000, 50) and len(word_rows) == 400_000
+    assert word_rows["the"] == 0
+
+
+def test_embedding_size_must_match_the_vectors():
+    with pytest.raises(ValueError, match="50-d vectors but embed_dim is 300"):
+        train.TrainConfig(embeddings="glove50", embed_dim=300)
+    with pytest.raises(ValueError, match="embeddings must be one of"):
+        train.TrainConfig(embeddings="fasttext")

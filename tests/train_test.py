@@ -1,0 +1,155 @@
+"""Training: one step moves every parameter, a tiny run learns, a killed run resumes."""
+
+import json
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from attn_audit import data, models, train
+from attn_audit.checkpoint import CheckpointError
+from attn_audit.run_folder import load_run
+
+from .sst_test import write_sst
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+FILLER = ["the", "film", "plot", "actor", "scene", "story", "music", "cast"]
+
+
+def toy_trees(n, seed):
+    """SST-style trees whose label is carried by one of four sentiment words."""
+    rng = np.random.default_rng(seed)
+    trees = []
+    for _ in range(n):
+        label = int(rng.integers(0, 2))
+        cue = rng.choice(["great", "superb"] if label else ["awful", "dull"])
+        words = list(rng.choice(FILLER, int(rng.integers(6, 12))))
+        words.insert(int(rng.integers(0, len(words))), cue)
+        leaves = " ".join(f"(2 {w})" for w in words)
+        trees.append(f"({4 if label else 0} {leaves})")
+    return trees
+
+
+def write_toy_sst(folder, n=96):
+    folder = write_sst(folder, toy_trees(n, seed=0))
+    (folder / "sst" / "dev.txt").write_text("\n".join(toy_trees(n // 2, seed=1)) + "\n")
+    (folder / "sst" / "test.txt").write_text("\n".join(toy_trees(n // 2, seed=2)) + "\n")
+    return folder
+
+
+TINY = {"embed_dim": 8, "hidden_size": 6, "batch_size": 16}
+
+
+@pytest.mark.parametrize("encoder", models.ENCODERS)
+@pytest.mark.parametrize("attention", models.ATTENTIONS)
+def test_one_step_changes_every_parameter(tmp_path, encoder, attention):
+    dataset = data.load_dataset("sst", write_toy_sst(tmp_path, n=40))
+    vocab = data.vocabulary_for(dataset)
+    split = data.encode_split(dataset, "train", vocab)
+    batch = next(data.batches(split, 16, data.bucket_boundaries(20)))
+    config = train.TrainConfig(encoder=encoder, attention=attention, **TINY)
+    model_config = models.ModelConfig(
+        vocab_size=len(vocab), num_classes=2, encoder=encoder, attention=attention,
+        embed_dim=8, hidden_size=6,
+    )  # fmt: skip
+    params = models.init(jax.random.key(1), model_config)
+    before = jax.tree.map(np.array, params)
+    optimizer = train.make_optimizer(config)
+    inputs = {k: jnp.asarray(v) for k, v in batch.items() if k != "index"}
+    after, _, loss = train.train_step(
+        params, optimizer.init(params), inputs, jnp.float32(1.0),
+        model_config=model_config, optimizer=optimizer,
+    )  # fmt: skip
+    assert np.isfinite(float(loss))
+    unchanged = [
+        jax.tree_util.keystr(path)
+        for path, old, new in zip(
+            jax.tree_util.tree_leaves_with_path(before),
+            jax.tree.leaves(before),
+            jax.tree.leaves(after),
+            strict=True,
+        )
+        if np.array_equal(old, np.asarray(new))
+    ]
+    assert not unchanged
+
+
+def test_tiny_run_learns_and_writes_its_run_folder(tmp_path):
+    dataset = data.load_dataset("sst", write_toy_sst(tmp_path / "data"))
+    config = train.TrainConfig(epochs=4, learning_rate=0.02, **TINY)
+    history = train.run_training(config, tmp_path / "run", dataset=dataset)
+    assert len(history["epochs"]) == 4 and history["selection_metric"] == "roc_auc"
+    assert history["test"]["roc_auc"] > 0.95 and history["test"]["accuracy"] > 0.75, history["test"]
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["test"] == history["test"]
+    run = load_run(tmp_path / "run")
+    assert run.best_epoch == history["best_epoch"]
+    assert run.vocab.tokens == data.vocabulary_for(dataset).tokens
+    # The restored best parameters reproduce the recorded test metrics.
+    test = data.encode_split(dataset, "test", run.vocab)
+    boundaries = tuple(run.config["data"]["bucket_boundaries"])
+    report = train.evaluate(run.params, run.model_config, test, boundaries)
+    assert report["accuracy"] == history["test"]["accuracy"]
+
+    # A second run with another configuration in the same folder is refused.
+    with pytest.raises(ValueError, match="different configuration"):
+        train.run_training(train.TrainConfig(epochs=5, **TINY), tmp_path / "run", dataset=dataset)
+
+
+def test_corrupt_checkpoint_and_missing_run_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="Train first"):
+        load_run(tmp_path / "nothing")
+    dataset = data.load_dataset("sst", write_toy_sst(tmp_path / "data", n=40))
+    train.run_training(train.TrainConfig(epochs=1, **TINY), tmp_path / "run", dataset=dataset)
+    for path in (tmp_path / "run" / "checkpoints" / "best").rglob("*"):
+        if path.is_file() and path.stat().st_size > 0 and "metadata" not in path.name:
+            path.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="is unreadable"):
+        load_run(tmp_path / "run")
+
+
+def _train_command(data_dir, workdir, epochs):
+    return [
+        sys.executable, "-m", "experiments.train", "--dataset=sst", f"--data_dir={data_dir}",
+        f"--workdir={workdir}", f"--epochs={epochs}", "--embed_dim=8", "--hidden_size=6",
+        "--batch_size=8",
+    ]  # fmt: skip
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+    data_dir = write_toy_sst(tmp_path / "data", n=400)
+    epochs = 4
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        _train_command(data_dir, killed, epochs), cwd=REPO,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (killed / "checkpoints" / "latest" / "1").is_dir():
+        assert process.poll() is None, "training ended before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint after 120 s"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = json.loads((killed / "metrics.json").read_text())
+    assert "test" not in finished and len(finished["epochs"]) < epochs
+
+    resumed = subprocess.run(
+        _train_command(data_dir, killed, epochs), cwd=REPO, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Resuming" in resumed.stderr
+
+    straight = tmp_path / "straight"
+    subprocess.run(_train_command(data_dir, straight, epochs), cwd=REPO, check=True,
+                   capture_output=True)  # fmt: skip
+    a = json.loads((killed / "metrics.json").read_text())
+    b = json.loads((straight / "metrics.json").read_text())
+    assert [e["train_loss"] for e in a["epochs"]] == [e["train_loss"] for e in b["epochs"]]
+    assert a["test"] == b["test"]
