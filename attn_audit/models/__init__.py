@@ -1,0 +1,51 @@
+"""JW's attention models (BiLSTM / CNN / Average encoders, tanh / dot attention) as pure functions.
+
+See ``model.py`` for the forward pass and the parameter tree, SPEC §2 for the science.
+"""
+
+from attn_audit.models.attention import (
+    attention_mask,
+    attention_scores,
+    attention_weights,
+    uniform_attention,
+)
+from attn_audit.models.config import ATTENTIONS, ENCODERS, TASKS, ModelConfig
+from attn_audit.models.decoder import attention_context, decode, decode_context
+from attn_audit.models.encoders import PAD_ID, valid_mask, valid_reversal_index
+from attn_audit.models.model import (
+    embed,
+    encode,
+    forward,
+    forward_batch,
+    forward_from_embedded,
+    init,
+    probabilities,
+    question_vector,
+    weight_decay_mask,
+)
+
+__all__ = [
+    "ATTENTIONS",
+    "ENCODERS",
+    "PAD_ID",
+    "TASKS",
+    "ModelConfig",
+    "attention_context",
+    "attention_mask",
+    "attention_scores",
+    "attention_weights",
+    "decode",
+    "decode_context",
+    "embed",
+    "encode",
+    "forward",
+    "forward_batch",
+    "forward_from_embedded",
+    "init",
+    "probabilities",
+    "question_vector",
+    "uniform_attention",
+    "valid_mask",
+    "valid_reversal_index",
+    "weight_decay_mask",
+]

@@ -1,0 +1,135 @@
+"""Attention scores and masked attention weights (JW §3, SPEC §2).
+
+Scores ``a_t`` come from encoder states ``h [T, H]`` (and, for QA, the
+question vector ``q [H]``); the weights ``α = softmax(a)`` live on the real
+tokens only (positions ``1 … length-2``) and are EXACTLY zero on SOS, EOS and
+padding. The parameter subtree ``params["attention"]`` holds, by kind:
+
+    tanh, classification: {"attn1": {"weight": [H/2, H], "bias": [H/2]},
+                           "attn2": {"weight": [1, H/2]}}
+    tanh, qa:             {"attn1p": {"weight": [H/2, H], "bias": [H/2]},
+                           "attn1q": {"weight": [H/2, H], "bias": [H/2]},
+                           "attn2":  {"weight": [1, H/2]}}
+    dot, classification:  {"attn1": {"weight": [1, H]}}
+    dot, qa:              {}   (a_t = h_t · q / sqrt(H) has no parameters)
+
+Only attention parameters live under ``"attention"``: the trainer leaves this
+subtree out of weight decay (SPEC §2).
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from attn_audit.models import _layers
+from attn_audit.models.config import ModelConfig
+
+Params = dict
+
+
+def init_attention(key: jax.Array, config: ModelConfig) -> Params:
+    """Initialises the attention parameters like ``torch.nn.Linear`` defaults."""
+    state_dim, hidden_dim = config.state_dim, config.attention_hidden_dim
+    if config.attention == "dot":
+        if config.task == "qa":
+            return {}
+        return {"attn1": _layers.init_linear(key, state_dim, 1, bias=False)}
+    if config.task == "qa":
+        passage_key, question_key, output_key = jax.random.split(key, 3)
+        return {
+            "attn1p": _layers.init_linear(passage_key, state_dim, hidden_dim),
+            "attn1q": _layers.init_linear(question_key, state_dim, hidden_dim),
+            "attn2": _layers.init_linear(output_key, hidden_dim, 1, bias=False),
+        }
+    hidden_key, output_key = jax.random.split(key)
+    return {
+        "attn1": _layers.init_linear(hidden_key, state_dim, hidden_dim),
+        "attn2": _layers.init_linear(output_key, hidden_dim, 1, bias=False),
+    }
+
+
+def attention_mask(length: jax.Array, num_positions: int) -> jax.Array:
+    """``1 <= t <= length - 2``: the real tokens, without SOS, EOS and padding.
+
+    Args:
+      length: scalar int, the number of non-PAD positions (SOS and EOS included).
+      num_positions: T.
+
+    Returns:
+      bool ``[T]``.
+    """
+    positions = jnp.arange(num_positions)
+    return (positions >= 1) & (positions <= length - 2)
+
+
+def attention_scores(
+    params: Params, config: ModelConfig, states: jax.Array, question: jax.Array | None = None
+) -> jax.Array:
+    """Unnormalised scores ``a_t`` for every position (masking comes later).
+
+    - tanh: ``a_t = v · tanh(W h_t + b)``; qa: ``v · tanh(W_p h_t + b_p + W_q q + b_q)``;
+    - dot:  ``a_t = w · h_t / sqrt(H)``;   qa: ``h_t · q / sqrt(H)``.
+
+    Args:
+      params: the model parameters (reads ``params["attention"]``).
+      config: the model configuration.
+      states: encoder states ``[T, H]``.
+      question: ``[H]`` for qa, ``None`` for classification.
+
+    Returns:
+      ``[T]``.
+    """
+    _check_question(config, question)
+    layers = params["attention"]
+    scale = 1.0 / math.sqrt(config.state_dim)
+    if config.attention == "dot":
+        if config.task == "qa":
+            return (states @ question) * scale
+        return _layers.linear_per_position(layers["attn1"], states)[:, 0] * scale
+    if config.task == "qa":
+        hidden = _layers.linear_per_position(layers["attn1p"], states)
+        hidden = hidden + _layers.linear(layers["attn1q"], question)[None, :]
+    else:
+        hidden = _layers.linear_per_position(layers["attn1"], states)
+    return _layers.linear_per_position(layers["attn2"], jnp.tanh(hidden))[:, 0]
+
+
+def attention_weights(scores: jax.Array, mask: jax.Array) -> jax.Array:
+    """Masked softmax: ``α_t = exp(a_t) / Σ_{s in mask} exp(a_s)`` on the mask, exactly 0 off it.
+
+    Equivalent to filling masked scores with ``-inf`` before the softmax, but
+    written with a double ``where`` so that neither values nor gradients
+    become NaN, even when the mask is empty (then ``α = 0``).
+
+    Args:
+      scores: ``[T]``.
+      mask: bool ``[T]``, e.g. ``attention_mask(length, T)``.
+
+    Returns:
+      ``[T]``, summing to 1 over the mask (0 if the mask is empty).
+    """
+    if scores.shape != mask.shape:
+        raise ValueError(
+            f"scores and mask must have the same shape; got {scores.shape} and {mask.shape}."
+        )
+    largest = jnp.max(jnp.where(mask, scores, -jnp.inf))
+    largest = jax.lax.stop_gradient(jnp.where(jnp.isfinite(largest), largest, 0.0))
+    exponentials = jnp.where(mask, jnp.exp(jnp.where(mask, scores - largest, 0.0)), 0.0)
+    total = jnp.sum(exponentials)
+    return exponentials / jnp.where(total > 0, total, 1.0)
+
+
+def uniform_attention(mask: jax.Array) -> jax.Array:
+    """``α_t = 1 / |mask|`` on the mask, 0 elsewhere (WP's uniform baseline, SPEC §4)."""
+    count = jnp.sum(mask)
+    return jnp.where(mask, 1.0 / jnp.maximum(count, 1), 0.0).astype(jnp.float32)
+
+
+def _check_question(config: ModelConfig, question: jax.Array | None) -> None:
+    if config.task == "qa" and question is None:
+        raise ValueError("task='qa' needs the question vector q [H]; got question=None.")
+    if config.task != "qa" and question is not None:
+        raise ValueError(
+            f"task={config.task!r} takes no question vector; pass question=None or use task='qa'."
+        )

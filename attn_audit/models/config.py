@@ -1,0 +1,126 @@
+"""The model configuration: which encoder, attention and task, and their sizes (SPEC §2).
+
+A ``ModelConfig`` is a frozen, hashable dataclass so that it can be a static
+argument of ``jax.jit``; every model function takes it explicitly.
+"""
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+ENCODERS = ("lstm", "cnn", "average")
+ATTENTIONS = ("tanh", "dot")
+TASKS = ("classification", "qa")
+
+# JW's convolutional encoder: kernels 1, 3, 5, 7 with 32 filters each (SPEC §2).
+DEFAULT_CNN_KERNEL_SIZES = (1, 3, 5, 7)
+DEFAULT_CNN_FILTERS = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """What model to build (JW §3, SPEC §2).
+
+    Attributes:
+      vocab_size: number of token ids, the four special ids
+        (``PAD=0, UNK=1, SOS=2, EOS=3``) included.
+      num_classes: classification: the number of labels (2 gives ONE sigmoid
+        output, more a softmax); qa: the number of answer candidates.
+      encoder: ``"lstm"`` (BiLSTM), ``"cnn"`` or ``"average"``.
+      attention: ``"tanh"`` (additive) or ``"dot"`` (scaled dot product).
+      task: ``"classification"`` or ``"qa"`` (NLI is qa with the hypothesis
+        as the question).
+      embed_dim: embedding width E.
+      hidden_size: LSTM width per direction, or the ``average`` projection
+        width. Unused by ``cnn``, whose width is fixed by its filters.
+      cnn_kernel_sizes: odd kernel widths of the ``cnn`` encoder.
+      cnn_filters: filters per kernel width of the ``cnn`` encoder.
+    """
+
+    vocab_size: int
+    num_classes: int
+    encoder: str = "lstm"
+    attention: str = "tanh"
+    task: str = "classification"
+    embed_dim: int = 300
+    hidden_size: int = 128
+    cnn_kernel_sizes: tuple[int, ...] = DEFAULT_CNN_KERNEL_SIZES
+    cnn_filters: int = DEFAULT_CNN_FILTERS
+
+    def __post_init__(self):
+        # JSON gives lists; keep the config hashable for jax.jit.
+        object.__setattr__(self, "cnn_kernel_sizes", tuple(self.cnn_kernel_sizes))
+        _check_choice("encoder", self.encoder, ENCODERS)
+        _check_choice("attention", self.attention, ATTENTIONS)
+        _check_choice("task", self.task, TASKS)
+        if self.vocab_size < 5:
+            raise ValueError(
+                f"vocab_size must count the 4 special ids (PAD, UNK, SOS, EOS) and at least "
+                f"one word, so >= 5; got {self.vocab_size}."
+            )
+        if self.num_classes < 2:
+            raise ValueError(
+                f"num_classes must be >= 2 (2 gives one sigmoid output); got {self.num_classes}."
+            )
+        for name in ("embed_dim", "hidden_size", "cnn_filters"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int; got {value!r}.")
+        if not self.cnn_kernel_sizes or any(
+            not isinstance(k, int) or k < 1 or k % 2 == 0 for k in self.cnn_kernel_sizes
+        ):
+            raise ValueError(
+                "cnn_kernel_sizes must be a non-empty tuple of odd positive ints (same padding "
+                f"(k - 1) // 2 keeps the length only for odd k); got {self.cnn_kernel_sizes!r}."
+            )
+        if self.state_dim < 2:
+            raise ValueError(
+                f"The encoder width must be >= 2 so that attention and QA layers of width "
+                f"state_dim // 2 exist; got state_dim={self.state_dim}."
+            )
+
+    @property
+    def binary(self) -> bool:
+        """True for two-class classification, which has one sigmoid output."""
+        return self.task == "classification" and self.num_classes == 2
+
+    @property
+    def output_dim(self) -> int:
+        """Number of logits: 1 for binary classification, else ``num_classes``."""
+        return 1 if self.binary else self.num_classes
+
+    @property
+    def state_dim(self) -> int:
+        """Width H of the encoder states ``h_t`` (SPEC §2 table)."""
+        if self.encoder == "lstm":
+            return 2 * self.hidden_size
+        if self.encoder == "cnn":
+            return len(self.cnn_kernel_sizes) * self.cnn_filters
+        return self.hidden_size
+
+    @property
+    def attention_hidden_dim(self) -> int:
+        """Width H // 2 of the tanh attention layer and the QA decoder's hidden layer."""
+        return self.state_dim // 2
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; ``ModelConfig.from_dict`` inverts it."""
+        fields = dataclasses.asdict(self)
+        fields["cnn_kernel_sizes"] = list(self.cnn_kernel_sizes)
+        return fields
+
+    @classmethod
+    def from_dict(cls, fields: Mapping[str, Any]) -> "ModelConfig":
+        """Builds a config from ``to_dict`` output, rejecting unknown keys."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise ValueError(
+                f"Unknown ModelConfig keys {unknown}; the known keys are {sorted(known)}."
+            )
+        return cls(**fields)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"Unknown {name} {value!r}; choose one of {', '.join(choices)}.")

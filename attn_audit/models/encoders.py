@@ -1,0 +1,253 @@
+"""Token embeddings and the three JW encoders: BiLSTM, CNN and Average (SPEC §2).
+
+Every function here works on ONE sequence and on an encoder's own parameter
+subtree (``params["encoder"]`` or ``params["question_encoder"]``):
+
+    {"embedding": {"weight": [V, E]},
+     # lstm:    "rnn": {"forward":  {"weight_ih": [4H, E], "weight_hh": [4H, H],
+     #                               "bias_ih": [4H], "bias_hh": [4H]},
+     #                  "backward": {same}}          gate order i, f, g, o
+     # cnn:     "convolutions": {"kernel_1": {"weight": [F, E, 1], "bias": [F]}, ...}
+     # average: "projection": {"weight": [H, E], "bias": [H]}
+    }
+
+Shapes follow PyTorch (``nn.LSTM``, ``nn.Conv1d``, ``nn.Linear``) so that
+``attn_audit.interop.export`` is a rename. A sequence is
+``[SOS] + tokens + [EOS]`` padded with PAD to length T; ``length`` counts the
+non-PAD positions. States at padding positions (``t >= length``) are zero, and
+no state at a valid position depends on T.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from attn_audit.models import _layers
+from attn_audit.models.config import ModelConfig
+
+Params = dict
+
+# Fixed by the data layer (attn_audit.data.vocab): PAD=0, UNK=1, SOS=2, EOS=3.
+PAD_ID = 0
+
+_LSTM_DIRECTIONS = ("forward", "backward")
+
+
+def valid_mask(length: jax.Array, num_positions: int) -> jax.Array:
+    """``t < length``: the non-PAD positions, SOS and EOS included.
+
+    Args:
+      length: scalar int, the number of non-PAD positions.
+      num_positions: T.
+
+    Returns:
+      bool ``[T]``.
+    """
+    return jnp.arange(num_positions) < length
+
+
+def init_encoder(key: jax.Array, config: ModelConfig) -> Params:
+    """Initialises an embedding plus one encoder like PyTorch's defaults.
+
+    The embedding is ``N(0, 1)`` (``nn.Embedding``) with the PAD row zeroed
+    (as ``padding_idx=0``); LSTM weights are ``U(±1/sqrt(H))``; convolutions
+    ``U(±1/sqrt(E k))``; the projection ``U(±1/sqrt(E))``.
+    """
+    embedding_key, encoder_key = jax.random.split(key)
+    del key  # not used anymore
+    embedding = jax.random.normal(embedding_key, (config.vocab_size, config.embed_dim))
+    params = {"embedding": {"weight": embedding.at[PAD_ID].set(0.0)}}
+    if config.encoder == "lstm":
+        params["rnn"] = _init_bilstm(encoder_key, config.embed_dim, config.hidden_size)
+    elif config.encoder == "cnn":
+        params["convolutions"] = _init_convolutions(encoder_key, config)
+    else:
+        params["projection"] = _layers.init_linear(
+            encoder_key, config.embed_dim, config.hidden_size
+        )
+    return params
+
+
+def _init_bilstm(key: jax.Array, input_size: int, hidden_size: int) -> Params:
+    bound = 1.0 / math.sqrt(hidden_size)
+    shapes = {
+        "weight_ih": (4 * hidden_size, input_size),
+        "weight_hh": (4 * hidden_size, hidden_size),
+        "bias_ih": (4 * hidden_size,),
+        "bias_hh": (4 * hidden_size,),
+    }
+    rnn = {}
+    for direction, direction_key in zip(
+        _LSTM_DIRECTIONS, jax.random.split(key, len(_LSTM_DIRECTIONS)), strict=True
+    ):
+        tensor_keys = jax.random.split(direction_key, len(shapes))
+        rnn[direction] = {
+            name: _layers.uniform(tensor_key, shape, bound)
+            for (name, shape), tensor_key in zip(shapes.items(), tensor_keys, strict=True)
+        }
+    return rnn
+
+
+def _init_convolutions(key: jax.Array, config: ModelConfig) -> Params:
+    convolutions = {}
+    kernel_keys = jax.random.split(key, len(config.cnn_kernel_sizes))
+    for kernel_size, kernel_key in zip(config.cnn_kernel_sizes, kernel_keys, strict=True):
+        weight_key, bias_key = jax.random.split(kernel_key)
+        bound = 1.0 / math.sqrt(config.embed_dim * kernel_size)
+        convolutions[f"kernel_{kernel_size}"] = {
+            "weight": _layers.uniform(
+                weight_key, (config.cnn_filters, config.embed_dim, kernel_size), bound
+            ),
+            "bias": _layers.uniform(bias_key, (config.cnn_filters,), bound),
+        }
+    return convolutions
+
+
+def embed_tokens(encoder_params: Params, token_ids: jax.Array) -> jax.Array:
+    """Looks up embeddings and zeroes PAD positions: ``e_t = E[x_t] · [x_t != PAD]``.
+
+    Args:
+      encoder_params: an encoder subtree with ``"embedding"``.
+      token_ids: int ``[T]``.
+
+    Returns:
+      ``[T, E]``.
+    """
+    embedded = encoder_params["embedding"]["weight"][token_ids]
+    is_token = (token_ids != PAD_ID).astype(embedded.dtype)
+    return embedded * is_token[:, None]
+
+
+def encode_states(
+    encoder_params: Params, config: ModelConfig, embedded: jax.Array, length: jax.Array
+) -> jax.Array:
+    """Runs the configured encoder over one embedded sequence.
+
+    Args:
+      encoder_params: an encoder subtree.
+      config: picks ``lstm`` / ``cnn`` / ``average``.
+      embedded: ``[T, E]``; positions ``t >= length`` are read as zeros.
+      length: scalar int, the number of non-PAD positions.
+
+    Returns:
+      states ``h`` of shape ``[T, config.state_dim]``, zero where ``t >= length``.
+    """
+    is_valid = valid_mask(length, embedded.shape[0])
+    # Inputs past `length` are ignored even when a caller passes non-zero ones there.
+    embedded = jnp.where(is_valid[:, None], embedded, 0.0)
+    if config.encoder == "lstm":
+        states = _bilstm_states(encoder_params["rnn"], embedded, length)
+    elif config.encoder == "cnn":
+        states = _cnn_states(encoder_params["convolutions"], config, embedded)
+    else:
+        # Average: h_t = tanh(W e_t + b), no context (JW's "Average" encoder).
+        states = jnp.tanh(_layers.linear_per_position(encoder_params["projection"], embedded))
+    return jnp.where(is_valid[:, None], states, 0.0)
+
+
+def _lstm_direction(cell: Params, inputs: jax.Array) -> jax.Array:
+    """One LSTM direction over ``inputs [T, E]`` from zero state; returns ``[T, H]``.
+
+    PyTorch's cell, gate order i, f, g, o:
+    ``[i, f, g, o] = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh``,
+    ``c_t = σ(f) c_{t-1} + σ(i) tanh(g)``, ``h_t = σ(o) tanh(c_t)``.
+    """
+    hidden_size = cell["weight_hh"].shape[1]
+    # The input projections do not depend on the recurrence: one matmul for all t.
+    input_gates = _layers.linear_per_position(
+        {"weight": cell["weight_ih"], "bias": cell["bias_ih"] + cell["bias_hh"]}, inputs
+    )  # [T, 4H]
+
+    def step(carry, gates_from_input):
+        hidden, memory = carry
+        gates = gates_from_input + cell["weight_hh"] @ hidden
+        input_gate, forget_gate, candidate, output_gate = jnp.split(gates, 4)
+        kept = jax.nn.sigmoid(forget_gate) * memory
+        written = jax.nn.sigmoid(input_gate) * jnp.tanh(candidate)
+        memory = kept + written
+        hidden = jax.nn.sigmoid(output_gate) * jnp.tanh(memory)
+        return (hidden, memory), hidden
+
+    zeros = jnp.zeros((hidden_size,), inputs.dtype)
+    _, hiddens = jax.lax.scan(step, (zeros, zeros), input_gates)
+    return hiddens
+
+
+def valid_reversal_index(length: jax.Array, num_positions: int) -> jax.Array:
+    """Gather index that reverses the first ``length`` positions and keeps the rest.
+
+    ``index[t] = length - 1 - t`` for ``t < length``, else ``t``. It is its own
+    inverse, so gathering with it twice restores the order.
+    """
+    positions = jnp.arange(num_positions)
+    return jnp.where(positions < length, length - 1 - positions, positions)
+
+
+def _bilstm_states(rnn: Params, embedded: jax.Array, length: jax.Array) -> jax.Array:
+    """A one-layer BiLSTM as PyTorch runs it on a packed sequence; ``[T, 2H]``.
+
+    The forward direction reads positions ``0 … T-1`` (states at valid positions
+    never see padding). The backward direction must start at ``length - 1``, as
+    with ``pack_padded_sequence``: reverse the valid prefix, run forward, and
+    reverse back. Both directions run in one vmapped scan.
+    """
+    reversal = valid_reversal_index(length, embedded.shape[0])
+    stacked_cells = jax.tree.map(lambda f, b: jnp.stack([f, b]), rnn["forward"], rnn["backward"])
+    stacked_inputs = jnp.stack([embedded, embedded[reversal]])  # [2, T, E]
+    hiddens = jax.vmap(_lstm_direction)(stacked_cells, stacked_inputs)  # [2, T, H]
+    forward_states = hiddens[0]
+    backward_states = hiddens[1][reversal]
+    return jnp.concatenate([forward_states, backward_states], axis=-1)
+
+
+def _cnn_states(convolutions: Params, config: ModelConfig, embedded: jax.Array) -> jax.Array:
+    """``ReLU(concat_k Conv1d_k(e))`` with same padding ``(k-1)//2``; ``[T, K·F]``.
+
+    PAD embeddings are zero and the convolution pads with zeros, so a valid
+    position sees the same inputs whatever the bucket length T.
+    """
+    channels_first = embedded.T[None]  # [1, E, T]
+    outputs = []
+    for kernel_size in config.cnn_kernel_sizes:
+        convolution = convolutions[f"kernel_{kernel_size}"]
+        half = (kernel_size - 1) // 2
+        # lax convolutions are cross-correlations, like torch.nn.Conv1d.
+        features = jax.lax.conv_general_dilated(
+            channels_first,
+            convolution["weight"],
+            window_strides=(1,),
+            padding=[(half, half)],
+            dimension_numbers=("NCH", "OIH", "NCH"),
+        )[0]  # [F, T]
+        outputs.append(features + convolution["bias"][:, None])
+    return jax.nn.relu(jnp.concatenate(outputs, axis=0).T)
+
+
+def summary_vector(config: ModelConfig, states: jax.Array, length: jax.Array) -> jax.Array:
+    """The question vector ``q`` read off a question encoder's states (JW's ``last_hidden``).
+
+    - lstm: ``[h_fwd at length-1, h_bwd at 0]``, the final state of each direction;
+    - cnn: max over the valid positions of each feature;
+    - average: mean over the valid positions (SOS and EOS included).
+
+    Args:
+      config: picks the encoder kind.
+      states: ``[T, H]`` from ``encode_states``.
+      length: scalar int, number of non-PAD positions; 0 (a batch's padding row)
+        gives a zero vector.
+
+    Returns:
+      ``[H]``.
+    """
+    is_valid = valid_mask(length, states.shape[0])
+    if config.encoder == "lstm":
+        half = states.shape[1] // 2
+        # A batch's padding rows have length 0: read position 0 there (its state is 0).
+        last = jnp.maximum(length - 1, 0)
+        return jnp.concatenate([states[last, :half], states[0, half:]])
+    if config.encoder == "cnn":
+        largest = jnp.max(jnp.where(is_valid[:, None], states, -jnp.inf), axis=0)
+        return jnp.where(length > 0, largest, 0.0)
+    total = jnp.sum(jnp.where(is_valid[:, None], states, 0.0), axis=0)
+    return total / jnp.maximum(length, 1).astype(states.dtype)
