@@ -303,8 +303,10 @@ def _train_epochs(
         if best["epoch"] == epoch:
             checkpoints.save("best", epoch, params)
         history["best_epoch"] = best["epoch"]
-        checkpoints.save("latest", epoch, {"params": params, "opt_state": opt_state})
+        # metrics.json first: a crash between the two leaves metrics one epoch ahead of the
+        # latest checkpoint, and resuming truncates them to the checkpoint's epoch.
         write_json(workdir / "metrics.json", history)
+        checkpoints.save("latest", epoch, {"params": params, "opt_state": opt_state})
         remaining = (time.perf_counter() - start) / (epoch - first_epoch + 1)
         logging.info(
             "epoch %d/%d: loss %.4f, dev accuracy %.4f, ROC-AUC %.4f, macro-F1 %.4f "

@@ -81,11 +81,12 @@ def test_one_step_changes_every_parameter(tmp_path, encoder, attention):
 
 
 def test_tiny_run_learns_and_writes_its_run_folder(tmp_path):
-    dataset = data.load_dataset("sst", write_toy_sst(tmp_path / "data"))
-    config = train.TrainConfig(epochs=4, learning_rate=0.02, **TINY)
+    dataset = data.load_dataset("sst", write_toy_sst(tmp_path / "data", n=200))
+    config = train.TrainConfig(epochs=5, learning_rate=0.02, **TINY)
     history = train.run_training(config, tmp_path / "run", dataset=dataset)
-    assert len(history["epochs"]) == 4 and history["selection_metric"] == "roc_auc"
-    assert history["test"]["roc_auc"] > 0.95 and history["test"]["accuracy"] > 0.75, history["test"]
+    assert len(history["epochs"]) == 5 and history["selection_metric"] == "roc_auc"
+    # Seeds 0-3 all reach test ROC-AUC 1.0 and accuracy ≥ 0.96 on this toy task.
+    assert history["test"]["roc_auc"] > 0.95 and history["test"]["accuracy"] > 0.9, history["test"]
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["test"] == history["test"]
     run = load_run(tmp_path / "run")
@@ -99,7 +100,7 @@ def test_tiny_run_learns_and_writes_its_run_folder(tmp_path):
 
     # A second run with another configuration in the same folder is refused.
     with pytest.raises(ValueError, match="different configuration"):
-        train.run_training(train.TrainConfig(epochs=5, **TINY), tmp_path / "run", dataset=dataset)
+        train.run_training(train.TrainConfig(epochs=6, **TINY), tmp_path / "run", dataset=dataset)
 
 
 def test_corrupt_checkpoint_and_missing_run_are_clear_errors(tmp_path):
@@ -118,7 +119,7 @@ def _train_command(data_dir, workdir, epochs):
     return [
         sys.executable, "-m", "experiments.train", "--dataset=sst", f"--data_dir={data_dir}",
         f"--workdir={workdir}", f"--epochs={epochs}", "--embed_dim=8", "--hidden_size=6",
-        "--batch_size=8",
+        "--batch_size=8", "--embeddings=random",
     ]  # fmt: skip
 
 
