@@ -1,0 +1,30 @@
+"""The JW audits (SPEC §3), each written for one instance and vmapped over a batch.
+
+- ``gradient_importance``: |Σ_d g·e| with attention held fixed;
+- ``leave_one_out``: output change when a token is deleted;
+- ``permutation_median_tvd``: output change when attention is shuffled;
+- ``adversarial_search``: the most different attention with (almost) the same output;
+- ``BatchAuditor`` runs them on sharded batches; ``run_audit`` over a split, resumably.
+
+Any model with the four functions of ``AuditableModel`` can be audited.
+"""
+
+from attn_audit.audits._instance import real_token_mask
+from attn_audit.audits.adversarial import AdversarySettings, adversarial_search, masked_softmax
+from attn_audit.audits.engine import AUDITS, BatchAuditor
+from attn_audit.audits.gradient import gradient_importance
+from attn_audit.audits.loo import delete_position, leave_one_out
+from attn_audit.audits.permutation import (
+    permutation_median_tvd,
+    permutation_tvds,
+    permute_real_tokens,
+)
+from attn_audit.audits.protocol import AuditableModel, JWModel
+from attn_audit.audits.runner import AuditOptions, run_audit
+
+__all__ = [
+    "AUDITS", "AdversarySettings", "AuditOptions", "AuditableModel", "BatchAuditor", "JWModel",
+    "adversarial_search", "delete_position", "gradient_importance", "leave_one_out",
+    "masked_softmax", "permutation_median_tvd", "permutation_tvds", "permute_real_tokens",
+    "real_token_mask", "run_audit",
+]  # fmt: skip

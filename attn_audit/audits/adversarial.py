@@ -1,0 +1,108 @@
+"""The adversarial attention search (JW §3.3, SPEC §3.5).
+
+Per instance, K attention distributions are parameterised as free logits
+(initialised at ``3·N(0, 1)``, masked like α) and trained with AMSGrad
+(lr 0.01, 500 steps) on
+
+    L = Σ_k [ −JSD(α_k, α̂) + 500·ReLU(TVD(ŷ(α_k), ŷ(α̂)) − 0.01) ] − mean_{k1<k2} JSD(α_k1, α_k2)
+
+with the encoder states held fixed. Candidates whose output moves by more than
+ε = 0.05 (TVD) are discarded; the original α always counts (JSD 0); the audit
+reports the largest surviving JSD. The optimiser loop is a ``lax.scan``.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from attn_audit import stats
+from attn_audit.audits._instance import original_pass, real_token_mask
+
+
+@dataclasses.dataclass(frozen=True)
+class AdversarySettings:
+    """JW's settings (SPEC §3.5)."""
+
+    num_candidates: int = 5
+    steps: int = 500
+    learning_rate: float = 0.01
+    init_scale: float = 3.0
+    output_margin: float = 0.01
+    output_penalty: float = 500.0
+    epsilon: float = 0.05
+
+
+JW_ADVERSARY = AdversarySettings()
+
+
+def masked_softmax(logits: jax.Array, mask: jax.Array) -> jax.Array:
+    """Softmax over the positions where ``mask`` holds, exact 0 elsewhere. ``[..., T]``."""
+    masked = jnp.where(mask, logits, -jnp.inf)
+    safe = jnp.where(jnp.any(mask, axis=-1, keepdims=True), masked, 0.0)
+    return jnp.where(mask, jax.nn.softmax(safe, axis=-1), 0.0)
+
+
+def adversarial_objective(logits, decode_fn, alpha, probabilities, mask, settings):
+    """``L`` above for candidate logits ``[K, T]``; ``decode_fn(α [T]) -> ŷ [C]``."""
+    candidates = masked_softmax(logits, mask)
+    outputs = jax.vmap(decode_fn)(candidates)
+    divergence = stats.jsd(candidates, alpha[None, :])
+    output_change = stats.tvd(outputs, probabilities[None, :])
+    penalty = settings.output_penalty * jax.nn.relu(output_change - settings.output_margin)
+    pairwise = stats.jsd(candidates[:, None, :], candidates[None, :, :])
+    k = settings.num_candidates
+    upper = jnp.triu(jnp.ones((k, k), bool), 1)
+    diversity = jnp.sum(jnp.where(upper, pairwise, 0.0)) / max(k * (k - 1) // 2, 1)
+    return jnp.sum(penalty - divergence) - diversity
+
+
+def adversarial_search(model, params, instance, key, settings=JW_ADVERSARY) -> dict:
+    """Searches adversarial attention for one instance.
+
+    Returns:
+      a dict with ``candidates [K, T]``, ``candidate_jsd [K]``, ``candidate_tvd [K]``,
+      ``max_jsd`` (scalar: the largest JSD among candidates with TVD ≤ ε, or 0),
+      ``selected`` (index of that candidate, −1 when only the original survives),
+      ``selected_attention [T]`` (the original α when ``selected`` is −1) and
+      ``selected_tvd`` (0 when ``selected`` is −1).
+    """
+    _, states, alpha, probabilities = original_pass(model, params, instance)
+    alpha = jax.lax.stop_gradient(alpha)
+    probabilities = jax.lax.stop_gradient(probabilities)
+    num_positions = alpha.shape[0]
+    mask = real_token_mask(instance["length"], num_positions)
+
+    def decode_fn(candidate):
+        return model.decode(params, instance, states, candidate)
+
+    def objective(logits):
+        return adversarial_objective(logits, decode_fn, alpha, probabilities, mask, settings)
+
+    optimizer = optax.amsgrad(settings.learning_rate)
+    logits = settings.init_scale * jax.random.normal(key, (settings.num_candidates, num_positions))
+    opt_state = optimizer.init(logits)
+
+    def step(carry, _):
+        logits, opt_state = carry
+        grads = jax.grad(objective)(logits)
+        updates, opt_state = optimizer.update(grads, opt_state, logits)
+        return (optax.apply_updates(logits, updates), opt_state), None
+
+    (logits, _), _ = jax.lax.scan(step, (logits, opt_state), None, length=settings.steps)
+    candidates = masked_softmax(logits, mask)
+    candidate_jsd = stats.jsd(candidates, alpha[None, :])
+    candidate_tvd = stats.tvd(jax.vmap(decode_fn)(candidates), probabilities[None, :])
+    surviving = jnp.where(candidate_tvd <= settings.epsilon, candidate_jsd, -jnp.inf)
+    best = jnp.argmax(surviving)
+    found = surviving[best] > 0.0
+    return {
+        "candidates": candidates,
+        "candidate_jsd": candidate_jsd,
+        "candidate_tvd": candidate_tvd,
+        "max_jsd": jnp.where(found, surviving[best], 0.0),
+        "selected": jnp.where(found, best, -1),
+        "selected_attention": jnp.where(found, candidates[best], alpha),
+        "selected_tvd": jnp.where(found, candidate_tvd[best], 0.0),
+    }

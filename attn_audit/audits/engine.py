@@ -1,0 +1,154 @@
+"""Runs the audits on batches: each audit is vmapped over instances and jitted once per shape.
+
+A batch is the dict of ``attn_audit.data.batches`` (``token_ids [B, T]``,
+``lengths [B]``, ``index [B]``, ...). Every audit is its own jitted program (one
+compilation per bucket shape), the model is a static argument, and the batch is
+sharded over all local devices along a ``data`` mesh axis while the parameters
+are replicated, so the same code runs on one CPU, several host devices, GPUs
+or TPUs. Randomness is per instance: the key of instance ``i`` is
+``fold_in(role_key, i)``, so results do not depend on batching or sharding.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from attn_audit.audits.adversarial import JW_ADVERSARY, adversarial_search
+from attn_audit.audits.gradient import gradient_importance
+from attn_audit.audits.loo import leave_one_out
+from attn_audit.audits.permutation import NUM_PERMUTATIONS, permutation_median_tvd
+
+AUDITS = ("gradient", "loo", "permutation", "adversarial")
+
+
+def data_mesh() -> jax.sharding.Mesh:
+    """A 1-D mesh over every local device, axis ``data``.
+
+    Auto axis type: XLA propagates the batch sharding through the vmapped audits
+    (gathers from the replicated embedding included) without annotations.
+    """
+    return jax.make_mesh(
+        (jax.local_device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,)
+    )
+
+
+def instances_from_batch(batch: dict) -> dict:
+    """Per-instance inputs of the audits, each with a leading batch axis."""
+    instances = {"token_ids": batch["token_ids"], "length": batch["lengths"]}
+    if "question_ids" in batch:
+        instances["question_ids"] = batch["question_ids"]
+        instances["question_length"] = batch["question_lengths"]
+    return instances
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def predict_batch(model, params, instances):
+    """``{"attention": [B, T], "probabilities": [B, C]}``."""
+
+    def one(instance):
+        embedded = model.embed(params, instance)
+        states = model.encode(params, instance, embedded)
+        alpha = model.attention(params, instance, states)
+        return {"attention": alpha, "probabilities": model.decode(params, instance, states, alpha)}
+
+    return jax.vmap(one)(instances)
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def gradient_batch(model, params, instances):
+    """Gradient importance ``[B, T]``."""
+    return jax.vmap(lambda instance: gradient_importance(model, params, instance))(instances)
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def loo_batch(model, params, instances):
+    """Leave-one-out output changes ``[B, T]``."""
+    return jax.vmap(lambda instance: leave_one_out(model, params, instance))(instances)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "num_permutations"))
+def permutation_batch(model, params, instances, keys, num_permutations=NUM_PERMUTATIONS):
+    """Median permutation TVD ``[B]``; ``keys [B]`` one per instance."""
+    return jax.vmap(
+        lambda instance, key: permutation_median_tvd(model, params, instance, key, num_permutations)
+    )(instances, keys)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "settings"))
+def adversarial_batch(model, params, instances, keys, settings=JW_ADVERSARY):
+    """``adversarial_search`` vmapped: a dict of ``[B, ...]`` arrays."""
+    return jax.vmap(
+        lambda instance, key: adversarial_search(model, params, instance, key, settings)
+    )(instances, keys)
+
+
+class BatchAuditor:
+    """Runs the chosen audits on batches, sharded over the local devices.
+
+    Args:
+      model: an ``AuditableModel``.
+      params: its parameters (replicated on every device once, here).
+      audits: a subset of ``AUDITS``.
+      key: the audit run's key; split here into one role per random audit.
+      adversary: the adversarial search settings.
+      num_permutations: shuffles per instance in the permutation test.
+    """
+
+    def __init__(
+        self, model, params, audits=AUDITS, key=None, adversary=JW_ADVERSARY,
+        num_permutations=NUM_PERMUTATIONS,
+    ):  # fmt: skip
+        unknown = sorted(set(audits) - set(AUDITS))
+        if unknown:
+            raise ValueError(f"Unknown audits {unknown}; choose from {list(AUDITS)}.")
+        self.model = model
+        self.audits = tuple(a for a in AUDITS if a in audits)
+        self.adversary = adversary
+        self.num_permutations = num_permutations
+        self.mesh = data_mesh()
+        self._rows = NamedSharding(self.mesh, PartitionSpec("data"))
+        self.params = jax.device_put(params, NamedSharding(self.mesh, PartitionSpec()))
+        key = jax.random.key(0) if key is None else key
+        self.permutation_key, self.adversarial_key = jax.random.split(key)
+        del key  # not used anymore
+
+    @property
+    def num_devices(self) -> int:
+        return self.mesh.size
+
+    def _instance_keys(self, role_key, index):
+        return jax.vmap(lambda i: jax.random.fold_in(role_key, i))(jnp.maximum(index, 0))
+
+    def __call__(self, batch: dict) -> dict[str, np.ndarray]:
+        """Audits one batch; returns host arrays with a leading batch axis.
+
+        Keys: ``attention [B, T]``, ``probabilities [B, C]`` and, per audit run,
+        ``gradient [B, T]``, ``loo [B, T]``, ``permutation_median_tvd [B]``,
+        ``adversarial_*`` (see ``adversarial_search``).
+        """
+        rows = batch["token_ids"].shape[0]
+        if rows % self.num_devices:
+            raise ValueError(
+                f"The batch has {rows} rows, not a multiple of the {self.num_devices} devices; "
+                "use a batch size that is (the audit command rounds it up)."
+            )
+        instances = jax.device_put(instances_from_batch(batch), self._rows)
+        index = jax.device_put(jnp.asarray(batch["index"]), self._rows)
+        results = dict(predict_batch(self.model, self.params, instances))
+        if "gradient" in self.audits:
+            results["gradient"] = gradient_batch(self.model, self.params, instances)
+        if "loo" in self.audits:
+            results["loo"] = loo_batch(self.model, self.params, instances)
+        if "permutation" in self.audits:
+            keys = self._instance_keys(self.permutation_key, index)
+            results["permutation_median_tvd"] = permutation_batch(
+                self.model, self.params, instances, keys, self.num_permutations
+            )
+        if "adversarial" in self.audits:
+            keys = self._instance_keys(self.adversarial_key, index)
+            found = adversarial_batch(self.model, self.params, instances, keys, self.adversary)
+            results.update({f"adversarial_{name}": value for name, value in found.items()})
+        return jax.tree.map(np.asarray, jax.device_get(results))

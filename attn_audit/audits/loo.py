@@ -1,0 +1,38 @@
+"""Leave-one-out importance by deletion (JW §3.1, SPEC §3.2)."""
+
+import jax
+import jax.numpy as jnp
+
+from attn_audit import stats
+from attn_audit.audits._instance import original_pass, real_token_mask
+
+
+def delete_position(token_ids: jax.Array, position: jax.Array) -> jax.Array:
+    """``token_ids`` without ``position``: later ids shift left, PAD enters at the end. ``[T]``."""
+    num_positions = token_ids.shape[0]
+    source = jnp.arange(num_positions) + (jnp.arange(num_positions) >= position)
+    shifted = token_ids[jnp.minimum(source, num_positions - 1)]
+    return jnp.where(source < num_positions, shifted, 0)
+
+
+def leave_one_out(model, params, instance) -> jax.Array:
+    """``Δŷ_t = TVD(ŷ(x₋t), ŷ(x))`` for every real token ``t`` (binary: ``|σ₋t − σ|``).
+
+    The token is deleted, not masked: the sequence gets one shorter and the whole
+    model is re-run (one variant per position, vmapped).
+
+    Returns:
+      ``[T]``, zero off the real tokens.
+    """
+    *_, probabilities = original_pass(model, params, instance)
+    num_positions = instance["token_ids"].shape[0]
+
+    def without(position):
+        variant = dict(instance)
+        variant["token_ids"] = delete_position(instance["token_ids"], position)
+        variant["length"] = instance["length"] - 1
+        *_, variant_probabilities = original_pass(model, params, variant)
+        return stats.tvd(variant_probabilities, probabilities)
+
+    changes = jax.vmap(without)(jnp.arange(num_positions))
+    return jnp.where(real_token_mask(instance["length"], num_positions), changes, 0.0)

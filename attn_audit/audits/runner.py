@@ -1,0 +1,206 @@
+"""An audit run over a split: batches → audits → per-instance records, resumable.
+
+Each finished batch is written at once to ``<out>/parts/<batch>.jsonl`` (a
+temporary file, then a rename), so an interrupted run loses at most the batch
+in flight; running the same audit again skips the batches that have a part.
+At the end the parts are merged, in data order, into ``<out>/records.jsonl``.
+Keys are per instance (``fold_in``), so a resumed run writes the same records
+as an uninterrupted one.
+"""
+
+import dataclasses
+import json
+import logging
+import os
+import pathlib
+import time
+
+import numpy as np
+
+from attn_audit import data, stats
+from attn_audit.audits.adversarial import AdversarySettings
+from attn_audit.audits.engine import AUDITS, BatchAuditor
+from attn_audit.report.records import read_records, write_records
+
+TAU_PAIRS = {
+    "gradient": ("attention", "gradient"),
+    "loo": ("attention", "loo"),
+    "gradient_loo": ("gradient", "loo"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditOptions:
+    """What to audit; saved as ``audit_config.json`` and checked on resume."""
+
+    split: str = "test"
+    audits: tuple[str, ...] = AUDITS
+    seed: int = 0
+    batch_size: int = 32
+    limit: int | None = None
+    num_permutations: int = 100
+    adversary: AdversarySettings = AdversarySettings()
+
+    def to_dict(self) -> dict:
+        content = dataclasses.asdict(self)
+        content["audits"] = list(self.audits)
+        return content
+
+
+def first_instances(split: data.EncodedSplit, limit: int | None) -> data.EncodedSplit:
+    """The first ``limit`` instances of ``split`` (all if ``limit`` is None)."""
+    if limit is None:
+        return split
+    if limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {limit}.")
+    questions = None if split.question_ids is None else split.question_ids[:limit]
+    return data.EncodedSplit(
+        split.examples[:limit], split.token_ids[:limit], split.labels[:limit], questions
+    )
+
+
+def _tau_fields(results: dict, real_mask: np.ndarray) -> dict[str, np.ndarray]:
+    fields = {}
+    for name, (a, b) in TAU_PAIRS.items():
+        if a in results and b in results:
+            tau, p = stats.kendall_tau_b(
+                np.asarray(results[a], np.float64), np.asarray(results[b], np.float64), real_mask
+            )
+            fields[f"tau_{name}"], fields[f"p_{name}"] = tau, p
+    return fields
+
+
+def _none_if_nan(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
+
+
+def batch_records(batch: dict, results: dict, split: data.EncodedSplit) -> list[dict]:
+    """One record per real row of ``batch`` (fields: ``attn_audit.report.records``)."""
+    num_positions = batch["token_ids"].shape[1]
+    positions = np.arange(num_positions)[None, :]
+    real_mask = (positions >= 1) & (positions <= batch["lengths"][:, None] - 2)
+    taus = _tau_fields(results, real_mask)
+    records = []
+    for row in np.flatnonzero(batch["index"] >= 0):
+        index = int(batch["index"][row])
+        example = split.examples[index]
+        real = slice(1, int(batch["lengths"][row]) - 1)
+        probabilities = results["probabilities"][row]
+        attention = results["attention"][row]
+        record = {
+            "id": example.id,
+            "index": index,
+            "tokens": list(example.tokens),
+            "label": int(split.labels[index]),
+            "prediction": probabilities.tolist(),
+            "predicted_class": int(np.argmax(probabilities)),
+            "attention": attention[real].tolist(),
+            "max_attention": float(attention[real].max()),
+        }
+        if example.question is not None:
+            record["question"] = list(example.question)
+        for name in ("gradient", "loo"):
+            if name in results:
+                record[name] = results[name][row][real].tolist()
+        for name, values in taus.items():
+            record[name] = _none_if_nan(values[row])
+        if "permutation_median_tvd" in results:
+            record["permutation_median_tvd"] = float(results["permutation_median_tvd"][row])
+        if "adversarial_max_jsd" in results:
+            found = int(results["adversarial_selected"][row]) >= 0
+            adversary = results["adversarial_selected_attention"][row][real]
+            record["adversarial_attention"] = adversary.tolist() if found else None
+            record["adversarial_max_jsd"] = float(results["adversarial_max_jsd"][row])
+            record["adversarial_tvd"] = float(results["adversarial_selected_tvd"][row])
+        records.append(record)
+    return records
+
+
+def _check_options(out_dir: pathlib.Path, options: AuditOptions) -> None:
+    saved_path = out_dir / "audit_config.json"
+    wanted = options.to_dict()
+    if saved_path.exists():
+        saved = json.loads(saved_path.read_text())
+        if saved != wanted:
+            raise ValueError(
+                f"{out_dir} holds an audit with other options:\n  saved:     {saved}\n  "
+                f"requested: {wanted}\nDelete {out_dir} to start over, or repeat the saved "
+                "options to resume."
+            )
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        saved_path.write_text(json.dumps(wanted, indent=2))
+
+
+def _format_duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def run_audit(
+    model, params, split: data.EncodedSplit, boundaries, out_dir, options: AuditOptions
+) -> tuple[list[dict], dict]:
+    """Audits every instance of ``split`` (after ``options.limit``), resuming if possible.
+
+    Args:
+      model: an ``AuditableModel``; params: its parameters.
+      split: the encoded split; boundaries: its bucket boundaries.
+      out_dir: where ``audit_config.json``, ``parts/`` and ``records.jsonl`` go.
+      options: what to run.
+
+    Returns:
+      ``(records in data order, timings)``; timings has ``wall_seconds``,
+      ``first_call_seconds`` (batches that compiled a new shape, compilation
+      included), ``steady_seconds`` and the number of batches of each kind.
+    """
+    import jax  # only here: keeps `import attn_audit.audits.runner` light for the report
+
+    out_dir = pathlib.Path(out_dir)
+    _check_options(out_dir, options)
+    split = first_instances(split, options.limit)
+    parts = out_dir / "parts"
+    parts.mkdir(exist_ok=True)
+    auditor = BatchAuditor(
+        model, params, options.audits, jax.random.key(options.seed), options.adversary,
+        options.num_permutations,
+    )  # fmt: skip
+    batch_size = -(-options.batch_size // auditor.num_devices) * auditor.num_devices
+    plan = list(data.batches(split, batch_size, boundaries))
+    todo = [b for b in range(len(plan)) if not (parts / f"{b:05d}.jsonl").exists()]
+    if len(todo) < len(plan):
+        logging.info(
+            "Resuming: %d of %d batches already audited.", len(plan) - len(todo), len(plan)
+        )
+    start = time.perf_counter()
+    timings = {"first_call_seconds": 0.0, "steady_seconds": 0.0, "first_calls": 0, "steady": 0}
+    seen_shapes = set()
+    done = 0
+    for number in todo:
+        batch = plan[number]
+        batch_start = time.perf_counter()
+        results = auditor(batch)
+        records = batch_records(batch, results, split)
+        elapsed = time.perf_counter() - batch_start
+        shape = (batch["token_ids"].shape, batch.get("question_ids", np.zeros(0)).shape)
+        kind = "steady" if shape in seen_shapes else "first_call"
+        seen_shapes.add(shape)
+        timings[f"{kind}_seconds" if kind == "steady" else "first_call_seconds"] += elapsed
+        timings["steady" if kind == "steady" else "first_calls"] += 1
+        temporary = parts / f"{number:05d}.jsonl.tmp"
+        write_records(temporary, records)
+        os.replace(temporary, parts / f"{number:05d}.jsonl")
+        done += int((batch["index"] >= 0).sum())
+        rate = done / (time.perf_counter() - start)
+        remaining = sum(int((plan[b]["index"] >= 0).sum()) for b in todo) - done
+        logging.info(
+            "audited batch %d/%d (length %d): %d instances, %.1f instances/s, ETA %s",
+            number + 1, len(plan), batch["token_ids"].shape[1], done, rate,
+            _format_duration(remaining / rate if rate else 0.0),
+        )  # fmt: skip
+    timings["wall_seconds"] = time.perf_counter() - start
+    records = []
+    for number in range(len(plan)):
+        records += read_records(parts / f"{number:05d}.jsonl")
+    records.sort(key=lambda r: r["index"])
+    write_records(out_dir / "records.jsonl", records)
+    return records, timings

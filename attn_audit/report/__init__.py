@@ -1,0 +1,35 @@
+"""Reports of audit records: per-instance records files, JW Table 2 summaries and figures.
+
+Pure numpy/matplotlib/json (no jax), so it imports fast for reading results.
+"""
+
+from attn_audit.report import figures
+from attn_audit.report._fields import MAX_ATTENTION_BINS, MAX_ATTENTION_EDGES
+from attn_audit.report.figures import (
+    adversarial_histogram,
+    adversarial_violin,
+    attention_heatmaps,
+    permutation_violin,
+    tau_histograms,
+    write_all,
+)
+from attn_audit.report.records import RecordsFormatError, read_records, write_records
+from attn_audit.report.summary import format_tau_cell, summarize, summary_markdown
+
+__all__ = [
+    "MAX_ATTENTION_BINS",
+    "MAX_ATTENTION_EDGES",
+    "RecordsFormatError",
+    "adversarial_histogram",
+    "adversarial_violin",
+    "attention_heatmaps",
+    "figures",
+    "format_tau_cell",
+    "permutation_violin",
+    "read_records",
+    "summarize",
+    "summary_markdown",
+    "tau_histograms",
+    "write_all",
+    "write_records",
+]

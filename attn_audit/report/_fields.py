@@ -1,0 +1,93 @@
+"""Shared by summary and figures: reading record fields, class names, max-attention bins."""
+
+from collections.abc import Sequence
+
+import numpy as np
+
+# JW §4.2: permutation and adversarial results are shown against the instance's max attention,
+# binned [0, .25), [.25, .5), [.5, .75), [.75, 1] (1.0 falls in the last bin).
+MAX_ATTENTION_EDGES = (0.0, 0.25, 0.5, 0.75, 1.0)
+MAX_ATTENTION_BINS = ("[0, 0.25)", "[0.25, 0.5)", "[0.5, 0.75)", "[0.75, 1]")
+
+# Record field of each τ and of its two-sided p-value (JW Table 2 columns).
+TAU_FIELDS = {
+    "tau_gradient": "p_gradient",
+    "tau_loo": "p_loo",
+    "tau_gradient_loo": "p_gradient_loo",
+}
+
+
+def has_field(records: Sequence[dict], field: str) -> bool:
+    """Whether any record carries ``field`` (an audit that was not run leaves it absent)."""
+    return any(field in record for record in records)
+
+
+def field_values(records: Sequence[dict], field: str) -> tuple[np.ndarray, np.ndarray]:
+    """``field`` as floats, NaN where null or absent, and where it is present.
+
+    Returns:
+      ``(values [N] float64, present [N] bool)``; a null value is present but NaN.
+    """
+    present = np.array([field in record for record in records], dtype=bool)
+    values = np.array(
+        [np.nan if record.get(field) is None else float(record[field]) for record in records],
+        dtype=np.float64,
+    )
+    return values, present
+
+
+def max_attention(records: Sequence[dict]) -> np.ndarray:
+    """``max_attention`` of each record ``[N]``, from ``attention`` where the field is absent."""
+    values = []
+    for number, record in enumerate(records):
+        if record.get("max_attention") is not None:
+            values.append(float(record["max_attention"]))
+        elif record.get("attention"):
+            values.append(float(max(record["attention"])))
+        else:
+            raise ValueError(
+                f"Record {_describe(record, number)} has neither 'max_attention' nor 'attention'; "
+                "the permutation and adversarial summaries bin instances by max attention. "
+                "Write records with attn_audit.audits.runner (fields: attn_audit.report.records)."
+            )
+    return np.array(values, dtype=np.float64)
+
+
+def max_attention_bin(values: np.ndarray) -> np.ndarray:
+    """Bin index in ``MAX_ATTENTION_BINS`` of each max attention ``[N]`` -> int ``[N]``.
+
+    Left-closed bins; 1.0 (and float noise above it) goes to the last bin, below 0 to the first.
+    """
+    inner_edges = np.asarray(MAX_ATTENTION_EDGES[1:-1])
+    return np.searchsorted(inner_edges, np.clip(values, 0.0, 1.0), side="right")
+
+
+def class_name(predicted_class: int, label_names: Sequence[str] | None) -> str:
+    """The name of class ``predicted_class``, or its number when ``label_names`` lacks it."""
+    if label_names is not None and 0 <= predicted_class < len(label_names):
+        return str(label_names[predicted_class])
+    return str(predicted_class)
+
+
+def predicted_classes(records: Sequence[dict]) -> np.ndarray:
+    """``predicted_class`` of each record ``[N]`` int, with a clear error when it is missing."""
+    classes = []
+    for number, record in enumerate(records):
+        if record.get("predicted_class") is None:
+            raise ValueError(
+                f"Record {_describe(record, number)} has no 'predicted_class'; every record needs "
+                "it (Table 2 is per predicted class). Fields: attn_audit.report.records."
+            )
+        classes.append(int(record["predicted_class"]))
+    return np.array(classes, dtype=np.int64)
+
+
+def class_order(classes: np.ndarray, label_names: Sequence[str] | None) -> list[int]:
+    """Every class of ``label_names`` (even with no instances), then any other predicted class."""
+    known = list(range(len(label_names))) if label_names is not None else []
+    extra = sorted(int(c) for c in set(classes.tolist()) if int(c) not in known)
+    return known + extra
+
+
+def _describe(record: dict, number: int) -> str:
+    return f"#{number} (id {record.get('id', '?')!r})"

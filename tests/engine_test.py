@@ -1,0 +1,101 @@
+"""The batch engine: one compilation per shape, and sharding that changes nothing."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from attn_audit import audits
+
+from .audits_test import tiny_batch, tiny_model
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def padded_batch(lengths, width, first_index=0):
+    batch = tiny_batch(lengths, width)
+    batch["index"] = np.arange(first_index, first_index + len(lengths), dtype=np.int32)
+    return batch
+
+
+def test_second_batch_of_a_bucket_does_not_recompile():
+    model, params = tiny_model()
+    settings = audits.AdversarySettings(steps=5)
+    auditor = audits.BatchAuditor(model, params, adversary=settings, num_permutations=4)
+    auditor(padded_batch((5, 7, 4, 6), 12))
+    programs = (
+        audits.engine.predict_batch, audits.engine.gradient_batch, audits.engine.loo_batch,
+        audits.engine.permutation_batch, audits.engine.adversarial_batch,
+    )  # fmt: skip
+    sizes = [program._cache_size() for program in programs]
+    auditor(padded_batch((9, 3, 8, 10), 12, first_index=4))  # same shapes, other values
+    assert [program._cache_size() for program in programs] == sizes
+
+
+def test_results_do_not_depend_on_the_batch_an_instance_is_in():
+    model, params = tiny_model()
+    settings = audits.AdversarySettings(steps=20)
+    auditor = audits.BatchAuditor(model, params, adversary=settings, num_permutations=8)
+    batch = padded_batch((5, 7, 4, 6), 12)
+    together = auditor(batch)
+    # Rows 2 and 3 again, now beside copies of themselves instead of rows 0 and 1.
+    alone = auditor({k: np.concatenate([v[2:], v[2:]]) for k, v in batch.items()})
+    for name in ("loo", "gradient", "permutation_median_tvd", "adversarial_max_jsd"):
+        np.testing.assert_allclose(alone[name][:2], together[name][2:], atol=1e-6)
+
+
+SHARDED_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax, jax.numpy as jnp, numpy as np
+    sys.path.insert(0, "{repo}")
+    from attn_audit import audits
+    from tests.audits_test import tiny_model
+    from tests.engine_test import padded_batch
+    assert jax.local_device_count() == 8, jax.local_devices()
+    model, params = tiny_model()
+    settings = audits.AdversarySettings(steps=20)
+    batch = padded_batch((5, 7, 4, 6, 9, 3, 8, 10), 12)
+    sharded = audits.BatchAuditor(model, params, adversary=settings, num_permutations=8)(batch)
+    # The same programs on one device, without sharding.
+    one = jax.devices()[0]
+    instances = jax.device_put(audits.engine.instances_from_batch(batch), one)
+    params_one = jax.device_put(params, one)
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.split(jax.random.key(0))[1], i))(
+        jnp.asarray(batch["index"]))
+    single = {{
+        "loo": audits.engine.loo_batch(model, params_one, instances),
+        "gradient": audits.engine.gradient_batch(model, params_one, instances),
+        "adversarial_max_jsd": audits.engine.adversarial_batch(
+            model, params_one, instances, jax.device_put(keys, one), settings)["max_jsd"],
+    }}
+    print(json.dumps({{
+        "max_difference": {{k: float(np.max(np.abs(np.asarray(v) - sharded[k])))
+                           for k, v in single.items()}},
+    }}))
+    """
+)
+
+
+def test_sharded_over_8_host_devices_equals_one_device(tmp_path):
+    script = tmp_path / "sharded.py"
+    script.write_text(SHARDED_SCRIPT.format(repo=REPO))
+    environment = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=REPO, env=environment, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for name, difference in report["max_difference"].items():
+        assert difference < 1e-6, (name, difference)
+
+
+def test_unknown_audit_is_a_clear_error():
+    model, params = tiny_model()
+    with pytest.raises(ValueError, match=r"Unknown audits \['saliency'\]"):
+        audits.BatchAuditor(model, params, audits=("gradient", "saliency"))
