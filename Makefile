@@ -13,11 +13,12 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-## make audit: train the default model (SST, BiLSTM, tanh attention) and audit its test set.
+## make audit: train the default model (SST, BiLSTM, tanh attention), audit its test set,
+## print the summary. Both steps resume (or skip) what an earlier run already finished.
 audit: $(VENV)/.installed
 	$(PY) -m experiments.train --dataset=sst --encoder=lstm --attention=tanh \
 		--data_dir=$(DATA) --workdir=$(WORKDIR)
-	@echo "The audit engine (issue 4) is not built yet: 'make audit' stops after training."
+	$(PY) -m experiments.audit --workdir=$(WORKDIR) --data_dir=$(DATA) --split=test
 
 ## make test: the whole test suite (lint included).
 test: $(VENV)/.installed

@@ -27,7 +27,7 @@ from absl import app, flags, logging
 from attn_audit import data
 from attn_audit.audits import AUDITS, AuditOptions, JWModel, run_audit
 from attn_audit.checkpoint import CheckpointError
-from attn_audit.report import figures, summarize, summary_markdown
+from attn_audit.report import figures, paper_row, summarize, summary_markdown
 from attn_audit.run_folder import load_run
 from experiments._logging import quiet_libraries
 
@@ -96,7 +96,9 @@ def main(argv):
     label_names = run.config["data"]["label_names"]
     summary = summarize(records, label_names, provenance)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    markdown = summary_markdown(summary)
+    markdown = summary_markdown(
+        summary, paper_row(dataset.name, run.model_config.encoder, label_names)
+    )
     (out_dir / "summary.md").write_text(markdown)
     written = figures.write_all(records, label_names, out_dir)
     logging.info("Wrote %s, summary.json, summary.md and %d figures.", out_dir, len(written))

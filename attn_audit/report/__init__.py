@@ -13,10 +13,12 @@ from attn_audit.report.figures import (
     tau_histograms,
     write_all,
 )
+from attn_audit.report.paper import JW_TABLE2, paper_row
 from attn_audit.report.records import RecordsFormatError, read_records, write_records
 from attn_audit.report.summary import format_tau_cell, summarize, summary_markdown
 
 __all__ = [
+    "JW_TABLE2",
     "MAX_ATTENTION_BINS",
     "MAX_ATTENTION_EDGES",
     "RecordsFormatError",
@@ -25,6 +27,7 @@ __all__ = [
     "attention_heatmaps",
     "figures",
     "format_tau_cell",
+    "paper_row",
     "permutation_violin",
     "read_records",
     "summarize",
