@@ -86,6 +86,19 @@ def test_loo_equals_a_python_loop_of_deletions(encoder, attention, task, num_cla
         np.testing.assert_allclose(vmapped[row], expected, atol=1e-6)
 
 
+def test_loo_in_chunks_equals_loo_at_once():
+    model, params = tiny_model("lstm", "tanh")
+    instances = audits.engine.instances_from_batch(
+        {k: jnp.asarray(v) for k, v in tiny_batch().items()}
+    )
+    at_once = audits.engine.loo_batch(model, params, instances)
+    for chunk in (1, 5, 11):
+        chunked = audits.engine.loo_batch(model, params, instances, chunk)
+        np.testing.assert_allclose(chunked, at_once, atol=1e-6)
+    assert audits.engine.loo_positions_per_chunk(32, 64) is None
+    assert audits.engine.loo_positions_per_chunk(32, 512) == 16
+
+
 @pytest.mark.parametrize("encoder, attention, task, num_classes", CASES)
 def test_gradient_equals_a_loop_of_per_instance_gradients(encoder, attention, task, num_classes):
     model, params = tiny_model(encoder, attention, task, num_classes)

@@ -63,10 +63,24 @@ def gradient_batch(model, params, instances):
     return jax.vmap(lambda instance: gradient_importance(model, params, instance))(instances)
 
 
-@functools.partial(jax.jit, static_argnames=("model",))
-def loo_batch(model, params, instances):
+# Leave-one-out runs B·T variants of length T; beyond this many (variant, position) pairs per
+# step it processes the deletion positions in chunks (about 1 GB for a BiLSTM of width 256).
+LOO_VARIANT_POSITIONS_PER_STEP = 2**18
+
+
+def loo_positions_per_chunk(batch_size: int, num_positions: int) -> int | None:
+    """Deletion positions per step so that ``B · chunk · T`` stays within the budget."""
+    if batch_size * num_positions * num_positions <= LOO_VARIANT_POSITIONS_PER_STEP:
+        return None
+    return max(1, LOO_VARIANT_POSITIONS_PER_STEP // (batch_size * num_positions))
+
+
+@functools.partial(jax.jit, static_argnames=("model", "positions_per_chunk"))
+def loo_batch(model, params, instances, positions_per_chunk=None):
     """Leave-one-out output changes ``[B, T]``."""
-    return jax.vmap(lambda instance: leave_one_out(model, params, instance))(instances)
+    return jax.vmap(lambda instance: leave_one_out(model, params, instance, positions_per_chunk))(
+        instances
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_permutations"))
@@ -141,7 +155,8 @@ class BatchAuditor:
         if "gradient" in self.audits:
             results["gradient"] = gradient_batch(self.model, self.params, instances)
         if "loo" in self.audits:
-            results["loo"] = loo_batch(self.model, self.params, instances)
+            chunk = loo_positions_per_chunk(*batch["token_ids"].shape)
+            results["loo"] = loo_batch(self.model, self.params, instances, chunk)
         if "permutation" in self.audits:
             keys = self._instance_keys(self.permutation_key, index)
             results["permutation_median_tvd"] = permutation_batch(

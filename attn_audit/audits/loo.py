@@ -15,11 +15,13 @@ def delete_position(token_ids: jax.Array, position: jax.Array) -> jax.Array:
     return jnp.where(source < num_positions, shifted, 0)
 
 
-def leave_one_out(model, params, instance) -> jax.Array:
+def leave_one_out(model, params, instance, positions_per_chunk: int | None = None) -> jax.Array:
     """``Δŷ_t = TVD(ŷ(x₋t), ŷ(x))`` for every real token ``t`` (binary: ``|σ₋t − σ|``).
 
     The token is deleted, not masked: the sequence gets one shorter and the whole
-    model is re-run (one variant per position, vmapped).
+    model is re-run, one variant per position: vmapped over all ``T`` positions at
+    once, or ``positions_per_chunk`` at a time (``lax.map``) to bound memory on
+    long texts.
 
     Returns:
       ``[T]``, zero off the real tokens.
@@ -34,5 +36,9 @@ def leave_one_out(model, params, instance) -> jax.Array:
         *_, variant_probabilities = original_pass(model, params, variant)
         return stats.tvd(variant_probabilities, probabilities)
 
-    changes = jax.vmap(without)(jnp.arange(num_positions))
+    positions = jnp.arange(num_positions)
+    if positions_per_chunk is None or positions_per_chunk >= num_positions:
+        changes = jax.vmap(without)(positions)
+    else:
+        changes = jax.lax.map(without, positions, batch_size=positions_per_chunk)
     return jnp.where(real_token_mask(instance["length"], num_positions), changes, 0.0)
