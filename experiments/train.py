@@ -25,7 +25,9 @@ from experiments._logging import quiet_libraries
 
 _DATASET = flags.DEFINE_string("dataset", "sst", "Data set name (sst, agnews, ...) or tfds:<name>.")
 _ENCODER = flags.DEFINE_enum("encoder", "lstm", ["lstm", "cnn", "average"], "Encoder.")
-_ATTENTION = flags.DEFINE_enum("attention", "tanh", ["tanh", "dot"], "Attention.")
+_ATTENTION = flags.DEFINE_enum(
+    "attention", "tanh", ["tanh", "dot", "uniform"], "Attention (uniform: WP's 1/n baseline)."
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder.", required=True)
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Folder with the original data files (default: $ATTN_AUDIT_DATA)."

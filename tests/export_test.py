@@ -63,8 +63,9 @@ def expected_classification_names(encoder, attention):
             "decoder.attention.attn1.bias",
             "decoder.attention.attn2.weight",
         ]
-    else:
+    elif attention == "dot":
         names += ["decoder.attention.attn1.weight"]
+    # uniform attention has no parameters
     return sorted(names + ["decoder.linear_1.weight", "decoder.linear_1.bias"])
 
 

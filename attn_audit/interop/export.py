@@ -87,6 +87,8 @@ def _encoder_paths(config: ModelConfig, encoder_name: str) -> dict[str, ParamPat
 
 def _attention_layers(config: ModelConfig) -> list[tuple[str, str, bool]]:
     """(torch name, JAX key, has bias) of each attention layer."""
+    if config.attention == "uniform":
+        return []
     if config.attention == "dot":
         return [] if config.task == "qa" else [("attn1", "attn1", False)]
     first_layers = ["attn1p", "attn1q"] if config.task == "qa" else ["attn1"]

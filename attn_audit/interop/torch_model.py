@@ -99,10 +99,12 @@ class TorchAttention(nn.Module):
             else:
                 self.attn1 = nn.Linear(state_dim, hidden_dim)
             self.attn2 = nn.Linear(hidden_dim, 1, bias=False)
-        elif self.task == "classification":
+        elif self.kind == "dot" and self.task == "classification":
             self.attn1 = nn.Linear(state_dim, 1, bias=False)
 
     def forward(self, states: torch.Tensor, question: torch.Tensor | None = None) -> torch.Tensor:
+        if self.kind == "uniform":
+            return torch.zeros(states.shape[:2], dtype=states.dtype, device=states.device)
         if self.kind == "tanh":
             if self.task == "qa":
                 hidden = self.attn1p(states) + self.attn1q(question)[:, None, :]

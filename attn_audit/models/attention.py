@@ -12,6 +12,7 @@ padding. The parameter subtree ``params["attention"]`` holds, by kind:
                            "attn2":  {"weight": [1, H/2]}}
     dot, classification:  {"attn1": {"weight": [1, H]}}
     dot, qa:              {}   (a_t = h_t · q / sqrt(H) has no parameters)
+    uniform:              {}   (a_t = 0, so α = 1/n on the n real tokens; WP §3.1)
 
 Only attention parameters live under ``"attention"``: the trainer leaves this
 subtree out of weight decay (SPEC §2).
@@ -31,6 +32,8 @@ Params = dict
 def init_attention(key: jax.Array, config: ModelConfig) -> Params:
     """Initialises the attention parameters like ``torch.nn.Linear`` defaults."""
     state_dim, hidden_dim = config.state_dim, config.attention_hidden_dim
+    if config.attention == "uniform":
+        return {}
     if config.attention == "dot":
         if config.task == "qa":
             return {}
@@ -69,7 +72,8 @@ def attention_scores(
     """Unnormalised scores ``a_t`` for every position (masking comes later).
 
     - tanh: ``a_t = v · tanh(W h_t + b)``; qa: ``v · tanh(W_p h_t + b_p + W_q q + b_q)``;
-    - dot:  ``a_t = w · h_t / sqrt(H)``;   qa: ``h_t · q / sqrt(H)``.
+    - dot:  ``a_t = w · h_t / sqrt(H)``;   qa: ``h_t · q / sqrt(H)``;
+    - uniform: ``a_t = 0`` (the masked softmax then gives ``1/n``).
 
     Args:
       params: the model parameters (reads ``params["attention"]``).
@@ -81,6 +85,8 @@ def attention_scores(
       ``[T]``.
     """
     _check_question(config, question)
+    if config.attention == "uniform":
+        return jnp.zeros(states.shape[:1], states.dtype)
     layers = params["attention"]
     scale = 1.0 / math.sqrt(config.state_dim)
     if config.attention == "dot":

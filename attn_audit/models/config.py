@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 ENCODERS = ("lstm", "cnn", "average")
-ATTENTIONS = ("tanh", "dot")
+# "uniform" is WP's baseline: α = 1 / (number of real tokens), no attention parameters.
+ATTENTIONS = ("tanh", "dot", "uniform")
 TASKS = ("classification", "qa")
 
 # JW's convolutional encoder: kernels 1, 3, 5, 7 with 32 filters each (SPEC §2).
@@ -27,7 +28,8 @@ class ModelConfig:
       num_classes: classification: the number of labels (2 gives ONE sigmoid
         output, more a softmax); qa: the number of answer candidates.
       encoder: ``"lstm"`` (BiLSTM), ``"cnn"`` or ``"average"``.
-      attention: ``"tanh"`` (additive) or ``"dot"`` (scaled dot product).
+      attention: ``"tanh"`` (additive), ``"dot"`` (scaled dot product) or
+        ``"uniform"`` (WP's frozen ``1/n`` baseline, no parameters).
       task: ``"classification"`` or ``"qa"`` (NLI is qa with the hypothesis
         as the question).
       embed_dim: embedding width E.
