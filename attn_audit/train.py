@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from attn_audit import data, metrics, models
+from attn_audit import data, metrics, models, stats
 from attn_audit import embeddings as embeddings_lib
 from attn_audit.checkpoint import RunCheckpoints
 from attn_audit.run_folder import read_json, write_json
@@ -42,6 +42,13 @@ class TrainConfig:
     hidden_size: int = 128
     embeddings: str = "random"
     seed: int = 0
+    # WP's diagnostic (§3.3): freeze this model's attention to that of the run in this folder.
+    frozen_attention_from: str | None = None
+    # WP's model-consistent adversary (§4): train against the run in this folder.
+    adversary_of: str | None = None
+    adversarial_lambda: float = 0.0
+    # WP's reporting: TVD = ½|p_a − p_b| (half the binary TVD) and sums instead of means.
+    wp_quirk: bool = False
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "embed_dim", "hidden_size"):
@@ -51,6 +58,8 @@ class TrainConfig:
             raise ValueError(
                 f"embeddings must be one of {embeddings_lib.EMBEDDINGS}, got {self.embeddings!r}."
             )
+        if self.frozen_attention_from and self.adversary_of:
+            raise ValueError("Use frozen_attention_from or adversary_of, not both.")
         needed = embeddings_lib.DIMENSIONS.get(self.embeddings, self.embed_dim)
         if needed != self.embed_dim:
             raise ValueError(
@@ -74,13 +83,63 @@ def paper_defaults(dataset_name: str) -> dict[str, Any]:
     return pretrained
 
 
-def loss_fn(params, model_config, batch, pos_weight):
+@dataclasses.dataclass(frozen=True)
+class Guide:
+    """Another trained model that shapes this training (WP §3.3 and §4).
+
+    ``role="frozen_attention"``: this model decodes with the guide's α (stop-gradient);
+    ``role="adversary"``: this model is trained to match the guide's outputs while its
+    attention moves away: loss ``TVD(ŷ, ŷ_g) − λ·KL(α ‖ α_g)``, averaged (or, with
+    ``wp_quirk``, summed over the batch with WP's half TVD ``½|p − p_g|`` for binary).
+    """
+
+    config: models.ModelConfig
+    role: str
+    adversarial_lambda: float = 0.0
+    wp_quirk: bool = False
+
+
+def guide_outputs(guide_params, guide: Guide, batch):
+    """The guide's ``(probabilities [B, C], attention [B, T])``, held constant."""
+    logits, aux = models.forward_batch(guide_params, guide.config, batch)
+    outputs = models.probabilities(logits, guide.config), aux["attention"]
+    return jax.lax.stop_gradient(outputs)
+
+
+def adversarial_terms(probabilities, attention, guide_probabilities, guide_attention, guide):
+    """Per-row ``(TVD(ŷ, ŷ_g), KL(α ‖ α_g), JSD(α, α_g))``; WP's half TVD with ``wp_quirk``."""
+    output_change = stats.tvd(probabilities, guide_probabilities)
+    if guide.wp_quirk and guide.config.binary:
+        output_change = 0.5 * output_change
+    return (
+        output_change,
+        stats.kl(attention, guide_attention),
+        stats.jsd(attention, guide_attention),
+    )
+
+
+def loss_fn(params, model_config, batch, pos_weight, guide_params=None, guide=None):
     """Mean loss over the real rows of ``batch`` (``weights`` is 0 on padding rows).
 
     Binary: ``−[w·y·log σ(z) + (1−y)·log σ(−z)]`` with ``w = pos_weight``;
-    otherwise ``−log softmax(z)_y``.
+    otherwise ``−log softmax(z)_y``. With an adversary ``guide``, WP's objective
+    instead (see ``Guide``).
     """
-    logits, _ = models.forward_batch(params, model_config, batch)
+    weights = batch["weights"]
+    if guide is not None:
+        guide_probabilities, guide_attention = guide_outputs(guide_params, guide, batch)
+        if guide.role == "frozen_attention":
+            batch = {**batch, "attention_override": guide_attention}
+    logits, aux = models.forward_batch(params, model_config, batch)
+    if guide is not None and guide.role == "adversary":
+        output_change, divergence, _ = adversarial_terms(
+            models.probabilities(logits, model_config), aux["attention"],
+            guide_probabilities, guide_attention, guide,
+        )  # fmt: skip
+        per_row = output_change - guide.adversarial_lambda * divergence
+        if guide.wp_quirk:
+            return jnp.sum(per_row * weights)
+        return jnp.sum(per_row * weights) / jnp.maximum(jnp.sum(weights), 1.0)
     labels = batch["labels"]
     if model_config.binary:
         z = logits[:, 0]
@@ -88,30 +147,52 @@ def loss_fn(params, model_config, batch, pos_weight):
         per_row = pos_weight * y * jax.nn.softplus(-z) + (1.0 - y) * jax.nn.softplus(z)
     else:
         per_row = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    weights = batch["weights"]
     return jnp.sum(per_row * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
 def make_optimizer(train_config: TrainConfig) -> optax.GradientTransformation:
+    """AMSGrad with coupled weight decay off the attention; cached, so runs with the same
+    settings share one optimiser object and hence one compiled ``train_step``."""
+    return _optimizer(train_config.learning_rate, train_config.weight_decay)
+
+
+@functools.cache
+def _optimizer(learning_rate: float, weight_decay: float) -> optax.GradientTransformation:
     return optax.chain(
-        optax.add_decayed_weights(train_config.weight_decay, mask=models.weight_decay_mask),
-        optax.amsgrad(train_config.learning_rate),
+        optax.add_decayed_weights(weight_decay, mask=models.weight_decay_mask),
+        optax.amsgrad(learning_rate),
     )
 
 
-@functools.partial(jax.jit, static_argnames=("model_config", "optimizer"), donate_argnums=(0, 1))
-def train_step(params, opt_state, batch, pos_weight, *, model_config, optimizer):
+@functools.partial(
+    jax.jit, static_argnames=("model_config", "optimizer", "guide"), donate_argnums=(0, 1)
+)
+def train_step(
+    params, opt_state, batch, pos_weight, guide_params=None, *, model_config, optimizer, guide=None
+):
     """One optimiser step; returns ``(params, opt_state, loss)``."""
-    loss, grads = jax.value_and_grad(loss_fn)(params, model_config, batch, pos_weight)
+    loss, grads = jax.value_and_grad(loss_fn)(
+        params, model_config, batch, pos_weight, guide_params, guide
+    )
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
 
-@functools.partial(jax.jit, static_argnames=("model_config",))
-def predict_batch(params, batch, *, model_config):
-    """``(probabilities [B, C], attention [B, T])`` for one batch."""
+@functools.partial(jax.jit, static_argnames=("model_config", "guide"))
+def predict_batch(params, batch, guide_params=None, *, model_config, guide=None):
+    """``(probabilities [B, C], attention [B, T])`` for one batch.
+
+    With a ``guide``, also the guide's ``(probabilities, attention)``; a
+    ``frozen_attention`` guide's α replaces this model's.
+    """
+    guide_result = None
+    if guide is not None:
+        guide_result = guide_outputs(guide_params, guide, batch)
+        if guide.role == "frozen_attention":
+            batch = {**batch, "attention_override": guide_result[1]}
     logits, aux = models.forward_batch(params, model_config, batch)
-    return models.probabilities(logits, model_config), aux["attention"]
+    result = (models.probabilities(logits, model_config), aux["attention"])
+    return result if guide is None else (*result, *guide_result)
 
 
 def _model_inputs(batch: dict) -> dict:
@@ -119,31 +200,101 @@ def _model_inputs(batch: dict) -> dict:
     return {k: jnp.asarray(v) for k, v in batch.items() if k in keep}
 
 
+@dataclasses.dataclass
+class Predictions:
+    """A model's outputs on a split, in data order.
+
+    Attributes:
+      probabilities: ``[N, C]``.
+      attention: ``N`` arrays over the real tokens (SOS/EOS removed).
+      guide_probabilities, guide_attention: the guide's, when there is one.
+    """
+
+    probabilities: np.ndarray
+    attention: list[np.ndarray]
+    guide_probabilities: np.ndarray | None = None
+    guide_attention: list[np.ndarray] | None = None
+
+
+def predict(
+    params, model_config, split: data.EncodedSplit, boundaries, guide_params=None, guide=None
+) -> Predictions:
+    """Runs the model (and its guide) over ``split`` in fixed-shape batches."""
+    n = len(split)
+    probabilities = np.zeros((n, model_config.num_classes), np.float32)
+    attention: list = [None] * n
+    guide_probabilities = None if guide is None else np.zeros_like(probabilities)
+    guide_attention: list | None = None if guide is None else [None] * n
+    for batch in data.batches(split, EVAL_BATCH_SIZE, boundaries):
+        outputs = jax.device_get(
+            predict_batch(params, _model_inputs(batch), guide_params,
+                          model_config=model_config, guide=guide)
+        )  # fmt: skip
+        for row in np.flatnonzero(batch["index"] >= 0):
+            i, real = batch["index"][row], slice(1, batch["lengths"][row] - 1)
+            probabilities[i] = outputs[0][row]
+            attention[i] = outputs[1][row, real]
+            if guide is not None:
+                guide_probabilities[i] = outputs[2][row]
+                guide_attention[i] = outputs[3][row, real]
+    return Predictions(probabilities, attention, guide_probabilities, guide_attention)
+
+
 def predict_split(params, model_config, split: data.EncodedSplit, boundaries) -> np.ndarray:
     """Class probabilities ``[N, C]`` for every instance of ``split``, in data order."""
-    probabilities = np.zeros((len(split), model_config.num_classes), np.float32)
-    for batch in data.batches(split, EVAL_BATCH_SIZE, boundaries):
-        batch_probabilities, _ = predict_batch(
-            params, _model_inputs(batch), model_config=model_config
-        )
-        rows = batch["index"] >= 0
-        probabilities[batch["index"][rows]] = np.asarray(batch_probabilities)[rows]
-    return probabilities
+    return predict(params, model_config, split, boundaries).probabilities
 
 
-def evaluate(params, model_config, split, boundaries) -> dict[str, float]:
-    return metrics.classification_report(
-        split.labels, predict_split(params, model_config, split, boundaries)
-    )
+def evaluate(params, model_config, split, boundaries, guide_params=None, guide=None) -> dict:
+    """Accuracy, ROC-AUC and macro-F1 against the labels; with an adversary guide also the
+    means of ``TVD(ŷ, ŷ_g)``, ``KL(α ‖ α_g)``, ``JSD(α, α_g)`` and WP's objective."""
+    predictions = predict(params, model_config, split, boundaries, guide_params, guide)
+    report = metrics.classification_report(split.labels, predictions.probabilities)
+    if guide is not None and guide.role == "adversary":
+        pairs = [
+            adversarial_terms(
+                jnp.asarray(p), jnp.asarray(a), jnp.asarray(gp), jnp.asarray(ga), guide
+            )
+            for p, a, gp, ga in zip(
+                predictions.probabilities, predictions.attention,
+                predictions.guide_probabilities, predictions.guide_attention, strict=True,
+            )
+        ]  # fmt: skip
+        tvd, kl, jsd = (float(np.mean([float(t[k]) for t in pairs])) for k in range(3))
+        report.update(
+            tvd_to_guide=tvd, kl_to_guide=kl, jsd_to_guide=jsd,
+            neg_objective=-(tvd - guide.adversarial_lambda * kl),
+        )  # fmt: skip
+    return report
 
 
-def selection_metric(model_config: models.ModelConfig) -> str:
+def selection_metric(model_config: models.ModelConfig, guide: Guide | None = None) -> str:
+    if guide is not None and guide.role == "adversary":
+        return "neg_objective"
     return "roc_auc" if model_config.binary else "accuracy"
 
 
 def _format_duration(seconds: float) -> str:
     minutes, seconds = divmod(int(round(seconds)), 60)
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def load_guide(train_config: TrainConfig, vocab) -> tuple[Guide | None, Any]:
+    """The guide run named by ``frozen_attention_from`` or ``adversary_of``, if any."""
+    from attn_audit.run_folder import load_run  # run_folder imports this module's neighbours
+
+    folder = train_config.frozen_attention_from or train_config.adversary_of
+    if not folder:
+        return None, None
+    run = load_run(folder)
+    if run.vocab.tokens != vocab.tokens:
+        raise ValueError(
+            f"The guide run {folder} was trained with another vocabulary; it must be a run "
+            f"of the same data set ({train_config.dataset})."
+        )
+    role = "frozen_attention" if train_config.frozen_attention_from else "adversary"
+    guide = Guide(run.model_config, role, train_config.adversarial_lambda, train_config.wp_quirk)
+    return guide, run.params
 
 
 def _check_same_run(workdir: pathlib.Path, config: dict) -> None:
@@ -232,9 +383,10 @@ def run_training(
         for encoder in ("encoder", "question_encoder"):
             if encoder in params:
                 params[encoder]["embedding"]["weight"] = jnp.asarray(matrix)
+    guide, guide_params = load_guide(train_config, vocab)
     optimizer = make_optimizer(train_config)
     opt_state = optimizer.init(params)
-    history = {"epochs": [], "selection_metric": selection_metric(model_config)}
+    history = {"epochs": [], "selection_metric": selection_metric(model_config, guide)}
     checkpoints = RunCheckpoints(workdir)
     try:
         if checkpoints.latest_epoch() is not None:
@@ -245,7 +397,7 @@ def run_training(
             logging.info("Resuming %s after epoch %d.", workdir, epoch)
         history = _train_epochs(
             train_config, model_config, params, opt_state, optimizer, splits, boundaries,
-            history, checkpoints, workdir,
+            history, checkpoints, workdir, guide, guide_params,
         )  # fmt: skip
     finally:
         checkpoints.close()
@@ -254,7 +406,7 @@ def run_training(
 
 def _train_epochs(
     train_config, model_config, params, opt_state, optimizer, splits, boundaries, history,
-    checkpoints, workdir,
+    checkpoints, workdir, guide=None, guide_params=None,
 ):  # fmt: skip
     train_split = splits["train"]
     positives = int(np.sum(train_split.labels == 1))
@@ -276,8 +428,8 @@ def _train_epochs(
             data.batches(train_split, train_config.batch_size, boundaries, rng=shuffle), start=1
         ):
             params, opt_state, loss = train_step(
-                params, opt_state, _model_inputs(batch), pos_weight,
-                model_config=model_config, optimizer=optimizer,
+                params, opt_state, _model_inputs(batch), pos_weight, guide_params,
+                model_config=model_config, optimizer=optimizer, guide=guide,
             )  # fmt: skip
             losses.append(loss)
             if step % 50 == 0 or step == batches_per_epoch:
@@ -290,7 +442,7 @@ def _train_epochs(
                 )  # fmt: skip
         train_seconds = time.perf_counter() - epoch_start
         train_loss = float(np.mean(jax.device_get(losses)))
-        dev = evaluate(params, model_config, splits["dev"], boundaries)
+        dev = evaluate(params, model_config, splits["dev"], boundaries, guide_params, guide)
         record = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -320,7 +472,7 @@ def _train_epochs(
     _, best_params = checkpoints.restore("best", params)
     history["test"] = {
         "epoch": history["best_epoch"],
-        **evaluate(best_params, model_config, splits["test"], boundaries),
+        **evaluate(best_params, model_config, splits["test"], boundaries, guide_params, guide),
     }
     history["total_train_seconds"] = sum(r["train_seconds"] for r in history["epochs"])
     write_json(workdir / "metrics.json", history)

@@ -1,5 +1,6 @@
 """Training: one step moves every parameter, a tiny run learns, a killed run resumes."""
 
+import dataclasses
 import json
 import pathlib
 import signal
@@ -154,3 +155,41 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     b = json.loads((straight / "metrics.json").read_text())
     assert [e["train_loss"] for e in a["epochs"]] == [e["train_loss"] for e in b["epochs"]]
     assert a["test"] == b["test"]
+
+
+def test_guided_runs_frozen_attention_and_adversary(tmp_path):
+    dataset = data.load_dataset("sst", write_toy_sst(tmp_path / "data", n=80))
+    base = train.TrainConfig(epochs=2, learning_rate=0.02, **TINY)
+    train.run_training(base, tmp_path / "base", dataset=dataset)
+    base_run = load_run(tmp_path / "base")
+    vocab = base_run.vocab
+    test = data.encode_split(dataset, "test", vocab)
+    boundaries = tuple(base_run.config["data"]["bucket_boundaries"])
+    base_predictions = train.predict(base_run.params, base_run.model_config, test, boundaries)
+
+    # Diagnostic: an Average model decoding with the base model's attention.
+    frozen = dataclasses.replace(
+        base, encoder="average", frozen_attention_from=str(tmp_path / "base")
+    )
+    train.run_training(frozen, tmp_path / "frozen", dataset=dataset)
+    frozen_run = load_run(tmp_path / "frozen")
+    guide, guide_params = train.load_guide(frozen, vocab)
+    assert guide.role == "frozen_attention"
+    predictions = train.predict(
+        frozen_run.params, frozen_run.model_config, test, boundaries, guide_params, guide
+    )
+    for ours, theirs in zip(predictions.attention, base_predictions.attention, strict=True):
+        np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+    # Model-consistent adversary: outputs follow the base model, attention moves away.
+    adversary = dataclasses.replace(
+        base, adversary_of=str(tmp_path / "base"), adversarial_lambda=1.0, epochs=3
+    )
+    history = train.run_training(adversary, tmp_path / "adversary", dataset=dataset)
+    assert history["selection_metric"] == "neg_objective"
+    first, last = history["epochs"][0]["dev"], history["epochs"][-1]["dev"]
+    assert last["kl_to_guide"] > first["kl_to_guide"] - 1e-6
+    assert {"tvd_to_guide", "jsd_to_guide", "kl_to_guide"} <= set(history["test"])
+
+    with pytest.raises(ValueError, match="not both"):
+        dataclasses.replace(base, adversary_of="a", frozen_attention_from="b")
