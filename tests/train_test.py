@@ -193,3 +193,12 @@ def test_guided_runs_frozen_attention_and_adversary(tmp_path):
 
     with pytest.raises(ValueError, match="not both"):
         dataclasses.replace(base, adversary_of="a", frozen_attention_from="b")
+
+
+def test_runs_with_other_seeds_reuse_the_compiled_train_step(tmp_path):
+    dataset = data.load_dataset("sst", write_toy_sst(tmp_path / "data", n=40))
+    config = train.TrainConfig(epochs=1, **TINY)
+    train.run_training(config, tmp_path / "seed0", dataset=dataset)
+    compiled = train.train_step._cache_size()
+    train.run_training(dataclasses.replace(config, seed=1), tmp_path / "seed1", dataset=dataset)
+    assert train.train_step._cache_size() == compiled
