@@ -1,0 +1,187 @@
+r"""Reproduces JW's Table 2 and figures: train (or reuse) and audit every model.
+
+  python -m experiments.reproduce [--datasets=sst,agnews,20news,imdb,snli,babi1,babi2,babi3 \
+      --encoders=lstm,cnn,average --attentions=tanh,dot --runs_dir=runs/reproduce \
+      --results_dir=results --data_dir=DIR]
+
+For every data set × encoder × attention: trains with the paper's recipe (or the reduced
+budget below, for the sets too large for a 2-core CPU), audits the test split (all four
+audits), and writes
+
+- ``results/table2.csv``: one row per data set × encoder × attention × predicted class;
+- ``results/RESULTS.md`` (section ``reproduce``): our numbers beside the paper's, and the
+  paper's findings checked one by one;
+- ``results/figures/<dataset>_lstm_tanh_*.png``: the BiLSTM+tanh figures of each set.
+
+Finished runs and audits are reused, so the command can be stopped and started again.
+"""
+
+import json
+import pathlib
+import shutil
+import sys
+import time
+
+from absl import app, flags, logging
+
+from attn_audit import data, train
+from attn_audit.audits import AuditOptions, JWModel, run_audit
+from attn_audit.report import figures, paper_row, summarize
+from attn_audit.run_folder import load_run
+from experiments._logging import quiet_libraries
+
+DATASETS = ("sst", "agnews", "20news", "imdb", "snli", "babi1", "babi2", "babi3")
+# What the 2-core machines can afford where the paper's budget is too large; every result
+# from these sets says so. train_limit: first N training instances (vocabulary from them);
+# audit_limit: first N test instances audited.
+REDUCED_BUDGETS = {
+    "imdb": {"train_limit": 4000, "epochs": 4, "audit_limit": 300},
+    "20news": {"audit_limit": 200},
+    "snli": {"epochs": 8, "audit_limit": 1000},
+    "babi1": {"epochs": 10, "audit_limit": 500},
+    "babi2": {"epochs": 10, "audit_limit": 500},
+    "babi3": {"epochs": 20, "audit_limit": 500},
+}
+_DATASETS = flags.DEFINE_list("datasets", list(DATASETS), "Data sets.")
+_ENCODERS = flags.DEFINE_list("encoders", ["lstm", "cnn", "average"], "Encoders.")
+_ATTENTIONS = flags.DEFINE_list("attentions", ["tanh", "dot"], "Attentions.")
+_RUNS_DIR = flags.DEFINE_string("runs_dir", "runs/reproduce", "Where the runs go.")
+_RESULTS_DIR = flags.DEFINE_string("results_dir", "results", "Where tables and figures go.")
+_FULL_BUDGET = flags.DEFINE_bool("full_budget", False, "Ignore REDUCED_BUDGETS.")
+_EPOCHS = flags.DEFINE_integer("epochs", None, "Override every run's epochs (tests).")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "Folder with the original data files (default: $ATTN_AUDIT_DATA)."
+)
+
+COLUMNS = (
+    "dataset", "encoder", "attention", "class", "n", "test_accuracy", "test_roc_auc",
+    "tau_g_mean", "tau_g_std", "tau_g_sig_frac", "tau_loo_mean", "tau_loo_std",
+    "tau_loo_sig_frac", "tau_g_loo_mean", "perm_median_tvd_median", "adv_share_jsd_ge_0_6",
+)  # fmt: skip
+
+
+def table_rows(dataset, encoder, attention, summary, test_metrics) -> list[dict]:
+    rows = []
+    for name, cell in summary["table2"].items():
+        if name == "all" or not cell["n"]:
+            continue
+
+        def tau(measure, key, cell=cell):
+            return cell.get(measure, {}).get(key)
+
+        permutation = summary.get("permutation", {}).get("by_class", {}).get(name, {})
+        adversarial = summary.get("adversarial", {}).get("by_class", {}).get(name, {})
+        rows.append({
+            "dataset": dataset, "encoder": encoder, "attention": attention, "class": name,
+            "n": cell["n"], "test_accuracy": test_metrics["accuracy"],
+            "test_roc_auc": test_metrics["roc_auc"],
+            "tau_g_mean": tau("tau_gradient", "mean"), "tau_g_std": tau("tau_gradient", "std"),
+            "tau_g_sig_frac": tau("tau_gradient", "sig_frac"),
+            "tau_loo_mean": tau("tau_loo", "mean"), "tau_loo_std": tau("tau_loo", "std"),
+            "tau_loo_sig_frac": tau("tau_loo", "sig_frac"),
+            "tau_g_loo_mean": tau("tau_gradient_loo", "mean"),
+            "perm_median_tvd_median": permutation.get("median"),
+            "adv_share_jsd_ge_0_6": adversarial.get("share_jsd_ge_0_6"),
+            "label_names": list(summary["label_names"]),
+        })  # fmt: skip
+    return rows
+
+
+def _cell(mean, std=None, frac=None):
+    if mean is None:
+        return "—"
+    text = f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "")
+    return text + (f" ({frac:.2f})" if frac is not None else "")
+
+
+def markdown_section(rows, budgets, notes, wall_minutes) -> str:
+    lines = [
+        "## JW's Table 2, reproduced", "",
+        "Command: `python -m experiments.reproduce`. Cells are mean ± std (Sig. Frac.) of "
+        "Kendall τ-b per predicted class; JW's published cells in the rows marked *JW*. "
+        "perm = median over instances of the permutation median TVD; adv ≥ 0.6 = share of "
+        "instances whose adversarial max JSD is at least 0.6.", "",
+        "| data | model | class | n | acc | AUC | τ_g | τ_loo | τ_g,loo | perm | adv ≥ 0.6 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for row in rows:
+        lines.append(
+            f"| {row['dataset']} | {row['encoder']}+{row['attention']} | {row['class']} | "
+            f"{row['n']} | {row['test_accuracy']:.3f} | {row['test_roc_auc']:.3f} | "
+            f"{_cell(row['tau_g_mean'], row['tau_g_std'], row['tau_g_sig_frac'])} | "
+            f"{_cell(row['tau_loo_mean'], row['tau_loo_std'], row['tau_loo_sig_frac'])} | "
+            f"{_cell(row['tau_g_loo_mean'])} | {_cell(row['perm_median_tvd_median'])} | "
+            f"{_cell(row['adv_share_jsd_ge_0_6'])} |"
+        )
+        published = None
+        if row["attention"] == "tanh":
+            published = paper_row(row["dataset"], row["encoder"], row["label_names"])
+        if published:
+            lines.append(
+                f"| | *JW* | | | | | {published.get('tau_gradient', {}).get(row['class'], '—')}"
+                f" | {published.get('tau_loo', {}).get(row['class'], '—')} | | | |"
+            )
+    lines += ["", "Budgets and data notes:", ""]
+    lines += [f"- {name}: {budget}" for name, budget in budgets.items()]
+    lines += [f"- {note}" for note in notes]
+    lines += ["", f"Wall time of the last command: {wall_minutes:.1f} min.", ""]
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    quiet_libraries()
+    from attn_audit import wp  # replace_section, write_csv
+
+    root, results = pathlib.Path(_RUNS_DIR.value), pathlib.Path(_RESULTS_DIR.value)
+    (results / "figures").mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    rows, budgets, notes = [], {}, []
+    for name in _DATASETS.value:
+        try:
+            dataset = data.load_dataset(name, _DATA_DIR.value)
+        except data.DataError as error:
+            logging.warning("Skipping %s: %s", name, error)
+            notes.append(f"{name}: skipped ({error})")
+            continue
+        budget = {} if _FULL_BUDGET.value else dict(REDUCED_BUDGETS.get(name, {}))
+        if _EPOCHS.value:
+            budget["epochs"] = _EPOCHS.value
+        train_limit = budget.pop("train_limit", None)
+        audit_limit = budget.pop("audit_limit", None)
+        if train_limit:
+            dataset.splits["train"] = dataset.splits["train"][:train_limit]
+        budgets[name] = {**budget, "train_limit": train_limit, "audit_limit": audit_limit}
+        notes += [f"{name}: {note}" for note in dataset.notes]
+        for encoder in _ENCODERS.value:
+            for attention in _ATTENTIONS.value:
+                config = train.TrainConfig(
+                    dataset=name, encoder=encoder, attention=attention,
+                    **{**train.paper_defaults(name), **budget},
+                )  # fmt: skip
+                workdir = root / name / f"{encoder}_{attention}"
+                logging.info("reproduce: %s %s+%s", name, encoder, attention)
+                history = train.run_training(config, workdir, dataset=dataset)
+                run = load_run(workdir)
+                test = data.encode_split(dataset, "test", run.vocab)
+                out_dir = workdir / "audit" / "test"
+                options = AuditOptions(limit=audit_limit)
+                records, timings = run_audit(
+                    JWModel(run.model_config), run.params, test,
+                    tuple(run.config["data"]["bucket_boundaries"]), out_dir, options,
+                )  # fmt: skip
+                label_names = run.config["data"]["label_names"]
+                summary = summarize(records, label_names, {"timings": timings})
+                (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+                rows += table_rows(name, encoder, attention, summary, history["test"])
+                if (encoder, attention) == ("lstm", "tanh"):
+                    for path in figures.write_all(records, label_names, out_dir):
+                        shutil.copy(path, results / "figures" / f"{name}_lstm_tanh_{path.name}")
+    wp.write_csv(results / "table2.csv", [{c: r[c] for c in COLUMNS} for r in rows])
+    section = markdown_section(rows, budgets, notes, (time.perf_counter() - start) / 60)
+    wp.replace_section(results / "RESULTS.md", "reproduce", section)
+    print(section)
+
+
+if __name__ == "__main__":
+    sys.exit(app.run(main))
