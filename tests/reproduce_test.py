@@ -5,6 +5,8 @@ import pathlib
 import subprocess
 import sys
 
+from attn_audit import data
+
 from .train_test import write_toy_sst
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -24,7 +26,9 @@ def test_reproduce_writes_table2_and_results(tmp_path):
         rows = list(csv.DictReader(f))
     assert rows and {r["dataset"] for r in rows} == {"sst"}
     assert set(rows[0]) >= {"tau_g_mean", "tau_loo_sig_frac", "adv_share_jsd_ge_0_6"}
-    assert sum(int(r["n"]) for r in rows) == 50
+    dataset = data.load_dataset("sst", data_dir)
+    test = data.encode_split(dataset, "test", data.vocabulary_for(dataset))
+    assert sum(int(r["n"]) for r in rows) == len(test)  # every test instance, once
     text = (tmp_path / "results" / "RESULTS.md").read_text()
     assert "*JW*" in text and "babi1: skipped" in text
     assert (tmp_path / "results" / "figures" / "sst_lstm_tanh_attention_heatmaps.png").exists()
