@@ -21,6 +21,7 @@ import optax
 
 from attn_audit import data, metrics, models, stats
 from attn_audit import embeddings as embeddings_lib
+from attn_audit._progress import format_duration
 from attn_audit.checkpoint import RunCheckpoints
 from attn_audit.run_folder import read_json, write_json
 
@@ -274,11 +275,6 @@ def selection_metric(model_config: models.ModelConfig, guide: Guide | None = Non
     return "roc_auc" if model_config.binary else "accuracy"
 
 
-def _format_duration(seconds: float) -> str:
-    minutes, seconds = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
-
-
 def load_guide(train_config: TrainConfig, vocab) -> tuple[Guide | None, Any]:
     """The guide run named by ``frozen_attention_from`` or ``adversary_of``, if any."""
     from attn_audit.run_folder import load_run  # run_folder imports this module's neighbours
@@ -438,7 +434,7 @@ def _train_epochs(
                     "epoch %d: %d/%d batches, %.0f instances/s, epoch ETA %s",
                     epoch, step, batches_per_epoch,
                     step * train_config.batch_size / elapsed,
-                    _format_duration(elapsed / step * (batches_per_epoch - step)),
+                    format_duration(elapsed / step * (batches_per_epoch - step)),
                 )  # fmt: skip
         train_seconds = time.perf_counter() - epoch_start
         train_loss = float(np.mean(jax.device_get(losses)))
@@ -464,8 +460,8 @@ def _train_epochs(
             "epoch %d/%d: loss %.4f, dev accuracy %.4f, ROC-AUC %.4f, macro-F1 %.4f "
             "(%.0f instances/s, %s; ETA %s)%s",
             epoch, train_config.epochs, train_loss, dev["accuracy"], dev["roc_auc"],
-            dev["macro_f1"], record["instances_per_second"], _format_duration(train_seconds),
-            _format_duration(remaining * (train_config.epochs - epoch)),
+            dev["macro_f1"], record["instances_per_second"], format_duration(train_seconds),
+            format_duration(remaining * (train_config.epochs - epoch)),
             " *best*" if best["epoch"] == epoch else "",
         )  # fmt: skip
 

@@ -1,13 +1,9 @@
 """Helpers shared by the audits: the real-token mask and the original forward pass."""
 
-import jax
-import jax.numpy as jnp
+from attn_audit.models import attention_mask
 
-
-def real_token_mask(length: jax.Array, num_positions: int) -> jax.Array:
-    """bool ``[T]``: True on the real tokens, positions ``1 … length − 2`` (SPEC §1)."""
-    positions = jnp.arange(num_positions)
-    return (positions >= 1) & (positions <= length - 2)
+# bool [T]: True on the real tokens, positions 1 … length − 2 (SPEC §1).
+real_token_mask = attention_mask
 
 
 def original_pass(model, params, instance):

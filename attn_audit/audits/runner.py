@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from attn_audit import data, stats
+from attn_audit._progress import format_duration
 from attn_audit.audits.adversarial import AdversarySettings
 from attn_audit.audits.engine import AUDITS, BatchAuditor
 from attn_audit.report.records import read_records, write_records
@@ -132,11 +133,6 @@ def _check_options(out_dir: pathlib.Path, options: AuditOptions) -> None:
         saved_path.write_text(json.dumps(wanted, indent=2))
 
 
-def _format_duration(seconds: float) -> str:
-    minutes, seconds = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
-
-
 def run_audit(
     model, params, split: data.EncodedSplit, boundaries, out_dir, options: AuditOptions
 ) -> tuple[list[dict], dict]:
@@ -195,7 +191,7 @@ def run_audit(
         logging.info(
             "audited batch %d/%d (length %d): %d instances, %.1f instances/s, ETA %s",
             number + 1, len(plan), batch["token_ids"].shape[1], done, rate,
-            _format_duration(remaining / rate if rate else 0.0),
+            format_duration(remaining / rate if rate else 0.0),
         )  # fmt: skip
     timings["wall_seconds"] = time.perf_counter() - start
     records = []
