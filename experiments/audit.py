@@ -29,7 +29,7 @@ from attn_audit.audits import AUDITS, AuditOptions, JWModel, run_audit
 from attn_audit.checkpoint import CheckpointError
 from attn_audit.report import figures, paper_row, summarize, summary_markdown
 from attn_audit.run_folder import load_run
-from experiments._logging import quiet_libraries
+from experiments._setup import setup
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder of a trained model.", required=True)
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "dev", "test"], "Split to audit.")
@@ -54,7 +54,7 @@ def code_version() -> str:
 
 def main(argv):
     del argv
-    quiet_libraries()
+    setup()
     start = time.perf_counter()
     try:
         unknown = sorted(set(_AUDITS.value) - set(AUDITS))

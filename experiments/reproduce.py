@@ -28,7 +28,7 @@ from attn_audit import data, train
 from attn_audit.audits import AuditOptions, JWModel, run_audit
 from attn_audit.report import figures, paper_row, summarize
 from attn_audit.run_folder import load_run
-from experiments._logging import quiet_libraries
+from experiments._setup import setup
 
 DATASETS = ("sst", "agnews", "20news", "imdb", "snli", "babi1", "babi2", "babi3")
 # What the 2-core machines can afford where the paper's budget is too large; every result
@@ -130,7 +130,7 @@ def markdown_section(rows, budgets, notes, wall_minutes) -> str:
 
 def main(argv):
     del argv
-    quiet_libraries()
+    setup()
     from attn_audit import wp  # replace_section, write_csv
 
     root, results = pathlib.Path(_RUNS_DIR.value), pathlib.Path(_RESULTS_DIR.value)

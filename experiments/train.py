@@ -21,7 +21,7 @@ from absl import app, flags, logging
 
 from attn_audit import data, train
 from attn_audit.checkpoint import CheckpointError
-from experiments._logging import quiet_libraries
+from experiments._setup import setup
 
 _DATASET = flags.DEFINE_string("dataset", "sst", "Data set name (sst, agnews, ...) or tfds:<name>.")
 _ENCODER = flags.DEFINE_enum("encoder", "lstm", ["lstm", "cnn", "average"], "Encoder.")
@@ -45,7 +45,7 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed for initialisation and shuffling."
 
 def main(argv):
     del argv
-    quiet_libraries()
+    setup()
     settings = train.paper_defaults(_DATASET.value)
     for name, flag in (
         ("epochs", _EPOCHS), ("batch_size", _BATCH_SIZE),

@@ -31,7 +31,7 @@ from absl import app, flags, logging
 from attn_audit import data, train, wp
 from attn_audit.checkpoint import CheckpointError
 from attn_audit.run_folder import load_run
-from experiments._logging import quiet_libraries
+from experiments._setup import setup
 
 TESTS = ("uniform", "seeds", "diagnostic", "adversarial")
 _DATASET = flags.DEFINE_string("dataset", "sst", "Data set name.")
@@ -57,7 +57,7 @@ def _fmt(value, digits=3):
 
 def main(argv):
     del argv
-    quiet_libraries()
+    setup()
     unknown = sorted(set(_TESTS.value) - set(TESTS))
     if unknown:
         sys.exit(f"error: Unknown tests {unknown} in --tests; choose from {list(TESTS)}.")

@@ -1,0 +1,40 @@
+"""What every command does first: quiet library logging, and JAX's persistent compilation cache."""
+
+import logging
+import os
+import pathlib
+
+import jax
+
+CACHE_ENV_VAR = "ATTN_AUDIT_JAX_CACHE"
+
+
+class _DropLibraryInfo(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        noisy = "orbax" in record.pathname or "/jax/_src/" in record.pathname
+        return record.levelno >= logging.WARNING or not noisy
+
+
+def quiet_libraries() -> None:
+    """Drops INFO records of orbax and jax internals from every root handler."""
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_DropLibraryInfo())
+
+
+def enable_compilation_cache() -> pathlib.Path | None:
+    """Keeps compiled XLA programs on disk, so a second run of a command skips compilation.
+
+    The folder is ``$ATTN_AUDIT_JAX_CACHE``, else ``~/.cache/attn_audit/jax``; setting the
+    variable to an empty string turns the cache off.
+    """
+    folder = os.environ.get(CACHE_ENV_VAR, str(pathlib.Path.home() / ".cache/attn_audit/jax"))
+    if not folder:
+        return None
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return pathlib.Path(folder)
+
+
+def setup() -> None:
+    quiet_libraries()
+    enable_compilation_cache()
