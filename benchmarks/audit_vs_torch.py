@@ -249,8 +249,10 @@ def render(per_audit, end_to_end, n, n_full, gflops, peak, rows, checked) -> str
     for audit, t in per_audit.items():
         jax_rate, a_rate, b_rate = (n / t["jax_steady_s"], n / t["original (a)"],
                                     n / t["batched (b)"])  # fmt: skip
-        lines.append(f"| {audit} | {t['jax_compile_s']:.1f} | {jax_rate:.0f} | {a_rate:.1f} | "
-                     f"{b_rate:.1f} | {jax_rate / a_rate:.0f}× | {jax_rate / b_rate:.1f}× |")  # fmt: skip
+        lines.append(
+            f"| {audit} | {t['jax_compile_s']:.1f} | {jax_rate:.0f} | {a_rate:.1f} | "
+            f"{b_rate:.1f} | {jax_rate / a_rate:.0f}× | {jax_rate / b_rate:.1f}× |"
+        )
     a, b = end_to_end["torch_original"], end_to_end["torch_batched"]
     rate = {
         "jax_cold": n_full / end_to_end["jax_cold"], "jax_warm": n_full / end_to_end["jax_warm"],
