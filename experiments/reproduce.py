@@ -177,6 +177,9 @@ def main(argv):
                 if (encoder, attention) == ("lstm", "tanh"):
                     for path in figures.write_all(records, label_names, out_dir):
                         shutil.copy(path, results / "figures" / f"{name}_lstm_tanh_{path.name}")
+                # This model's programs are not needed again; a long sweep that keeps every
+                # compiled program runs out of memory maps ("LLVM ... Cannot allocate memory").
+                jax.clear_caches()
     wp.write_csv(results / "table2.csv", [{c: r[c] for c in COLUMNS} for r in rows])
     section = markdown_section(rows, budgets, notes, (time.perf_counter() - start) / 60)
     wp.replace_section(results / "RESULTS.md", "reproduce", section)
