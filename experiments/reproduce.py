@@ -22,6 +22,7 @@ import shutil
 import sys
 import time
 
+import jax
 from absl import app, flags, logging
 
 from attn_audit import data, train
