@@ -262,9 +262,8 @@ def render(per_audit, end_to_end, n, n_full, gflops, peak, rows, checked) -> str
         "", "## End to end, as a user runs it", "",
         f"`experiments.audit` on the full SST test set ({n_full} instances, all four audits, "
         "process start to finish: imports, data, compilation, records, summary, figures), "
-        f"against the eager processes on the first {a['instances']} instances (the original "
-        "style needs about 25 s of eager optimiser steps per batch, so the full set would "
-        "take the best part of an hour); compared per instance.", "",
+        f"against the eager processes on the first {a['instances']} instances (same batches "
+        "and buckets, a whole process each, start-up included); compared per instance.", "",
         "| process | instances | wall s | instances/s |", "|---|---|---|---|",
         f"| attn_audit, cold compilation cache | {n_full} | {end_to_end['jax_cold']:.1f} | "
         f"{rate['jax_cold']:.1f} |",
