@@ -10,6 +10,8 @@ import torch
 from attn_audit import interop, models
 from attn_audit.interop import torch_model
 
+from .models_test import tiny_config
+
 SOS, EOS, PAD = 2, 3, 0
 VOCAB_SIZE = 20
 TASKS = [("classification", 2), ("classification", 3), ("qa", 4)]
@@ -23,20 +25,6 @@ CLASSIFICATION_MODELS = [
 TOLERANCE = 1e-5
 
 forward_batch = jax.jit(models.forward_batch, static_argnums=1)
-
-
-def tiny_config(encoder="lstm", attention="tanh", task="classification", num_classes=2):
-    """E=8, 6 LSTM units per direction, 3 filters per CNN kernel (as in models_test)."""
-    return models.ModelConfig(
-        vocab_size=VOCAB_SIZE,
-        num_classes=num_classes,
-        encoder=encoder,
-        attention=attention,
-        task=task,
-        embed_dim=8,
-        hidden_size=6,
-        cnn_filters=3,
-    )
 
 
 @functools.cache
