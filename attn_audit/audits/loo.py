@@ -21,19 +21,27 @@ def leave_one_out(model, params, instance, positions_per_chunk: int | None = Non
     The token is deleted, not masked: the sequence gets one shorter and the whole
     model is re-run, one variant per position: vmapped over all ``T`` positions at
     once, or ``positions_per_chunk`` at a time (``lax.map``) to bound memory on
-    long texts.
+    long texts. A model with ``deletion_states`` (see ``protocol``) supplies the
+    variants' states without re-encoding; attention and decoder still run per variant.
 
     Returns:
       ``[T]``, zero off the real tokens.
     """
-    *_, probabilities = original_pass(model, params, instance)
+    embedded, states, _, probabilities = original_pass(model, params, instance)
     num_positions = instance["token_ids"].shape[0]
+    shortcut = getattr(model, "deletion_states", None)
+    states_without = shortcut and shortcut(params, instance, embedded, states)
 
     def without(position):
         variant = dict(instance)
         variant["token_ids"] = delete_position(instance["token_ids"], position)
         variant["length"] = instance["length"] - 1
-        *_, variant_probabilities = original_pass(model, params, variant)
+        if states_without is None:
+            *_, variant_probabilities = original_pass(model, params, variant)
+        else:
+            variant_states = states_without(position)
+            alpha = model.attention(params, variant, variant_states)
+            variant_probabilities = model.decode(params, variant, variant_states, alpha)
         return stats.tvd(variant_probabilities, probabilities)
 
     positions = jnp.arange(num_positions)

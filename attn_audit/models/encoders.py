@@ -146,32 +146,49 @@ def encode_states(
     return jnp.where(is_valid[:, None], states, 0.0)
 
 
-def _lstm_direction(cell: Params, inputs: jax.Array) -> jax.Array:
-    """One LSTM direction over ``inputs [T, E]`` from zero state; returns ``[T, H]``.
+def _sigmoid(x: jax.Array) -> jax.Array:
+    """``σ(x) = (1 + tanh(x / 2)) / 2``, the same function; inside XLA:CPU's LSTM loop it runs
+    faster than ``jax.nn.sigmoid`` (measured in benchmarks/RESULTS.md)."""
+    return 0.5 * jnp.tanh(0.5 * x) + 0.5
 
-    PyTorch's cell, gate order i, f, g, o:
-    ``[i, f, g, o] = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh``,
-    ``c_t = σ(f) c_{t-1} + σ(i) tanh(g)``, ``h_t = σ(o) tanh(c_t)``.
+
+def _lstm_cell(gates: jax.Array, memory: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """PyTorch's LSTM cell from pre-activations ``gates [4H]`` (order i, f, g, o) and ``c [H]``.
+
+    ``c' = σ(f) c + σ(i) tanh(g)``, ``h' = σ(o) tanh(c')``; returns ``(h', c')``.
+    """
+    input_gate, forget_gate, candidate, output_gate = jnp.split(gates, 4)
+    memory = _sigmoid(forget_gate) * memory + _sigmoid(input_gate) * jnp.tanh(candidate)
+    return _sigmoid(output_gate) * jnp.tanh(memory), memory
+
+
+def _input_gates(cell: Params, inputs: jax.Array) -> jax.Array:
+    """``W_ih x_t + b_ih + b_hh`` for every t: ``[T, E] -> [T, 4H]`` (one matmul, no recurrence)."""
+    return _layers.linear_per_position(
+        {"weight": cell["weight_ih"], "bias": cell["bias_ih"] + cell["bias_hh"]}, inputs
+    )
+
+
+def _lstm_run(cell: Params, input_gates: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One LSTM direction from zero state over ``input_gates [T, 4H]``; ``(h [T, H], c [T, H])``.
+
+    PyTorch's cell: ``[i, f, g, o] = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh``.
     """
     hidden_size = cell["weight_hh"].shape[1]
-    # The input projections do not depend on the recurrence: one matmul for all t.
-    input_gates = _layers.linear_per_position(
-        {"weight": cell["weight_ih"], "bias": cell["bias_ih"] + cell["bias_hh"]}, inputs
-    )  # [T, 4H]
 
     def step(carry, gates_from_input):
         hidden, memory = carry
-        gates = gates_from_input + cell["weight_hh"] @ hidden
-        input_gate, forget_gate, candidate, output_gate = jnp.split(gates, 4)
-        kept = jax.nn.sigmoid(forget_gate) * memory
-        written = jax.nn.sigmoid(input_gate) * jnp.tanh(candidate)
-        memory = kept + written
-        hidden = jax.nn.sigmoid(output_gate) * jnp.tanh(memory)
-        return (hidden, memory), hidden
+        hidden, memory = _lstm_cell(gates_from_input + cell["weight_hh"] @ hidden, memory)
+        return (hidden, memory), (hidden, memory)
 
-    zeros = jnp.zeros((hidden_size,), inputs.dtype)
-    _, hiddens = jax.lax.scan(step, (zeros, zeros), input_gates)
-    return hiddens
+    zeros = jnp.zeros((hidden_size,), input_gates.dtype)
+    _, (hiddens, memories) = jax.lax.scan(step, (zeros, zeros), input_gates)
+    return hiddens, memories
+
+
+def _lstm_direction(cell: Params, inputs: jax.Array) -> jax.Array:
+    """One LSTM direction over ``inputs [T, E]`` from zero state; returns ``[T, H]``."""
+    return _lstm_run(cell, _input_gates(cell, inputs))[0]
 
 
 def valid_reversal_index(length: jax.Array, num_positions: int) -> jax.Array:
@@ -199,6 +216,158 @@ def _bilstm_states(rnn: Params, embedded: jax.Array, length: jax.Array) -> jax.A
     forward_states = hiddens[0]
     backward_states = hiddens[1][reversal]
     return jnp.concatenate([forward_states, backward_states], axis=-1)
+
+
+def bilstm_deletion_context(rnn: Params, embedded: jax.Array, length: jax.Array) -> dict:
+    """What every leave-one-out variant of a BiLSTM shares (see ``bilstm_states_without``).
+
+    Args:
+      rnn: ``{"forward": cell, "backward": cell}``.
+      embedded: ``[T, E]``, zero at ``t >= length``.
+      length: scalar int.
+
+    Returns:
+      ``{"forward_gates", "backward_gates": [T, 4H]}`` (input projections ``W_ih x_t + b``),
+      and the original states ``{"forward", "backward"}_{"hidden", "memory"}: [T, H]``
+      (backward state at t has read ``x_{length-1} … x_t``).
+    """
+    reversal = valid_reversal_index(length, embedded.shape[0])
+    forward_gates = _input_gates(rnn["forward"], embedded)
+    backward_gates = _input_gates(rnn["backward"], embedded)
+    forward_hidden, forward_memory = _lstm_run(rnn["forward"], forward_gates)
+    backward_hidden, backward_memory = _lstm_run(rnn["backward"], backward_gates[reversal])
+    return {
+        "forward_gates": forward_gates,
+        "backward_gates": backward_gates,
+        "forward_hidden": forward_hidden,
+        "forward_memory": forward_memory,
+        "backward_hidden": backward_hidden[reversal],
+        "backward_memory": backward_memory[reversal],
+    }
+
+
+def bilstm_states_without(
+    rnn: Params, context: dict, length: jax.Array, position: jax.Array
+) -> jax.Array:
+    """BiLSTM states of the sequence with ``position`` deleted, from the shared ``context``.
+
+    Deleting token p from ``x_0 … x_{n-1}`` leaves the forward states before p
+    and the backward states from p on (variant positions; original ones shifted
+    by one) unchanged. Only two chains are new: the forward one from
+    ``(h_{p-1}, c_{p-1})`` over ``x_{p+1} … x_{n-1}`` (n − 1 − p steps) and the
+    backward one from ``(h^b_{p+1}, c^b_{p+1})`` over ``x_{p-1} … x_0`` (p steps).
+    They run back to back in ONE scan of ``T − 1`` steps (n − 1 of them used),
+    half the recurrent steps of re-encoding both directions, with the input
+    projections reused. Equal to ``encode_states`` on the deleted sequence (tested).
+
+    Args:
+      rnn: ``{"forward": cell, "backward": cell}``.
+      context: ``bilstm_deletion_context`` of the original sequence.
+      length: scalar int n of the original sequence; the variant has n − 1.
+      position: scalar int p in ``[0, n)``.
+
+    Returns:
+      ``[T, 2H]``, zero at ``t >= n − 1``.
+    """
+    forward_gates, backward_gates = context["forward_gates"], context["backward_gates"]
+    num_positions = forward_gates.shape[0]
+    forward_steps = jnp.maximum(length - 1 - position, 0)
+    previous = jnp.maximum(position - 1, 0)
+    following = jnp.minimum(position + 1, num_positions - 1)
+    has_previous, has_following = position > 0, position + 1 < length
+    forward_start = tuple(
+        jnp.where(has_previous, context[f"forward_{part}"][previous], 0.0)
+        for part in ("hidden", "memory")
+    )
+    backward_start = tuple(
+        jnp.where(has_following, context[f"backward_{part}"][following], 0.0)
+        for part in ("hidden", "memory")
+    )
+
+    def step(carry, k):
+        is_forward = k < forward_steps
+        # The forward chain ends after `forward_steps` steps; the backward chain starts fresh.
+        hidden, memory = (
+            jnp.where(k == forward_steps, start, value)
+            for start, value in zip(backward_start, carry, strict=True)
+        )
+        forward_index = jnp.minimum(position + 1 + k, num_positions - 1)
+        backward_index = jnp.maximum(position - 1 - (k - forward_steps), 0)
+        gates = jnp.where(
+            is_forward,
+            forward_gates[forward_index] + rnn["forward"]["weight_hh"] @ hidden,
+            backward_gates[backward_index] + rnn["backward"]["weight_hh"] @ hidden,
+        )
+        hidden, memory = _lstm_cell(gates, memory)
+        return (hidden, memory), hidden
+
+    _, outputs = jax.lax.scan(step, forward_start, jnp.arange(num_positions - 1))  # [T-1, H]
+    positions = jnp.arange(num_positions)
+    last_output = num_positions - 2
+    before = positions < position
+    # Variant position q >= p holds original token q + 1.
+    forward_new = outputs[jnp.clip(positions - position, 0, last_output)]
+    backward_new = outputs[jnp.clip(forward_steps + position - 1 - positions, 0, last_output)]
+    forward_half = jnp.where(before[:, None], context["forward_hidden"], forward_new)
+    backward_half = jnp.where(
+        before[:, None],
+        backward_new,
+        context["backward_hidden"][jnp.minimum(positions + 1, num_positions - 1)],
+    )
+    states = jnp.concatenate([forward_half, backward_half], axis=-1)
+    return jnp.where((positions < length - 1)[:, None], states, 0.0)
+
+
+def has_deletion_shortcut(config: ModelConfig) -> bool:
+    """Whether ``states_without`` is cheaper than re-encoding a deleted sequence (lstm, average)."""
+    return config.encoder in ("lstm", "average")
+
+
+def deletion_context(
+    encoder_params: Params, config: ModelConfig, embedded: jax.Array, length: jax.Array
+) -> dict:
+    """What all leave-one-out variants of one sequence share (lstm and average only).
+
+    Args:
+      encoder_params: an encoder subtree.
+      config: ``config.encoder`` in ``("lstm", "average")``.
+      embedded: ``[T, E]``; positions ``t >= length`` are read as zeros.
+      length: scalar int.
+
+    Returns:
+      a dict for ``states_without``.
+    """
+    if not has_deletion_shortcut(config):
+        raise ValueError(f"No deletion shortcut for encoder {config.encoder!r}; re-encode instead.")
+    if config.encoder == "average":
+        return {"states": encode_states(encoder_params, config, embedded, length)}
+    embedded = jnp.where(valid_mask(length, embedded.shape[0])[:, None], embedded, 0.0)
+    return bilstm_deletion_context(encoder_params["rnn"], embedded, length)
+
+
+def states_without(
+    encoder_params: Params,
+    config: ModelConfig,
+    context: dict,
+    length: jax.Array,
+    position: jax.Array,
+) -> jax.Array:
+    """``encode_states`` of the sequence with ``position`` deleted (length − 1), from ``context``.
+
+    - average: ``h_t`` depends on ``x_t`` alone, so the variant's states are the
+      original ones with row p removed;
+    - lstm: ``bilstm_states_without``.
+
+    Returns:
+      ``[T, H]``, zero at ``t >= length − 1``.
+    """
+    if config.encoder == "lstm":
+        return bilstm_states_without(encoder_params["rnn"], context, length, position)
+    states = context["states"]
+    num_positions = states.shape[0]
+    positions = jnp.arange(num_positions)
+    source = jnp.minimum(positions + (positions >= position), num_positions - 1)
+    return jnp.where((positions < length - 1)[:, None], states[source], 0.0)
 
 
 def _cnn_states(convolutions: Params, config: ModelConfig, embedded: jax.Array) -> jax.Array:
