@@ -6,7 +6,9 @@
 - ``adversarial_search``: the most different attention with (almost) the same output;
 - ``BatchAuditor`` runs them on sharded batches; ``run_audit`` over a split, resumably.
 
-Any model with the four functions of ``AuditableModel`` can be audited.
+Any model with the four functions of ``AuditableModel`` can be audited: ``JWModel``
+adapts JW's models, ``TransformerModel`` the transformer (its last block's CLS
+attention), and ``auditable_model(config)`` picks between them.
 """
 
 from attn_audit.audits._instance import real_token_mask
@@ -21,10 +23,11 @@ from attn_audit.audits.permutation import (
 )
 from attn_audit.audits.protocol import AuditableModel, JWModel
 from attn_audit.audits.runner import AuditOptions, run_audit
+from attn_audit.audits.transformer_model import TransformerModel, auditable_model
 
 __all__ = [
     "AUDITS", "AdversarySettings", "AuditOptions", "AuditableModel", "BatchAuditor", "JWModel",
-    "adversarial_search", "delete_position", "gradient_importance", "leave_one_out",
-    "masked_softmax", "permutation_median_tvd", "permutation_tvds", "permute_real_tokens",
-    "real_token_mask", "run_audit",
+    "TransformerModel", "adversarial_search", "auditable_model", "delete_position",
+    "gradient_importance", "leave_one_out", "masked_softmax", "permutation_median_tvd",
+    "permutation_tvds", "permute_real_tokens", "real_token_mask", "run_audit",
 ]  # fmt: skip

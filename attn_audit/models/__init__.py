@@ -1,15 +1,26 @@
-"""JW's attention models (BiLSTM / CNN / Average encoders, tanh / dot attention) as pure functions.
+"""JW's attention models (BiLSTM / CNN / Average encoders, tanh / dot attention) and a
+Transformer encoder classifier, as pure functions.
 
-See ``model.py`` for the forward pass and the parameter tree, SPEC §2 for the science.
+See ``model.py`` for the forward pass and the parameter tree, SPEC §2 for the science;
+``transformer.py`` for the transformer (SPEC §5).
 """
 
+from attn_audit.models import transformer
 from attn_audit.models.attention import (
     attention_mask,
     attention_scores,
     attention_weights,
     uniform_attention,
 )
-from attn_audit.models.config import ATTENTIONS, ENCODERS, TASKS, ModelConfig
+from attn_audit.models.config import (
+    ATTENTIONS,
+    ENCODERS,
+    POOLINGS,
+    TASKS,
+    TRANSFORMER_ATTENTIONS,
+    TRANSFORMER_ENCODERS,
+    ModelConfig,
+)
 from attn_audit.models.decoder import attention_context, decode, decode_context
 from attn_audit.models.encoders import PAD_ID, valid_mask, valid_reversal_index
 from attn_audit.models.model import (
@@ -28,7 +39,10 @@ __all__ = [
     "ATTENTIONS",
     "ENCODERS",
     "PAD_ID",
+    "POOLINGS",
     "TASKS",
+    "TRANSFORMER_ATTENTIONS",
+    "TRANSFORMER_ENCODERS",
     "ModelConfig",
     "attention_context",
     "attention_mask",
@@ -44,6 +58,7 @@ __all__ = [
     "init",
     "probabilities",
     "question_vector",
+    "transformer",
     "uniform_attention",
     "valid_mask",
     "valid_reversal_index",

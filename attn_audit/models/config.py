@@ -1,4 +1,4 @@
-"""The model configuration: which encoder, attention and task, and their sizes (SPEC §2).
+"""The model configuration: which encoder, attention and task, and their sizes (SPEC §2, §5).
 
 A ``ModelConfig`` is a frozen, hashable dataclass so that it can be a static
 argument of ``jax.jit``; every model function takes it explicitly.
@@ -8,10 +8,19 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+# JW's encoders, each followed by one attention layer (tanh, dot or uniform).
 ENCODERS = ("lstm", "cnn", "average")
 # "uniform" is WP's baseline: α = 1 / (number of real tokens), no attention parameters.
 ATTENTIONS = ("tanh", "dot", "uniform")
 TASKS = ("classification", "qa")
+# Transformer encoders (SPEC §5) carry their own multi-head self-attention, written
+# attention="self"; the audited α is the last layer's CLS row (models/transformer.py).
+# Kept apart from ENCODERS, which the JW-model code and tests iterate over.
+TRANSFORMER_ENCODERS = ("transformer",)
+TRANSFORMER_ATTENTIONS = ("self",)
+POOLINGS = ("cls", "mean")
+# BERT's number of learned positions; training raises it when a data set needs more.
+DEFAULT_MAX_POSITIONS = 512
 
 # JW's convolutional encoder: kernels 1, 3, 5, 7 with 32 filters each (SPEC §2).
 DEFAULT_CNN_KERNEL_SIZES = (1, 3, 5, 7)
@@ -27,16 +36,26 @@ class ModelConfig:
         (``PAD=0, UNK=1, SOS=2, EOS=3``) included.
       num_classes: classification: the number of labels (2 gives ONE sigmoid
         output, more a softmax); qa: the number of answer candidates.
-      encoder: ``"lstm"`` (BiLSTM), ``"cnn"`` or ``"average"``.
+      encoder: ``"lstm"`` (BiLSTM), ``"cnn"``, ``"average"`` or ``"transformer"``.
       attention: ``"tanh"`` (additive), ``"dot"`` (scaled dot product) or
-        ``"uniform"`` (WP's frozen ``1/n`` baseline, no parameters).
+        ``"uniform"`` (WP's frozen ``1/n`` baseline, no parameters) for JW's
+        encoders; ``"self"`` (its own attention) for the transformer.
       task: ``"classification"`` or ``"qa"`` (NLI is qa with the hypothesis
-        as the question).
+        as the question). The transformer does classification only.
       embed_dim: embedding width E.
-      hidden_size: LSTM width per direction, or the ``average`` projection
-        width. Unused by ``cnn``, whose width is fixed by its filters.
+      hidden_size: LSTM width per direction, the ``average`` projection width,
+        or the transformer's model width D (E is projected to D when they
+        differ). Unused by ``cnn``, whose width is fixed by its filters.
       cnn_kernel_sizes: odd kernel widths of the ``cnn`` encoder.
       cnn_filters: filters per kernel width of the ``cnn`` encoder.
+      num_layers: transformer blocks L.
+      num_heads: attention heads per block; must divide ``hidden_size``.
+      ff_dim: width of the transformer's GELU feed-forward layer.
+      max_positions: rows of the learned position embedding (longest sequence).
+      pooling: what the transformer's classifier reads: ``"cls"`` (position 0,
+        SOS for JW's layout, ``[CLS]`` for BERT) or ``"mean"`` (over the non-PAD
+        positions, SOS/EOS included, as sentence-transformers).
+      layer_norm_eps: the transformer's layer-norm epsilon (BERT: 1e-12).
     """
 
     vocab_size: int
@@ -48,13 +67,22 @@ class ModelConfig:
     hidden_size: int = 128
     cnn_kernel_sizes: tuple[int, ...] = DEFAULT_CNN_KERNEL_SIZES
     cnn_filters: int = DEFAULT_CNN_FILTERS
+    num_layers: int = 2
+    num_heads: int = 4
+    ff_dim: int = 512
+    max_positions: int = DEFAULT_MAX_POSITIONS
+    pooling: str = "cls"
+    layer_norm_eps: float = 1e-12
 
     def __post_init__(self):
         # JSON gives lists; keep the config hashable for jax.jit.
         object.__setattr__(self, "cnn_kernel_sizes", tuple(self.cnn_kernel_sizes))
-        _check_choice("encoder", self.encoder, ENCODERS)
-        _check_choice("attention", self.attention, ATTENTIONS)
+        _check_choice("encoder", self.encoder, ENCODERS + TRANSFORMER_ENCODERS)
         _check_choice("task", self.task, TASKS)
+        if self.is_transformer:
+            _check_transformer(self)
+        else:
+            _check_choice("attention", self.attention, ATTENTIONS)
         if self.vocab_size < 5:
             raise ValueError(
                 f"vocab_size must count the 4 special ids (PAD, UNK, SOS, EOS) and at least "
@@ -82,6 +110,11 @@ class ModelConfig:
             )
 
     @property
+    def is_transformer(self) -> bool:
+        """True for encoders with their own self-attention (``TRANSFORMER_ENCODERS``)."""
+        return self.encoder in TRANSFORMER_ENCODERS
+
+    @property
     def binary(self) -> bool:
         """True for two-class classification, which has one sigmoid output."""
         return self.task == "classification" and self.num_classes == 2
@@ -98,7 +131,12 @@ class ModelConfig:
             return 2 * self.hidden_size
         if self.encoder == "cnn":
             return len(self.cnn_kernel_sizes) * self.cnn_filters
-        return self.hidden_size
+        return self.hidden_size  # average, transformer
+
+    @property
+    def head_dim(self) -> int:
+        """Width of one transformer attention head, ``hidden_size // num_heads``."""
+        return self.hidden_size // self.num_heads
 
     @property
     def attention_hidden_dim(self) -> int:
@@ -121,6 +159,30 @@ class ModelConfig:
                 f"Unknown ModelConfig keys {unknown}; the known keys are {sorted(known)}."
             )
         return cls(**fields)
+
+
+def _check_transformer(config: ModelConfig) -> None:
+    if config.attention not in TRANSFORMER_ATTENTIONS:
+        raise ValueError(
+            f"encoder={config.encoder!r} has its own self-attention: pass attention='self' "
+            f"(got {config.attention!r}; tanh/dot/uniform go with {', '.join(ENCODERS)})."
+        )
+    if config.task != "classification":
+        raise ValueError(
+            f"encoder={config.encoder!r} supports task='classification' only; got {config.task!r}."
+        )
+    _check_choice("pooling", config.pooling, POOLINGS)
+    for name in ("num_layers", "num_heads", "ff_dim", "max_positions"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int; got {value!r}.")
+    if config.hidden_size % config.num_heads:
+        raise ValueError(
+            f"hidden_size={config.hidden_size} must be a multiple of num_heads={config.num_heads} "
+            "(each head gets hidden_size // num_heads dimensions)."
+        )
+    if not config.layer_norm_eps > 0:
+        raise ValueError(f"layer_norm_eps must be positive; got {config.layer_norm_eps!r}.")
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

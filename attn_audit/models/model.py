@@ -7,7 +7,9 @@ The forward pass is split where audits intervene:
 
 Every function works on ONE instance (no batch axis); ``forward_batch`` vmaps
 ``forward``. ``config`` is a frozen dataclass: pass it as a static argument to
-``jax.jit`` (``jax.jit(forward_batch, static_argnums=1)``).
+``jax.jit`` (``jax.jit(forward_batch, static_argnums=1)``). ``encoder="transformer"``
+dispatches to ``transformer.py``, whose α is its last block's CLS attention row
+(see there for its parameter tree).
 
 The parameter tree:
 
@@ -24,7 +26,7 @@ import jax.numpy as jnp
 
 from attn_audit.models import attention as attention_lib
 from attn_audit.models import decoder as decoder_lib
-from attn_audit.models import encoders
+from attn_audit.models import encoders, transformer
 from attn_audit.models.config import ModelConfig
 
 Params = dict
@@ -40,6 +42,8 @@ def init(key: jax.Array, config: ModelConfig) -> Params:
     Returns:
       the parameter tree described in the module docstring, float32.
     """
+    if config.is_transformer:
+        return transformer.init(key, config)
     encoder_key, question_key, attention_key, decoder_key = jax.random.split(key, 4)
     del key  # not used anymore
     params = {
@@ -65,8 +69,9 @@ def weight_decay_mask(params: Params) -> Params:
 
 def embed(params: Params, config: ModelConfig, token_ids: jax.Array) -> jax.Array:
     """Embeds the attended sequence: ``[T] -> [T, E]``, zero at PAD positions."""
-    del config  # every encoder embeds the same way
     _check_rank("token_ids", token_ids, 1)
+    if config.is_transformer:
+        return transformer.embed(params, config, token_ids)
     return encoders.embed_tokens(params["encoder"], token_ids)
 
 
@@ -75,6 +80,8 @@ def encode(
 ) -> jax.Array:
     """Encoder states of the attended sequence: ``[T, E] -> [T, H]``, zero where ``t >= length``."""
     _check_rank("embedded", embedded, 2)
+    if config.is_transformer:
+        return transformer.encode(params, config, embedded, length)["states"]
     return encoders.encode_states(params["encoder"], config, embedded, length)
 
 
@@ -126,14 +133,24 @@ def forward_from_embedded(
       answer_mask: optional bool ``[num_classes]`` of allowed answers (qa only).
       attention_override: optional ``[T]`` used instead of the model's α (WP's
         uniform or frozen attention); scores are still computed and returned.
-      stop_attention_gradient: hold α fixed: ``stop_gradient(α)`` (JW's gradient audit).
+        Transformer: the last block's CLS row, ``[T]`` for every head or ``[H, T]``.
+      stop_attention_gradient: hold α fixed: ``stop_gradient(α)`` (JW's gradient audit);
+        transformer: the last block's CLS row.
 
     Returns:
       ``(logits [O], aux)`` with aux ``{"embedded": [T, E], "states": [T, H],
       "scores": [T], "attention_mask": bool [T], "attention": α [T],
-      "context": [H], "question": [H] or None}``.
+      "context": [H], "question": [H] or None}``; for the transformer see
+      ``transformer.forward_from_embedded`` (no scores; all attention maps).
     """
     _check_rank("embedded", embedded, 2)
+    if config.is_transformer:
+        if question is not None or answer_mask is not None:
+            raise ValueError("The transformer classifies; it takes no question or answer_mask.")
+        return transformer.forward_from_embedded(
+            params, config, embedded, length, cls_attention=attention_override,
+            stop_attention_gradient="cls" if stop_attention_gradient else "none",
+        )  # fmt: skip
     num_positions = embedded.shape[0]
     states = encoders.encode_states(params["encoder"], config, embedded, length)
     scores = attention_lib.attention_scores(params, config, states, question)

@@ -1,0 +1,478 @@
+"""A post-LN Transformer encoder classifier (BERT/MiniLM layout) as pure functions (SPEC §5).
+
+    token_ids --embed--> e [T, E] --(project E→D)+ position, LayerNorm--> x_0 [T, D]
+      --L blocks--> x_L [T, D] --pool (CLS row or mean)--> [D] --linear--> logits [O]
+
+Each block is BERT's (post-LN):
+
+    A_h = softmax(q_h k_hᵀ / √d_h)  over the non-PAD keys      [H, T, T]
+    y   = LayerNorm(x + W_o concat_h(A_h v_h) + b_o)
+    x'  = LayerNorm(y + W_2 GELU(W_1 y + b_1) + b_2)           GELU exact (erf)
+
+The sequence is JW's ``[SOS] + tokens + [EOS]`` then PAD (or BERT's ``[CLS] +
+pieces + [SEP]``); position 0 is the CLS position. ``length`` counts the non-PAD
+positions; keys past it get exactly zero attention, so no output at a valid
+position depends on the bucket length T.
+
+**The audited attention.** JW's audits need one distribution α over the real
+tokens (positions ``1 … length − 2``). Here it is the last layer's CLS-query
+row, averaged over heads and renormalised over the real tokens
+(``audited_attention``). ``forward`` can replace that row (``cls_attention``:
+one row ``[T]`` for all heads, or one per head ``[H, T]``); ``mix_heads`` turns
+a new α into such rows, and ``attn_audit.audits.TransformerModel`` adapts the
+model to the audits' protocol.
+
+The parameter tree (PyTorch layout: linear weights ``[out, in]``; the L blocks
+are stacked along a leading axis so that they run under one ``lax.scan``):
+
+    {"encoder": {"embedding": {"weight": [V, E]},
+                 "embedding_projection": {"weight": [D, E], "bias": [D]},  # only if E != D
+                 "position_embedding": {"weight": [P, D]},
+                 "embedding_norm": {"weight": [D], "bias": [D]},
+                 "layers": {"query" | "key" | "value" | "attention_output":
+                                {"weight": [L, D, D], "bias": [L, D]},
+                            "attention_norm": {"weight": [L, D], "bias": [L, D]},
+                            "intermediate": {"weight": [L, F, D], "bias": [L, F]},
+                            "output": {"weight": [L, D, F], "bias": [L, D]},
+                            "output_norm": {"weight": [L, D], "bias": [L, D]}}},
+     "decoder": {"linear_1": {"weight": [O, D], "bias": [O]}}}
+
+``attn_audit.interop.bert`` maps it to and from BERT's names.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from attn_audit.models import _layers
+from attn_audit.models.attention import attention_mask
+from attn_audit.models.config import ModelConfig
+
+Params = dict
+
+# BERT's [PAD] and JW's PAD are both id 0.
+PAD_ID = 0
+# BERT's initialiser: N(0, 0.02) for embeddings and dense weights.
+INIT_STD = 0.02
+STOP_ATTENTION_GRADIENT = ("none", "cls", "all")
+HEAD_MIXINGS = ("reweighted", "shared")
+
+
+# ---------------------------------------------------------------- parameters
+
+
+def init(key: jax.Array, config: ModelConfig) -> Params:
+    """BERT's initialisation: N(0, 0.02) weights, zero biases, unit layer norms.
+
+    The classifier is ``torch.nn.Linear``'s default, as in JW's decoders.
+
+    Returns:
+      the parameter tree of the module docstring, float32.
+    """
+    _check_config(config)
+    keys = dict(
+        zip(
+            ("embedding", "projection", "position", "layers", "decoder"),
+            jax.random.split(key, 5),
+            strict=True,
+        )
+    )
+    del key  # not used anymore
+    width, depth = config.hidden_size, config.num_layers
+    encoder = {
+        "embedding": {"weight": _normal(keys["embedding"], (config.vocab_size, config.embed_dim))},
+        "position_embedding": {"weight": _normal(keys["position"], (config.max_positions, width))},
+        "embedding_norm": _layer_norm_params((), width),
+    }
+    if config.embed_dim != width:
+        encoder["embedding_projection"] = {
+            "weight": _normal(keys["projection"], (width, config.embed_dim)),
+            "bias": jnp.zeros((width,), jnp.float32),
+        }
+    shapes = {
+        "query": (width, width),
+        "key": (width, width),
+        "value": (width, width),
+        "attention_output": (width, width),
+        "intermediate": (config.ff_dim, width),
+        "output": (width, config.ff_dim),
+    }
+    layers = {}
+    for (name, shape), layer_key in zip(
+        shapes.items(), jax.random.split(keys["layers"], len(shapes)), strict=True
+    ):
+        layers[name] = {
+            "weight": _normal(layer_key, (depth, *shape)),
+            "bias": jnp.zeros((depth, shape[0]), jnp.float32),
+        }
+    layers["attention_norm"] = _layer_norm_params((depth,), width)
+    layers["output_norm"] = _layer_norm_params((depth,), width)
+    encoder["layers"] = layers
+    decoder = {"linear_1": _layers.init_linear(keys["decoder"], width, config.output_dim)}
+    return {"encoder": encoder, "decoder": decoder}
+
+
+def _normal(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    return INIT_STD * jax.random.normal(key, shape, jnp.float32)
+
+
+def _layer_norm_params(leading: tuple[int, ...], width: int) -> Params:
+    return {
+        "weight": jnp.ones((*leading, width), jnp.float32),
+        "bias": jnp.zeros((*leading, width), jnp.float32),
+    }
+
+
+# ---------------------------------------------------------------- building blocks
+
+
+def layer_norm(norm: Params, inputs: jax.Array, eps: float) -> jax.Array:
+    """``γ (x − μ) / sqrt(σ² + ε) + β`` over the last axis (biased variance, as PyTorch)."""
+    mean = jnp.mean(inputs, axis=-1, keepdims=True)
+    variance = jnp.mean(jnp.square(inputs - mean), axis=-1, keepdims=True)
+    normalised = (inputs - mean) * jax.lax.rsqrt(variance + eps)
+    return normalised * _along_last(norm["weight"], inputs) + _along_last(norm["bias"], inputs)
+
+
+def _along_last(vector: jax.Array, like: jax.Array) -> jax.Array:
+    """``[D] -> [1, …, 1, D]`` with the rank of ``like`` (rank promotion is an error here)."""
+    return vector.reshape((1,) * (like.ndim - 1) + vector.shape)
+
+
+def _dense(layer: Params, inputs: jax.Array) -> jax.Array:
+    """``x Wᵀ + b`` on the last axis: ``[..., in] -> [..., out]``."""
+    outputs = inputs @ layer["weight"].T
+    return outputs + _along_last(layer["bias"], outputs)
+
+
+def masked_softmax(scores: jax.Array, key_mask: jax.Array) -> jax.Array:
+    """Softmax over the last axis restricted to ``key_mask``; exactly 0 off it.
+
+    As ``attention.attention_weights`` (``-inf`` fill, written with a double
+    ``where``): an empty mask gives zeros and no NaN, in values or gradients.
+
+    Args:
+      scores: ``[..., T]``.
+      key_mask: bool ``[T]``.
+
+    Returns:
+      ``[..., T]``.
+    """
+    key_mask = jnp.broadcast_to(key_mask, scores.shape)
+    largest = jnp.max(jnp.where(key_mask, scores, -jnp.inf), axis=-1, keepdims=True)
+    largest = jax.lax.stop_gradient(jnp.where(jnp.isfinite(largest), largest, 0.0))
+    exponentials = jnp.where(key_mask, jnp.exp(jnp.where(key_mask, scores - largest, 0.0)), 0.0)
+    total = jnp.sum(exponentials, axis=-1, keepdims=True)
+    return exponentials / jnp.where(total > 0, total, 1.0)
+
+
+def _split_heads(config: ModelConfig, projected: jax.Array) -> jax.Array:
+    """``[T, D] -> [T, H, d_h]``."""
+    return projected.reshape(projected.shape[0], config.num_heads, config.head_dim)
+
+
+def attention_probabilities(
+    layer: Params, config: ModelConfig, inputs: jax.Array, key_mask: jax.Array
+) -> jax.Array:
+    """One block's attention maps ``softmax(q kᵀ / √d_h)`` over the valid keys: ``[H, T, T]``.
+
+    Rows are queries, columns keys (as SPEC §5 and BERT's ``attentions``).
+    """
+    queries = _split_heads(config, _dense(layer["query"], inputs))
+    keys = _split_heads(config, _dense(layer["key"], inputs))
+    scores = jnp.einsum("qhd,khd->hqk", queries, keys) / math.sqrt(config.head_dim)
+    return masked_softmax(scores, key_mask)
+
+
+def block_output(
+    layer: Params, config: ModelConfig, inputs: jax.Array, values: jax.Array, maps: jax.Array
+) -> jax.Array:
+    """The rest of a block once its attention is known, for any set of query rows.
+
+    Args:
+      layer: one block's parameters.
+      config: the model configuration.
+      inputs: the block's inputs at the query positions, ``[Q, D]`` (the residual).
+      values: ``v`` of every position, ``[T, H, d_h]``.
+      maps: attention rows of those queries, ``[H, Q, T]``.
+
+    Returns:
+      ``[Q, D]``: ``LN(y + FF(y))`` with ``y = LN(x + W_o concat_h(A_h v_h) + b_o)``.
+    """
+    mixed = jnp.einsum("hqk,khd->qhd", maps, values).reshape(inputs.shape)
+    attended = layer_norm(
+        layer["attention_norm"], inputs + _dense(layer["attention_output"], mixed),
+        config.layer_norm_eps,
+    )  # fmt: skip
+    hidden = jax.nn.gelu(_dense(layer["intermediate"], attended), approximate=False)
+    return layer_norm(
+        layer["output_norm"], attended + _dense(layer["output"], hidden), config.layer_norm_eps
+    )
+
+
+def _block(layer, config, inputs, key_mask, stop_gradient):
+    maps = attention_probabilities(layer, config, inputs, key_mask)
+    if stop_gradient:
+        maps = jax.lax.stop_gradient(maps)
+    values = _split_heads(config, _dense(layer["value"], inputs))
+    return block_output(layer, config, inputs, values, maps), maps
+
+
+def _check_config(config: ModelConfig) -> None:
+    if not config.is_transformer:
+        raise ValueError(
+            f"models.transformer builds encoder='transformer' models; got {config.encoder!r}."
+        )
+
+
+def _layer(layers: Params, index: int) -> Params:
+    return jax.tree.map(lambda stacked: stacked[index], layers)
+
+
+# ---------------------------------------------------------------- the forward pass
+
+
+def embed(params: Params, config: ModelConfig, token_ids: jax.Array) -> jax.Array:
+    """Token embeddings ``E[x_t]``, zero at PAD: ``[T] -> [T, E]``.
+
+    Positions, the projection and the embedding layer norm come in ``encode``,
+    so that gradient audits differentiate with respect to the word vectors only.
+    """
+    _check_config(config)
+    embedded = params["encoder"]["embedding"]["weight"][token_ids]
+    return embedded * (token_ids != PAD_ID).astype(embedded.dtype)[:, None]
+
+
+def encode(
+    params: Params,
+    config: ModelConfig,
+    embedded: jax.Array,
+    length: jax.Array,
+    *,
+    cls_attention: jax.Array | None = None,
+    stop_attention_gradient: str = "none",
+) -> dict:
+    """Runs the L blocks over one embedded sequence.
+
+    Args:
+      params: the model parameters.
+      config: the model configuration.
+      embedded: ``[T, E]`` from ``embed`` (positions ``t >= length`` are ignored).
+      length: scalar int, the number of non-PAD positions.
+      cls_attention: optional replacement of the LAST block's CLS-query row:
+        ``[T]`` (one row given to every head) or ``[H, T]`` (one per head).
+        Used as given: pass rows that sum to 1 and are 0 on PAD.
+      stop_attention_gradient: ``"none"``, ``"cls"`` (hold the last block's CLS
+        row fixed, JW's α) or ``"all"`` (every attention map of every block).
+
+    Returns:
+      ``{"states": x_L [T, D] (zero past length), "layer_states": [L, T, D]
+      (each block's output, zero past length), "attention_maps": [L, H, T, T]
+      (rows past length zero), "last_inputs": x_{L-1} [T, D], "last_values":
+      [T, H, d_h] (the last block's v)}``.
+    """
+    _check_config(config)
+    if stop_attention_gradient not in STOP_ATTENTION_GRADIENT:
+        raise ValueError(
+            f"stop_attention_gradient must be one of {STOP_ATTENTION_GRADIENT}; "
+            f"got {stop_attention_gradient!r}."
+        )
+    num_positions = embedded.shape[0]
+    if num_positions > config.max_positions:
+        raise ValueError(
+            f"The sequence has {num_positions} positions but the model has "
+            f"max_positions={config.max_positions}; build the model with a larger "
+            "max_positions or use shorter buckets."
+        )
+    encoder = params["encoder"]
+    key_mask = jnp.arange(num_positions) < length
+    inputs = embedded
+    if "embedding_projection" in encoder:
+        inputs = _dense(encoder["embedding_projection"], inputs)
+    inputs = inputs + encoder["position_embedding"]["weight"][:num_positions]
+    inputs = layer_norm(encoder["embedding_norm"], inputs, config.layer_norm_eps)
+
+    layers = encoder["layers"]
+    stop_all = stop_attention_gradient == "all"
+
+    def step(hidden, layer):
+        outputs, maps = _block(layer, config, hidden, key_mask, stop_all)
+        return outputs, (outputs, maps)
+
+    # All blocks but the last under one scan; the last one alone, where α can be replaced.
+    first_layers = jax.tree.map(lambda stacked: stacked[:-1], layers)
+    last_inputs, (first_states, first_maps) = jax.lax.scan(step, inputs, first_layers)
+    last_layer = _layer(layers, config.num_layers - 1)
+    maps = attention_probabilities(last_layer, config, last_inputs, key_mask)
+    if cls_attention is not None:
+        if cls_attention.shape not in ((num_positions,), (config.num_heads, num_positions)):
+            raise ValueError(
+                f"cls_attention must be [T] or [H, T] = [{config.num_heads}, {num_positions}]; "
+                f"got shape {cls_attention.shape}."
+            )
+        rows = jnp.broadcast_to(cls_attention, (config.num_heads, num_positions))
+        maps = maps.at[:, 0, :].set(rows.astype(maps.dtype))
+    if stop_all:
+        maps = jax.lax.stop_gradient(maps)
+    elif stop_attention_gradient == "cls":
+        maps = maps.at[:, 0, :].set(jax.lax.stop_gradient(maps[:, 0, :]))
+    values = _split_heads(config, _dense(last_layer["value"], last_inputs))
+    states = block_output(last_layer, config, last_inputs, values, maps)
+
+    valid = key_mask[:, None]  # [T, 1]: rows of states, query rows of maps
+    layer_states = jnp.concatenate([first_states, states[None]])
+    all_maps = jnp.concatenate([first_maps, maps[None]])
+    return {
+        "states": jnp.where(valid, states, 0.0),
+        "layer_states": jnp.where(valid[None], layer_states, 0.0),
+        "attention_maps": jnp.where(valid[None, None], all_maps, 0.0),
+        "last_inputs": last_inputs,
+        "last_values": values,
+    }
+
+
+def pool(config: ModelConfig, states: jax.Array, length: jax.Array) -> jax.Array:
+    """What the classifier reads: ``h_0`` (CLS) or the mean of ``h_t`` over ``t < length``.
+
+    Args:
+      config: picks ``config.pooling``.
+      states: ``[T, D]``, zero past ``length``.
+      length: scalar int; 0 (a batch's padding row) gives a zero mean.
+
+    Returns:
+      ``[D]``.
+    """
+    if config.pooling == "cls":
+        return states[0]
+    valid = jnp.arange(states.shape[0]) < length
+    total = jnp.sum(jnp.where(valid[:, None], states, 0.0), axis=0)
+    return total / jnp.maximum(length, 1).astype(states.dtype)
+
+
+def classify(params: Params, pooled: jax.Array) -> jax.Array:
+    """``Linear(D -> O)`` on the pooled vector: logits ``[O]``."""
+    return _layers.linear(params["decoder"]["linear_1"], pooled)
+
+
+def audited_attention(maps: jax.Array, length: jax.Array) -> jax.Array:
+    """α: the last block's CLS row averaged over heads, renormalised over the real tokens.
+
+    ``α_t = Σ_h A_h[0, t] / Σ_{s real} Σ_h A_h[0, s]`` for ``1 <= t <= length − 2``, else 0.
+
+    Args:
+      maps: ``[L, H, T, T]`` or the last block's ``[H, T, T]``.
+      length: scalar int.
+
+    Returns:
+      ``[T]``, summing to 1 over the real tokens (0 when there are none).
+    """
+    last = maps[-1] if maps.ndim == 4 else maps
+    real = attention_mask(length, last.shape[-1])
+    mean_row = jnp.where(real, jnp.mean(last[:, 0, :], axis=0), 0.0)
+    total = jnp.sum(mean_row)
+    return mean_row / jnp.where(total > 0, total, 1.0)
+
+
+def forward_from_embedded(
+    params: Params,
+    config: ModelConfig,
+    embedded: jax.Array,
+    length: jax.Array,
+    *,
+    cls_attention: jax.Array | None = None,
+    stop_attention_gradient: str = "none",
+) -> tuple[jax.Array, dict]:
+    """Logits from input embeddings, for gradients w.r.t. ``e``.
+
+    Args:
+      params, config, embedded, length, cls_attention, stop_attention_gradient:
+        see ``encode``.
+
+    Returns:
+      ``(logits [O], aux)`` with aux ``{"embedded": [T, E], "states": [T, D],
+      "layer_states": [L, T, D], "attention_maps": [L, H, T, T],
+      "attention_mask": bool [T] (real tokens), "attention": α [T]
+      (``audited_attention``), "context": the pooled vector [D], "question": None}``.
+    """
+    encoded = encode(
+        params, config, embedded, length,
+        cls_attention=cls_attention, stop_attention_gradient=stop_attention_gradient,
+    )  # fmt: skip
+    pooled = pool(config, encoded["states"], length)
+    aux = {
+        "embedded": embedded,
+        "states": encoded["states"],
+        "layer_states": encoded["layer_states"],
+        "attention_maps": encoded["attention_maps"],
+        "attention_mask": attention_mask(length, embedded.shape[0]),
+        "attention": audited_attention(encoded["attention_maps"], length),
+        "context": pooled,
+        "question": None,
+    }
+    return classify(params, pooled), aux
+
+
+def forward(
+    params: Params,
+    config: ModelConfig,
+    token_ids: jax.Array,
+    length: jax.Array,
+    *,
+    cls_attention: jax.Array | None = None,
+    stop_attention_gradient: str = "none",
+) -> tuple[jax.Array, dict]:
+    """The forward pass for one instance: ``token_ids [T]`` to ``(logits [O], aux)``.
+
+    See ``forward_from_embedded``; ``models.forward`` dispatches here.
+    """
+    embedded = embed(params, config, token_ids)
+    return forward_from_embedded(
+        params, config, embedded, length,
+        cls_attention=cls_attention, stop_attention_gradient=stop_attention_gradient,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------- replacing the audited α
+
+
+def mix_heads(
+    cls_rows: jax.Array, alpha: jax.Array, length: jax.Array, head_mixing: str = "reweighted"
+) -> jax.Array:
+    """The last block's CLS rows ``[H, T]`` once the audited α is replaced by ``alpha``.
+
+    Every head keeps its own mass on the non-real positions (SOS/[CLS], EOS/[SEP])
+    and its total mass ``m_h`` on the real tokens; what changes is how ``m_h`` is
+    spread over the real tokens ``t``:
+
+    - ``"reweighted"``: ``A'_h[t] ∝ A_h[t] · α_t / α̂_t``, scaled to sum ``m_h``: each
+      head keeps its preferences relative to the head average ``α̂``. With
+      ``alpha = α̂`` the rows are the model's own, so ``decode(α̂)`` is the
+      model's output (to float rounding).
+    - ``"shared"``: ``A'_h[t] = m_h · α_t``: one distribution for every head. With
+      ``alpha = α̂`` it differs from the model as far as its heads disagree.
+
+    Args:
+      cls_rows: the model's own rows ``[H, T]`` (positions past length are 0).
+      alpha: the new α ``[T]``, on the real tokens, summing to 1.
+      length: scalar int.
+      head_mixing: ``"reweighted"`` or ``"shared"``.
+
+    Returns:
+      ``[H, T]``.
+    """
+    if head_mixing not in HEAD_MIXINGS:
+        raise ValueError(f"head_mixing must be one of {HEAD_MIXINGS}; got {head_mixing!r}.")
+    real = attention_mask(length, cls_rows.shape[-1])[None, :]  # [1, T]
+    real_rows = jnp.where(real, cls_rows, 0.0)
+    real_mass = jnp.sum(real_rows, axis=-1, keepdims=True)  # m_h, [H, 1]
+    if head_mixing == "shared":
+        spread = real_mass * jnp.where(real, alpha[None, :], 0.0)
+    else:
+        own_alpha = audited_attention(cls_rows[:, None, :], length)[None, :]  # α̂ [1, T]
+        positive = real & (own_alpha > 0)
+        ratio = jnp.where(positive, alpha[None, :] / jnp.where(positive, own_alpha, 1.0), 0.0)
+        tilted = real_rows * ratio
+        total = jnp.sum(tilted, axis=-1, keepdims=True)
+        spread = real_mass * tilted / jnp.where(total > 0, total, 1.0)
+    return jnp.where(real, spread, cls_rows)
