@@ -290,3 +290,42 @@ def test_gradient_and_loo_match_the_pytorch_twin(encoder):
                 deleted, _ = twin(shorter[None], lengths[row : row + 1] - 1)
                 expected = 0.5 * (deleted[0] - original[row]).abs().sum().item()
                 assert jax_loo[row, t] == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("encoder, task", [("lstm", "classification"), ("average", "qa")])
+def test_deletion_shortcut_equals_re_encoding_the_deleted_sequence(encoder, task):
+    model, params = tiny_model(encoder, "tanh", task, 2 if task == "classification" else 3)
+    batch = tiny_batch(questions=task == "qa")
+    for row, length in enumerate(batch["lengths"]):
+        instance = instance_of(batch, row)
+        embedded = model.embed(params, instance)
+        states = model.encode(params, instance, embedded)
+        states_without = model.deletion_states(params, instance, embedded, states)
+        for position in range(length):
+            variant = dict(instance)
+            variant["token_ids"] = audits.delete_position(instance["token_ids"], position)
+            variant["length"] = length - 1
+            expected = model.encode(params, variant, model.embed(params, variant))
+            got = states_without(jnp.asarray(position))
+            for key in ("states", "projected"):
+                np.testing.assert_allclose(got[key], expected[key], atol=1e-6, err_msg=key)
+
+
+def test_cnn_has_no_deletion_shortcut():
+    model, params = tiny_model("cnn", "dot")
+    instance = instance_of(tiny_batch(), 0)
+    embedded = model.embed(params, instance)
+    assert model.deletion_states(params, instance, embedded, None) is None
+
+
+@pytest.mark.parametrize("encoder, attention, task, num_classes", CASES)
+def test_decoding_through_projections_equals_the_plain_decoder(
+    encoder, attention, task, num_classes
+):
+    model, params = tiny_model(encoder, attention, task, num_classes)
+    instance = instance_of(tiny_batch(questions=task == "qa"), 2)
+    states = model.encode(params, instance, model.embed(params, instance))
+    alpha = jax.random.dirichlet(jax.random.key(3), jnp.ones(12))
+    plain = models.decode(params, model.config, states["states"], alpha, states["question"])
+    expected = models.probabilities(plain, model.config)
+    np.testing.assert_allclose(model.decode(params, instance, states, alpha), expected, atol=1e-6)

@@ -19,7 +19,7 @@ def leave_one_out(model, params, instance, positions_per_chunk: int | None = Non
     """``Δŷ_t = TVD(ŷ(x₋t), ŷ(x))`` for every real token ``t`` (binary: ``|σ₋t − σ|``).
 
     The token is deleted, not masked: the sequence gets one shorter and the whole
-    model is re-run, one variant per position: vmapped over all ``T`` positions at
+    model is re-run, one variant per position: vmapped over positions ``1 … T − 2`` at
     once, or ``positions_per_chunk`` at a time (``lax.map``) to bound memory on
     long texts. A model with ``deletion_states`` (see ``protocol``) supplies the
     variants' states without re-encoding; attention and decoder still run per variant.
@@ -44,9 +44,11 @@ def leave_one_out(model, params, instance, positions_per_chunk: int | None = Non
             variant_probabilities = model.decode(params, variant, variant_states, alpha)
         return stats.tvd(variant_probabilities, probabilities)
 
-    positions = jnp.arange(num_positions)
-    if positions_per_chunk is None or positions_per_chunk >= num_positions:
+    # Real tokens sit at 1 … length − 2 <= T − 2: SOS (0) and position T − 1 are never deleted.
+    positions = jnp.arange(1, max(num_positions - 1, 1))
+    if positions_per_chunk is None or positions_per_chunk >= positions.shape[0]:
         changes = jax.vmap(without)(positions)
     else:
         changes = jax.lax.map(without, positions, batch_size=positions_per_chunk)
+    changes = jnp.zeros(num_positions, changes.dtype).at[positions].set(changes)
     return jnp.where(real_token_mask(instance["length"], num_positions), changes, 0.0)

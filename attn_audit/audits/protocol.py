@@ -19,6 +19,11 @@ class AuditableModel(Protocol):
     def decode(self, params, instance, states, alpha) -> Array: # ŷ [C], class probabilities
 ```
 
+Optionally, ``deletion_states(params, instance, embedded, states)`` returns a
+function ``position -> states`` of the sequence with that token deleted (or
+``None``); leave-one-out then skips re-encoding (our BiLSTM reuses the
+unchanged half of each direction, see ``models.encoders.bilstm_states_without``).
+
 The audits use them like this: gradient importance differentiates
 ``decode(encode(e), stop_gradient(α))`` with respect to ``e = embed(...)``;
 leave-one-out deletes a token from ``token_ids`` (shifting the rest left, length
@@ -32,6 +37,7 @@ from typing import Any, Protocol
 import jax
 
 from attn_audit import models
+from attn_audit.models import decoder, encoders
 
 
 class AuditableModel(Protocol):
@@ -50,7 +56,9 @@ class AuditableModel(Protocol):
 class JWModel:
     """attn_audit's JW models (``attn_audit.models``) as an ``AuditableModel``.
 
-    ``states`` is ``{"states": [T, H], "question": [H] or None}``.
+    ``states`` is ``{"states": [T, H], "question": [H] or None, "projected": [T, P]}``, the
+    last the states through the decoder's first linear layer, so that ``decode`` of a new
+    α costs ``α P`` (``models.decoder.project_states``).
     """
 
     config: models.ModelConfig
@@ -65,7 +73,12 @@ class JWModel:
                 params, self.config, instance["question_ids"], instance["question_length"]
             )
         states = models.encode(params, self.config, embedded, instance["length"])
-        return {"states": states, "question": question}
+        return self._with_projection(params, {"states": states, "question": question})
+
+    def _with_projection(self, params, states):
+        # decode re-scores α through per-token projections (models.decoder.project_states).
+        projected = decoder.project_states(params, self.config, states["states"])
+        return {**states, "projected": projected}
 
     def attention(self, params, instance, states):
         scores = models.attention_scores(params, self.config, states["states"], states["question"])
@@ -73,5 +86,27 @@ class JWModel:
         return models.attention_weights(scores, mask)
 
     def decode(self, params, instance, states, alpha):
-        logits = models.decode(params, self.config, states["states"], alpha, states["question"])
+        logits = decoder.decode_projected(
+            params, self.config, states["projected"], alpha, states["question"]
+        )
         return models.probabilities(logits, self.config)
+
+    def deletion_states(self, params, instance, embedded, states):
+        """Optional leave-one-out shortcut: ``position -> states`` of the deleted sequence.
+
+        ``None`` where re-encoding is as cheap (cnn). The question is not touched.
+        """
+        if not encoders.has_deletion_shortcut(self.config):
+            return None
+        encoder_params, length = params["encoder"], instance["length"]
+        context = encoders.deletion_context(encoder_params, self.config, embedded, length)
+
+        def without(position):
+            variant = encoders.states_without(
+                encoder_params, self.config, context, length, position
+            )
+            return self._with_projection(
+                params, {"states": variant, "question": states["question"]}
+            )
+
+        return without

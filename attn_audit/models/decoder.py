@@ -103,3 +103,40 @@ def decode(
     """
     context = attention_context(states, alpha)
     return decode_context(params, config, context, question, answer_mask)
+
+
+def project_states(params: Params, config: ModelConfig, states: jax.Array) -> jax.Array:
+    """Per-token projections through the decoder's first (linear) layer, bias left out.
+
+    The decoder's first layer is linear in ``c = Σ_t α_t h_t``, so
+    ``W c = Σ_t α_t (W h_t)``: with ``P = h Wᵀ`` computed once, any other α costs
+    ``α P`` (``[T]·[T, O]``) instead of ``α h`` (``[T]·[T, H]``). The permutation
+    test and the adversarial search re-score thousands of α on fixed states.
+
+    Returns:
+      classification: ``[T, O]`` (``linear_1``); qa: ``[T, H/2]`` (``linear_1p``).
+    """
+    layers = params["decoder"]
+    first = layers["linear_1"] if config.task == "classification" else layers["linear_1p"]
+    return states @ first["weight"].T
+
+
+def decode_projected(
+    params: Params,
+    config: ModelConfig,
+    projected: jax.Array,
+    alpha: jax.Array,
+    question: jax.Array | None = None,
+) -> jax.Array:
+    """``decode`` from ``project_states``' ``[T, P]``: the same logits ``[config.output_dim]``."""
+    layers = params["decoder"]
+    if config.task == "classification":
+        return alpha @ projected + layers["linear_1"]["bias"]
+    if question is None:
+        raise ValueError("task='qa' needs the question vector q [H]; got question=None.")
+    hidden = jnp.tanh(
+        alpha @ projected
+        + layers["linear_1p"]["bias"]
+        + _layers.linear(layers["linear_1q"], question)
+    )
+    return _layers.linear(layers["linear_2"], hidden)
