@@ -329,3 +329,28 @@ def test_decoding_through_projections_equals_the_plain_decoder(
     plain = models.decode(params, model.config, states["states"], alpha, states["question"])
     expected = models.probabilities(plain, model.config)
     np.testing.assert_allclose(model.decode(params, instance, states, alpha), expected, atol=1e-6)
+
+
+def test_adversarial_objective_equals_its_formula_with_stats_jsd():
+    settings = audits.AdversarySettings(num_candidates=4)
+    mask = jnp.asarray([False, True, True, True, True, False, False])
+    logits = 3.0 * jax.random.normal(jax.random.key(5), (4, 7))
+    alpha = audits.masked_softmax(jax.random.normal(jax.random.key(6), (7,)), mask)
+    weights = jax.random.normal(jax.random.key(7), (7, 3))
+
+    def decode_fn(candidate):
+        return jax.nn.softmax(candidate @ weights)
+
+    probabilities = decode_fn(alpha)
+    got = audits.adversarial.adversarial_objective(
+        logits, decode_fn, alpha, probabilities, mask, settings
+    )
+    candidates = audits.masked_softmax(logits, mask)
+    expected = 0.0
+    for k in range(4):
+        change = float(stats.tvd(decode_fn(candidates[k]), probabilities))
+        expected += 500.0 * max(change - 0.01, 0.0) - float(stats.jsd(candidates[k], alpha))
+    pairs = [float(stats.jsd(candidates[a], candidates[b]))
+             for a in range(4) for b in range(a + 1, 4)]  # fmt: skip
+    expected -= sum(pairs) / len(pairs)
+    assert float(got) == pytest.approx(expected, abs=1e-5)
