@@ -284,24 +284,33 @@ def bilstm_states_without(
         for part in ("hidden", "memory")
     )
 
-    def step(carry, k):
-        is_forward = k < forward_steps
+    # Each step's input projection, gathered before the loop (gathers inside it are slow).
+    steps = jnp.arange(num_positions - 1)
+    is_forward = steps < forward_steps
+    forward_index = jnp.minimum(position + 1 + steps, num_positions - 1)
+    backward_index = jnp.maximum(position - 1 - (steps - forward_steps), 0)
+    step_gates = jnp.where(
+        is_forward[:, None], forward_gates[forward_index], backward_gates[backward_index]
+    )  # [T-1, 4H]
+
+    def step(carry, inputs):
+        gates_from_input, forward, starts_backward = inputs
         # The forward chain ends after `forward_steps` steps; the backward chain starts fresh.
         hidden, memory = (
-            jnp.where(k == forward_steps, start, value)
+            jnp.where(starts_backward, start, value)
             for start, value in zip(backward_start, carry, strict=True)
         )
-        forward_index = jnp.minimum(position + 1 + k, num_positions - 1)
-        backward_index = jnp.maximum(position - 1 - (k - forward_steps), 0)
-        gates = jnp.where(
-            is_forward,
-            forward_gates[forward_index] + rnn["forward"]["weight_hh"] @ hidden,
-            backward_gates[backward_index] + rnn["backward"]["weight_hh"] @ hidden,
+        recurrent = jnp.where(
+            forward,
+            rnn["forward"]["weight_hh"] @ hidden,
+            rnn["backward"]["weight_hh"] @ hidden,
         )
-        hidden, memory = _lstm_cell(gates, memory)
+        hidden, memory = _lstm_cell(gates_from_input + recurrent, memory)
         return (hidden, memory), hidden
 
-    _, outputs = jax.lax.scan(step, forward_start, jnp.arange(num_positions - 1))  # [T-1, H]
+    _, outputs = jax.lax.scan(
+        step, forward_start, (step_gates, is_forward, steps == forward_steps)
+    )  # [T-1, H]
     positions = jnp.arange(num_positions)
     last_output = num_positions - 2
     before = positions < position
