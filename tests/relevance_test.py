@@ -221,3 +221,29 @@ def test_flow_batch_rejects_lengths_of_the_wrong_shape():
         relevance.attention_flow_batch(np.ones((2, 1, 1, 3, 3)), lengths=np.array([3]))
     with pytest.raises(ValueError, match=r"attention\[None\]"):
         relevance.attention_flow_batch(np.ones((1, 1, 3, 3)))
+
+
+@pytest.mark.parametrize("layers, n, length, row", [(1, 4, None, 0), (2, 5, 4, 3), (5, 7, 6, 0)])
+def test_flow_row_equals_that_row_of_the_full_flow(layers, n, length, row):
+    attention = random_attention(7, layers=layers, n=n)
+    full = relevance.attention_flow(attention, length)
+    np.testing.assert_array_equal(
+        relevance.attention_flow_row(attention, length, row), full[:, row]
+    )
+
+
+def test_flow_row_of_a_batch_equals_each_instance():
+    attention = np.stack([peaked_attention(seed, layers=4, n=6) for seed in range(3)])
+    lengths = np.array([6, 3, 5])
+    expected = [
+        relevance.attention_flow_row(instance, int(length))
+        for instance, length in zip(attention, lengths, strict=True)
+    ]
+    np.testing.assert_array_equal(
+        relevance.attention_flow_batch(attention, lengths, row=0), expected
+    )
+
+
+def test_flow_row_rejects_a_row_outside_the_real_positions():
+    with pytest.raises(ValueError, match=r"row must be a position in \[0, 3\)"):
+        relevance.attention_flow_row(random_attention(8, layers=2, n=4), length=3, row=3)
