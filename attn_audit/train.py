@@ -5,6 +5,11 @@ QA/NLI: softmax cross-entropy. Adam with AMSGrad and coupled L2 weight decay
 (PyTorch's ``Adam(weight_decay=...)``: ``g ← g + λθ`` before the moments) on
 every parameter except the attention's. The epoch with the best dev ROC-AUC
 (binary) or dev accuracy (otherwise) is kept.
+
+The same loop trains the transformer (``encoder="transformer"``, from scratch on
+JW's vocabulary) and the pretrained MiniLM (``encoder="minilm"``: its word
+pieces, its weights, a new classifier; the encoder stays frozen unless
+``finetune_encoder``).
 """
 
 import dataclasses
@@ -23,9 +28,17 @@ from attn_audit import data, metrics, models, stats
 from attn_audit import embeddings as embeddings_lib
 from attn_audit._progress import format_duration
 from attn_audit.checkpoint import RunCheckpoints
+from attn_audit.interop import minilm
 from attn_audit.run_folder import read_json, write_json
 
 EVAL_BATCH_SIZE = 128
+# "minilm" is the transformer with all-MiniLM-L6-v2's sizes, weights and tokenizer.
+TRAIN_ENCODERS = models.ENCODERS + models.TRANSFORMER_ENCODERS + ("minilm",)
+# TrainConfig fields that must hold MiniLM's own sizes when encoder="minilm".
+MINILM_TRAIN_SIZES = {
+    name: minilm.MINILM_SIZES[name]
+    for name in ("embed_dim", "hidden_size", "num_layers", "num_heads", "ff_dim")
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,11 +63,43 @@ class TrainConfig:
     adversarial_lambda: float = 0.0
     # WP's reporting: TVD = ½|p_a − p_b| (half the binary TVD) and sums instead of means.
     wp_quirk: bool = False
+    # Transformer sizes and pooling (encoder="transformer"; "minilm" has its own sizes).
+    num_layers: int = 2
+    num_heads: int = 4
+    ff_dim: int = 512
+    pooling: str = "cls"
+    # encoder="minilm": train the pretrained encoder too, not only the new classifier.
+    finetune_encoder: bool = False
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "embed_dim", "hidden_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if self.encoder not in TRAIN_ENCODERS:
+            raise ValueError(
+                f"Unknown encoder {self.encoder!r}; choose one of {', '.join(TRAIN_ENCODERS)}."
+            )
+        with_self_attention = self.encoder not in models.ENCODERS
+        if with_self_attention != (self.attention in models.TRANSFORMER_ATTENTIONS):
+            raise ValueError(
+                f"encoder={self.encoder!r} cannot use attention={self.attention!r}: the "
+                "transformer and minilm use their own (attention='self'); lstm, cnn and "
+                "average use tanh, dot or uniform."
+            )
+        if self.finetune_encoder and self.encoder != "minilm":
+            raise ValueError("finetune_encoder applies to encoder='minilm' only.")
+        if self.encoder == "minilm":
+            wrong = {
+                name: getattr(self, name)
+                for name, size in MINILM_TRAIN_SIZES.items()
+                if getattr(self, name) != size
+            }
+            if wrong or self.embeddings != "random":
+                raise ValueError(
+                    f"encoder='minilm' brings its own sizes and word-piece embeddings: pass "
+                    f"{MINILM_TRAIN_SIZES} and embeddings='random' (got {wrong}, "
+                    f"embeddings={self.embeddings!r})."
+                )
         if self.embeddings not in embeddings_lib.EMBEDDINGS:
             raise ValueError(
                 f"embeddings must be one of {embeddings_lib.EMBEDDINGS}, got {self.embeddings!r}."
@@ -119,13 +164,18 @@ def adversarial_terms(probabilities, attention, guide_probabilities, guide_atten
     )
 
 
-def loss_fn(params, model_config, batch, pos_weight, guide_params=None, guide=None):
+def loss_fn(
+    params, model_config, batch, pos_weight, guide_params=None, guide=None, freeze_encoder=False
+):
     """Mean loss over the real rows of ``batch`` (``weights`` is 0 on padding rows).
 
     Binary: ``−[w·y·log σ(z) + (1−y)·log σ(−z)]`` with ``w = pos_weight``;
     otherwise ``−log softmax(z)_y``. With an adversary ``guide``, WP's objective
-    instead (see ``Guide``).
+    instead (see ``Guide``). ``freeze_encoder`` stops the gradient at the encoder,
+    so that its backward pass is not even computed.
     """
+    if freeze_encoder:
+        params = {**params, "encoder": jax.lax.stop_gradient(params["encoder"])}
     weights = batch["weights"]
     if guide is not None:
         guide_probabilities, guide_attention = guide_outputs(guide_params, guide, batch)
@@ -151,29 +201,56 @@ def loss_fn(params, model_config, batch, pos_weight, guide_params=None, guide=No
     return jnp.sum(per_row * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
+def freezes_encoder(train_config: TrainConfig) -> bool:
+    """Whether only the classifier trains: MiniLM without ``finetune_encoder``."""
+    return train_config.encoder == "minilm" and not train_config.finetune_encoder
+
+
 def make_optimizer(train_config: TrainConfig) -> optax.GradientTransformation:
     """AMSGrad with coupled weight decay off the attention; cached, so runs with the same
-    settings share one optimiser object and hence one compiled ``train_step``."""
-    return _optimizer(train_config.learning_rate, train_config.weight_decay)
+    settings share one optimiser object and hence one compiled ``train_step``.
 
-
-@functools.cache
-def _optimizer(learning_rate: float, weight_decay: float) -> optax.GradientTransformation:
-    return optax.chain(
-        optax.add_decayed_weights(weight_decay, mask=models.weight_decay_mask),
-        optax.amsgrad(learning_rate),
+    A frozen encoder gets zero updates (no decay either) and no optimiser state.
+    """
+    return _optimizer(
+        train_config.learning_rate, train_config.weight_decay, freezes_encoder(train_config)
     )
 
 
+@functools.cache
+def _optimizer(
+    learning_rate: float, weight_decay: float, freeze_encoder: bool = False
+) -> optax.GradientTransformation:
+    optimizer = optax.chain(
+        optax.add_decayed_weights(weight_decay, mask=models.weight_decay_mask),
+        optax.amsgrad(learning_rate),
+    )
+    if freeze_encoder:
+        optimizer = optax.multi_transform(
+            {"train": optimizer, "freeze": optax.set_to_zero()}, _encoder_frozen_labels
+        )
+    return optimizer
+
+
+def _encoder_frozen_labels(params):
+    return {
+        name: jax.tree.map(lambda _, n=name: "freeze" if n == "encoder" else "train", subtree)
+        for name, subtree in params.items()
+    }
+
+
 @functools.partial(
-    jax.jit, static_argnames=("model_config", "optimizer", "guide"), donate_argnums=(0, 1)
+    jax.jit,
+    static_argnames=("model_config", "optimizer", "guide", "freeze_encoder"),
+    donate_argnums=(0, 1),
 )
 def train_step(
-    params, opt_state, batch, pos_weight, guide_params=None, *, model_config, optimizer, guide=None
-):
+    params, opt_state, batch, pos_weight, guide_params=None, *, model_config, optimizer,
+    guide=None, freeze_encoder=False,
+):  # fmt: skip
     """One optimiser step; returns ``(params, opt_state, loss)``."""
     loss, grads = jax.value_and_grad(loss_fn)(
-        params, model_config, batch, pos_weight, guide_params, guide
+        params, model_config, batch, pos_weight, guide_params, guide, freeze_encoder
     )
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
@@ -283,7 +360,7 @@ def load_guide(train_config: TrainConfig, vocab) -> tuple[Guide | None, Any]:
     if not folder:
         return None, None
     run = load_run(folder)
-    if run.vocab.tokens != vocab.tokens:
+    if run.vocab is None or vocab is None or run.vocab.tokens != vocab.tokens:
         raise ValueError(
             f"The guide run {folder} was trained with another vocabulary; it must be a run "
             f"of the same data set ({train_config.dataset})."
@@ -295,12 +372,40 @@ def load_guide(train_config: TrainConfig, vocab) -> tuple[Guide | None, Any]:
 
 def _check_same_run(workdir: pathlib.Path, config: dict) -> None:
     saved = read_json(workdir / "config.json")
+    # Fields added since a run was written take their defaults, so older runs still resume.
+    defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
+    saved["train"] = {**defaults, **saved["train"]}
     if saved["train"] != config["train"] or saved["data"]["name"] != config["data"]["name"]:
         raise ValueError(
             f"{workdir} holds a run with a different configuration:\n  saved:     "
             f"{saved['train']}\n  requested: {config['train']}\nUse another --workdir, or delete "
             "this one to start over."
         )
+
+
+def _model_config(train_config: TrainConfig, dataset, vocab, boundaries) -> models.ModelConfig:
+    """The model a training config asks for, sized for the data set."""
+    if train_config.encoder == "minilm":
+        return minilm.minilm_config(dataset.num_classes, train_config.pooling)
+    sizes = {}
+    if train_config.encoder in models.TRANSFORMER_ENCODERS:
+        sizes = {
+            "num_layers": train_config.num_layers,
+            "num_heads": train_config.num_heads,
+            "ff_dim": train_config.ff_dim,
+            "pooling": train_config.pooling,
+            "max_positions": max(models.config.DEFAULT_MAX_POSITIONS, boundaries[-1]),
+        }
+    return models.ModelConfig(
+        vocab_size=len(vocab),
+        num_classes=dataset.num_classes,
+        encoder=train_config.encoder,
+        attention=train_config.attention,
+        task=dataset.task,
+        embed_dim=train_config.embed_dim,
+        hidden_size=train_config.hidden_size,
+        **sizes,
+    )
 
 
 def run_training(
@@ -324,21 +429,24 @@ def run_training(
     workdir.mkdir(parents=True, exist_ok=True)
     if dataset is None:
         dataset = data.load_dataset(train_config.dataset, data_dir)
-    vocab = data.vocabulary_for(dataset)
-    splits = {name: data.encode_split(dataset, name, vocab) for name in data.dataset.SPLITS}
+    uses_minilm = train_config.encoder == "minilm"
+    split_names = data.dataset.SPLITS
+    if uses_minilm:
+        vocab, tokenizer = None, minilm.load_tokenizer()
+        splits = {name: minilm.encode_split(dataset, name, tokenizer) for name in split_names}
+    else:
+        vocab = data.vocabulary_for(dataset)
+        splits = {name: data.encode_split(dataset, name, vocab) for name in split_names}
     longest = max(len(ids) for s in splits.values() for ids in s.token_ids)
     if dataset.task == "qa":
         longest = max(longest, max(len(q) for s in splits.values() for q in s.question_ids))
     boundaries = data.bucket_boundaries(longest)
-    model_config = models.ModelConfig(
-        vocab_size=len(vocab),
-        num_classes=dataset.num_classes,
-        encoder=train_config.encoder,
-        attention=train_config.attention,
-        task=dataset.task,
-        embed_dim=train_config.embed_dim,
-        hidden_size=train_config.hidden_size,
-    )
+    model_config = _model_config(train_config, dataset, vocab, boundaries)
+    if model_config.is_transformer:
+        # No bucket beyond the learned positions (MiniLM's 512; its tokenizer cuts there).
+        boundaries = tuple(b for b in boundaries if b < model_config.max_positions) + (
+            min(boundaries[-1], model_config.max_positions),
+        )
     config = {
         "train": dataclasses.asdict(train_config),
         "model": model_config.to_dict(),
@@ -352,17 +460,18 @@ def run_training(
             "bucket_boundaries": list(boundaries),
             "notes": dataset.notes,
         },
-        "tokenizer": {
+        "tokenizer": minilm.tokenizer_record() if uses_minilm else {
             "lowercase": True,
             "digit_token": data.text.DIGIT_TOKEN,
             "punctuation": dataset.punctuation,
             "special_ids": {"PAD": data.PAD, "UNK": data.UNK, "SOS": data.SOS, "EOS": data.EOS},
         },
-    }
+    }  # fmt: skip
     if (workdir / "config.json").exists():
         _check_same_run(workdir, config)
     else:
-        vocab.save(workdir / "vocab.json")
+        if vocab is not None:
+            vocab.save(workdir / "vocab.json")
         write_json(workdir / "config.json", config)
     for note in dataset.notes:
         logging.warning(note)
@@ -370,7 +479,12 @@ def run_training(
     root_key = jax.random.key(train_config.seed)
     init_key, embedding_key = jax.random.split(root_key)
     del root_key  # not used anymore
-    params = models.init(init_key, model_config)
+    if uses_minilm:
+        params, _, _ = minilm.load_minilm(
+            dataset.num_classes, train_config.pooling, init_key, verify=True
+        )
+    else:
+        params = models.init(init_key, model_config)
     if train_config.embeddings == "glove50":
         matrix, found = embeddings_lib.pretrained_matrix(
             vocab, *embeddings_lib.load_glove50(), embedding_key
@@ -426,6 +540,7 @@ def _train_epochs(
             params, opt_state, loss = train_step(
                 params, opt_state, _model_inputs(batch), pos_weight, guide_params,
                 model_config=model_config, optimizer=optimizer, guide=guide,
+                freeze_encoder=freezes_encoder(train_config),
             )  # fmt: skip
             losses.append(loss)
             if step % 50 == 0 or step == batches_per_epoch:

