@@ -173,3 +173,11 @@ def test_frozen_minilm_run_trains_only_the_classifier(tmp_path, loaded):
     report = train.evaluate(run.params, run.model_config, test, boundaries)
     assert report["accuracy"] == history["test"]["accuracy"]
     assert models.ModelConfig.from_dict(run.config["model"]).pooling == "cls"
+
+
+def test_a_text_over_512_pieces_is_cut_with_a_warning(caplog):
+    tokenizer = minilm.load_tokenizer()
+    with caplog.at_level("WARNING"):
+        pieces = minilm.encode_text(tokenizer, "word " * 600)
+    assert pieces.ids.shape == (512,)
+    assert "more than 512 word pieces" in caplog.text

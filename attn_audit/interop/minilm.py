@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from attn_audit.data.dataset import DataError, TextDataset
 from attn_audit.data.pipeline import EncodedSplit, kept_examples
@@ -181,6 +182,13 @@ def encode_text(tokenizer, text: str | Sequence[str]) -> WordPieces:
     else:
         encoding = tokenizer.encode(list(text), is_pretokenized=True)
         words = tuple(text)
+    if encoding.overflowing:
+        # MiniLM has 512 positions: the cut is inherent, so say so rather than error out.
+        logging.warning(
+            "A text of %d words has more than %d word pieces; MiniLM reads only the first %d "
+            "(the words past the cut score 0).", len(words), MINILM_SIZES["max_positions"],
+            MINILM_SIZES["max_positions"],
+        )  # fmt: skip
     word_index = np.asarray([-1 if w is None else w for w in encoding.word_ids], np.int32)
     return WordPieces(np.asarray(encoding.ids, np.int32), word_index, words)
 
