@@ -44,7 +44,8 @@ UNK_ID = 1
 
 # AZ Tables 1 and 2 (6-layer GPT-2-block encoder with a CLS token, subject–verb agreement,
 # 2,000 test instances): mean Spearman ρ of the CLS relevance with blank-out and with input
-# gradients, layers 1 to 6. SPEC §5 quotes layer 1 and layer 6; the rest as printed in AZ.
+# gradients, layers 1 to 6. SPEC §5 quotes layers 1 and 6 (and layer 6 with gradients); layers
+# 2-5 are transcribed from AZ's tables, and match SPEC at the layers it quotes.
 AZ_PUBLISHED = {
     ("raw", "blank_out"): (0.69, 0.10, -0.11, -0.09, 0.20, 0.29),
     ("rollout", "blank_out"): (0.32, 0.38, 0.51, 0.62, 0.70, 0.71),
