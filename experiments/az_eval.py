@@ -1,7 +1,7 @@
 r"""Abnar & Zuidema's evaluation of a trained transformer, and JW's audits of its CLS attention.
 
   python -m experiments.az_eval --workdir=runs/sst_transformer \
-      [--split=test --limit=N --audit_limit=M --batch_size=32 --workers=1 --seed=0 \
+      [--split=test --limit=N --audit_limit=M --batch_size=32 --flow_workers=1 --seed=0 \
        --audits=gradient,loo,permutation,adversarial --name=NAME --results_dir=results \
        --data_dir=DIR]
 
@@ -58,7 +58,9 @@ _AUDIT_LIMIT = flags.DEFINE_integer(
     "audit_limit", None, "JW's audits on only the first N instances (default: --limit)."
 )
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Instances per batch.")
-_WORKERS = flags.DEFINE_integer("workers", 1, "Processes for the attention flow (1: this one).")
+_WORKERS = flags.DEFINE_integer(
+    "flow_workers", 1, "Processes for the attention flow (1: this one)."
+)
 _AUDITS = flags.DEFINE_list(
     "audits", list(AUDITS), f"JW audits to run, from {list(AUDITS)}; empty for none."
 )
@@ -403,7 +405,7 @@ def main(argv):
         if unknown:
             raise ValueError(f"Unknown audits {unknown} in --audits; choose from {list(AUDITS)}.")
         if _WORKERS.value < 1:
-            raise ValueError(f"--workers must be at least 1, got {_WORKERS.value}.")
+            raise ValueError(f"--flow_workers must be at least 1, got {_WORKERS.value}.")
         run = load_run(_WORKDIR.value)
         if not run.model_config.is_transformer:
             raise ValueError(
