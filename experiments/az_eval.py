@@ -49,9 +49,7 @@ from attn_audit.run_folder import load_run
 from attn_audit.wp import replace_section, write_csv
 from experiments._setup import setup
 
-_WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Run folder of a trained transformer.", required=True
-)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder of a trained transformer (required).")
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "dev", "test"], "Split to evaluate.")
 _LIMIT = flags.DEFINE_integer("limit", None, "Evaluate only the first N instances of the split.")
 _AUDIT_LIMIT = flags.DEFINE_integer(
@@ -406,6 +404,8 @@ def main(argv):
             raise ValueError(f"Unknown audits {unknown} in --audits; choose from {list(AUDITS)}.")
         if _WORKERS.value < 1:
             raise ValueError(f"--flow_workers must be at least 1, got {_WORKERS.value}.")
+        if not _WORKDIR.value:
+            raise ValueError("--workdir is required: a trained transformer's run folder.")
         run = load_run(_WORKDIR.value)
         if not run.model_config.is_transformer:
             raise ValueError(

@@ -31,9 +31,9 @@ from attn_audit import relevance
 from experiments._setup import setup
 
 _ATTENTION = flags.DEFINE_string(
-    "attention", None, "A .npy file of [layers, heads, n, n] or [batch, ...] maps.", required=True
+    "attention", None, "A .npy file of [layers, heads, n, n] or [batch, ...] maps (required)."
 )
-_OUT = flags.DEFINE_string("out", None, "The .npz file to write.", required=True)
+_OUT = flags.DEFINE_string("out", None, "The .npz file to write (required).")
 _LENGTHS = flags.DEFINE_string("lengths", None, "A .npy file of real lengths ([batch] ints).")
 _WORKERS = flags.DEFINE_integer("workers", 1, "Processes for the flow (1: this process only).")
 
@@ -98,6 +98,9 @@ def main(argv):
     setup()
     start = time.perf_counter()
     try:
+        for flag, value in (("attention", _ATTENTION.value), ("out", _OUT.value)):
+            if not value:
+                raise ValueError(f"--{flag} is required (see --help).")
         attention = load_array(_ATTENTION.value, "attention")
         lengths = None if _LENGTHS.value is None else load_array(_LENGTHS.value, "lengths")
         maps = relevance_maps(attention, lengths, _WORKERS.value)
