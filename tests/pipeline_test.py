@@ -39,3 +39,29 @@ def test_empty_split_after_filter_is_an_error():
     )  # fmt: skip
     with pytest.raises(data.DataError, match="empty after the length filter"):
         data.encode_split(dataset, "test", data.vocabulary_for(dataset))
+
+
+def test_sample_indices_are_a_seeded_sorted_sample_not_the_first_n():
+    first = data.sample_indices(1000, 100, seed=3)
+    assert first == data.sample_indices(1000, 100, seed=3)
+    assert first != data.sample_indices(1000, 100, seed=4)
+    assert first == sorted(set(first)) and len(first) == 100
+    assert first != list(range(100)) and max(first) > 500
+    # A split sorted by class keeps both classes (the first 100 would be all one class).
+    labels = np.repeat([0, 1], 500)
+    assert 30 < labels[first].sum() < 70
+    assert data.sample_indices(5, 10, seed=0) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="at least 1"):
+        data.sample_indices(5, 0, seed=0)
+
+
+def test_subset_split_keeps_examples_ids_labels_and_questions_together():
+    examples = [Example(id=str(i), tokens=(f"w{i}",), label=i % 3) for i in range(6)]
+    token_ids = [np.asarray([2, 10 + i, 3], np.int32) for i in range(6)]
+    questions = [np.asarray([2, 20 + i, 3], np.int32) for i in range(6)]
+    split = data.EncodedSplit(examples, token_ids, np.arange(6, dtype=np.int32) % 3, questions)
+    kept = data.subset_split(split, [1, 4])
+    assert [e.tokens for e in kept.examples] == [("w1",), ("w4",)]
+    assert [ids[1] for ids in kept.token_ids] == [11, 14]
+    assert kept.labels.tolist() == [1, 1]
+    assert [q[1] for q in kept.question_ids] == [21, 24]

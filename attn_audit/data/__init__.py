@@ -15,7 +15,9 @@ from attn_audit.data.pipeline import (
     EncodedSplit,
     encode_split,
     filter_by_length,
+    sample_indices,
     split_statistics,
+    subset_split,
     vocabulary_for,
 )
 from attn_audit.data.text import tokenize
@@ -59,5 +61,5 @@ __all__ = [
     "DATA_ENV_VAR", "DataError", "EOS", "EncodedSplit", "Example", "LOADERS", "PAD", "SOS",
     "TextDataset", "UNK", "Vocabulary", "batches", "bucket_boundaries", "bucket_of",
     "build_vocabulary", "encode_split", "filter_by_length", "load_dataset", "resolve_data_dir",
-    "split_statistics", "tokenize", "vocabulary_for",
+    "sample_indices", "split_statistics", "subset_split", "tokenize", "vocabulary_for",
 ]  # fmt: skip

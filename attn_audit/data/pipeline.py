@@ -93,3 +93,26 @@ def split_statistics(dataset: TextDataset, split: str) -> dict:
             f"p{q}": float(np.percentile(lengths, q)) for q in (0, 5, 25, 50, 75, 95, 100)
         },
     }
+
+
+def sample_indices(num_items: int, limit: int, seed: int) -> list[int]:
+    """A seeded random sample of ``min(limit, num_items)`` indices of ``num_items``, sorted.
+
+    For budgets that keep only part of a split: files are often sorted by class
+    (IMDB's first 4,000 training reviews are all negative), so the first N are not a sample.
+    """
+    if limit < 1:
+        raise ValueError(f"A sample needs at least 1 item; got limit={limit}.")
+    rng = np.random.default_rng(seed)
+    return sorted(rng.permutation(num_items)[:limit].tolist())
+
+
+def subset_split(split: EncodedSplit, indices: list[int]) -> EncodedSplit:
+    """The instances ``indices`` of an encoded split, in that order."""
+    questions = split.question_ids
+    return EncodedSplit(
+        [split.examples[i] for i in indices],
+        [split.token_ids[i] for i in indices],
+        split.labels[np.asarray(indices, np.int64)],
+        None if questions is None else [questions[i] for i in indices],
+    )
