@@ -22,7 +22,6 @@ Writes ``benchmarks/RESULTS.md`` and ``benchmarks/scaling.png``, and prints both
 import json
 import os
 import pathlib
-import platform
 import shutil
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from attn_audit import audits, data
 from attn_audit.interop import to_torch_state_dict
 from attn_audit.interop.torch_model import load_torch_model
 from attn_audit.run_folder import load_run
+from benchmarks import _machine
 from benchmarks.torch_audits import BatchedStyle, OriginalStyle
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/sst_lstm_tanh", "A trained run (make audit).")
@@ -54,17 +54,11 @@ AUDITS = ("gradient", "loo", "permutation", "adversarial")
 
 
 def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{model}; {os.cpu_count()} cores; Python {platform.python_version()}, "
-            f"jax {jax.__version__} ({jax.default_backend()}), torch {torch.__version__}, "
-            f"numpy {np.__version__}")  # fmt: skip
+    return _machine.describe(
+        f"jax {jax.__version__} ({jax.default_backend()})",
+        f"torch {torch.__version__}",
+        f"numpy {np.__version__}",
+    )
 
 
 def torch_batch(batch):

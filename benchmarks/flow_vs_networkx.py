@@ -26,7 +26,6 @@ import concurrent.futures
 import multiprocessing
 import os
 import pathlib
-import platform
 import time
 
 import jax
@@ -36,6 +35,7 @@ import scipy
 from absl import app, flags
 
 from attn_audit import relevance
+from benchmarks import _machine
 
 _INSTANCES = flags.DEFINE_integer("instances", 8, "Random attention instances for our timings.")
 _NETWORKX_ROWS = flags.DEFINE_integer("networkx_rows", 2, "Output rows per layer for networkx.")
@@ -47,17 +47,12 @@ TOLERANCE = 1e-5
 
 
 def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{model}; {os.cpu_count()} cores; Python {platform.python_version()}, "
-            f"numpy {np.__version__}, scipy {scipy.__version__}, networkx {nx.__version__}, "
-            f"jax {jax.__version__} ({jax.default_backend()})")  # fmt: skip
+    return _machine.describe(
+        f"numpy {np.__version__}",
+        f"scipy {scipy.__version__}",
+        f"networkx {nx.__version__}",
+        f"jax {jax.__version__} ({jax.default_backend()})",
+    )
 
 
 def load() -> str:
