@@ -300,15 +300,18 @@ def test_deletion_shortcut_equals_re_encoding_the_deleted_sequence(encoder, task
         instance = instance_of(batch, row)
         embedded = model.embed(params, instance)
         states = model.encode(params, instance, embedded)
-        states_without = model.deletion_states(params, instance, embedded, states)
-        for position in range(length):
-            variant = dict(instance)
-            variant["token_ids"] = audits.delete_position(instance["token_ids"], position)
-            variant["length"] = length - 1
-            expected = model.encode(params, variant, model.embed(params, variant))
-            got = states_without(jnp.asarray(position))
-            for key in ("states", "projected"):
-                np.testing.assert_allclose(got[key], expected[key], atol=1e-6, err_msg=key)
+        states_without_pair = model.deletion_states(params, instance, embedded, states)
+        for position in range(length):  # SOS and EOS included
+            got = states_without_pair(jnp.asarray(position))
+            for member, deleted in enumerate([position, length - 1 - position]):
+                variant = dict(instance)
+                variant["token_ids"] = audits.delete_position(instance["token_ids"], deleted)
+                variant["length"] = length - 1
+                expected = model.encode(params, variant, model.embed(params, variant))
+                for key in ("keys", "projected"):
+                    np.testing.assert_allclose(
+                        got[key][member], expected[key], atol=1e-6, err_msg=f"{key} {deleted}"
+                    )
 
 
 def test_cnn_has_no_deletion_shortcut():

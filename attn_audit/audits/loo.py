@@ -22,33 +22,54 @@ def leave_one_out(model, params, instance, positions_per_chunk: int | None = Non
     model is re-run, one variant per position: vmapped over positions ``1 … T − 2`` at
     once, or ``positions_per_chunk`` at a time (``lax.map``) to bound memory on
     long texts. A model with ``deletion_states`` (see ``protocol``) supplies the
-    variants' states without re-encoding; attention and decoder still run per variant.
+    variants' states without re-encoding, two at a time (positions p and
+    ``length − 1 − p`` for ``p = 1 … ⌈(T − 2) / 2⌉``); attention and decoder still run
+    per variant.
 
     Returns:
       ``[T]``, zero off the real tokens.
     """
     embedded, states, _, probabilities = original_pass(model, params, instance)
-    num_positions = instance["token_ids"].shape[0]
+    num_positions, length = instance["token_ids"].shape[0], instance["length"]
     shortcut = getattr(model, "deletion_states", None)
-    states_without = shortcut and shortcut(params, instance, embedded, states)
+    states_without_pair = shortcut and shortcut(params, instance, embedded, states)
 
-    def without(position):
+    def variant_of(position):
         variant = dict(instance)
         variant["token_ids"] = delete_position(instance["token_ids"], position)
-        variant["length"] = instance["length"] - 1
-        if states_without is None:
-            *_, variant_probabilities = original_pass(model, params, variant)
-        else:
-            variant_states = states_without(position)
-            alpha = model.attention(params, variant, variant_states)
-            variant_probabilities = model.decode(params, variant, variant_states, alpha)
+        variant["length"] = length - 1
+        return variant
+
+    def change(position, variant_states):
+        variant = variant_of(position)
+        alpha = model.attention(params, variant, variant_states)
+        variant_probabilities = model.decode(params, variant, variant_states, alpha)
         return stats.tvd(variant_probabilities, probabilities)
 
+    def without(position):
+        variant = variant_of(position)
+        return change(position, model.encode(params, variant, model.embed(params, variant)))
+
+    def without_pair(position):
+        pair = jnp.stack([position, length - 1 - position])
+        return pair, jax.vmap(change)(pair, states_without_pair(position))
+
+    def sweep(function, positions, chunk):
+        if chunk is None or chunk >= positions.shape[0]:
+            return jax.vmap(function)(positions)
+        return jax.lax.map(function, positions, batch_size=chunk)
+
     # Real tokens sit at 1 … length − 2 <= T − 2: SOS (0) and position T − 1 are never deleted.
-    positions = jnp.arange(1, max(num_positions - 1, 1))
-    if positions_per_chunk is None or positions_per_chunk >= positions.shape[0]:
-        changes = jax.vmap(without)(positions)
+    if states_without_pair is None:
+        positions = jnp.arange(1, max(num_positions - 1, 1))
+        changes = sweep(without, positions, positions_per_chunk)
     else:
-        changes = jax.lax.map(without, positions, batch_size=positions_per_chunk)
-    changes = jnp.zeros(num_positions, changes.dtype).at[positions].set(changes)
-    return jnp.where(real_token_mask(instance["length"], num_positions), changes, 0.0)
+        num_lanes = max((num_positions - 1) // 2, 1)  # ⌈(T − 2) / 2⌉ pairs
+        chunk = positions_per_chunk and max(positions_per_chunk // 2, 1)
+        positions, changes = sweep(without_pair, jnp.arange(1, num_lanes + 1), chunk)
+        positions, changes = positions.reshape(-1), changes.reshape(-1)
+    # Positions off the real tokens (pairs beyond the middle, padding) are dropped.
+    is_real = (positions >= 1) & (positions <= length - 2)
+    positions = jnp.where(is_real, positions, num_positions)
+    changes = jnp.zeros(num_positions, changes.dtype).at[positions].set(changes, mode="drop")
+    return jnp.where(real_token_mask(length, num_positions), changes, 0.0)

@@ -20,9 +20,11 @@ class AuditableModel(Protocol):
 ```
 
 Optionally, ``deletion_states(params, instance, embedded, states)`` returns a
-function ``position -> states`` of the sequence with that token deleted (or
+function ``p -> states`` (each leaf with a leading axis of 2) of the sequence
+without token p and of the sequence without its mirror ``length − 1 − p`` (or
 ``None``); leave-one-out then skips re-encoding (our BiLSTM reuses the
-unchanged half of each direction, see ``models.encoders.bilstm_states_without``).
+unchanged half of each direction and runs the two variants' new chains in
+shared lanes, see ``models.encoders.bilstm_states_without_pair``).
 
 The audits use them like this: gradient importance differentiates
 ``decode(encode(e), stop_gradient(α))`` with respect to ``e = embed(...)``;
@@ -35,6 +37,7 @@ import dataclasses
 from typing import Any, Protocol
 
 import jax
+import jax.numpy as jnp
 
 from attn_audit import models
 from attn_audit.models import decoder, encoders
@@ -56,9 +59,13 @@ class AuditableModel(Protocol):
 class JWModel:
     """attn_audit's JW models (``attn_audit.models``) as an ``AuditableModel``.
 
-    ``states`` is ``{"states": [T, H], "question": [H] or None, "projected": [T, P]}``, the
-    last the states through the decoder's first linear layer, so that ``decode`` of a new
-    α costs ``α P`` (``models.decoder.project_states``).
+    ``states`` is ``{"states": [T, H], "question": [H] or None, "keys": [T, K],
+    "projected": [T, P]}``: besides the encoder states, their two linear readouts,
+    the attention keys (``models.attention_keys``; the scores are a nonlinearity of
+    them) and the projections through the decoder's first linear layer
+    (``models.decoder.project_states``; ``decode`` of a new α costs ``α P``).
+    Attention and decoder read only the readouts, so leave-one-out variants carry
+    no ``"states"``.
     """
 
     config: models.ModelConfig
@@ -73,15 +80,17 @@ class JWModel:
                 params, self.config, instance["question_ids"], instance["question_length"]
             )
         states = models.encode(params, self.config, embedded, instance["length"])
-        return self._with_projection(params, {"states": states, "question": question})
+        return {"states": states, **self._readouts(params, states, question)}
 
-    def _with_projection(self, params, states):
-        # decode re-scores α through per-token projections (models.decoder.project_states).
-        projected = decoder.project_states(params, self.config, states["states"])
-        return {**states, "projected": projected}
+    def _readouts(self, params, states, question):
+        return {
+            "question": question,
+            "keys": models.attention_keys(params, self.config, states, question),
+            "projected": decoder.project_states(params, self.config, states),
+        }
 
     def attention(self, params, instance, states):
-        scores = models.attention_scores(params, self.config, states["states"], states["question"])
+        scores = models.scores_from_keys(params, self.config, states["keys"], states["question"])
         mask = models.attention_mask(instance["length"], scores.shape[0])
         return models.attention_weights(scores, mask)
 
@@ -92,21 +101,29 @@ class JWModel:
         return models.probabilities(logits, self.config)
 
     def deletion_states(self, params, instance, embedded, states):
-        """Optional leave-one-out shortcut: ``position -> states`` of the deleted sequence.
+        """Optional leave-one-out shortcut: ``p -> states`` without p and without ``n − 1 − p``.
 
-        ``None`` where re-encoding is as cheap (cnn). The question is not touched.
+        Each leaf of the returned states has a leading axis of 2; they hold the
+        readouts only (``"keys"``, ``"projected"``), which the BiLSTM computes
+        without materialising the variants' states. ``None`` where re-encoding is
+        as cheap (cnn). The question is not touched.
         """
         if not encoders.has_deletion_shortcut(self.config):
             return None
-        encoder_params, length = params["encoder"], instance["length"]
+        encoder_params, length, question = params["encoder"], instance["length"], states["question"]
         context = encoders.deletion_context(encoder_params, self.config, embedded, length)
+        # Both readouts are linear and bias-free: their matrix is the readout of the identity.
+        identity = jnp.eye(self.config.state_dim, dtype=embedded.dtype)
+        readouts = self._readouts(params, identity, question)
+        widths = [readouts["keys"].shape[-1]]
+        readout = jnp.concatenate([readouts["keys"], readouts["projected"]], axis=-1)
 
-        def without(position):
-            variant = encoders.states_without(
-                encoder_params, self.config, context, length, position
+        def without_pair(position):
+            read = encoders.states_without_pair(
+                encoder_params, self.config, context, length, position, readout
             )
-            return self._with_projection(
-                params, {"states": variant, "question": states["question"]}
-            )
+            keys, projected = jnp.split(read, widths, axis=-1)
+            pair_question = None if question is None else jnp.stack([question, question])
+            return {"question": pair_question, "keys": keys, "projected": projected}
 
-        return without
+        return without_pair

@@ -7,9 +7,11 @@ See ``model.py`` for the forward pass and the parameter tree, SPEC §2 for the s
 
 from attn_audit.models import transformer
 from attn_audit.models.attention import (
+    attention_keys,
     attention_mask,
     attention_scores,
     attention_weights,
+    scores_from_keys,
     uniform_attention,
 )
 from attn_audit.models.config import (
@@ -45,6 +47,7 @@ __all__ = [
     "TRANSFORMER_ENCODERS",
     "ModelConfig",
     "attention_context",
+    "attention_keys",
     "attention_mask",
     "attention_scores",
     "attention_weights",
@@ -58,6 +61,7 @@ __all__ = [
     "init",
     "probabilities",
     "question_vector",
+    "scores_from_keys",
     "transformer",
     "uniform_attention",
     "valid_mask",

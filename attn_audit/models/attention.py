@@ -75,6 +75,8 @@ def attention_scores(
     - dot:  ``a_t = w · h_t / sqrt(H)``;   qa: ``h_t · q / sqrt(H)``;
     - uniform: ``a_t = 0`` (the masked softmax then gives ``1/n``).
 
+    It is ``scores_from_keys(attention_keys(h))``: the states enter through a linear map only.
+
     Args:
       params: the model parameters (reads ``params["attention"]``).
       config: the model configuration.
@@ -84,21 +86,47 @@ def attention_scores(
     Returns:
       ``[T]``.
     """
+    keys = attention_keys(params, config, states, question)
+    return scores_from_keys(params, config, keys, question)
+
+
+def attention_keys(
+    params: Params, config: ModelConfig, states: jax.Array, question: jax.Array | None = None
+) -> jax.Array:
+    """The part of the scores that is linear in the states, bias-free: ``[T, H] -> [T, K]``.
+
+    tanh: ``W h_t`` (``W_p h_t`` for qa), ``K = H/2``; dot: ``w · h_t`` (``h_t · q`` for qa),
+    ``K = 1``; uniform: ``K = 0``. Linear in ``h``, so the keys of a sum of states are the sum
+    of their keys (leave-one-out reads BiLSTM variants through this map,
+    ``models.encoders.bilstm_states_without_pair``).
+    """
     _check_question(config, question)
     if config.attention == "uniform":
-        return jnp.zeros(states.shape[:1], states.dtype)
+        return jnp.zeros(states.shape[:1] + (0,), states.dtype)
     layers = params["attention"]
-    scale = 1.0 / math.sqrt(config.state_dim)
     if config.attention == "dot":
         if config.task == "qa":
-            return (states @ question) * scale
-        return _layers.linear_per_position(layers["attn1"], states)[:, 0] * scale
+            return (states @ question)[:, None]
+        return states @ layers["attn1"]["weight"].T
+    first = layers["attn1p"] if config.task == "qa" else layers["attn1"]
+    return states @ first["weight"].T
+
+
+def scores_from_keys(
+    params: Params, config: ModelConfig, keys: jax.Array, question: jax.Array | None = None
+) -> jax.Array:
+    """``attention_scores`` from ``attention_keys``' ``[T, K]``: ``[T]``."""
+    _check_question(config, question)
+    if config.attention == "uniform":
+        return jnp.zeros(keys.shape[:1], keys.dtype)
+    layers = params["attention"]
+    if config.attention == "dot":
+        return keys[:, 0] * (1.0 / math.sqrt(config.state_dim))
     if config.task == "qa":
-        hidden = _layers.linear_per_position(layers["attn1p"], states)
-        hidden = hidden + _layers.linear(layers["attn1q"], question)[None, :]
+        bias = layers["attn1p"]["bias"] + _layers.linear(layers["attn1q"], question)
     else:
-        hidden = _layers.linear_per_position(layers["attn1"], states)
-    return _layers.linear_per_position(layers["attn2"], jnp.tanh(hidden))[:, 0]
+        bias = layers["attn1"]["bias"]
+    return _layers.linear_per_position(layers["attn2"], jnp.tanh(keys + bias[None, :]))[:, 0]
 
 
 def attention_weights(scores: jax.Array, mask: jax.Array) -> jax.Array:

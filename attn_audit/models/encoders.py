@@ -146,20 +146,31 @@ def encode_states(
     return jnp.where(is_valid[:, None], states, 0.0)
 
 
-def _sigmoid(x: jax.Array) -> jax.Array:
-    """``σ(x) = (1 + tanh(x / 2)) / 2``, the same function; inside XLA:CPU's LSTM loop it runs
-    faster than ``jax.nn.sigmoid`` (measured in benchmarks/RESULTS.md)."""
-    return 0.5 * jnp.tanh(0.5 * x) + 0.5
+def _gate_activation_constants(hidden_size: int) -> tuple[jax.Array, jax.Array]:
+    """``(scale, shift) [4H]`` with ``tanh(x·s)·s + shift`` = σ on i, f, o and tanh on g."""
+    halves = jnp.full((hidden_size,), 0.5)
+    scale = jnp.concatenate([halves, halves, jnp.ones((hidden_size,)), halves])
+    shift = jnp.concatenate([halves, halves, jnp.zeros((hidden_size,)), halves])
+    return scale, shift
 
 
 def _lstm_cell(gates: jax.Array, memory: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """PyTorch's LSTM cell from pre-activations ``gates [4H]`` (order i, f, g, o) and ``c [H]``.
+    """PyTorch's LSTM cell from pre-activations ``gates [..., 4H]`` (i, f, g, o), ``c [..., H]``.
 
     ``c' = σ(f) c + σ(i) tanh(g)``, ``h' = σ(o) tanh(c')``; returns ``(h', c')``.
+    All four activations are one ``tanh`` pass over ``[4H]``, with
+    ``σ(x) = tanh(x / 2) / 2 + 1 / 2``: XLA:CPU runs the LSTM loop about twice as
+    fast as with four separate activations (benchmarks/RESULTS.md).
     """
-    input_gate, forget_gate, candidate, output_gate = jnp.split(gates, 4)
-    memory = _sigmoid(forget_gate) * memory + _sigmoid(input_gate) * jnp.tanh(candidate)
-    return _sigmoid(output_gate) * jnp.tanh(memory), memory
+    leading = (1,) * (gates.ndim - 1)  # the cell also runs on stacked lanes [..., 4H]
+    scale, shift = (
+        c.astype(gates.dtype).reshape(leading + (-1,))
+        for c in _gate_activation_constants(memory.shape[-1])
+    )
+    activated = jnp.tanh(gates * scale) * scale + shift
+    input_gate, forget_gate, candidate, output_gate = jnp.split(activated, 4, axis=-1)
+    memory = forget_gate * memory + input_gate * candidate
+    return output_gate * jnp.tanh(memory), memory
 
 
 def _input_gates(cell: Params, inputs: jax.Array) -> jax.Array:
@@ -219,7 +230,7 @@ def _bilstm_states(rnn: Params, embedded: jax.Array, length: jax.Array) -> jax.A
 
 
 def bilstm_deletion_context(rnn: Params, embedded: jax.Array, length: jax.Array) -> dict:
-    """What every leave-one-out variant of a BiLSTM shares (see ``bilstm_states_without``).
+    """What every leave-one-out variant of a BiLSTM shares (see ``bilstm_states_without_pair``).
 
     Args:
       rnn: ``{"forward": cell, "backward": cell}``.
@@ -246,89 +257,163 @@ def bilstm_deletion_context(rnn: Params, embedded: jax.Array, length: jax.Array)
     }
 
 
-def bilstm_states_without(
-    rnn: Params, context: dict, length: jax.Array, position: jax.Array
+def _state_at(context: dict, direction: str, index: jax.Array, exists: jax.Array) -> tuple:
+    """The original ``(h, c)`` of ``direction`` at ``index``; the zero state if not ``exists``."""
+    return tuple(
+        jnp.where(exists, context[f"{direction}_{part}"][index], 0.0)
+        for part in ("hidden", "memory")
+    )
+
+
+def _two_chains(
+    rnn: Params, step_gates: jax.Array, first_start: tuple, second_start: tuple, switch: jax.Array
 ) -> jax.Array:
-    """BiLSTM states of the sequence with ``position`` deleted, from the shared ``context``.
+    """A forward and a backward LSTM lane, each running two chains back to back.
+
+    Lane d (0 forward, 1 backward) continues from ``first_start[d]`` for steps
+    ``s < switch[d]`` and restarts from ``second_start[d]`` at step ``switch[d]``;
+    ``step_gates[d, s]`` is its input projection at step s. Each direction's
+    recurrent product is its own matmul (a batched one runs slower on XLA:CPU).
+
+    Args:
+      rnn: ``{"forward": cell, "backward": cell}``.
+      step_gates: ``[2, S, 4H]``.
+      first_start, second_start: ``(h, c)``, each ``[2, H]``.
+      switch: int ``[2]``.
+
+    Returns:
+      hidden states ``[2, S, H]``.
+    """
+    # h Wᵀ, not W h: under vmap the lanes stay the leading axis (no transpose per step).
+    transposed = (rnn["forward"]["weight_hh"].T, rnn["backward"]["weight_hh"].T)
+
+    def step(carry, inputs):
+        gates_from_input, restarts = inputs  # [2, 4H], [2]
+        hidden, memory = (
+            jnp.where(restarts[:, None], start, value)
+            for start, value in zip(second_start, carry, strict=True)
+        )
+        recurrent = jnp.stack([hidden[0] @ transposed[0], hidden[1] @ transposed[1]])
+        hidden, memory = _lstm_cell(gates_from_input + recurrent, memory)
+        return (hidden, memory), hidden
+
+    steps = jnp.arange(step_gates.shape[1])
+    restarts = steps[:, None] == switch[None, :]  # [S, 2]
+    hiddens = jax.lax.scan(step, first_start, (step_gates.swapaxes(0, 1), restarts))[1]
+    return hiddens.swapaxes(0, 1)
+
+
+def _deleted_states(
+    originals: tuple[jax.Array, jax.Array],
+    outputs: tuple[jax.Array, jax.Array],
+    position: jax.Array,
+    offsets: tuple[jax.Array, jax.Array],
+    length: jax.Array,
+    combine,
+) -> jax.Array:
+    """``combine(forward half, backward half)`` of the variant without ``position``.
+
+    Variant position ``j`` holds original token ``j`` before ``position`` and ``j + 1``
+    from it on. Forward: ``originals[0][j]`` before ``position``, then chain output
+    ``outputs[0][offsets[0] + j − position]``. Backward: chain output
+    ``outputs[1][offsets[1] + position − 1 − j]`` before ``position``, then
+    ``originals[1][j + 1]``. Zero at ``j >= length − 1``.
+    """
+    num_positions = outputs[0].shape[0] + 1
+    last_output = num_positions - 2
+    positions = jnp.arange(num_positions)
+    before = (positions < position)[:, None]
+    forward_new = outputs[0][jnp.clip(offsets[0] + positions - position, 0, last_output)]
+    backward_new = outputs[1][jnp.clip(offsets[1] + position - 1 - positions, 0, last_output)]
+    following = jnp.minimum(positions + 1, num_positions - 1)
+    forward_half = jnp.where(before, originals[0], forward_new)
+    backward_half = jnp.where(before, backward_new, originals[1][following])
+    return jnp.where((positions < length - 1)[:, None], combine(forward_half, backward_half), 0.0)
+
+
+def bilstm_states_without_pair(
+    rnn: Params,
+    context: dict,
+    length: jax.Array,
+    position: jax.Array,
+    readout: jax.Array | None = None,
+) -> jax.Array:
+    """BiLSTM states of the sequence without ``p = position`` and without ``q = n − 1 − p``.
 
     Deleting token p from ``x_0 … x_{n-1}`` leaves the forward states before p
-    and the backward states from p on (variant positions; original ones shifted
-    by one) unchanged. Only two chains are new: the forward one from
-    ``(h_{p-1}, c_{p-1})`` over ``x_{p+1} … x_{n-1}`` (n − 1 − p steps) and the
-    backward one from ``(h^b_{p+1}, c^b_{p+1})`` over ``x_{p-1} … x_0`` (p steps).
-    They run back to back in ONE scan of ``T − 1`` steps (n − 1 of them used),
-    half the recurrent steps of re-encoding both directions, with the input
-    projections reused. Equal to ``encode_states`` on the deleted sequence (tested).
+    and the backward states after p unchanged. Only two chains are new: the
+    forward one from ``(h_{p-1}, c_{p-1})`` over ``x_{p+1} … x_{n-1}`` (n − 1 − p
+    steps) and the backward one from ``(h^b_{p+1}, c^b_{p+1})`` over ``x_{p-1} … x_0``
+    (p steps). The mirrored deletion q = n − 1 − p needs p forward and n − 1 − p
+    backward steps, so the two variants' forward chains fill one lane of n − 1
+    steps, and their backward chains another. Each lane runs one direction (one
+    recurrent matmul a step), both in one scan of ``T − 1`` steps, with the input
+    projections reused: half the recurrent work of re-encoding, none of it
+    discarded. Equal to ``encode_states`` on each deleted sequence (tested).
+
+    With a linear ``readout`` ``R [2H, F]``, returns ``states @ R`` without
+    materialising the states: ``[h_f; h_b] R = h_f R_f + h_b R_b``, so each chain and
+    each original half is read out once and variants add the halves they consist of.
 
     Args:
       rnn: ``{"forward": cell, "backward": cell}``.
       context: ``bilstm_deletion_context`` of the original sequence.
-      length: scalar int n of the original sequence; the variant has n − 1.
+      length: scalar int n of the original sequence; the variants have n − 1.
       position: scalar int p in ``[0, n)``.
+      readout: optional ``[2H, F]``.
 
     Returns:
-      ``[T, 2H]``, zero at ``t >= n − 1``.
+      ``[2, T, 2H]`` (``[2, T, F]`` with ``readout``): without p, then without q; zero at
+      ``t >= n − 1``.
     """
     forward_gates, backward_gates = context["forward_gates"], context["backward_gates"]
     num_positions = forward_gates.shape[0]
-    forward_steps = jnp.maximum(length - 1 - position, 0)
-    previous = jnp.maximum(position - 1, 0)
-    following = jnp.minimum(position + 1, num_positions - 1)
-    has_previous, has_following = position > 0, position + 1 < length
-    forward_start = tuple(
-        jnp.where(has_previous, context[f"forward_{part}"][previous], 0.0)
-        for part in ("hidden", "memory")
-    )
-    backward_start = tuple(
-        jnp.where(has_following, context[f"backward_{part}"][following], 0.0)
-        for part in ("hidden", "memory")
-    )
-
-    # Each step's input projection, gathered before the loop (gathers inside it are slow).
+    mirror = length - 1 - position
     steps = jnp.arange(num_positions - 1)
-    is_forward = steps < forward_steps
-    forward_index = jnp.minimum(position + 1 + steps, num_positions - 1)
-    backward_index = jnp.maximum(position - 1 - (steps - forward_steps), 0)
-    step_gates = jnp.where(
-        is_forward[:, None], forward_gates[forward_index], backward_gates[backward_index]
-    )  # [T-1, 4H]
-
-    def step(carry, inputs):
-        gates_from_input, forward, starts_backward = inputs
-        # The forward chain ends after `forward_steps` steps; the backward chain starts fresh.
-        hidden, memory = (
-            jnp.where(starts_backward, start, value)
-            for start, value in zip(backward_start, carry, strict=True)
-        )
-        recurrent = jnp.where(
-            forward,
-            rnn["forward"]["weight_hh"] @ hidden,
-            rnn["backward"]["weight_hh"] @ hidden,
-        )
-        hidden, memory = _lstm_cell(gates_from_input + recurrent, memory)
-        return (hidden, memory), hidden
-
-    _, outputs = jax.lax.scan(
-        step, forward_start, (step_gates, is_forward, steps == forward_steps)
-    )  # [T-1, H]
-    positions = jnp.arange(num_positions)
-    last_output = num_positions - 2
-    before = positions < position
-    # Variant position q >= p holds original token q + 1.
-    forward_new = outputs[jnp.clip(positions - position, 0, last_output)]
-    backward_new = outputs[jnp.clip(forward_steps + position - 1 - positions, 0, last_output)]
-    forward_half = jnp.where(before[:, None], context["forward_hidden"], forward_new)
-    backward_half = jnp.where(
-        before[:, None],
-        backward_new,
-        context["backward_hidden"][jnp.minimum(positions + 1, num_positions - 1)],
+    last = num_positions - 1
+    # Forward lane: p's chain for n − 1 − p = q steps (x_{p+1} …), then q's chain (x_{q+1} …).
+    forward_index = jnp.where(steps < mirror, position + 1 + steps, steps + 1)
+    forward_starts = (
+        _state_at(context, "forward", jnp.maximum(position - 1, 0), position > 0),
+        _state_at(context, "forward", jnp.maximum(mirror - 1, 0), mirror > 0),
     )
-    states = jnp.concatenate([forward_half, backward_half], axis=-1)
-    return jnp.where((positions < length - 1)[:, None], states, 0.0)
+    # Backward lane: p's chain for p steps (x_{p-1} … x_0), then q's chain (x_{q-1} … x_0).
+    backward_index = jnp.where(
+        steps < position, position - 1 - steps, mirror - 1 - (steps - position)
+    )
+    backward_starts = (
+        _state_at(context, "backward", jnp.minimum(position + 1, last), position + 1 < length),
+        _state_at(context, "backward", jnp.minimum(mirror + 1, last), mirror + 1 < length),
+    )
+    step_gates = jnp.stack([
+        forward_gates[jnp.clip(forward_index, 0, last)],
+        backward_gates[jnp.clip(backward_index, 0, last)],
+    ])  # [2, T-1, 4H], gathered before the loop (gathers inside it are slow)  # fmt: skip
+    stack = lambda pair: jax.tree.map(lambda f, b: jnp.stack([f, b]), *pair)  # noqa: E731
+    outputs = _two_chains(
+        rnn,
+        step_gates,
+        stack((forward_starts[0], backward_starts[0])),
+        stack((forward_starts[1], backward_starts[1])),
+        jnp.stack([mirror, position]),
+    )
+    originals = (context["forward_hidden"], context["backward_hidden"])
+    combine = lambda forward, backward: jnp.concatenate([forward, backward], -1)  # noqa: E731
+    if readout is not None:
+        hidden_size = originals[0].shape[-1]
+        halves = (readout[:hidden_size], readout[hidden_size:])
+        originals = tuple(h @ r for h, r in zip(originals, halves, strict=True))
+        outputs = tuple(h @ r for h, r in zip(outputs, halves, strict=True))
+        combine = jnp.add
+    without_position = _deleted_states(originals, outputs, position, (0, 0), length, combine)
+    without_mirror = _deleted_states(
+        originals, outputs, mirror, (mirror, position), length, combine
+    )
+    return jnp.stack([without_position, without_mirror])
 
 
 def has_deletion_shortcut(config: ModelConfig) -> bool:
-    """Whether ``states_without`` is cheaper than re-encoding a deleted sequence (lstm, average)."""
+    """Whether ``states_without_pair`` beats re-encoding a deleted sequence (lstm, average)."""
     return config.encoder in ("lstm", "average")
 
 
@@ -344,7 +429,7 @@ def deletion_context(
       length: scalar int.
 
     Returns:
-      a dict for ``states_without``.
+      a dict for ``states_without_pair``.
     """
     if not has_deletion_shortcut(config):
         raise ValueError(f"No deletion shortcut for encoder {config.encoder!r}; re-encode instead.")
@@ -354,29 +439,38 @@ def deletion_context(
     return bilstm_deletion_context(encoder_params["rnn"], embedded, length)
 
 
-def states_without(
+def states_without_pair(
     encoder_params: Params,
     config: ModelConfig,
     context: dict,
     length: jax.Array,
     position: jax.Array,
+    readout: jax.Array | None = None,
 ) -> jax.Array:
-    """``encode_states`` of the sequence with ``position`` deleted (length − 1), from ``context``.
+    """``encode_states`` of the sequence without ``p = position`` and without ``n − 1 − p``.
 
-    - average: ``h_t`` depends on ``x_t`` alone, so the variant's states are the
-      original ones with row p removed;
-    - lstm: ``bilstm_states_without``.
+    - average: ``h_t`` depends on ``x_t`` alone, so a variant's states are the
+      original ones with one row removed;
+    - lstm: ``bilstm_states_without_pair`` (the two variants share their lanes).
+
+    With a linear ``readout [H, F]``, returns the states' readout ``states @ readout``
+    instead (for the BiLSTM without materialising the states).
 
     Returns:
-      ``[T, H]``, zero at ``t >= length − 1``.
+      ``[2, T, H]`` (``[2, T, F]`` with ``readout``), zero at ``t >= length − 1``.
     """
     if config.encoder == "lstm":
-        return bilstm_states_without(encoder_params["rnn"], context, length, position)
-    states = context["states"]
+        rnn = encoder_params["rnn"]
+        return bilstm_states_without_pair(rnn, context, length, position, readout)
+    states = context["states"] if readout is None else context["states"] @ readout
     num_positions = states.shape[0]
     positions = jnp.arange(num_positions)
-    source = jnp.minimum(positions + (positions >= position), num_positions - 1)
-    return jnp.where((positions < length - 1)[:, None], states[source], 0.0)
+
+    def without(deleted):
+        source = jnp.minimum(positions + (positions >= deleted), num_positions - 1)
+        return jnp.where((positions < length - 1)[:, None], states[source], 0.0)
+
+    return jnp.stack([without(position), without(length - 1 - position)])
 
 
 def _cnn_states(convolutions: Params, config: ModelConfig, embedded: jax.Array) -> jax.Array:
