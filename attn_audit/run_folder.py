@@ -79,7 +79,8 @@ def load_run(workdir: str | pathlib.Path) -> Run:
             f"{workdir}: vocab.json has {len(vocab)} ids but the model expects "
             f"{model_config.vocab_size}. The run folder is inconsistent; train again."
         )
-    template = models.init(jax.random.key(0), model_config)
+    # Shapes and dtypes only: initialising for real would compile a program per layer (~1 s).
+    template = jax.eval_shape(lambda key: models.init(key, model_config), jax.random.key(0))
     checkpoints = RunCheckpoints(workdir)
     try:
         best_epoch, params = checkpoints.restore("best", template)
