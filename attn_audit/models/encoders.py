@@ -266,18 +266,27 @@ def _state_at(context: dict, direction: str, index: jax.Array, exists: jax.Array
 
 
 def _two_chains(
-    rnn: Params, step_gates: jax.Array, first_start: tuple, second_start: tuple, switch: jax.Array
+    rnn: Params,
+    input_gates: jax.Array,
+    step_index: jax.Array,
+    first_start: tuple,
+    second_start: tuple,
+    switch: jax.Array,
 ) -> jax.Array:
     """A forward and a backward LSTM lane, each running two chains back to back.
 
     Lane d (0 forward, 1 backward) continues from ``first_start[d]`` for steps
     ``s < switch[d]`` and restarts from ``second_start[d]`` at step ``switch[d]``;
-    ``step_gates[d, s]`` is its input projection at step s. Each direction's
-    recurrent product is its own matmul (a batched one runs slower on XLA:CPU).
+    its input projection at step s is ``input_gates[d, step_index[d, s]]``, read
+    inside the loop (XLA fuses the read into the step; gathering all steps' inputs
+    beforehand writes and transposes ``[S, lanes, 4H]``, which cost more than the loop).
+    Each direction's recurrent product is its own matmul (a batched one runs slower
+    on XLA:CPU).
 
     Args:
       rnn: ``{"forward": cell, "backward": cell}``.
-      step_gates: ``[2, S, 4H]``.
+      input_gates: ``[2, T, 4H]``.
+      step_index: int ``[2, S]``.
       first_start, second_start: ``(h, c)``, each ``[2, H]``.
       switch: int ``[2]``.
 
@@ -286,20 +295,22 @@ def _two_chains(
     """
     # h Wᵀ, not W h: under vmap the lanes stay the leading axis (no transpose per step).
     transposed = (rnn["forward"]["weight_hh"].T, rnn["backward"]["weight_hh"].T)
+    directions = jnp.arange(2)
 
     def step(carry, inputs):
-        gates_from_input, restarts = inputs  # [2, 4H], [2]
+        index, restarts = inputs  # [2], [2]
         hidden, memory = (
             jnp.where(restarts[:, None], start, value)
             for start, value in zip(second_start, carry, strict=True)
         )
         recurrent = jnp.stack([hidden[0] @ transposed[0], hidden[1] @ transposed[1]])
-        hidden, memory = _lstm_cell(gates_from_input + recurrent, memory)
+        gates = input_gates[directions, index] + recurrent
+        hidden, memory = _lstm_cell(gates, memory)
         return (hidden, memory), hidden
 
-    steps = jnp.arange(step_gates.shape[1])
+    steps = jnp.arange(step_index.shape[1])
     restarts = steps[:, None] == switch[None, :]  # [S, 2]
-    hiddens = jax.lax.scan(step, first_start, (step_gates.swapaxes(0, 1), restarts))[1]
+    hiddens = jax.lax.scan(step, first_start, (step_index.T, restarts))[1]
     return hiddens.swapaxes(0, 1)
 
 
@@ -385,14 +396,11 @@ def bilstm_states_without_pair(
         _state_at(context, "backward", jnp.minimum(position + 1, last), position + 1 < length),
         _state_at(context, "backward", jnp.minimum(mirror + 1, last), mirror + 1 < length),
     )
-    step_gates = jnp.stack([
-        forward_gates[jnp.clip(forward_index, 0, last)],
-        backward_gates[jnp.clip(backward_index, 0, last)],
-    ])  # [2, T-1, 4H], gathered before the loop (gathers inside it are slow)  # fmt: skip
     stack = lambda pair: jax.tree.map(lambda f, b: jnp.stack([f, b]), *pair)  # noqa: E731
     outputs = _two_chains(
         rnn,
-        step_gates,
+        jnp.stack([forward_gates, backward_gates]),
+        jnp.clip(jnp.stack([forward_index, backward_index]), 0, last),
         stack((forward_starts[0], backward_starts[0])),
         stack((forward_starts[1], backward_starts[1])),
         jnp.stack([mirror, position]),
