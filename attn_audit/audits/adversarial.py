@@ -65,10 +65,12 @@ def adversarial_objective(logits, decode_fn, alpha, probabilities, mask, setting
     )
     output_change = stats.tvd(outputs, probabilities[None, :])
     penalty = settings.output_penalty * jax.nn.relu(output_change - settings.output_margin)
+    # Pair sums as a product with a constant 0/1 matrix [pairs, K]: the gradient of a gather
+    # is a scatter, which XLA:CPU runs far slower than this small matmul.
     first, second = np.triu_indices(settings.num_candidates, 1)
-    pairwise = 0.5 * (own[first] + own[second]) - _negative_entropy(
-        0.5 * (candidates[first] + candidates[second]), eps
-    )
+    pair_sums = np.zeros((first.size, settings.num_candidates), np.float32)
+    pair_sums[np.arange(first.size), first] = pair_sums[np.arange(first.size), second] = 1.0
+    pairwise = 0.5 * (pair_sums @ own) - _negative_entropy(0.5 * (pair_sums @ candidates), eps)
     diversity = jnp.sum(pairwise) / max(first.size, 1)
     return jnp.sum(penalty - divergence) - diversity
 
