@@ -36,6 +36,7 @@ def enable_compilation_cache() -> pathlib.Path | None:
     return pathlib.Path(folder)
 
 
-def setup() -> None:
+def setup() -> pathlib.Path | None:
+    """Quiets library logging and enables the compilation cache; returns its folder (or None)."""
     quiet_libraries()
-    enable_compilation_cache()
+    return enable_compilation_cache()

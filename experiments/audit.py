@@ -27,6 +27,7 @@ from absl import app, flags, logging
 
 from attn_audit import data
 from attn_audit.audits import AUDITS, AuditOptions, auditable_model, run_audit
+from attn_audit.audits.exported import ProgramCache
 from attn_audit.checkpoint import CheckpointError
 from attn_audit.report import figures, paper_row, summarize, summary_markdown
 from attn_audit.run_folder import load_run
@@ -55,7 +56,7 @@ def code_version() -> str:
 
 def main(argv):
     del argv
-    setup()
+    cache_folder = setup()
     start = time.perf_counter()
     try:
         unknown = sorted(set(_AUDITS.value) - set(AUDITS))
@@ -75,9 +76,12 @@ def main(argv):
         )  # fmt: skip
         out_dir = run.workdir / "audit" / _SPLIT.value
         boundaries = tuple(run.config["data"]["bucket_boundaries"])
+        # Traced programs live beside the compiled ones: a warm run skips tracing too.
+        program_cache = cache_folder and ProgramCache(cache_folder / "exported")
         records, timings = run_audit(
-            auditable_model(run.model_config), run.params, split, boundaries, out_dir, options
-        )
+            auditable_model(run.model_config), run.params, split, boundaries, out_dir, options,
+            program_cache,
+        )  # fmt: skip
     except (data.DataError, CheckpointError, ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
     timings["process_seconds"] = time.perf_counter() - start

@@ -109,11 +109,13 @@ class BatchAuditor:
       key: the audit run's key; split here into one role per random audit.
       adversary: the adversarial search settings.
       num_permutations: shuffles per instance in the permutation test.
+      program_cache: optional ``exported.ProgramCache``: the programs are traced once and
+        kept on disk, so a later process skips tracing (same results, tested).
     """
 
     def __init__(
         self, model, params, audits=AUDITS, key=None, adversary=JW_ADVERSARY,
-        num_permutations=NUM_PERMUTATIONS,
+        num_permutations=NUM_PERMUTATIONS, program_cache=None,
     ):  # fmt: skip
         unknown = sorted(set(audits) - set(AUDITS))
         if unknown:
@@ -122,6 +124,7 @@ class BatchAuditor:
         self.audits = tuple(a for a in AUDITS if a in audits)
         self.adversary = adversary
         self.num_permutations = num_permutations
+        self.program_cache = program_cache
         self.mesh = data_mesh()
         self._rows = NamedSharding(self.mesh, PartitionSpec("data"))
         self.params = jax.device_put(params, NamedSharding(self.mesh, PartitionSpec()))
@@ -151,19 +154,28 @@ class BatchAuditor:
             )
         instances = jax.device_put(instances_from_batch(batch), self._rows)
         index = jax.device_put(jnp.asarray(batch["index"]), self._rows)
-        results = dict(predict_batch(self.model, self.params, instances))
+        shared = (self.model, self.params, instances)
+        results = dict(self._run("predict", predict_batch, shared))
         if "gradient" in self.audits:
-            results["gradient"] = gradient_batch(self.model, self.params, instances)
+            results["gradient"] = self._run("gradient", gradient_batch, shared)
         if "loo" in self.audits:
             chunk = loo_positions_per_chunk(*batch["token_ids"].shape)
-            results["loo"] = loo_batch(self.model, self.params, instances, chunk)
+            results["loo"] = self._run("loo", loo_batch, (*shared, chunk), static=(0, 3))
         if "permutation" in self.audits:
             keys = self._instance_keys(self.permutation_key, index)
-            results["permutation_median_tvd"] = permutation_batch(
-                self.model, self.params, instances, keys, self.num_permutations
+            arguments = (*shared, keys, self.num_permutations)
+            results["permutation_median_tvd"] = self._run(
+                "permutation", permutation_batch, arguments, static=(0, 4)
             )
         if "adversarial" in self.audits:
             keys = self._instance_keys(self.adversarial_key, index)
-            found = adversarial_batch(self.model, self.params, instances, keys, self.adversary)
+            arguments = (*shared, keys, self.adversary)
+            found = self._run("adversarial", adversarial_batch, arguments, static=(0, 4))
             results.update({f"adversarial_{name}": value for name, value in found.items()})
         return jax.tree.map(np.asarray, jax.device_get(results))
+
+    def _run(self, name, function, arguments, static=(0,)):
+        """``function(*arguments)``, through the program cache if there is one."""
+        if self.program_cache is None:
+            return function(*arguments)
+        return self.program_cache(name, function, arguments, static)

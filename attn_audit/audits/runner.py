@@ -134,8 +134,9 @@ def _check_options(out_dir: pathlib.Path, options: AuditOptions) -> None:
 
 
 def run_audit(
-    model, params, split: data.EncodedSplit, boundaries, out_dir, options: AuditOptions
-) -> tuple[list[dict], dict]:
+    model, params, split: data.EncodedSplit, boundaries, out_dir, options: AuditOptions,
+    program_cache=None,
+) -> tuple[list[dict], dict]:  # fmt: skip
     """Audits every instance of ``split`` (after ``options.limit``), resuming if possible.
 
     Args:
@@ -143,6 +144,7 @@ def run_audit(
       split: the encoded split; boundaries: its bucket boundaries.
       out_dir: where ``audit_config.json``, ``parts/`` and ``records.jsonl`` go.
       options: what to run.
+      program_cache: optional ``exported.ProgramCache`` (see ``BatchAuditor``).
 
     Returns:
       ``(records in data order, timings)``; timings has ``wall_seconds``,
@@ -158,7 +160,7 @@ def run_audit(
     parts.mkdir(exist_ok=True)
     auditor = BatchAuditor(
         model, params, options.audits, jax.random.key(options.seed), options.adversary,
-        options.num_permutations,
+        options.num_permutations, program_cache,
     )  # fmt: skip
     batch_size = -(-options.batch_size // auditor.num_devices) * auditor.num_devices
     plan = list(data.batches(split, batch_size, boundaries))

@@ -1,0 +1,74 @@
+"""Programs kept on disk by jax.export give the same results as jit, and are found again only
+under the same key."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from attn_audit import audits
+from attn_audit.audits import exported
+
+from .audits_test import tiny_model
+from .engine_test import padded_batch
+
+ALL_RESULTS = ("attention", "probabilities", "gradient", "loo", "permutation_median_tvd",
+               "adversarial_max_jsd", "adversarial_candidates", "adversarial_selected")  # fmt: skip
+
+
+def auditor(program_cache=None, task="classification"):
+    model, params = tiny_model("lstm", "tanh", task, 2 if task == "classification" else 3)
+    return audits.BatchAuditor(
+        model, params, key=None, adversary=audits.AdversarySettings(steps=5),
+        num_permutations=4, program_cache=program_cache,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("task", ["classification", "qa"])
+def test_exported_programs_equal_jit_when_written_and_when_read_back(tmp_path, task):
+    batch = padded_batch((5, 7, 4, 6), 12)
+    if task == "qa":
+        batch["question_ids"] = np.asarray([[2, 5, 6, 3, 0]] * 4, np.int32)
+        batch["question_lengths"] = np.full(4, 4, np.int32)
+    expected = auditor(task=task)(batch)
+    written = auditor(exported.ProgramCache(tmp_path), task)(batch)
+    assert len(list(tmp_path.glob("*.jax"))) == 5  # one file per program
+    read_back = auditor(exported.ProgramCache(tmp_path), task)(batch)  # a new process's view
+    for results in (written, read_back):
+        assert set(results) == set(expected)
+        for name in ALL_RESULTS:
+            np.testing.assert_array_equal(results[name], expected[name], err_msg=name)
+
+
+def test_a_damaged_file_is_exported_again(tmp_path, caplog):
+    batch = padded_batch((5, 7, 4, 6), 12)
+    expected = auditor()(batch)
+    auditor(exported.ProgramCache(tmp_path))(batch)
+    for path in tmp_path.glob("*.jax"):
+        path.write_bytes(b"not a program")
+    with caplog.at_level(logging.WARNING):
+        again = auditor(exported.ProgramCache(tmp_path))(batch)
+    assert "unreadable exported program" in caplog.text
+    np.testing.assert_array_equal(again["loo"], expected["loo"])
+    # Exported afresh: the files hold programs again.
+    assert all(path.stat().st_size > 100 for path in tmp_path.glob("*.jax"))
+
+
+def test_the_key_follows_shapes_static_arguments_and_source(monkeypatch):
+    model, params = tiny_model()
+    other_model, _ = tiny_model("average")
+    batch = audits.engine.instances_from_batch(padded_batch((5, 7), 12))
+    wider = audits.engine.instances_from_batch(padded_batch((5, 7), 16))
+    key = exported.program_key("loo", (model, params, batch, None), (0, 3))
+    assert key == exported.program_key("loo", (model, params, batch, None), (0, 3))
+    assert key != exported.program_key("loo", (model, params, wider, None), (0, 3))
+    assert key != exported.program_key("loo", (other_model, params, batch, None), (0, 3))
+    assert key != exported.program_key("loo", (model, params, batch, 4), (0, 3))
+    assert key != exported.program_key("gradient", (model, params, batch, None), (0, 3))
+    monkeypatch.setattr(exported, "source_digest", lambda: "edited source")
+    assert key != exported.program_key("loo", (model, params, batch, None), (0, 3))
+
+
+def test_source_digest_covers_the_package_source():
+    digest = exported.source_digest()
+    assert len(digest) == 64 and digest == exported.source_digest()
