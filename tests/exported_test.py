@@ -72,3 +72,13 @@ def test_the_key_follows_shapes_static_arguments_and_source(monkeypatch):
 def test_source_digest_covers_the_package_source():
     digest = exported.source_digest()
     assert len(digest) == 64 and digest == exported.source_digest()
+
+
+def test_an_unwritable_folder_still_runs_the_programs(tmp_path, caplog):
+    blocked = tmp_path / "a file, not a folder"
+    blocked.write_text("")
+    batch = padded_batch((5, 7, 4, 6), 12)
+    with caplog.at_level(logging.WARNING):
+        results = auditor(exported.ProgramCache(blocked / "exported"))(batch)
+    assert "Cannot keep program" in caplog.text
+    np.testing.assert_array_equal(results["loo"], auditor()(batch)["loo"])

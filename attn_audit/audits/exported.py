@@ -104,9 +104,12 @@ class ProgramCache:
                 "Not keeping program %s on disk (%s); it is traced each run.", name, error
             )
             return None
-        self.folder.mkdir(parents=True, exist_ok=True)
-        # Write then rename: a crash never leaves a half-written program under its key.
-        with tempfile.NamedTemporaryFile(dir=self.folder, suffix=".tmp", delete=False) as file:
-            file.write(serialized)
-        os.replace(file.name, self.folder / f"{key}.jax")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            # Write then rename: a crash never leaves a half-written program under its key.
+            with tempfile.NamedTemporaryFile(dir=self.folder, suffix=".tmp", delete=False) as file:
+                file.write(serialized)
+            os.replace(file.name, self.folder / f"{key}.jax")
+        except OSError as error:  # e.g. a read-only cache: run it, keep nothing
+            logging.warning("Cannot keep program %s in %s (%s).", name, self.folder, error)
         return jax.jit(export.deserialize(serialized).call)
