@@ -29,12 +29,36 @@ def test_second_batch_of_a_bucket_does_not_recompile():
     auditor = audits.BatchAuditor(model, params, adversary=settings, num_permutations=4)
     auditor(padded_batch((5, 7, 4, 6), 12))
     programs = (
-        audits.engine.predict_batch, audits.engine.gradient_batch, audits.engine.loo_batch,
-        audits.engine.permutation_batch, audits.engine.adversarial_batch,
+        audits.engine.audit_batch, audits.engine.predict_batch, audits.engine.gradient_batch,
+        audits.engine.loo_batch, audits.engine.permutation_batch, audits.engine.adversarial_batch,
     )  # fmt: skip
     sizes = [program._cache_size() for program in programs]
     auditor(padded_batch((9, 3, 8, 10), 12, first_index=4))  # same shapes, other values
     assert [program._cache_size() for program in programs] == sizes
+
+
+def test_the_combined_program_equals_the_audits_run_one_by_one():
+    model, params = tiny_model()
+    settings = audits.AdversarySettings(steps=7)
+    auditor = audits.BatchAuditor(model, params, adversary=settings, num_permutations=4)
+    batch = padded_batch((5, 7, 4, 6), 12)
+    combined = auditor(batch)
+    engine = audits.engine
+    instances = engine.instances_from_batch(batch)
+    index = np.asarray(batch["index"])
+    permutation_keys = auditor._instance_keys(auditor.permutation_key, index)
+    adversarial_keys = auditor._instance_keys(auditor.adversarial_key, index)
+    separate = dict(engine.predict_batch(model, params, instances))
+    separate["gradient"] = engine.gradient_batch(model, params, instances)
+    separate["loo"] = engine.loo_batch(model, params, instances)
+    separate["permutation_median_tvd"] = engine.permutation_batch(
+        model, params, instances, permutation_keys, 4
+    )
+    found = engine.adversarial_batch(model, params, instances, adversarial_keys, settings)
+    separate.update({f"adversarial_{name}": value for name, value in found.items()})
+    assert set(combined) == set(separate)
+    for name, value in separate.items():
+        np.testing.assert_allclose(combined[name], value, atol=1e-6, err_msg=name)
 
 
 def test_results_do_not_depend_on_the_batch_an_instance_is_in():

@@ -32,7 +32,7 @@ def test_exported_programs_equal_jit_when_written_and_when_read_back(tmp_path, t
         batch["question_lengths"] = np.full(4, 4, np.int32)
     expected = auditor(task=task)(batch)
     written = auditor(exported.ProgramCache(tmp_path), task)(batch)
-    assert len(list(tmp_path.glob("*.jax"))) == 5  # one file per program
+    assert len(list(tmp_path.glob("*.jax"))) == 1  # one program per batch shape
     read_back = auditor(exported.ProgramCache(tmp_path), task)(batch)  # a new process's view
     for results in (written, read_back):
         assert set(results) == set(expected)
