@@ -1,16 +1,19 @@
 """The batch engine: one compilation per shape, and sharding that changes nothing."""
 
 import json
+import logging
 import os
 import pathlib
 import subprocess
 import sys
 import textwrap
 
+import jax
 import numpy as np
 import pytest
 
 from attn_audit import audits
+from attn_audit.audits import exported
 
 from .audits_test import tiny_batch, tiny_model
 
@@ -123,3 +126,23 @@ def test_unknown_audit_is_a_clear_error():
     model, params = tiny_model()
     with pytest.raises(ValueError, match=r"Unknown audits \['saliency'\]"):
         audits.BatchAuditor(model, params, audits=("gradient", "saliency"))
+
+
+def test_compiling_ahead_leaves_nothing_to_compile_for_the_audit(tmp_path, caplog):
+    model, params = tiny_model()
+    settings = audits.AdversarySettings(steps=3)
+    batch = padded_batch((5, 7, 4, 6), 20)  # a width no other test uses
+    for program_cache in (None, exported.ProgramCache(tmp_path)):
+        auditor = audits.BatchAuditor(
+            model, params, adversary=settings, num_permutations=4, program_cache=program_cache
+        )
+        with jax.log_compiles(), caplog.at_level(logging.WARNING):
+            caplog.clear()
+            auditor.compile(batch)
+            ahead = [m for m in caplog.messages if "XLA compilation" in m]
+            caplog.clear()
+            auditor(batch)
+        assert ahead  # the audit program (or its exported wrapper) was compiled ahead
+        # and the audit traces, lowers and compiles nothing of its own.
+        work = ("Finished tracing", "Compiling", "XLA compilation")
+        assert not [m for m in caplog.messages if any(w in m for w in work)], caplog.messages

@@ -169,13 +169,7 @@ class BatchAuditor:
     def _instance_keys(self, role_key, index):
         return jax.vmap(lambda i: jax.random.fold_in(role_key, i))(jnp.maximum(index, 0))
 
-    def __call__(self, batch: dict) -> dict[str, np.ndarray]:
-        """Audits one batch; returns host arrays with a leading batch axis.
-
-        Keys: ``attention [B, T]``, ``probabilities [B, C]`` and, per audit run,
-        ``gradient [B, T]``, ``loo [B, T]``, ``permutation_median_tvd [B]``,
-        ``adversarial_*`` (see ``adversarial_search``).
-        """
+    def _arguments(self, batch: dict) -> tuple:
         rows = batch["token_ids"].shape[0]
         if rows % self.num_devices:
             raise ValueError(
@@ -184,15 +178,36 @@ class BatchAuditor:
             )
         instances = jax.device_put(instances_from_batch(batch), self._rows)
         index = jax.device_put(jnp.asarray(batch["index"]), self._rows)
-        arguments = (
+        return (
             self.model, self.params, instances,
             self._instance_keys(self.permutation_key, index),
             self._instance_keys(self.adversarial_key, index),
             self.audits, loo_positions_per_chunk(*batch["token_ids"].shape),
             self.num_permutations, self.adversary,
         )  # fmt: skip
+
+    def compile(self, batch: dict) -> None:
+        """Compiles (or loads) the program for ``batch``'s shape without running it."""
+        arguments = self._arguments(batch)
+        if self.program_cache is None:
+            audit_batch.lower(*arguments).compile()
+        else:
+            self.program_cache.compile("audit_batch", audit_batch, arguments, _STATIC)
+
+    def __call__(self, batch: dict) -> dict[str, np.ndarray]:
+        """Audits one batch; returns host arrays with a leading batch axis.
+
+        Keys: ``attention [B, T]``, ``probabilities [B, C]`` and, per audit run,
+        ``gradient [B, T]``, ``loo [B, T]``, ``permutation_median_tvd [B]``,
+        ``adversarial_*`` (see ``adversarial_search``).
+        """
+        arguments = self._arguments(batch)
         if self.program_cache is None:
             results = audit_batch(*arguments)
         else:
-            results = self.program_cache("audit_batch", audit_batch, arguments, (0, 5, 6, 7, 8))
+            results = self.program_cache("audit_batch", audit_batch, arguments, _STATIC)
         return jax.tree.map(np.asarray, jax.device_get(results))
+
+
+# audit_batch's static arguments: model, audits, positions_per_chunk, num_permutations, settings.
+_STATIC = (0, 5, 6, 7, 8)

@@ -74,17 +74,24 @@ class ProgramCache:
 
     def __init__(self, folder: str | os.PathLike):
         self.folder = pathlib.Path(folder)
-        self._callables: dict[str, tuple[object, bool]] = {}
+        self._callables: dict[str, object] = {}
 
     def __call__(self, name: str, function, arguments: tuple, static_argnums: tuple[int, ...]):
+        exported, dynamic = self._callable(name, function, arguments, static_argnums)
+        return function(*arguments) if exported is None else exported(*dynamic)
+
+    def compile(self, name: str, function, arguments: tuple, static_argnums: tuple[int, ...]):
+        """Loads or exports the program and compiles it, without running it."""
+        exported, dynamic = self._callable(name, function, arguments, static_argnums)
+        (function.lower(*arguments) if exported is None else exported.lower(*dynamic)).compile()
+
+    def _callable(self, name, function, arguments, static_argnums):
+        """``(jitted exported program or None if it cannot be exported, dynamic arguments)``."""
         key = program_key(name, arguments, static_argnums)
         if key not in self._callables:
-            exported = self._load(key) or self._export(key, name, function, arguments)
-            self._callables[key] = (exported, exported is not None)
-        exported, is_exported = self._callables[key]
-        if not is_exported:
-            return function(*arguments)
-        return exported(*(a for i, a in enumerate(arguments) if i not in static_argnums))
+            self._callables[key] = self._load(key) or self._export(key, name, function, arguments)
+        dynamic = tuple(a for i, a in enumerate(arguments) if i not in static_argnums)
+        return self._callables[key], dynamic
 
     def _load(self, key: str):
         path = self.folder / f"{key}.jax"

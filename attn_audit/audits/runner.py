@@ -5,7 +5,9 @@ temporary file, then a rename), so an interrupted run loses at most the batch
 in flight; running the same audit again skips the batches that have a part.
 At the end the parts are merged, in data order, into ``<out>/records.jsonl``.
 Keys are per instance (``fold_in``), so a resumed run writes the same records
-as an uninterrupted one.
+as an uninterrupted one. While the first length bucket is audited, a background
+thread compiles (or loads) the programs of the other buckets: XLA compiles with
+the interpreter lock released, on the second core.
 """
 
 import dataclasses
@@ -13,6 +15,7 @@ import json
 import logging
 import os
 import pathlib
+import threading
 import time
 
 import numpy as np
@@ -117,6 +120,21 @@ def batch_records(batch: dict, results: dict, split: data.EncodedSplit) -> list[
     return records
 
 
+def _batch_shape(batch: dict) -> tuple:
+    return (batch["token_ids"].shape, batch.get("question_ids", np.zeros(0)).shape)
+
+
+def _compile_ahead(auditor: BatchAuditor, batches: list[dict]) -> None:
+    """Compiles the program of each batch's shape in turn. A failure is left to the audit,
+    which meets it again when it reaches that batch and raises it there."""
+    for batch in batches:
+        try:
+            auditor.compile(batch)
+        except Exception as error:  # noqa: BLE001  (raised again by the audit of that batch)
+            logging.debug("Compiling ahead for shape %s failed: %s", _batch_shape(batch), error)
+            return
+
+
 def _check_options(out_dir: pathlib.Path, options: AuditOptions) -> None:
     saved_path = out_dir / "audit_config.json"
     wanted = options.to_dict()
@@ -170,6 +188,13 @@ def run_audit(
             "Resuming: %d of %d batches already audited.", len(plan) - len(todo), len(plan)
         )
     start = time.perf_counter()
+    first_of_shape = {}
+    for number in todo:
+        first_of_shape.setdefault(_batch_shape(plan[number]), plan[number])
+    ahead = threading.Thread(
+        target=_compile_ahead, args=(auditor, list(first_of_shape.values())[1:]), daemon=True
+    )
+    ahead.start()
     timings = {"first_call_seconds": 0.0, "steady_seconds": 0.0, "first_calls": 0, "steady": 0}
     seen_shapes = set()
     done = 0
@@ -179,7 +204,7 @@ def run_audit(
         results = auditor(batch)
         records = batch_records(batch, results, split)
         elapsed = time.perf_counter() - batch_start
-        shape = (batch["token_ids"].shape, batch.get("question_ids", np.zeros(0)).shape)
+        shape = _batch_shape(batch)
         kind = "steady" if shape in seen_shapes else "first_call"
         seen_shapes.add(shape)
         timings[f"{kind}_seconds" if kind == "steady" else "first_call_seconds"] += elapsed
@@ -195,6 +220,7 @@ def run_audit(
             number + 1, len(plan), batch["token_ids"].shape[1], done, rate,
             format_duration(remaining / rate if rate else 0.0),
         )  # fmt: skip
+    ahead.join()
     timings["wall_seconds"] = time.perf_counter() - start
     records = []
     for number in range(len(plan)):
