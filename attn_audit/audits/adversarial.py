@@ -15,7 +15,6 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from attn_audit import stats
@@ -65,13 +64,15 @@ def adversarial_objective(logits, decode_fn, alpha, probabilities, mask, setting
     )
     output_change = stats.tvd(outputs, probabilities[None, :])
     penalty = settings.output_penalty * jax.nn.relu(output_change - settings.output_margin)
-    # Pair sums as a product with a constant 0/1 matrix [pairs, K]: the gradient of a gather
-    # is a scatter, which XLA:CPU runs far slower than this small matmul.
-    first, second = np.triu_indices(settings.num_candidates, 1)
-    pair_sums = np.zeros((first.size, settings.num_candidates), np.float32)
-    pair_sums[np.arange(first.size), first] = pair_sums[np.arange(first.size), second] = 1.0
-    pairwise = 0.5 * (pair_sums @ own) - _negative_entropy(0.5 * (pair_sums @ candidates), eps)
-    diversity = jnp.sum(pairwise) / max(first.size, 1)
+    # The K(K−1)/2 pairs (k, k + d) as static slices, one offset d at a time: no gather,
+    # whose gradient (a scatter) XLA:CPU runs slowly, and no small matmuls.
+    pairwise = [
+        0.5 * (own[:-offset] + own[offset:])
+        - _negative_entropy(0.5 * (candidates[:-offset] + candidates[offset:]), eps)
+        for offset in range(1, settings.num_candidates)
+    ]
+    num_pairs = settings.num_candidates * (settings.num_candidates - 1) // 2
+    diversity = sum(jnp.sum(pairs) for pairs in pairwise) / max(num_pairs, 1)
     return jnp.sum(penalty - divergence) - diversity
 
 
