@@ -35,4 +35,9 @@ def tokenize(text: str, punctuation: str = "split") -> tuple[str, ...]:
         tokens = _NON_WORD.sub(" ", text).split()
     else:
         tokens = _WORD_OR_PUNCT.findall(text)
-    return tuple(DIGIT_TOKEN if any(c.isdigit() for c in token) else token for token in tokens)
+    return tuple(DIGIT_TOKEN if _has_digit(token) else token for token in tokens)
+
+
+def _has_digit(token: str) -> bool:
+    # No character is both a letter and a digit, so the common all-letter token skips the scan.
+    return not token.isalpha() and any(c.isdigit() for c in token)
