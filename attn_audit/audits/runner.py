@@ -124,15 +124,16 @@ def _batch_shape(batch: dict) -> tuple:
     return (batch["token_ids"].shape, batch.get("question_ids", np.zeros(0)).shape)
 
 
-def _compile_ahead(auditor: BatchAuditor, batches: list[dict]) -> None:
-    """Compiles the program of each batch's shape in turn. A failure is left to the audit,
-    which meets it again when it reaches that batch and raises it there."""
-    for batch in batches:
+def _compile_ahead(auditor: BatchAuditor, batches: dict, compiled: dict) -> None:
+    """Compiles the program of each shape in ``batches`` in turn and sets its event in
+    ``compiled``. A failure is left to the audit, which meets it again at that batch."""
+    for shape, batch in batches.items():
         try:
             auditor.compile(batch)
         except Exception as error:  # noqa: BLE001  (raised again by the audit of that batch)
-            logging.debug("Compiling ahead for shape %s failed: %s", _batch_shape(batch), error)
-            return
+            logging.debug("Compiling ahead for shape %s failed: %s", shape, error)
+        finally:
+            compiled[shape].set()
 
 
 def _check_options(out_dir: pathlib.Path, options: AuditOptions) -> None:
@@ -188,11 +189,15 @@ def run_audit(
             "Resuming: %d of %d batches already audited.", len(plan) - len(todo), len(plan)
         )
     start = time.perf_counter()
+    # The other shapes compile on a second thread, in the order the audit meets them; the
+    # audit waits for a shape still compiling rather than compiling it a second time.
     first_of_shape = {}
     for number in todo:
         first_of_shape.setdefault(_batch_shape(plan[number]), plan[number])
+    later_shapes = dict(list(first_of_shape.items())[1:])
+    compiled = {shape: threading.Event() for shape in later_shapes}
     ahead = threading.Thread(
-        target=_compile_ahead, args=(auditor, list(first_of_shape.values())[1:]), daemon=True
+        target=_compile_ahead, args=(auditor, later_shapes, compiled), daemon=True
     )
     ahead.start()
     timings = {"first_call_seconds": 0.0, "steady_seconds": 0.0, "first_calls": 0, "steady": 0}
@@ -201,10 +206,12 @@ def run_audit(
     for number in todo:
         batch = plan[number]
         batch_start = time.perf_counter()
+        shape = _batch_shape(batch)
+        if shape in compiled:
+            compiled[shape].wait()
         results = auditor(batch)
         records = batch_records(batch, results, split)
         elapsed = time.perf_counter() - batch_start
-        shape = _batch_shape(batch)
         kind = "steady" if shape in seen_shapes else "first_call"
         seen_shapes.add(shape)
         timings[f"{kind}_seconds" if kind == "steady" else "first_call_seconds"] += elapsed
