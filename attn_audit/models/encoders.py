@@ -265,6 +265,11 @@ def _state_at(context: dict, direction: str, index: jax.Array, exists: jax.Array
     )
 
 
+def _stacked(forward: tuple, backward: tuple) -> tuple:
+    """``(h, c)`` of both directions stacked: each ``[2, H]``."""
+    return jax.tree.map(lambda f, b: jnp.stack([f, b]), forward, backward)
+
+
 def _two_chains(
     rnn: Params,
     input_gates: jax.Array,
@@ -396,17 +401,19 @@ def bilstm_states_without_pair(
         _state_at(context, "backward", jnp.minimum(position + 1, last), position + 1 < length),
         _state_at(context, "backward", jnp.minimum(mirror + 1, last), mirror + 1 < length),
     )
-    stack = lambda pair: jax.tree.map(lambda f, b: jnp.stack([f, b]), *pair)  # noqa: E731
     outputs = _two_chains(
         rnn,
         jnp.stack([forward_gates, backward_gates]),
         jnp.clip(jnp.stack([forward_index, backward_index]), 0, last),
-        stack((forward_starts[0], backward_starts[0])),
-        stack((forward_starts[1], backward_starts[1])),
+        _stacked(forward_starts[0], backward_starts[0]),
+        _stacked(forward_starts[1], backward_starts[1]),
         jnp.stack([mirror, position]),
     )
     originals = (context["forward_hidden"], context["backward_hidden"])
-    combine = lambda forward, backward: jnp.concatenate([forward, backward], -1)  # noqa: E731
+
+    def combine(forward_half, backward_half):
+        return jnp.concatenate([forward_half, backward_half], axis=-1)
+
     if readout is not None:
         hidden_size = originals[0].shape[-1]
         halves = (readout[:hidden_size], readout[hidden_size:])
