@@ -3,6 +3,8 @@ under the same key."""
 
 import logging
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -82,3 +84,16 @@ def test_an_unwritable_folder_still_runs_the_programs(tmp_path, caplog):
         results = auditor(exported.ProgramCache(blocked / "exported"))(batch)
     assert "Cannot keep program" in caplog.text
     np.testing.assert_array_equal(results["loo"], auditor()(batch)["loo"])
+
+
+def test_a_program_export_cannot_keep_runs_through_jit(tmp_path, caplog):
+    @jax.jit
+    def host_round_trip(x):  # host callbacks cannot be serialised
+        return jax.pure_callback(np.negative, jax.ShapeDtypeStruct(x.shape, x.dtype), x)
+
+    cache = exported.ProgramCache(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        result = cache("host", host_round_trip, (jnp.arange(3.0),), ())
+    assert "Not keeping program host" in caplog.text
+    np.testing.assert_array_equal(result, [-0.0, -1.0, -2.0])
+    assert not list(tmp_path.glob("*.jax"))
