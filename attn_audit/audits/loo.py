@@ -40,19 +40,19 @@ def leave_one_out(model, params, instance, positions_per_chunk: int | None = Non
         variant["length"] = length - 1
         return variant
 
-    def change(position, variant_states):
-        variant = variant_of(position)
+    def change(variant, variant_states):
         alpha = model.attention(params, variant, variant_states)
         variant_probabilities = model.decode(params, variant, variant_states, alpha)
         return stats.tvd(variant_probabilities, probabilities)
 
     def without(position):
         variant = variant_of(position)
-        return change(position, model.encode(params, variant, model.embed(params, variant)))
+        return change(variant, model.encode(params, variant, model.embed(params, variant)))
 
     def without_pair(position):
         pair = jnp.stack([position, length - 1 - position])
-        return pair, jax.vmap(change)(pair, states_without_pair(position))
+        variants = jax.vmap(variant_of)(pair)
+        return pair, jax.vmap(change)(variants, states_without_pair(position))
 
     def sweep(function, positions, chunk):
         if chunk is None or chunk >= positions.shape[0]:
