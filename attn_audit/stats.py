@@ -17,6 +17,8 @@ from scipy import special
 EXACT_MAX_SIZE = 33
 # About this many [b, T, T] pair elements are held at once (roughly 10 bytes each in temporaries).
 _PAIR_ELEMENTS_PER_CHUNK = 1 << 25
+# JW's epsilon inside the logs of KL and JSD (SPEC §3.5).
+JW_EPS = 1e-10
 
 
 def kendall_tau_b(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -285,3 +287,21 @@ def jsd(p: jax.Array, q: jax.Array, eps: float = 1e-10) -> jax.Array:
     """
     m = 0.5 * (p + q)
     return 0.5 * kl(p, m, eps) + 0.5 * kl(q, m, eps)
+
+
+# ---------------------------------------------------------------- numpy twins (float64)
+
+
+def jsd_np(p: np.ndarray, q: np.ndarray) -> float:
+    """JSD in nats with JW's 1e-10 inside the logs (float64; ``attn_audit.stats.jsd`` in numpy)."""
+    p, q = np.asarray(p, np.float64), np.asarray(q, np.float64)
+    m = 0.5 * (p + q)
+
+    def kl(a, b):
+        return float(np.sum(a * (np.log(a + JW_EPS) - np.log(b + JW_EPS))))
+
+    return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+
+
+def tvd_np(p: np.ndarray, q: np.ndarray) -> float:
+    return float(0.5 * np.abs(np.asarray(p, np.float64) - np.asarray(q, np.float64)).sum())

@@ -36,10 +36,10 @@ from absl import app, flags
 
 from attn_audit import audits, data
 from attn_audit.interop import to_torch_state_dict
-from attn_audit.interop.torch_model import load_torch_model
-from attn_audit.run_folder import load_run
+from attn_audit.training.run_folder import load_run
 from benchmarks import _machine
 from benchmarks.torch_audits import BatchedStyle, OriginalStyle
+from tests.reference.torch_model import load_torch_model
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/sst_lstm_tanh", "A trained run (make audit).")
 _LIMIT = flags.DEFINE_integer("limit", 320, "Test instances for the per-audit timings.")
@@ -126,7 +126,7 @@ from experiments._setup import setup
 setup()
 import sys
 from attn_audit import audits, data
-from attn_audit.run_folder import load_run
+from attn_audit.training.run_folder import load_run
 run = load_run(sys.argv[1])
 split = data.encode_split(data.load_dataset(run.config["data"]["name"], sys.argv[2] or None),
                           "test", run.vocab)

@@ -34,8 +34,9 @@ import numpy as np
 import scipy
 from absl import app, flags
 
-from attn_audit import relevance
+from attn_audit.audits import flow, rollout
 from benchmarks import _machine
+from tests.reference import networkx_flow
 
 _INSTANCES = flags.DEFINE_integer("instances", 8, "Random attention instances for our timings.")
 _NETWORKX_ROWS = flags.DEFINE_integer("networkx_rows", 2, "Output rows per layer for networkx.")
@@ -78,15 +79,15 @@ class Clock:
 
 def time_networkx(attention: np.ndarray, rows_per_layer: int, rng: np.random.Generator):
     """networkx flow on sampled rows of one instance: ``(rows, values, per-layer seconds)``."""
-    residual = relevance._residual_numpy(attention.astype(np.float64))
+    residual = flow._residual_numpy(attention.astype(np.float64))
     with Clock() as build:
-        relevance.networkx_flow_graph(residual)
+        networkx_flow.networkx_flow_graph(residual)
     rows, seconds = [], {"build": (build.wall, build.cpu)}
     for layer in range(LAYERS):
         positions = rng.choice(TOKENS, size=rows_per_layer, replace=False)
         layer_rows = [(layer, int(i)) for i in positions]
         with Clock() as clock:
-            values = relevance.attention_flow_networkx(attention, rows=layer_rows)
+            values = networkx_flow.attention_flow_networkx(attention, rows=layer_rows)
         # attention_flow_networkx builds the graph once per call; take that back out.
         seconds[layer] = ((clock.wall - build.wall) / rows_per_layer,
                           (clock.cpu - build.cpu) / rows_per_layer)  # fmt: skip
@@ -103,7 +104,7 @@ def main(argv):
     print(machine(), "load", load_before, flush=True)
 
     # 1. Agreement with networkx on the same graphs, and networkx's time.
-    ours_first = relevance.attention_flow(attention[0])
+    ours_first = flow.attention_flow(attention[0])
     rows, nx_seconds = time_networkx(attention[0], _NETWORKX_ROWS.value, rng)
     differences = [np.abs(ours_first[row] - values).max() for row, values in rows]
     worst = float(max(differences))
@@ -117,26 +118,26 @@ def main(argv):
 
     # 2. Ours: one process, the ablation, the pool.
     with Clock() as ours:
-        flows = [relevance.attention_flow(instance) for instance in attention]
+        flows = [flow.attention_flow(instance) for instance in attention]
     ours_instance = (ours.wall / len(attention), ours.cpu / len(attention))
-    per_pair_limit = relevance._EDGES_PER_CALL
-    relevance._EDGES_PER_CALL = 1  # one pair per scipy call
+    per_pair_limit = flow._EDGES_PER_CALL
+    flow._EDGES_PER_CALL = 1  # one pair per scipy call
     try:
         with Clock() as per_pair:
-            relevance.attention_flow(attention[0])
+            flow.attention_flow(attention[0])
     finally:
-        relevance._EDGES_PER_CALL = per_pair_limit
+        flow._EDGES_PER_CALL = per_pair_limit
     context = multiprocessing.get_context("spawn")
     with Clock() as startup:
         executor = concurrent.futures.ProcessPoolExecutor(_WORKERS.value, mp_context=context)
-        list(executor.map(relevance.attention_flow, attention[: _WORKERS.value, :1]))  # warm up
+        list(executor.map(flow.attention_flow, attention[: _WORKERS.value, :1]))  # warm up
     with executor, Clock() as pooled:
-        pooled_flows = relevance.attention_flow_batch(attention, executor=executor)
+        pooled_flows = flow.attention_flow_batch(attention, executor=executor)
     np.testing.assert_array_equal(pooled_flows, flows)
     pool_instance = pooled.wall / len(attention)
 
     # 3. Rollout, compiled.
-    rollout_batch = jax.jit(jax.vmap(relevance.rollout))
+    rollout_batch = jax.jit(jax.vmap(rollout.rollout))
     with Clock() as first:
         rollout_batch(attention).block_until_ready()
     steady = []
@@ -198,8 +199,8 @@ def render(*, nx_instance, nx_seconds, rows, worst, ours, per_pair, pool, startu
         f"{layer_pairs}.", "",
         "**Ours.** Layers 1 and 2 in closed form; from layer 3 on, scipy's Dinic (C) on unions "
         "of pair graphs (each pair's graph keeps only (0, j), layers 1..l−1 and (l, i)), about "
-        f"{relevance._EDGES_PER_CALL} edges a call, capacities in units of 2^-30 "
-        "(error bound in `attn_audit/relevance.py`). Time grows as "
+        f"{flow._EDGES_PER_CALL} edges a call, capacities in units of 2^-30 "
+        "(error bound in `attn_audit/audits/flow.py`). Time grows as "
         "Σ_l n²·(l−2)·n² edges. scipy's max flow holds the GIL, so more cores need processes.",
     ]  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -19,9 +19,9 @@ from absl import app, flags  # noqa: E402
 
 from attn_audit import data  # noqa: E402
 from attn_audit.interop import to_torch_state_dict  # noqa: E402
-from attn_audit.interop.torch_model import load_torch_model  # noqa: E402
-from attn_audit.run_folder import load_run  # noqa: E402
+from attn_audit.training.run_folder import load_run  # noqa: E402
 from benchmarks.torch_audits import BatchedStyle, OriginalStyle  # noqa: E402
+from tests.reference.torch_model import load_torch_model  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/sst_lstm_tanh", "Run folder.")
 _STYLE = flags.DEFINE_enum("style", "original", ["original", "batched"], "Eager style.")

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import torch
 
-from attn_audit.interop.torch_model import TorchModel
+from tests.reference.torch_model import TorchModel
 
 NUM_PERMUTATIONS = 100
 EPS = 1e-10

@@ -28,9 +28,10 @@ from absl import app, flags, logging
 from attn_audit import data
 from attn_audit.audits import AUDITS, AuditOptions, auditable_model, run_audit
 from attn_audit.audits.exported import ProgramCache
-from attn_audit.checkpoint import CheckpointError
+from attn_audit.data import wordpiece
 from attn_audit.report import figures, paper_row, summarize, summary_markdown
-from attn_audit.run_folder import load_run
+from attn_audit.training.checkpoint import CheckpointError
+from attn_audit.training.run_folder import load_run
 from experiments._setup import setup
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder of a trained model.", required=True)
@@ -64,12 +65,7 @@ def main(argv):
             raise ValueError(f"Unknown audits {unknown} in --audits; choose from {list(AUDITS)}.")
         run = load_run(_WORKDIR.value)
         dataset = data.load_dataset(run.config["data"]["name"], _DATA_DIR.value)
-        if run.vocab is None:  # a word-piece run (MiniLM): its tokens are word pieces
-            from attn_audit.interop import minilm
-
-            split = minilm.encode_split(dataset, _SPLIT.value, minilm.load_tokenizer())
-        else:
-            split = data.encode_split(dataset, _SPLIT.value, run.vocab)
+        split = wordpiece.split_encoder(run.vocab)(dataset, _SPLIT.value)
         options = AuditOptions(
             split=_SPLIT.value, audits=tuple(a for a in AUDITS if a in _AUDITS.value),
             seed=_SEED.value, batch_size=_BATCH_SIZE.value, limit=_LIMIT.value,

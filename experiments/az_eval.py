@@ -40,13 +40,14 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
-from attn_audit import az, data, models, relevance
+from attn_audit import data, models
 from attn_audit.audits import AUDITS, AuditOptions, auditable_model, run_audit
 from attn_audit.audits.runner import first_instances
-from attn_audit.checkpoint import CheckpointError
+from attn_audit.evaluations import az
 from attn_audit.report import format_tau_cell, summarize
-from attn_audit.run_folder import load_run
-from attn_audit.wp import replace_section, write_csv
+from attn_audit.report.tables import replace_section, write_csv
+from attn_audit.training.checkpoint import CheckpointError
+from attn_audit.training.run_folder import load_run
 from experiments._setup import setup
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder of a trained transformer (required).")
@@ -114,13 +115,13 @@ def encode(run, dataset, split_name: str):
     """``(split, blank_id, word_indices)``: word indices only for word-piece runs."""
     if run.vocab is not None:
         return data.encode_split(dataset, split_name, run.vocab), az.UNK_ID, None
-    from attn_audit.interop import minilm
+    from attn_audit.data import wordpiece
 
-    tokenizer = minilm.load_tokenizer()
-    split = minilm.encode_split(dataset, split_name, tokenizer)
+    tokenizer = wordpiece.load_tokenizer()
+    split = wordpiece.encode_pieces_split(dataset, split_name, tokenizer)
     word_indices = []
     for example, ids in zip(split.examples, split.token_ids, strict=True):
-        pieces = minilm.encode_text(tokenizer, minilm.example_text(example))
+        pieces = wordpiece.encode_text(tokenizer, wordpiece.example_text(example))
         if not np.array_equal(pieces.ids, ids):
             raise ValueError(f"{example.id}: word pieces differ from the encoded split's.")
         word_indices.append(pieces.word_index)
@@ -159,7 +160,7 @@ def evaluate(run, split, boundaries, blank_id, word_indices, batch_size, executo
         rows = np.flatnonzero(batch["index"] >= 0)
         lengths = batch["lengths"]
         flow = np.zeros(scores["raw"].shape)
-        flow[rows] = relevance.attention_flow_batch(
+        flow[rows] = flow.attention_flow_batch(
             scores["attention_maps"][rows], lengths[rows], row=0, executor=executor
         )
         flow = np.where(az.real_token_mask(lengths, flow.shape[-1])[:, None, :], flow, 0.0)

@@ -16,8 +16,8 @@ import numpy as np
 from absl import app, flags
 
 from attn_audit import interop
-from attn_audit.checkpoint import CheckpointError
-from attn_audit.run_folder import load_run
+from attn_audit.training.checkpoint import CheckpointError
+from attn_audit.training.run_folder import load_run
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder to export.", required=True)
 _OUT = flags.DEFINE_string("out", None, "Output folder.", required=True)

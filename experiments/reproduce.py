@@ -25,10 +25,10 @@ import time
 import jax
 from absl import app, flags, logging
 
-from attn_audit import data, train
+from attn_audit import data, training
 from attn_audit.audits import AuditOptions, JWModel, run_audit
 from attn_audit.report import figures, paper_row, summarize
-from attn_audit.run_folder import load_run
+from attn_audit.training.run_folder import load_run
 from experiments._setup import setup
 
 DATASETS = ("sst", "agnews", "20news", "imdb", "snli", "babi1", "babi2", "babi3")
@@ -136,7 +136,7 @@ SAMPLE_SEED = 20190602  # any fixed seed: the budgets' samples (data.sample_indi
 def main(argv):
     del argv
     setup()
-    from attn_audit import wp  # replace_section, write_csv
+    from attn_audit.report import tables
 
     root, results = pathlib.Path(_RUNS_DIR.value), pathlib.Path(_RESULTS_DIR.value)
     (results / "figures").mkdir(parents=True, exist_ok=True)
@@ -161,13 +161,13 @@ def main(argv):
         notes += [f"{name}: {note}" for note in dataset.notes]
         for encoder in _ENCODERS.value:
             for attention in _ATTENTIONS.value:
-                config = train.TrainConfig(
+                config = training.TrainConfig(
                     dataset=name, encoder=encoder, attention=attention,
-                    **{**train.paper_defaults(name), **budget},
+                    **{**training.paper_defaults(name), **budget},
                 )  # fmt: skip
                 workdir = root / name / f"{encoder}_{attention}"
                 logging.info("reproduce: %s %s+%s", name, encoder, attention)
-                history = train.run_training(config, workdir, dataset=dataset)
+                history = training.run_training(config, workdir, dataset=dataset)
                 run = load_run(workdir)
                 test = data.encode_split(dataset, "test", run.vocab)
                 if audit_limit:
@@ -190,9 +190,9 @@ def main(argv):
                 # This model's programs are not needed again; a long sweep that keeps every
                 # compiled program runs out of memory maps ("LLVM ... Cannot allocate memory").
                 jax.clear_caches()
-    wp.write_csv(results / "table2.csv", [{c: r[c] for c in COLUMNS} for r in rows])
+    tables.write_csv(results / "table2.csv", [{c: r[c] for c in COLUMNS} for r in rows])
     section = markdown_section(rows, budgets, notes, (time.perf_counter() - start) / 60)
-    wp.replace_section(results / "RESULTS.md", "reproduce", section)
+    tables.replace_section(results / "RESULTS.md", "reproduce", section)
     print(section)
 
 

@@ -11,7 +11,7 @@ positions (``[batch]`` ints, or one int for one instance); padded positions are 
 are 0 in every output.
 
 Writes ``OUT.npz`` with ``raw`` (head average), ``rollout`` and ``flow``, each
-``[..., layers, n, n]`` with the input's leading shape (SPEC §5; ``attn_audit/relevance.py``).
+``[..., layers, n, n]`` with the input's leading shape (SPEC §5; ``attn_audit/audits/flow.py``).
 Expected on a 2-core CPU: about 0.3 s per instance of 6 layers and 32 tokens for the flow
 (benchmarks/FLOW_RESULTS.md), plus a few seconds of start-up; raw and rollout take
 milliseconds.
@@ -27,7 +27,8 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from attn_audit import relevance
+from attn_audit.audits import flow as flow_lib
+from attn_audit.audits import rollout
 from experiments._setup import setup
 
 _ATTENTION = flags.DEFINE_string(
@@ -84,11 +85,11 @@ def relevance_maps(attention: np.ndarray, lengths: np.ndarray | None, workers: i
     if workers > 1:
         context = multiprocessing.get_context("spawn")  # forking a JAX process can deadlock
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as executor:
-            flow = relevance.attention_flow_batch(batch, lengths, executor=executor)
+            flow = flow_lib.attention_flow_batch(batch, lengths, executor=executor)
     else:
-        flow = relevance.attention_flow_batch(batch, lengths)  # validates the values too
-    raw = jax.jit(jax.vmap(relevance.raw_attention))(batch, lengths)
-    rolled = jax.jit(jax.vmap(relevance.rollout))(batch, lengths)
+        flow = flow_lib.attention_flow_batch(batch, lengths)  # validates the values too
+    raw = jax.jit(jax.vmap(rollout.raw_attention))(batch, lengths)
+    rolled = jax.jit(jax.vmap(rollout.rollout))(batch, lengths)
     maps = {"raw": np.asarray(raw), "rollout": np.asarray(rolled), "flow": flow}
     return {name: values[0] for name, values in maps.items()} if single else maps
 

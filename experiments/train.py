@@ -36,12 +36,12 @@ import sys
 
 from absl import app, flags, logging
 
-from attn_audit import data, train
-from attn_audit.checkpoint import CheckpointError
+from attn_audit import data, training
+from attn_audit.training.checkpoint import CheckpointError
 from experiments._setup import setup
 
 _DATASET = flags.DEFINE_string("dataset", "sst", "Data set name (sst, agnews, ...) or tfds:<name>.")
-_ENCODER = flags.DEFINE_enum("encoder", "lstm", list(train.TRAIN_ENCODERS), "Encoder.")
+_ENCODER = flags.DEFINE_enum("encoder", "lstm", list(training.TRAIN_ENCODERS), "Encoder.")
 _ATTENTION = flags.DEFINE_enum(
     "attention", None, ["tanh", "dot", "uniform", "self"],
     "Attention (uniform: WP's 1/n baseline; self: a transformer's own). Default: tanh, or "
@@ -77,7 +77,7 @@ _FINETUNE_ENCODER = flags.DEFINE_bool(
 def settings_from_flags() -> dict:
     """TrainConfig fields: the paper's defaults for the data set, then the flags given."""
     encoder = _ENCODER.value
-    settings = train.paper_defaults(_DATASET.value)
+    settings = training.paper_defaults(_DATASET.value)
     self_attention = encoder not in ("lstm", "cnn", "average")
     settings["attention"] = "self" if self_attention else "tanh"
     flags_by_field = {
@@ -88,13 +88,13 @@ def settings_from_flags() -> dict:
     }  # fmt: skip
     if encoder == "minilm":
         # MiniLM brings its sizes and word-piece embeddings.
-        names = [*train.MINILM_TRAIN_SIZES, "embeddings"]
+        names = [*training.MINILM_TRAIN_SIZES, "embeddings"]
         fixed = [f"--{name}" for name in names if flags_by_field[name].present]
         if fixed:
             raise ValueError(
                 f"--encoder=minilm has its own sizes and embeddings; drop {' '.join(fixed)}."
             )
-        settings.update(train.MINILM_TRAIN_SIZES, embeddings="random")
+        settings.update(training.MINILM_TRAIN_SIZES, embeddings="random")
         if _FINETUNE_ENCODER.value:
             settings["learning_rate"] = 2e-5
     for name, flag in flags_by_field.items():
@@ -107,14 +107,14 @@ def main(argv):
     del argv
     setup()
     try:
-        config = train.TrainConfig(
+        config = training.TrainConfig(
             dataset=_DATASET.value,
             encoder=_ENCODER.value,
             seed=_SEED.value,
             finetune_encoder=_FINETUNE_ENCODER.value,
             **settings_from_flags(),
         )
-        history = train.run_training(config, _WORKDIR.value, _DATA_DIR.value)
+        history = training.run_training(config, _WORKDIR.value, _DATA_DIR.value)
     except (data.DataError, CheckpointError, ValueError, FileNotFoundError, ImportError) as error:
         sys.exit(f"error: {error}")
     test = history["test"]

@@ -28,9 +28,11 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
-from attn_audit import data, train, wp
-from attn_audit.checkpoint import CheckpointError
-from attn_audit.run_folder import load_run
+from attn_audit import data, training
+from attn_audit.evaluations import wp
+from attn_audit.report import tables, wp_figures
+from attn_audit.training.checkpoint import CheckpointError
+from attn_audit.training.run_folder import load_run
 from experiments._setup import setup
 
 TESTS = ("uniform", "seeds", "diagnostic", "adversarial")
@@ -68,19 +70,19 @@ def main(argv):
         sys.exit(f"error: {error}")
     if dataset.task != "classification":
         sys.exit(f"error: WP's tests are for classification data sets; {dataset.name} is QA/NLI.")
-    settings = train.paper_defaults(dataset.name)
+    settings = training.paper_defaults(dataset.name)
     if _EPOCHS.value:
         settings["epochs"] = _EPOCHS.value
     root = pathlib.Path(_RUNS_DIR.value) / dataset.name
     results = pathlib.Path(_RESULTS_DIR.value)
     (results / "figures").mkdir(parents=True, exist_ok=True)
-    base_config = train.TrainConfig(dataset=dataset.name, encoder="lstm", attention="tanh",
+    base_config = training.TrainConfig(dataset=dataset.name, encoder="lstm", attention="tanh",
                                     **settings)  # fmt: skip
     start = time.perf_counter()
 
     def trained(name, config):
         logging.info("WP %s: %s", dataset.name, name)
-        history = train.run_training(config, root / name, dataset=dataset)
+        history = training.run_training(config, root / name, dataset=dataset)
         return history["test"]
 
     try:
@@ -90,7 +92,7 @@ def main(argv):
         sys.exit(f"error: {error}")
     test = data.encode_split(dataset, "test", base.vocab)
     boundaries = tuple(base.config["data"]["bucket_boundaries"])
-    base_predictions = train.predict(base.params, base.model_config, test, boundaries)
+    base_predictions = training.predict(base.params, base.model_config, test, boundaries)
     rows = [{"test": "base", "setting": "lstm+tanh", **base_test}]
     lines = [
         f"## Wiegreffe & Pinter's tests: {dataset.name}", "",
@@ -120,13 +122,17 @@ def main(argv):
             result = trained(f"seed_{seed}", dataclasses.replace(base_config, seed=seed))
             rows.append({"test": "seeds", "setting": f"seed {seed}", **result})
             run = load_run(root / f"seed_{seed}")
-            seed_predictions.append(train.predict(run.params, run.model_config, test, boundaries))
+            seed_predictions.append(
+                training.predict(run.params, run.model_config, test, boundaries)
+            )
         variance = wp.seed_variance(base_predictions, seed_predictions)
         for b in variance["bins"]:
             rows.append({"test": "seeds", "setting": f"max attention {b['bin']}", "n": b["n"],
                          "median_jsd": b["median_jsd"], "median_tvd": b["median_tvd"]})  # fmt: skip
-        wp.seed_figure(variance, results / "figures" / f"wp_{dataset.name}_seeds.png",
-                       f"{dataset.name}: attention across {_SEEDS.value} seeds")  # fmt: skip
+        wp_figures.seed_figure(
+            variance, results / "figures" / f"wp_{dataset.name}_seeds.png",
+            f"{dataset.name}: attention across {_SEEDS.value} seeds",
+        )  # fmt: skip
         lines += [
             f"### Seed variance (WP §3.2): {_SEEDS.value} other seeds", "",
             "Per test instance, the median over seeds of JSD(α_base, α_seed) and of "
@@ -166,8 +172,10 @@ def main(argv):
             points.append({"lambda": value, "tvd": result["tvd_to_guide"],
                            "jsd": result["jsd_to_guide"]})  # fmt: skip
             rows.append({"test": "adversarial", "setting": f"lambda {value:g}", **result})
-        wp.adversarial_figure(points, results / "figures" / f"wp_{dataset.name}_adversarial.png",
-                              f"{dataset.name}: model-consistent adversaries")  # fmt: skip
+        wp_figures.adversarial_figure(
+            points, results / "figures" / f"wp_{dataset.name}_adversarial.png",
+            f"{dataset.name}: model-consistent adversaries",
+        )  # fmt: skip
         lines += [
             "### Model-consistent adversarial training (WP §4)", "",
             "Fresh BiLSTMs trained on mean TVD(ŷ_adv, ŷ_base) − λ·mean KL(α_adv ‖ α_base)"
@@ -181,11 +189,11 @@ def main(argv):
             "", f"![adversarial](figures/wp_{dataset.name}_adversarial.png)", "",
         ]  # fmt: skip
 
-    csv_path = wp.write_csv(results / f"wp_{dataset.name}.csv", rows)
+    csv_path = tables.write_csv(results / f"wp_{dataset.name}.csv", rows)
     minutes = (time.perf_counter() - start) / 60
     lines.append(f"Wall time of the command: {minutes:.1f} min on this machine (runs reused "
                  "where they existed).")  # fmt: skip
-    wp.replace_section(results / "RESULTS.md", f"wp:{dataset.name}", "\n".join(lines))
+    tables.replace_section(results / "RESULTS.md", f"wp:{dataset.name}", "\n".join(lines))
     print("\n".join(lines))
     logging.info("Wrote %s and %s.", csv_path, results / "RESULTS.md")
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from attn_audit import data, train
+from attn_audit import data, training
 
 from .train_test import TINY, write_toy_sst
 
@@ -28,8 +28,8 @@ def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("audit")
     data_dir = write_toy_sst(folder / "data", n=120)
     dataset = data.load_dataset("sst", data_dir)
-    train.run_training(
-        train.TrainConfig(epochs=2, learning_rate=0.02, **TINY), folder / "run", dataset=dataset
+    training.run_training(
+        training.TrainConfig(epochs=2, learning_rate=0.02, **TINY), folder / "run", dataset=dataset
     )
     return data_dir, folder / "run"
 

@@ -245,7 +245,7 @@ def test_gradient_and_loo_match_the_pytorch_twin(encoder):
     import torch
 
     from attn_audit.interop import to_torch_state_dict
-    from attn_audit.interop.torch_model import load_torch_model
+    from tests.reference.torch_model import load_torch_model
 
     model, params = tiny_model(encoder, "tanh")
     twin = load_torch_model(to_torch_state_dict(params, model.config), model.config)

@@ -1,4 +1,4 @@
-"""attn_audit.az against loops, finite differences and scipy; experiments.az_eval end to end."""
+"""attn_audit.evaluations.az against loops, finite differences and scipy; az_eval end to end."""
 
 import csv
 import functools
@@ -11,9 +11,11 @@ import pytest
 import scipy.stats
 from absl import flags
 
-from attn_audit import az, data, models, relevance, train
+from attn_audit import data, models, training
+from attn_audit.audits import rollout
 from attn_audit.audits.runner import first_instances
-from attn_audit.run_folder import load_run
+from attn_audit.evaluations import az
+from attn_audit.training.run_folder import load_run
 from experiments import _setup, az_eval
 
 from .train_test import TINY, write_toy_sst
@@ -126,7 +128,7 @@ def test_layer_one_rollout_and_flow_are_the_residual_attentions_cls_row():
     _, aux = models.forward(params, config, token_ids, length)
     maps = aux["attention_maps"]
     layers = az.layer_relevance(maps, length)
-    residual_row = relevance.residual_attention(maps, length)[0, 0]
+    residual_row = rollout.residual_attention(maps, length)[0, 0]
     real = np.arange(11) >= 1
     real &= np.arange(11) <= int(length) - 2
     np.testing.assert_allclose(layers["rollout"][0], np.where(real, residual_row, 0), atol=1e-7)
@@ -137,7 +139,7 @@ def test_layer_one_rollout_and_flow_are_the_residual_attentions_cls_row():
     np.testing.assert_allclose(
         layers["raw"][1], np.where(real, np.asarray(maps)[1, :, 0].mean(0), 0), atol=1e-7
     )
-    rolled = relevance.rollout(maps, length)[:, 0]
+    rolled = rollout.rollout(maps, length)[:, 0]
     np.testing.assert_allclose(layers["rollout"][2], np.where(real, rolled[2], 0), atol=1e-7)
     assert layers["raw"].shape == layers["rollout"].shape == flow.shape == (3, 11)
 
@@ -232,11 +234,11 @@ def trained_transformer(tmp_path_factory):
     data_dir = write_toy_sst(folder / "data", n=60)
     dataset = data.load_dataset("sst", data_dir)
     sizes = {**TINY, "hidden_size": 12}
-    config = train.TrainConfig(
+    config = training.TrainConfig(
         encoder="transformer", attention="self", epochs=1, learning_rate=0.01, num_layers=3,
         num_heads=3, ff_dim=16, **sizes,
     )  # fmt: skip
-    train.run_training(config, folder / "sst_tiny", dataset=dataset)
+    training.run_training(config, folder / "sst_tiny", dataset=dataset)
     return data_dir, folder / "sst_tiny"
 
 

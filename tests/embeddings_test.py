@@ -2,7 +2,7 @@ import jax
 import numpy as np
 import pytest
 
-from attn_audit import embeddings, train
+from attn_audit import embeddings, training
 from attn_audit.data.vocab import PAD, build_vocabulary
 
 
@@ -26,6 +26,6 @@ def test_glove50_table_is_the_shipped_one():
 
 def test_embedding_size_must_match_the_vectors():
     with pytest.raises(ValueError, match="50-d vectors but embed_dim is 300"):
-        train.TrainConfig(embeddings="glove50", embed_dim=300)
+        training.TrainConfig(embeddings="glove50", embed_dim=300)
     with pytest.raises(ValueError, match="embeddings must be one of"):
-        train.TrainConfig(embeddings="fasttext")
+        training.TrainConfig(embeddings="fasttext")

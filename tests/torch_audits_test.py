@@ -7,8 +7,8 @@ import torch
 
 from attn_audit import audits
 from attn_audit.interop import to_torch_state_dict
-from attn_audit.interop.torch_model import load_torch_model
 from benchmarks.torch_audits import BatchedStyle, OriginalStyle
+from tests.reference.torch_model import load_torch_model
 
 from .audits_test import tiny_batch, tiny_model
 

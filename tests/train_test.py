@@ -13,9 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attn_audit import data, models, train
-from attn_audit.checkpoint import CheckpointError
-from attn_audit.run_folder import load_run
+from attn_audit import data, models, training
+from attn_audit.training.checkpoint import CheckpointError
+from attn_audit.training.run_folder import load_run
 
 from .sst_test import write_sst
 
@@ -54,16 +54,16 @@ def test_one_step_changes_every_parameter(tmp_path, encoder, attention):
     vocab = data.vocabulary_for(dataset)
     split = data.encode_split(dataset, "train", vocab)
     batch = next(data.batches(split, 16, data.bucket_boundaries(20)))
-    config = train.TrainConfig(encoder=encoder, attention=attention, **TINY)
+    config = training.TrainConfig(encoder=encoder, attention=attention, **TINY)
     model_config = models.ModelConfig(
         vocab_size=len(vocab), num_classes=2, encoder=encoder, attention=attention,
         embed_dim=8, hidden_size=6,
     )  # fmt: skip
     params = models.init(jax.random.key(1), model_config)
     before = jax.tree.map(np.array, params)
-    optimizer = train.make_optimizer(config)
+    optimizer = training.make_optimizer(config)
     inputs = {k: jnp.asarray(v) for k, v in batch.items() if k != "index"}
-    after, _, loss = train.train_step(
+    after, _, loss = training.train_step(
         params, optimizer.init(params), inputs, jnp.float32(1.0),
         model_config=model_config, optimizer=optimizer,
     )  # fmt: skip
@@ -83,8 +83,8 @@ def test_one_step_changes_every_parameter(tmp_path, encoder, attention):
 
 def test_tiny_run_learns_and_writes_its_run_folder(tmp_path):
     dataset = data.load_dataset("sst", write_toy_sst(tmp_path / "data", n=200))
-    config = train.TrainConfig(epochs=5, learning_rate=0.02, **TINY)
-    history = train.run_training(config, tmp_path / "run", dataset=dataset)
+    config = training.TrainConfig(epochs=5, learning_rate=0.02, **TINY)
+    history = training.run_training(config, tmp_path / "run", dataset=dataset)
     assert len(history["epochs"]) == 5 and history["selection_metric"] == "roc_auc"
     # Seeds 0-3 all reach test ROC-AUC 1.0 and accuracy ≥ 0.96 on this toy task.
     assert history["test"]["roc_auc"] > 0.95 and history["test"]["accuracy"] > 0.9, history["test"]
@@ -96,19 +96,21 @@ def test_tiny_run_learns_and_writes_its_run_folder(tmp_path):
     # The restored best parameters reproduce the recorded test metrics.
     test = data.encode_split(dataset, "test", run.vocab)
     boundaries = tuple(run.config["data"]["bucket_boundaries"])
-    report = train.evaluate(run.params, run.model_config, test, boundaries)
+    report = training.evaluate(run.params, run.model_config, test, boundaries)
     assert report["accuracy"] == history["test"]["accuracy"]
 
     # A second run with another configuration in the same folder is refused.
     with pytest.raises(ValueError, match="different configuration"):
-        train.run_training(train.TrainConfig(epochs=6, **TINY), tmp_path / "run", dataset=dataset)
+        training.run_training(
+            training.TrainConfig(epochs=6, **TINY), tmp_path / "run", dataset=dataset
+        )
 
 
 def test_corrupt_checkpoint_and_missing_run_are_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="Train first"):
         load_run(tmp_path / "nothing")
     dataset = data.load_dataset("sst", write_toy_sst(tmp_path / "data", n=40))
-    train.run_training(train.TrainConfig(epochs=1, **TINY), tmp_path / "run", dataset=dataset)
+    training.run_training(training.TrainConfig(epochs=1, **TINY), tmp_path / "run", dataset=dataset)
     for path in (tmp_path / "run" / "checkpoints" / "best").rglob("*"):
         if path.is_file() and path.stat().st_size > 0 and "metadata" not in path.name:
             path.write_bytes(b"garbage")
@@ -159,23 +161,23 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
 
 def test_guided_runs_frozen_attention_and_adversary(tmp_path):
     dataset = data.load_dataset("sst", write_toy_sst(tmp_path / "data", n=80))
-    base = train.TrainConfig(epochs=2, learning_rate=0.02, **TINY)
-    train.run_training(base, tmp_path / "base", dataset=dataset)
+    base = training.TrainConfig(epochs=2, learning_rate=0.02, **TINY)
+    training.run_training(base, tmp_path / "base", dataset=dataset)
     base_run = load_run(tmp_path / "base")
     vocab = base_run.vocab
     test = data.encode_split(dataset, "test", vocab)
     boundaries = tuple(base_run.config["data"]["bucket_boundaries"])
-    base_predictions = train.predict(base_run.params, base_run.model_config, test, boundaries)
+    base_predictions = training.predict(base_run.params, base_run.model_config, test, boundaries)
 
     # Diagnostic: an Average model decoding with the base model's attention.
     frozen = dataclasses.replace(
         base, encoder="average", frozen_attention_from=str(tmp_path / "base")
     )
-    train.run_training(frozen, tmp_path / "frozen", dataset=dataset)
+    training.run_training(frozen, tmp_path / "frozen", dataset=dataset)
     frozen_run = load_run(tmp_path / "frozen")
-    guide, guide_params = train.load_guide(frozen, vocab)
+    guide, guide_params = training.load_guide(frozen, vocab)
     assert guide.role == "frozen_attention"
-    predictions = train.predict(
+    predictions = training.predict(
         frozen_run.params, frozen_run.model_config, test, boundaries, guide_params, guide
     )
     for ours, theirs in zip(predictions.attention, base_predictions.attention, strict=True):
@@ -185,7 +187,7 @@ def test_guided_runs_frozen_attention_and_adversary(tmp_path):
     adversary = dataclasses.replace(
         base, adversary_of=str(tmp_path / "base"), adversarial_lambda=1.0, epochs=3
     )
-    history = train.run_training(adversary, tmp_path / "adversary", dataset=dataset)
+    history = training.run_training(adversary, tmp_path / "adversary", dataset=dataset)
     assert history["selection_metric"] == "neg_objective"
     first, last = history["epochs"][0]["dev"], history["epochs"][-1]["dev"]
     assert last["kl_to_guide"] > first["kl_to_guide"] - 1e-6
@@ -197,8 +199,8 @@ def test_guided_runs_frozen_attention_and_adversary(tmp_path):
 
 def test_runs_with_other_seeds_reuse_the_compiled_train_step(tmp_path):
     dataset = data.load_dataset("sst", write_toy_sst(tmp_path / "data", n=40))
-    config = train.TrainConfig(epochs=1, **TINY)
-    train.run_training(config, tmp_path / "seed0", dataset=dataset)
-    compiled = train.train_step._cache_size()
-    train.run_training(dataclasses.replace(config, seed=1), tmp_path / "seed1", dataset=dataset)
-    assert train.train_step._cache_size() == compiled
+    config = training.TrainConfig(epochs=1, **TINY)
+    training.run_training(config, tmp_path / "seed0", dataset=dataset)
+    compiled = training.train_step._cache_size()
+    training.run_training(dataclasses.replace(config, seed=1), tmp_path / "seed1", dataset=dataset)
+    assert training.train_step._cache_size() == compiled

@@ -12,12 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attn_audit import audits, data, models, train
+from attn_audit import audits, data, models, training
 from attn_audit.audits._instance import original_pass
-from attn_audit.checkpoint import RunCheckpoints
-from attn_audit.interop import bert
 from attn_audit.models import transformer
-from attn_audit.run_folder import load_run
+from attn_audit.pretrained import bert
+from attn_audit.training.checkpoint import RunCheckpoints
+from attn_audit.training.run_folder import load_run
 
 from .train_test import write_toy_sst
 
@@ -331,14 +331,14 @@ def cue_batches(num_batches, batch_size=16, seed=0):
 
 def test_a_short_training_run_decreases_the_loss():
     config = tiny_config()
-    train_config = train.TrainConfig(encoder="transformer", attention="self", learning_rate=3e-3)
-    optimizer = train.make_optimizer(train_config)
+    train_config = training.TrainConfig(encoder="transformer", attention="self", learning_rate=3e-3)
+    optimizer = training.make_optimizer(train_config)
     params = jax.tree.map(jnp.copy, initial_params(config))
     first = jax.tree.map(jnp.copy, params)
     opt_state = optimizer.init(params)
     losses = []
     for batch in cue_batches(60):
-        params, opt_state, loss = train.train_step(
+        params, opt_state, loss = training.train_step(
             params, opt_state, batch, jnp.float32(1.0), model_config=config, optimizer=optimizer
         )
         losses.append(float(loss))
@@ -399,7 +399,7 @@ def test_train_command_trains_a_transformer_and_its_run_reloads(tmp_path):
     dataset = data.load_dataset("sst", data_dir)
     test = data.encode_split(dataset, "test", run.vocab)
     boundaries = tuple(run.config["data"]["bucket_boundaries"])
-    report = train.evaluate(run.params, run.model_config, test, boundaries)
+    report = training.evaluate(run.params, run.model_config, test, boundaries)
     assert report["accuracy"] == run.metrics["test"]["accuracy"]
     # A JW encoder with a transformer's attention (or the reverse) is a clear error.
     bad = subprocess.run(

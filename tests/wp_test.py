@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from scipy.spatial import distance
 
-from attn_audit import train, wp
+from attn_audit import stats, training
+from attn_audit.evaluations import wp
+from attn_audit.report import tables
 
 from .train_test import write_toy_sst
 
@@ -18,17 +20,17 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 def test_jsd_and_tvd_match_references():
     rng = np.random.default_rng(0)
     p, q = rng.dirichlet(np.ones(7)), rng.dirichlet(np.ones(7))
-    assert wp.jsd_np(p, q) == pytest.approx(distance.jensenshannon(p, q) ** 2, abs=1e-8)
-    assert wp.tvd_np([1, 0], [0.25, 0.75]) == pytest.approx(0.75)
+    assert stats.jsd_np(p, q) == pytest.approx(distance.jensenshannon(p, q) ** 2, abs=1e-8)
+    assert stats.tvd_np([1, 0], [0.25, 0.75]) == pytest.approx(0.75)
 
 
 def test_seed_variance_by_hand():
-    base = train.Predictions(
+    base = training.Predictions(
         probabilities=np.asarray([[0.2, 0.8], [0.6, 0.4]]),
         attention=[np.asarray([1.0, 0.0]), np.asarray([0.3, 0.3, 0.4])],
     )
-    same = train.Predictions(base.probabilities.copy(), [a.copy() for a in base.attention])
-    moved = train.Predictions(
+    same = training.Predictions(base.probabilities.copy(), [a.copy() for a in base.attention])
+    moved = training.Predictions(
         np.asarray([[0.5, 0.5], [0.6, 0.4]]), [np.asarray([0.0, 1.0]), base.attention[1]]
     )
     variance = wp.seed_variance(base, [same, moved, moved])
@@ -40,9 +42,9 @@ def test_seed_variance_by_hand():
 
 def test_replace_section_is_idempotent(tmp_path):
     path = tmp_path / "RESULTS.md"
-    wp.replace_section(path, "wp:sst", "first")
-    wp.replace_section(path, "wp:agnews", "other")
-    wp.replace_section(path, "wp:sst", "second")
+    tables.replace_section(path, "wp:sst", "first")
+    tables.replace_section(path, "wp:agnews", "other")
+    tables.replace_section(path, "wp:sst", "second")
     text = path.read_text()
     assert "second" in text and "first" not in text and text.count("wp:sst start") == 1
     assert "other" in text

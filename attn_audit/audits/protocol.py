@@ -24,7 +24,7 @@ function ``p -> states`` (each leaf with a leading axis of 2) of the sequence
 without token p and of the sequence without its mirror ``length − 1 − p`` (or
 ``None``); leave-one-out then skips re-encoding (our BiLSTM reuses the
 unchanged half of each direction and runs the two variants' new chains in
-shared lanes, see ``models.encoders.bilstm_states_without_pair``).
+shared lanes, see ``models.deletion_shortcut.bilstm_states_without_pair``).
 
 The audits use them like this: gradient importance differentiates
 ``decode(encode(e), stop_gradient(α))`` with respect to ``e = embed(...)``;
@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from attn_audit import models
-from attn_audit.models import decoder, encoders
+from attn_audit.models import decoder, deletion_shortcut
 
 
 class AuditableModel(Protocol):
@@ -108,10 +108,10 @@ class JWModel:
         without materialising the variants' states. ``None`` where re-encoding is
         as cheap (cnn). The question is not touched.
         """
-        if not encoders.has_deletion_shortcut(self.config):
+        if not deletion_shortcut.has_deletion_shortcut(self.config):
             return None
         encoder_params, length, question = params["encoder"], instance["length"], states["question"]
-        context = encoders.deletion_context(encoder_params, self.config, embedded, length)
+        context = deletion_shortcut.deletion_context(encoder_params, self.config, embedded, length)
         # Both readouts are linear and bias-free: their matrix is the readout of the identity.
         identity = jnp.eye(self.config.state_dim, dtype=embedded.dtype)
         readouts = self._readouts(params, identity, question)
@@ -119,7 +119,7 @@ class JWModel:
         readout = jnp.concatenate([readouts["keys"], readouts["projected"]], axis=-1)
 
         def without_pair(position):
-            read = encoders.states_without_pair(
+            read = deletion_shortcut.states_without_pair(
                 encoder_params, self.config, context, length, position, readout
             )
             keys, projected = jnp.split(read, widths, axis=-1)

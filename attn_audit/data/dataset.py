@@ -23,7 +23,7 @@ class Example:
     For QA and NLI, ``question`` holds the question (bAbI) or the hypothesis
     (SNLI); ``label`` is the index of the answer among ``label_names``.
     ``text`` is the text before JW's cleaning, where a loader keeps it (SST),
-    for tokenizers of pretrained models (``attn_audit.interop.minilm``).
+    for tokenizers of pretrained models (``attn_audit.pretrained.minilm``).
     """
 
     id: str

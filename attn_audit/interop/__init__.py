@@ -1,6 +1,6 @@
 """Exchange with PyTorch: JAX params <-> JW-style state dicts, and a PyTorch twin of the model.
 
-``export`` needs only numpy; ``attn_audit.interop.torch_model`` imports torch and
+``export`` needs only numpy; ``tests.reference.torch_model`` imports torch and
 is imported explicitly by the tests and benchmarks that use it.
 """
 

@@ -16,7 +16,7 @@ decoder module that owns the attention:
     decoder.attention.attn1p / attn1q .{weight,bias}, .attn2.weight  (tanh, qa)
     question_encoder.*                                               (qa, as encoder.*)
 
-``attn_audit.interop.torch_model`` builds modules with exactly these names.
+``tests.reference.torch_model`` builds modules with exactly these names.
 """
 
 from collections.abc import Mapping
@@ -99,7 +99,7 @@ def to_torch_state_dict(params: Params, config: ModelConfig) -> dict[str, np.nda
     """The PyTorch state dict of ``params``: ``{torch name: float32 array}``.
 
     Save it with ``np.savez(path, **state_dict)``; load it into
-    ``attn_audit.interop.torch_model.TorchModel`` with ``strict=True``.
+    ``tests.reference.torch_model.TorchModel`` with ``strict=True``.
 
     Raises:
       ValueError: if ``params`` does not have exactly the leaves ``config`` implies.

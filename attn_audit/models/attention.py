@@ -98,7 +98,7 @@ def attention_keys(
     tanh: ``W h_t`` (``W_p h_t`` for qa), ``K = H/2``; dot: ``w · h_t`` (``h_t · q`` for qa),
     ``K = 1``; uniform: ``K = 0``. Linear in ``h``, so the keys of a sum of states are the sum
     of their keys (leave-one-out reads BiLSTM variants through this map,
-    ``models.encoders.bilstm_states_without_pair``).
+    ``models.deletion_shortcut.bilstm_states_without_pair``).
     """
     _check_question(config, question)
     if config.attention == "uniform":

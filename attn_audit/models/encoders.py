@@ -154,7 +154,7 @@ def _gate_activation_constants(hidden_size: int) -> tuple[jax.Array, jax.Array]:
     return scale, shift
 
 
-def _lstm_cell(gates: jax.Array, memory: jax.Array) -> tuple[jax.Array, jax.Array]:
+def lstm_cell(gates: jax.Array, memory: jax.Array) -> tuple[jax.Array, jax.Array]:
     """PyTorch's LSTM cell from pre-activations ``gates [..., 4H]`` (i, f, g, o), ``c [..., H]``.
 
     ``c' = σ(f) c + σ(i) tanh(g)``, ``h' = σ(o) tanh(c')``; returns ``(h', c')``.
@@ -173,14 +173,14 @@ def _lstm_cell(gates: jax.Array, memory: jax.Array) -> tuple[jax.Array, jax.Arra
     return output_gate * jnp.tanh(memory), memory
 
 
-def _input_gates(cell: Params, inputs: jax.Array) -> jax.Array:
+def lstm_input_gates(cell: Params, inputs: jax.Array) -> jax.Array:
     """``W_ih x_t + b_ih + b_hh`` for every t: ``[T, E] -> [T, 4H]`` (one matmul, no recurrence)."""
     return _layers.linear_per_position(
         {"weight": cell["weight_ih"], "bias": cell["bias_ih"] + cell["bias_hh"]}, inputs
     )
 
 
-def _lstm_run(cell: Params, input_gates: jax.Array) -> tuple[jax.Array, jax.Array]:
+def lstm_run(cell: Params, input_gates: jax.Array) -> tuple[jax.Array, jax.Array]:
     """One LSTM direction from zero state over ``input_gates [T, 4H]``; ``(h [T, H], c [T, H])``.
 
     PyTorch's cell: ``[i, f, g, o] = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh``.
@@ -189,7 +189,7 @@ def _lstm_run(cell: Params, input_gates: jax.Array) -> tuple[jax.Array, jax.Arra
 
     def step(carry, gates_from_input):
         hidden, memory = carry
-        hidden, memory = _lstm_cell(gates_from_input + cell["weight_hh"] @ hidden, memory)
+        hidden, memory = lstm_cell(gates_from_input + cell["weight_hh"] @ hidden, memory)
         return (hidden, memory), (hidden, memory)
 
     zeros = jnp.zeros((hidden_size,), input_gates.dtype)
@@ -199,7 +199,7 @@ def _lstm_run(cell: Params, input_gates: jax.Array) -> tuple[jax.Array, jax.Arra
 
 def _lstm_direction(cell: Params, inputs: jax.Array) -> jax.Array:
     """One LSTM direction over ``inputs [T, E]`` from zero state; returns ``[T, H]``."""
-    return _lstm_run(cell, _input_gates(cell, inputs))[0]
+    return lstm_run(cell, lstm_input_gates(cell, inputs))[0]
 
 
 def valid_reversal_index(length: jax.Array, num_positions: int) -> jax.Array:
@@ -227,265 +227,6 @@ def _bilstm_states(rnn: Params, embedded: jax.Array, length: jax.Array) -> jax.A
     forward_states = hiddens[0]
     backward_states = hiddens[1][reversal]
     return jnp.concatenate([forward_states, backward_states], axis=-1)
-
-
-def bilstm_deletion_context(rnn: Params, embedded: jax.Array, length: jax.Array) -> dict:
-    """What every leave-one-out variant of a BiLSTM shares (see ``bilstm_states_without_pair``).
-
-    Args:
-      rnn: ``{"forward": cell, "backward": cell}``.
-      embedded: ``[T, E]``, zero at ``t >= length``.
-      length: scalar int.
-
-    Returns:
-      ``{"forward_gates", "backward_gates": [T, 4H]}`` (input projections ``W_ih x_t + b``),
-      and the original states ``{"forward", "backward"}_{"hidden", "memory"}: [T, H]``
-      (backward state at t has read ``x_{length-1} … x_t``).
-    """
-    reversal = valid_reversal_index(length, embedded.shape[0])
-    forward_gates = _input_gates(rnn["forward"], embedded)
-    backward_gates = _input_gates(rnn["backward"], embedded)
-    forward_hidden, forward_memory = _lstm_run(rnn["forward"], forward_gates)
-    backward_hidden, backward_memory = _lstm_run(rnn["backward"], backward_gates[reversal])
-    return {
-        "forward_gates": forward_gates,
-        "backward_gates": backward_gates,
-        "forward_hidden": forward_hidden,
-        "forward_memory": forward_memory,
-        "backward_hidden": backward_hidden[reversal],
-        "backward_memory": backward_memory[reversal],
-    }
-
-
-def _state_at(context: dict, direction: str, index: jax.Array, exists: jax.Array) -> tuple:
-    """The original ``(h, c)`` of ``direction`` at ``index``; the zero state if not ``exists``."""
-    return tuple(
-        jnp.where(exists, context[f"{direction}_{part}"][index], 0.0)
-        for part in ("hidden", "memory")
-    )
-
-
-def _stacked(forward: tuple, backward: tuple) -> tuple:
-    """``(h, c)`` of both directions stacked: each ``[2, H]``."""
-    return jax.tree.map(lambda f, b: jnp.stack([f, b]), forward, backward)
-
-
-def _two_chains(
-    rnn: Params,
-    input_gates: jax.Array,
-    step_index: jax.Array,
-    first_start: tuple,
-    second_start: tuple,
-    switch: jax.Array,
-) -> jax.Array:
-    """A forward and a backward LSTM lane, each running two chains back to back.
-
-    Lane d (0 forward, 1 backward) continues from ``first_start[d]`` for steps
-    ``s < switch[d]`` and restarts from ``second_start[d]`` at step ``switch[d]``;
-    its input projection at step s is ``input_gates[d, step_index[d, s]]``, read
-    inside the loop (XLA fuses the read into the step; gathering all steps' inputs
-    beforehand writes and transposes ``[S, lanes, 4H]``, which cost more than the loop).
-    Each direction's recurrent product is its own matmul (a batched one runs slower
-    on XLA:CPU).
-
-    Args:
-      rnn: ``{"forward": cell, "backward": cell}``.
-      input_gates: ``[2, T, 4H]``.
-      step_index: int ``[2, S]``.
-      first_start, second_start: ``(h, c)``, each ``[2, H]``.
-      switch: int ``[2]``.
-
-    Returns:
-      hidden states ``[2, S, H]``.
-    """
-    # h Wᵀ, not W h: under vmap the lanes stay the leading axis (no transpose per step).
-    transposed = (rnn["forward"]["weight_hh"].T, rnn["backward"]["weight_hh"].T)
-    directions = jnp.arange(2)
-
-    def step(carry, inputs):
-        index, restarts = inputs  # [2], [2]
-        hidden, memory = (
-            jnp.where(restarts[:, None], start, value)
-            for start, value in zip(second_start, carry, strict=True)
-        )
-        recurrent = jnp.stack([hidden[0] @ transposed[0], hidden[1] @ transposed[1]])
-        gates = input_gates[directions, index] + recurrent
-        hidden, memory = _lstm_cell(gates, memory)
-        return (hidden, memory), hidden
-
-    steps = jnp.arange(step_index.shape[1])
-    restarts = steps[:, None] == switch[None, :]  # [S, 2]
-    hiddens = jax.lax.scan(step, first_start, (step_index.T, restarts))[1]
-    return hiddens.swapaxes(0, 1)
-
-
-def _deleted_states(
-    originals: tuple[jax.Array, jax.Array],
-    outputs: tuple[jax.Array, jax.Array],
-    position: jax.Array,
-    offsets: tuple[jax.Array, jax.Array],
-    length: jax.Array,
-    combine,
-) -> jax.Array:
-    """``combine(forward half, backward half)`` of the variant without ``position``.
-
-    Variant position ``j`` holds original token ``j`` before ``position`` and ``j + 1``
-    from it on. Forward: ``originals[0][j]`` before ``position``, then chain output
-    ``outputs[0][offsets[0] + j − position]``. Backward: chain output
-    ``outputs[1][offsets[1] + position − 1 − j]`` before ``position``, then
-    ``originals[1][j + 1]``. Zero at ``j >= length − 1``.
-    """
-    num_positions = outputs[0].shape[0] + 1
-    last_output = num_positions - 2
-    positions = jnp.arange(num_positions)
-    before = (positions < position)[:, None]
-    forward_new = outputs[0][jnp.clip(offsets[0] + positions - position, 0, last_output)]
-    backward_new = outputs[1][jnp.clip(offsets[1] + position - 1 - positions, 0, last_output)]
-    following = jnp.minimum(positions + 1, num_positions - 1)
-    forward_half = jnp.where(before, originals[0], forward_new)
-    backward_half = jnp.where(before, backward_new, originals[1][following])
-    return jnp.where((positions < length - 1)[:, None], combine(forward_half, backward_half), 0.0)
-
-
-def bilstm_states_without_pair(
-    rnn: Params,
-    context: dict,
-    length: jax.Array,
-    position: jax.Array,
-    readout: jax.Array | None = None,
-) -> jax.Array:
-    """BiLSTM states of the sequence without ``p = position`` and without ``q = n − 1 − p``.
-
-    Deleting token p from ``x_0 … x_{n-1}`` leaves the forward states before p
-    and the backward states after p unchanged. Only two chains are new: the
-    forward one from ``(h_{p-1}, c_{p-1})`` over ``x_{p+1} … x_{n-1}`` (n − 1 − p
-    steps) and the backward one from ``(h^b_{p+1}, c^b_{p+1})`` over ``x_{p-1} … x_0``
-    (p steps). The mirrored deletion q = n − 1 − p needs p forward and n − 1 − p
-    backward steps, so the two variants' forward chains fill one lane of n − 1
-    steps, and their backward chains another. Each lane runs one direction (one
-    recurrent matmul a step), both in one scan of ``T − 1`` steps, with the input
-    projections reused: half the recurrent work of re-encoding, none of it
-    discarded. Equal to ``encode_states`` on each deleted sequence (tested).
-
-    With a linear ``readout`` ``R [2H, F]``, returns ``states @ R`` without
-    materialising the states: ``[h_f; h_b] R = h_f R_f + h_b R_b``, so each chain and
-    each original half is read out once and variants add the halves they consist of.
-
-    Args:
-      rnn: ``{"forward": cell, "backward": cell}``.
-      context: ``bilstm_deletion_context`` of the original sequence.
-      length: scalar int n of the original sequence; the variants have n − 1.
-      position: scalar int p in ``[0, n)``.
-      readout: optional ``[2H, F]``.
-
-    Returns:
-      ``[2, T, 2H]`` (``[2, T, F]`` with ``readout``): without p, then without q; zero at
-      ``t >= n − 1``.
-    """
-    forward_gates, backward_gates = context["forward_gates"], context["backward_gates"]
-    num_positions = forward_gates.shape[0]
-    mirror = length - 1 - position
-    steps = jnp.arange(num_positions - 1)
-    last = num_positions - 1
-    # Forward lane: p's chain for n − 1 − p = q steps (x_{p+1} …), then q's chain (x_{q+1} …).
-    forward_index = jnp.where(steps < mirror, position + 1 + steps, steps + 1)
-    forward_starts = (
-        _state_at(context, "forward", jnp.maximum(position - 1, 0), position > 0),
-        _state_at(context, "forward", jnp.maximum(mirror - 1, 0), mirror > 0),
-    )
-    # Backward lane: p's chain for p steps (x_{p-1} … x_0), then q's chain (x_{q-1} … x_0).
-    backward_index = jnp.where(
-        steps < position, position - 1 - steps, mirror - 1 - (steps - position)
-    )
-    backward_starts = (
-        _state_at(context, "backward", jnp.minimum(position + 1, last), position + 1 < length),
-        _state_at(context, "backward", jnp.minimum(mirror + 1, last), mirror + 1 < length),
-    )
-    outputs = _two_chains(
-        rnn,
-        jnp.stack([forward_gates, backward_gates]),
-        jnp.clip(jnp.stack([forward_index, backward_index]), 0, last),
-        _stacked(forward_starts[0], backward_starts[0]),
-        _stacked(forward_starts[1], backward_starts[1]),
-        jnp.stack([mirror, position]),
-    )
-    originals = (context["forward_hidden"], context["backward_hidden"])
-
-    def combine(forward_half, backward_half):
-        return jnp.concatenate([forward_half, backward_half], axis=-1)
-
-    if readout is not None:
-        hidden_size = originals[0].shape[-1]
-        halves = (readout[:hidden_size], readout[hidden_size:])
-        originals = tuple(h @ r for h, r in zip(originals, halves, strict=True))
-        outputs = tuple(h @ r for h, r in zip(outputs, halves, strict=True))
-        combine = jnp.add
-    without_position = _deleted_states(originals, outputs, position, (0, 0), length, combine)
-    without_mirror = _deleted_states(
-        originals, outputs, mirror, (mirror, position), length, combine
-    )
-    return jnp.stack([without_position, without_mirror])
-
-
-def has_deletion_shortcut(config: ModelConfig) -> bool:
-    """Whether ``states_without_pair`` beats re-encoding a deleted sequence (lstm, average)."""
-    return config.encoder in ("lstm", "average")
-
-
-def deletion_context(
-    encoder_params: Params, config: ModelConfig, embedded: jax.Array, length: jax.Array
-) -> dict:
-    """What all leave-one-out variants of one sequence share (lstm and average only).
-
-    Args:
-      encoder_params: an encoder subtree.
-      config: ``config.encoder`` in ``("lstm", "average")``.
-      embedded: ``[T, E]``; positions ``t >= length`` are read as zeros.
-      length: scalar int.
-
-    Returns:
-      a dict for ``states_without_pair``.
-    """
-    if not has_deletion_shortcut(config):
-        raise ValueError(f"No deletion shortcut for encoder {config.encoder!r}; re-encode instead.")
-    if config.encoder == "average":
-        return {"states": encode_states(encoder_params, config, embedded, length)}
-    embedded = jnp.where(valid_mask(length, embedded.shape[0])[:, None], embedded, 0.0)
-    return bilstm_deletion_context(encoder_params["rnn"], embedded, length)
-
-
-def states_without_pair(
-    encoder_params: Params,
-    config: ModelConfig,
-    context: dict,
-    length: jax.Array,
-    position: jax.Array,
-    readout: jax.Array | None = None,
-) -> jax.Array:
-    """``encode_states`` of the sequence without ``p = position`` and without ``n − 1 − p``.
-
-    - average: ``h_t`` depends on ``x_t`` alone, so a variant's states are the
-      original ones with one row removed;
-    - lstm: ``bilstm_states_without_pair`` (the two variants share their lanes).
-
-    With a linear ``readout [H, F]``, returns the states' readout ``states @ readout``
-    instead (for the BiLSTM without materialising the states).
-
-    Returns:
-      ``[2, T, H]`` (``[2, T, F]`` with ``readout``), zero at ``t >= length − 1``.
-    """
-    if config.encoder == "lstm":
-        rnn = encoder_params["rnn"]
-        return bilstm_states_without_pair(rnn, context, length, position, readout)
-    states = context["states"] if readout is None else context["states"] @ readout
-    num_positions = states.shape[0]
-    positions = jnp.arange(num_positions)
-
-    def without(deleted):
-        source = jnp.minimum(positions + (positions >= deleted), num_positions - 1)
-        return jnp.where((positions < length - 1)[:, None], states[source], 0.0)
-
-    return jnp.stack([without(position), without(length - 1 - position)])
 
 
 def _cnn_states(convolutions: Params, config: ModelConfig, embedded: jax.Array) -> jax.Array:

@@ -37,7 +37,7 @@ are stacked along a leading axis so that they run under one ``lax.scan``):
                             "output_norm": {"weight": [L, D], "bias": [L, D]}}},
      "decoder": {"linear_1": {"weight": [O, D], "bias": [O]}}}
 
-``attn_audit.interop.bert`` maps it to and from BERT's names.
+``attn_audit.pretrained.bert`` maps it to and from BERT's names.
 """
 
 import math

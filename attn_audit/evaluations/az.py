@@ -36,7 +36,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attn_audit import models, relevance
+from attn_audit import models
+from attn_audit.audits import flow as flow_lib
+from attn_audit.audits import rollout
 from attn_audit.models.attention import attention_mask
 
 # JW's vocabularies: PAD 0, UNK 1 (SPEC §1). MiniLM's [MASK] is 103: pass it instead.
@@ -148,8 +150,8 @@ def layer_relevance(attention_maps: jax.Array, length: jax.Array) -> dict[str, j
       ``{"raw": [L, T], "rollout": [L, T]}``, 0 off the real tokens.
     """
     real = attention_mask(length, attention_maps.shape[-1])[None, :]  # [1, T]
-    raw = relevance.raw_attention(attention_maps, length)[:, 0, :]
-    rolled = relevance.rollout(attention_maps, length)[:, 0, :]
+    raw = rollout.raw_attention(attention_maps, length)[:, 0, :]
+    rolled = rollout.rollout(attention_maps, length)[:, 0, :]
     return {"raw": jnp.where(real, raw, 0.0), "rollout": jnp.where(real, rolled, 0.0)}
 
 
@@ -157,8 +159,8 @@ def flow_relevance(attention_maps, length: int) -> np.ndarray:
     """Attention flow into the CLS node of every layer, on the real tokens (AZ §3).
 
     ``flow_l[t]`` = max flow from input token t to (l, 0), normalised over all ``length``
-    inputs (``relevance.attention_flow_row``). numpy and scipy: not traceable; for a batch
-    use ``relevance.attention_flow_batch(maps, lengths, row=0)`` and ``real_token_mask``.
+    inputs (``flow_lib.attention_flow_row``). numpy and scipy: not traceable; for a batch
+    use ``flow_lib.attention_flow_batch(maps, lengths, row=0)`` and ``real_token_mask``.
 
     Args:
       attention_maps: ``[L, H, T, T]``.
@@ -167,7 +169,7 @@ def flow_relevance(attention_maps, length: int) -> np.ndarray:
     Returns:
       ``[L, T]`` float64, 0 off the real tokens.
     """
-    flow = relevance.attention_flow_row(attention_maps, int(length), row=0)
+    flow = flow_lib.attention_flow_row(attention_maps, int(length), row=0)
     return np.where(real_token_mask(length, flow.shape[-1])[None, :], flow, 0.0)
 
 

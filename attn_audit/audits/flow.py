@@ -1,4 +1,4 @@
-r"""Attention rollout and attention flow (Abnar & Zuidema 2020, §3; SPEC §5).
+r"""Exact attention flow (Abnar & Zuidema 2020, §3; SPEC §5).
 
 Both read a transformer's attention as a layered graph: one node per (layer, position),
 layer 0 the input tokens, and an edge from node (l−1, j) to node (l, i) weighted by the
@@ -31,7 +31,7 @@ edges of a minimum cut, at most ``m = 2n + (l−2)·n²``: ``≤ 1.9e-6`` for n 
 case). Every row sum is at least 1 (the rollout is a feasible flow for every pair and its row
 sums to 1), so a normalised value moves by at most ``(n + 1)·m·2^-31`` (``≤ 6.4e-5`` for
 n = 32, l = 6). Float32 attention has no more resolution than ``6e-8``. Measured against
-networkx's float max flow, the differences are below ``1e-7`` (tests/relevance_test.py,
+networkx's float max flow, the differences are below ``1e-7`` (tests/flow_test.py,
 benchmarks/FLOW_RESULTS.md).
 
 **Padding.** An optional ``length`` keeps positions ``[0, length)``: the attention is cut to
@@ -42,8 +42,6 @@ output are zero.
 import concurrent.futures
 import functools
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
@@ -55,97 +53,6 @@ _INT32_MAX = np.iinfo(np.int32).max
 # Copies per max-flow call hold about this many edges: one call per pair pays scipy's fixed
 # cost (~0.1 ms); very large unions pay for Dinic phases that only a few copies need.
 _EDGES_PER_CALL = 1 << 15
-
-
-# ----------------------------------------------------------------------------------------------
-# JAX: raw maps, residual maps and rollout.
-
-
-def _check_attention_shape(attention, function: str) -> None:
-    if attention.ndim != 4 or attention.shape[-1] != attention.shape[-2]:
-        raise ValueError(
-            f"{function} expects attention of shape [layers, heads, n, n] (square maps, "
-            f"rows queries); got {tuple(attention.shape)}. For a batch use "
-            f"jax.vmap({function}); for one head add an axis (attention[:, None])."
-        )
-
-
-def _position_mask(n: int, length) -> jax.Array | None:
-    """``[n, n]`` True where both the query and the key are among the first ``length``."""
-    if length is None:
-        return None
-    real = jnp.arange(n) < length  # [n]
-    return real[:, None] & real[None, :]
-
-
-def raw_attention(attention: jax.Array, length: int | jax.Array | None = None) -> jax.Array:
-    """Head-averaged attention maps, ``Ā_l = mean_h A_{l,h}`` (AZ §3, "raw attention").
-
-    Args:
-      attention: ``[layers, heads, n, n]`` attention weights, rows queries, columns keys.
-      length: number of real positions; padded rows and columns of the result are 0.
-
-    Returns:
-      ``[layers, n, n]``.
-    """
-    _check_attention_shape(attention, "raw_attention")
-    averaged = jnp.mean(attention, axis=1)
-    mask = _position_mask(attention.shape[-1], length)
-    return averaged if mask is None else jnp.where(mask[None], averaged, 0)
-
-
-def residual_attention(attention: jax.Array, length: int | jax.Array | None = None) -> jax.Array:
-    """Head average with the residual connection, ``A' = rownorm(0.5·Ā + 0.5·I)`` (AZ §3).
-
-    ``rownorm`` divides each row by its sum, so every real row sums to 1 whatever the input's
-    row sums. With ``length``, the attention is cut to the first ``length`` positions before
-    the renormalisation, and the padded rows and columns are 0.
-
-    Args:
-      attention: ``[layers, heads, n, n]`` nonnegative attention weights.
-      length: number of real positions (an int or a traced scalar), or None for all.
-
-    Returns:
-      ``[layers, n, n]``.
-    """
-    _check_attention_shape(attention, "residual_attention")
-    averaged = raw_attention(attention, length)
-    n = attention.shape[-1]
-    augmented = 0.5 * averaged + 0.5 * jnp.eye(n, dtype=averaged.dtype)[None]  # [layers, n, n]
-    normalised = augmented / jnp.sum(augmented, axis=-1, keepdims=True)
-    mask = _position_mask(n, length)
-    return normalised if mask is None else jnp.where(mask[None], normalised, 0)
-
-
-def rollout(attention: jax.Array, length: int | jax.Array | None = None) -> jax.Array:
-    """Attention rollout, ``R_1 = A'_1``, ``R_l = A'_l · R_{l−1}`` (AZ §3, SPEC §5).
-
-    ``R_l[i, j]`` is the sum over paths from input token j to position i of layer l of the
-    products of the residual attention weights along the path. One ``lax.scan`` over layers;
-    jit it at the call site and vmap it over a batch (``jax.vmap(rollout)(attention, lengths)``).
-
-    Args:
-      attention: ``[layers, heads, n, n]`` nonnegative attention weights.
-      length: number of real positions; padded rows and columns of the result are 0.
-
-    Returns:
-      ``[layers, n, n]``: rows are positions of layer l (queries), columns input tokens; each
-      real row sums to 1.
-    """
-    _check_attention_shape(attention, "rollout")
-    residual = residual_attention(attention, length)
-
-    def step(previous, layer):
-        current = layer @ previous  # [n, n]
-        return current, current
-
-    identity = jnp.eye(attention.shape[-1], dtype=residual.dtype)
-    _, rolled = jax.lax.scan(step, identity, residual)
-    return rolled
-
-
-# ----------------------------------------------------------------------------------------------
-# numpy and scipy: exact attention flow.
 
 
 def _checked_shape(attention, function: str, rank: int = 4) -> np.ndarray:
@@ -409,53 +316,3 @@ def attention_flow_batch(
     else:
         flows = list(executor.map(_attention_flow_instance, arguments))
     return np.stack(flows)
-
-
-def networkx_flow_graph(residual: np.ndarray):
-    """AZ's flow graph as a networkx ``DiGraph``: node ``l·n + i`` for (l, i), edges l → l−1.
-
-    Built as AZ's ``get_adjmat`` and ``draw_attention_graph`` do: an adjacency matrix with
-    ``adj[l·n + i, (l−1)·n + j] = A'_l[i, j]`` read by ``from_numpy_array`` as capacities.
-    networkx is imported here: it is a test dependency, not one of the library's.
-    """
-    import networkx as nx
-
-    layers, n, _ = residual.shape
-    adjacency = np.zeros(((layers + 1) * n, (layers + 1) * n))
-    for layer in range(1, layers + 1):
-        adjacency[layer * n : (layer + 1) * n, (layer - 1) * n : layer * n] = residual[layer - 1]
-    return nx.from_numpy_array(adjacency, create_using=nx.DiGraph, edge_attr="capacity")
-
-
-def attention_flow_networkx(attention, rows=None) -> np.ndarray:
-    """Reference attention flow as AZ's code computes it: networkx max flow per pair.
-
-    For each output node (l, i) and each input token j, ``nx.maximum_flow_value`` with
-    Edmonds–Karp from (l, i) down to (0, j) on the whole graph (AZ's ``compute_flows``), then
-    the row is normalised. Slow (seconds per row at n = 32); for tests and benchmarks.
-
-    Args:
-      attention: ``[layers, heads, n, n]`` nonnegative attention weights.
-      rows: optional ``(layer_index, position)`` pairs (layer_index 0-based, for output layer
-        layer_index + 1) to compute; the other rows are NaN. None computes every row.
-
-    Returns:
-      ``[layers, n, n]`` float64.
-    """
-    import networkx as nx  # a test dependency (see networkx_flow_graph)
-
-    values = _checked_shape(attention, "attention_flow_networkx")
-    residual = _residual_numpy(_checked_values(values, "attention_flow_networkx"))
-    layers, n, _ = residual.shape
-    graph = networkx_flow_graph(residual)
-    if rows is None:
-        rows = [(layer, i) for layer in range(layers) for i in range(n)]
-    flow = np.full((layers, n, n), np.nan)
-    for layer, i in rows:
-        output_node = (layer + 1) * n + i
-        row = [
-            nx.maximum_flow_value(graph, output_node, j, flow_func=nx.flow.edmonds_karp)
-            for j in range(n)
-        ]
-        flow[layer, i] = np.asarray(row) / np.sum(row)
-    return flow

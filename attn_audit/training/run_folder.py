@@ -17,8 +17,8 @@ from typing import Any
 import jax
 
 from attn_audit import models
-from attn_audit.checkpoint import RunCheckpoints
 from attn_audit.data.vocab import Vocabulary
+from attn_audit.training.checkpoint import RunCheckpoints
 
 
 def write_json(path: pathlib.Path, content: Any) -> None:
@@ -49,7 +49,7 @@ class Run:
     """A trained run, loaded: its configs, vocabulary and the selected parameters.
 
     ``vocab`` is None for word-piece runs (``encoder="minilm"``): their tokenizer is
-    ``attn_audit.interop.minilm.load_tokenizer()``, recorded in ``config["tokenizer"]``.
+    ``attn_audit.data.wordpiece.load_tokenizer()``, recorded in ``config["tokenizer"]``.
     """
 
     workdir: pathlib.Path

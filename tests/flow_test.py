@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attn_audit import relevance
+from attn_audit.audits import flow as flow_lib
+from attn_audit.audits import rollout
+from tests.reference import networkx_flow
 
 
 def random_attention(seed, layers, n, heads=3, concentration=0.3):
@@ -49,7 +51,7 @@ def numpy_rollout(attention):
 
 def test_raw_attention_is_the_head_average():
     attention = random_attention(0, layers=2, n=4)
-    np.testing.assert_allclose(relevance.raw_attention(attention), attention.mean(1), atol=1e-7)
+    np.testing.assert_allclose(rollout.raw_attention(attention), attention.mean(1), atol=1e-7)
 
 
 def test_residual_attention_of_two_tokens_by_hand():
@@ -59,12 +61,12 @@ def test_residual_attention_of_two_tokens_by_hand():
     expected = np.array(
         [[0.5 / (1 + e) + 0.5, 0.5 * e / (1 + e)], [0.5 / (1 + e), 0.5 * e / (1 + e) + 0.5]]
     )
-    np.testing.assert_allclose(relevance.residual_attention(attention)[0], expected, atol=1e-6)
+    np.testing.assert_allclose(rollout.residual_attention(attention)[0], expected, atol=1e-6)
 
 
 def test_residual_attention_renormalises_rows():
     attention = 3.0 * random_attention(1, layers=3, n=5)  # rows sum to 3
-    residual = relevance.residual_attention(attention)
+    residual = rollout.residual_attention(attention)
     np.testing.assert_allclose(residual.sum(-1), 1.0, atol=1e-6)
     np.testing.assert_allclose(residual, numpy_residual(attention), atol=1e-6)
 
@@ -72,7 +74,7 @@ def test_residual_attention_renormalises_rows():
 @pytest.mark.parametrize("layers, n", [(1, 3), (3, 5), (6, 8)])
 def test_rollout_matches_a_numpy_loop(layers, n):
     attention = random_attention(layers, layers, n)
-    rolled = jax.jit(relevance.rollout)(attention)
+    rolled = jax.jit(rollout.rollout)(attention)
     assert rolled.shape == (layers, n, n)
     # float32 products of up to 6 row-stochastic 8x8 matrices: 1e-5 absorbs rounding.
     np.testing.assert_allclose(rolled, numpy_rollout(attention), atol=1e-5)
@@ -82,7 +84,7 @@ def test_rollout_matches_a_numpy_loop(layers, n):
 def test_rollout_vmapped_with_lengths_equals_each_instance_cut_to_its_length():
     n, lengths = 6, np.array([6, 3, 1, 5])
     attention = np.stack([random_attention(seed, layers=3, n=n) for seed in range(len(lengths))])
-    batched = jax.jit(jax.vmap(relevance.rollout))(attention, lengths)
+    batched = jax.jit(jax.vmap(rollout.rollout))(attention, lengths)
     for instance, length, rolled in zip(attention, lengths, batched, strict=True):
         expected = np.zeros((3, n, n))
         expected[:, :length, :length] = numpy_rollout(instance[..., :length, :length])
@@ -90,14 +92,14 @@ def test_rollout_vmapped_with_lengths_equals_each_instance_cut_to_its_length():
 
 
 def test_rollout_does_not_recompile_for_new_lengths():
-    rollout_batch = jax.jit(jax.vmap(relevance.rollout))
+    rollout_batch = jax.jit(jax.vmap(rollout.rollout))
     attention = np.stack([random_attention(seed, layers=2, n=4) for seed in range(3)])
     rollout_batch(attention, jnp.array([4, 2, 3]))
     rollout_batch(attention, jnp.array([1, 4, 4]))
     assert rollout_batch._cache_size() == 1
 
 
-@pytest.mark.parametrize("function", [relevance.raw_attention, relevance.rollout])
+@pytest.mark.parametrize("function", [rollout.raw_attention, rollout.rollout])
 def test_jax_functions_reject_a_wrong_rank(function):
     with pytest.raises(ValueError, match=r"\[layers, heads, n, n\].*jax.vmap"):
         function(np.ones((2, 4, 4), np.float32))
@@ -117,29 +119,31 @@ def test_flow_equals_networkx_on_random_attention(seed, layers, n):
     # Both are max flows of the same graph; ours rounds capacities to 2^-30 (error bound in
     # the module docstring), networkx works in float64. 1e-5 is the task's tolerance.
     np.testing.assert_allclose(
-        relevance.attention_flow(attention), relevance.attention_flow_networkx(attention), atol=1e-5
+        flow_lib.attention_flow(attention),
+        networkx_flow.attention_flow_networkx(attention),
+        atol=1e-5,
     )
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_flow_equals_networkx_on_peaked_attention(seed):
     attention = peaked_attention(seed, layers=4, n=8)
-    flow = relevance.attention_flow(attention)
-    np.testing.assert_allclose(flow, relevance.attention_flow_networkx(attention), atol=1e-5)
+    flow = flow_lib.attention_flow(attention)
+    np.testing.assert_allclose(flow, networkx_flow.attention_flow_networkx(attention), atol=1e-5)
     np.testing.assert_allclose(flow.sum(-1), 1.0, atol=1e-12)
 
 
 def test_flow_of_the_first_layer_is_the_residual_attention():
     attention = random_attention(2, layers=3, n=6)
-    flow = relevance.attention_flow(attention)
-    residual = np.asarray(relevance.residual_attention(attention))
+    flow = flow_lib.attention_flow(attention)
+    residual = np.asarray(rollout.residual_attention(attention))
     # float32 residual against float64 flow.
     np.testing.assert_allclose(flow[0], residual[0] / residual[0].sum(-1, keepdims=True), atol=1e-6)
 
 
 def test_flow_of_the_second_layer_is_its_closed_form():
     residual = numpy_residual(random_attention(3, layers=2, n=5))
-    flow = relevance.attention_flow(random_attention(3, layers=2, n=5))
+    flow = flow_lib.attention_flow(random_attention(3, layers=2, n=5))
     expected = np.array(
         [[sum(min(residual[0][k, j], residual[1][i, k]) for k in range(5)) for j in range(5)]
          for i in range(5)]
@@ -150,37 +154,37 @@ def test_flow_of_the_second_layer_is_its_closed_form():
 def test_flow_when_every_token_attends_to_itself_is_the_identity():
     attention = np.broadcast_to(np.eye(4, dtype=np.float32), (5, 2, 4, 4))
     np.testing.assert_array_equal(
-        relevance.attention_flow(attention), np.broadcast_to(np.eye(4), (5, 4, 4))
+        flow_lib.attention_flow(attention), np.broadcast_to(np.eye(4), (5, 4, 4))
     )
 
 
 def test_flow_does_not_depend_on_how_pairs_are_grouped_into_max_flow_calls(monkeypatch):
     attention = peaked_attention(4, layers=5, n=7)
-    grouped = relevance.attention_flow(attention)
-    monkeypatch.setattr(relevance, "_EDGES_PER_CALL", 1)  # one pair per scipy call
-    np.testing.assert_array_equal(relevance.attention_flow(attention), grouped)
+    grouped = flow_lib.attention_flow(attention)
+    monkeypatch.setattr(flow_lib, "_EDGES_PER_CALL", 1)  # one pair per scipy call
+    np.testing.assert_array_equal(flow_lib.attention_flow(attention), grouped)
 
 
 def test_flow_with_length_equals_the_flow_of_the_cut_maps():
     attention = random_attention(5, layers=4, n=7)
     attention[..., 4:] = 9.0  # padding that must not be read
-    flow = relevance.attention_flow(attention, length=4)
+    flow = flow_lib.attention_flow(attention, length=4)
     np.testing.assert_array_equal(flow[:, 4:], 0)
     np.testing.assert_array_equal(flow[:, :, 4:], 0)
-    np.testing.assert_array_equal(flow[:, :4, :4], relevance.attention_flow(attention[..., :4, :4]))
+    np.testing.assert_array_equal(flow[:, :4, :4], flow_lib.attention_flow(attention[..., :4, :4]))
 
 
 def test_flow_of_a_batch_equals_each_instance():
     attention = np.stack([random_attention(seed, layers=3, n=5) for seed in range(3)])
     lengths = np.array([5, 2, 4])
     expected = [
-        relevance.attention_flow(instance, int(length))
+        flow_lib.attention_flow(instance, int(length))
         for instance, length in zip(attention, lengths, strict=True)
     ]
-    np.testing.assert_array_equal(relevance.attention_flow_batch(attention, lengths), expected)
+    np.testing.assert_array_equal(flow_lib.attention_flow_batch(attention, lengths), expected)
     with concurrent.futures.ThreadPoolExecutor(2) as executor:
         np.testing.assert_array_equal(
-            relevance.attention_flow_batch(attention, lengths, executor=executor), expected
+            flow_lib.attention_flow_batch(attention, lengths, executor=executor), expected
         )
 
 
@@ -188,8 +192,8 @@ def test_flow_of_a_batch_in_a_spawned_process_pool():
     attention = np.stack([random_attention(seed, layers=3, n=3) for seed in range(2)])
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as executor:
-        pooled = relevance.attention_flow_batch(attention, executor=executor)
-    np.testing.assert_array_equal(pooled, relevance.attention_flow_batch(attention))
+        pooled = flow_lib.attention_flow_batch(attention, executor=executor)
+    np.testing.assert_array_equal(pooled, flow_lib.attention_flow_batch(attention))
 
 
 @pytest.mark.parametrize(
@@ -207,43 +211,41 @@ def test_flow_of_a_batch_in_a_spawned_process_pool():
 )
 def test_flow_rejects_bad_input_with_a_fix(attention, length, message):
     with pytest.raises(ValueError, match=message):
-        relevance.attention_flow(attention, length)
+        flow_lib.attention_flow(attention, length)
 
 
 def test_flow_reads_only_the_real_positions():
     attention = random_attention(6, layers=2, n=4)
     attention[..., 3, :] = np.nan  # a padded query row, as a softmax over no keys gives
-    assert np.isfinite(relevance.attention_flow(attention, length=3)).all()
+    assert np.isfinite(flow_lib.attention_flow(attention, length=3)).all()
 
 
 def test_flow_batch_rejects_lengths_of_the_wrong_shape():
     with pytest.raises(ValueError, match=r"lengths must have shape \[batch\] = \(2,\)"):
-        relevance.attention_flow_batch(np.ones((2, 1, 1, 3, 3)), lengths=np.array([3]))
+        flow_lib.attention_flow_batch(np.ones((2, 1, 1, 3, 3)), lengths=np.array([3]))
     with pytest.raises(ValueError, match=r"attention\[None\]"):
-        relevance.attention_flow_batch(np.ones((1, 1, 3, 3)))
+        flow_lib.attention_flow_batch(np.ones((1, 1, 3, 3)))
 
 
 @pytest.mark.parametrize("layers, n, length, row", [(1, 4, None, 0), (2, 5, 4, 3), (5, 7, 6, 0)])
 def test_flow_row_equals_that_row_of_the_full_flow(layers, n, length, row):
     attention = random_attention(7, layers=layers, n=n)
-    full = relevance.attention_flow(attention, length)
-    np.testing.assert_array_equal(
-        relevance.attention_flow_row(attention, length, row), full[:, row]
-    )
+    full = flow_lib.attention_flow(attention, length)
+    np.testing.assert_array_equal(flow_lib.attention_flow_row(attention, length, row), full[:, row])
 
 
 def test_flow_row_of_a_batch_equals_each_instance():
     attention = np.stack([peaked_attention(seed, layers=4, n=6) for seed in range(3)])
     lengths = np.array([6, 3, 5])
     expected = [
-        relevance.attention_flow_row(instance, int(length))
+        flow_lib.attention_flow_row(instance, int(length))
         for instance, length in zip(attention, lengths, strict=True)
     ]
     np.testing.assert_array_equal(
-        relevance.attention_flow_batch(attention, lengths, row=0), expected
+        flow_lib.attention_flow_batch(attention, lengths, row=0), expected
     )
 
 
 def test_flow_row_rejects_a_row_outside_the_real_positions():
     with pytest.raises(ValueError, match=r"row must be a position in \[0, 3\)"):
-        relevance.attention_flow_row(random_attention(8, layers=2, n=4), length=3, row=3)
+        flow_lib.attention_flow_row(random_attention(8, layers=2, n=4), length=3, row=3)

@@ -1,0 +1,285 @@
+"""The training loop: one jitted step, bucketed batches, dev selection, resume (SPEC §2).
+
+The same loop trains JW's models, the transformer (``encoder="transformer"``, from scratch
+on JW's vocabulary) and the pretrained MiniLM (``encoder="minilm"``: its word pieces, its
+weights, a new classifier; the encoder stays frozen unless ``finetune_encoder``).
+"""
+
+import dataclasses
+import functools
+import logging
+import pathlib
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from attn_audit import data, models
+from attn_audit._progress import format_duration
+from attn_audit.data import embeddings as embeddings_lib
+from attn_audit.data import wordpiece
+from attn_audit.pretrained import minilm
+from attn_audit.training.checkpoint import RunCheckpoints
+from attn_audit.training.config import TrainConfig
+from attn_audit.training.evaluate import evaluate, model_inputs, selection_metric
+from attn_audit.training.objectives import Guide, loss_fn
+from attn_audit.training.optimizer import freezes_encoder, make_optimizer
+from attn_audit.training.run_folder import load_run, read_json, write_json
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("model_config", "optimizer", "guide", "freeze_encoder"),
+    donate_argnums=(0, 1),
+)
+def train_step(
+    params, opt_state, batch, pos_weight, guide_params=None, *, model_config, optimizer,
+    guide=None, freeze_encoder=False,
+):  # fmt: skip
+    """One optimiser step; returns ``(params, opt_state, loss)``."""
+    loss, grads = jax.value_and_grad(loss_fn)(
+        params, model_config, batch, pos_weight, guide_params, guide, freeze_encoder
+    )
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+
+def load_guide(train_config: TrainConfig, vocab) -> tuple[Guide | None, Any]:
+    """The guide run named by ``frozen_attention_from`` or ``adversary_of``, if any."""
+    folder = train_config.frozen_attention_from or train_config.adversary_of
+    if not folder:
+        return None, None
+    run = load_run(folder)
+    if run.vocab is None or vocab is None or run.vocab.tokens != vocab.tokens:
+        raise ValueError(
+            f"The guide run {folder} was trained with another vocabulary; it must be a run "
+            f"of the same data set ({train_config.dataset})."
+        )
+    role = "frozen_attention" if train_config.frozen_attention_from else "adversary"
+    guide = Guide(run.model_config, role, train_config.adversarial_lambda, train_config.wp_quirk)
+    return guide, run.params
+
+
+def _check_same_run(workdir: pathlib.Path, config: dict) -> None:
+    saved = read_json(workdir / "config.json")
+    # Fields added since a run was written take their defaults, so older runs still resume.
+    defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
+    saved["train"] = {**defaults, **saved["train"]}
+    if saved["train"] != config["train"] or saved["data"]["name"] != config["data"]["name"]:
+        raise ValueError(
+            f"{workdir} holds a run with a different configuration:\n  saved:     "
+            f"{saved['train']}\n  requested: {config['train']}\nUse another --workdir, or delete "
+            "this one to start over."
+        )
+
+
+def _model_config(train_config: TrainConfig, dataset, vocab, boundaries) -> models.ModelConfig:
+    """The model a training config asks for, sized for the data set."""
+    if train_config.encoder == "minilm":
+        return minilm.minilm_config(dataset.num_classes, train_config.pooling)
+    sizes = {}
+    if train_config.encoder in models.TRANSFORMER_ENCODERS:
+        sizes = {
+            "num_layers": train_config.num_layers,
+            "num_heads": train_config.num_heads,
+            "ff_dim": train_config.ff_dim,
+            "pooling": train_config.pooling,
+            "max_positions": max(models.config.DEFAULT_MAX_POSITIONS, boundaries[-1]),
+        }
+    return models.ModelConfig(
+        vocab_size=len(vocab),
+        num_classes=dataset.num_classes,
+        encoder=train_config.encoder,
+        attention=train_config.attention,
+        task=dataset.task,
+        embed_dim=train_config.embed_dim,
+        hidden_size=train_config.hidden_size,
+        **sizes,
+    )
+
+
+def run_training(
+    train_config: TrainConfig,
+    workdir: str | pathlib.Path,
+    data_dir: str | pathlib.Path | None = None,
+    dataset: data.TextDataset | None = None,
+) -> dict:
+    """Trains (or resumes) a run in ``workdir`` and returns its ``metrics.json`` content.
+
+    Re-running on an interrupted run resumes after the last finished epoch; on a
+    finished run it returns the saved metrics without training.
+
+    Args:
+      train_config: what to train.
+      workdir: the run folder.
+      data_dir: the data folder (see ``data.resolve_data_dir``).
+      dataset: an already loaded data set (tests); default: load ``train_config.dataset``.
+    """
+    workdir = pathlib.Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    if dataset is None:
+        dataset = data.load_dataset(train_config.dataset, data_dir)
+    uses_minilm = train_config.encoder == "minilm"
+    split_names = data.dataset.SPLITS
+    vocab = None if uses_minilm else data.vocabulary_for(dataset)
+    encode = wordpiece.split_encoder(vocab)  # MiniLM's word pieces without a vocabulary
+    splits = {name: encode(dataset, name) for name in split_names}
+    longest = max(len(ids) for s in splits.values() for ids in s.token_ids)
+    if dataset.task == "qa":
+        longest = max(longest, max(len(q) for s in splits.values() for q in s.question_ids))
+    boundaries = data.bucket_boundaries(longest)
+    model_config = _model_config(train_config, dataset, vocab, boundaries)
+    if model_config.is_transformer:
+        # No bucket beyond the learned positions (MiniLM's 512; its tokenizer cuts there).
+        boundaries = tuple(b for b in boundaries if b < model_config.max_positions) + (
+            min(boundaries[-1], model_config.max_positions),
+        )
+    config = {
+        "train": dataclasses.asdict(train_config),
+        "model": model_config.to_dict(),
+        "data": {
+            "name": dataset.name,
+            "task": dataset.task,
+            "label_names": list(dataset.label_names),
+            "min_df": dataset.min_df,
+            "length_filter": [dataset.length_filter, dataset.min_length, dataset.max_length],
+            "split_sizes": {name: len(split) for name, split in splits.items()},
+            "bucket_boundaries": list(boundaries),
+            "notes": dataset.notes,
+        },
+        "tokenizer": wordpiece.tokenizer_record() if uses_minilm else {
+            "lowercase": True,
+            "digit_token": data.text.DIGIT_TOKEN,
+            "punctuation": dataset.punctuation,
+            "special_ids": {"PAD": data.PAD, "UNK": data.UNK, "SOS": data.SOS, "EOS": data.EOS},
+        },
+    }  # fmt: skip
+    if (workdir / "config.json").exists():
+        _check_same_run(workdir, config)
+    else:
+        if vocab is not None:
+            vocab.save(workdir / "vocab.json")
+        write_json(workdir / "config.json", config)
+    for note in dataset.notes:
+        logging.warning(note)
+
+    root_key = jax.random.key(train_config.seed)
+    init_key, embedding_key = jax.random.split(root_key)
+    del root_key  # not used anymore
+    if uses_minilm:
+        params, _, _ = minilm.load_minilm(
+            dataset.num_classes, train_config.pooling, init_key, verify=True
+        )
+    else:
+        params = models.init(init_key, model_config)
+    if train_config.embeddings == "glove50":
+        matrix, found = embeddings_lib.pretrained_matrix(
+            vocab, *embeddings_lib.load_glove50(), embedding_key
+        )
+        logging.info("GloVe 50-d vectors for %d of %d vocabulary words.", found, vocab.num_words)
+        for encoder in ("encoder", "question_encoder"):
+            if encoder in params:
+                params[encoder]["embedding"]["weight"] = jnp.asarray(matrix)
+    guide, guide_params = load_guide(train_config, vocab)
+    optimizer = make_optimizer(train_config)
+    opt_state = optimizer.init(params)
+    history = {"epochs": [], "selection_metric": selection_metric(model_config, guide)}
+    checkpoints = RunCheckpoints(workdir)
+    try:
+        if checkpoints.latest_epoch() is not None:
+            epoch, state = checkpoints.restore("latest", {"params": params, "opt_state": opt_state})
+            params, opt_state = state["params"], state["opt_state"]
+            history = read_json(workdir / "metrics.json")
+            history["epochs"] = history["epochs"][:epoch]
+            logging.info("Resuming %s after epoch %d.", workdir, epoch)
+        history = _train_epochs(
+            train_config, model_config, params, opt_state, optimizer, splits, boundaries,
+            history, checkpoints, workdir, guide, guide_params,
+        )  # fmt: skip
+    finally:
+        checkpoints.close()
+    return history
+
+
+def _train_epochs(
+    train_config, model_config, params, opt_state, optimizer, splits, boundaries, history,
+    checkpoints, workdir, guide=None, guide_params=None,
+):  # fmt: skip
+    train_split = splits["train"]
+    positives = int(np.sum(train_split.labels == 1))
+    pos_weight = jnp.float32((len(train_split) - positives) / max(positives, 1))
+    metric = history["selection_metric"]
+    batches_per_epoch = sum(
+        1 for _ in data.batches(train_split, train_config.batch_size, boundaries)
+    )
+    first_epoch = len(history["epochs"]) + 1
+    if first_epoch > train_config.epochs and "test" in history:
+        logging.info("%s already finished %d epochs; nothing to do.", workdir, train_config.epochs)
+        return history
+    start = time.perf_counter()
+    for epoch in range(first_epoch, train_config.epochs + 1):
+        epoch_start = time.perf_counter()
+        shuffle = np.random.default_rng([train_config.seed, epoch])
+        losses = []
+        for step, batch in enumerate(
+            data.batches(train_split, train_config.batch_size, boundaries, rng=shuffle), start=1
+        ):
+            params, opt_state, loss = train_step(
+                params, opt_state, model_inputs(batch), pos_weight, guide_params,
+                model_config=model_config, optimizer=optimizer, guide=guide,
+                freeze_encoder=freezes_encoder(train_config),
+            )  # fmt: skip
+            losses.append(loss)
+            if step % 50 == 0 or step == batches_per_epoch:
+                elapsed = time.perf_counter() - epoch_start
+                logging.info(
+                    "epoch %d: %d/%d batches, %.0f instances/s, epoch ETA %s",
+                    epoch, step, batches_per_epoch,
+                    step * train_config.batch_size / elapsed,
+                    format_duration(elapsed / step * (batches_per_epoch - step)),
+                )  # fmt: skip
+        train_seconds = time.perf_counter() - epoch_start
+        train_loss = float(np.mean(jax.device_get(losses)))
+        dev = evaluate(params, model_config, splits["dev"], boundaries, guide_params, guide)
+        record = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "train_seconds": train_seconds,
+            "instances_per_second": len(train_split) / train_seconds,
+            "dev": dev,
+        }
+        history["epochs"].append(record)
+        best = max(history["epochs"], key=lambda r: r["dev"][metric])
+        if best["epoch"] == epoch:
+            checkpoints.save("best", epoch, params)
+        history["best_epoch"] = best["epoch"]
+        # metrics.json first: a crash between the two leaves metrics one epoch ahead of the
+        # latest checkpoint, and resuming truncates them to the checkpoint's epoch.
+        write_json(workdir / "metrics.json", history)
+        checkpoints.save("latest", epoch, {"params": params, "opt_state": opt_state})
+        remaining = (time.perf_counter() - start) / (epoch - first_epoch + 1)
+        logging.info(
+            "epoch %d/%d: loss %.4f, dev accuracy %.4f, ROC-AUC %.4f, macro-F1 %.4f "
+            "(%.0f instances/s, %s; ETA %s)%s",
+            epoch, train_config.epochs, train_loss, dev["accuracy"], dev["roc_auc"],
+            dev["macro_f1"], record["instances_per_second"], format_duration(train_seconds),
+            format_duration(remaining * (train_config.epochs - epoch)),
+            " *best*" if best["epoch"] == epoch else "",
+        )  # fmt: skip
+
+    _, best_params = checkpoints.restore("best", params)
+    history["test"] = {
+        "epoch": history["best_epoch"],
+        **evaluate(best_params, model_config, splits["test"], boundaries, guide_params, guide),
+    }
+    history["total_train_seconds"] = sum(r["train_seconds"] for r in history["epochs"])
+    write_json(workdir / "metrics.json", history)
+    test = history["test"]
+    logging.info(
+        "test (epoch %d selected on dev %s): accuracy %.4f, ROC-AUC %.4f, macro-F1 %.4f",
+        history["best_epoch"], metric, test["accuracy"], test["roc_auc"], test["macro_f1"],
+    )  # fmt: skip
+    return history
