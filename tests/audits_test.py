@@ -140,7 +140,7 @@ def test_permutation_equals_a_loop_over_the_same_permutations():
         states = model.encode(params, instance, embedded)
         alpha = model.attention(params, instance, states)
         original = np.asarray(model.decode(params, instance, states, alpha))
-        mask = np.asarray(audits._instance.real_token_mask(instance["length"], 12))
+        mask = np.asarray(models.real_token_mask(instance["length"], 12))
         for i, permutation_key in enumerate(jax.random.split(key, 20)):
             permuted = audits.permute_real_tokens(alpha, jnp.asarray(mask), permutation_key)
             assert sorted(np.asarray(permuted)[mask]) == pytest.approx(
@@ -203,8 +203,8 @@ class TwoTokenModel:
         return embedded
 
     def attention(self, params, instance, states):
-        mask = audits._instance.real_token_mask(instance["length"], states.shape[0])
-        return audits.masked_softmax(params["scores"][instance["token_ids"]], mask)
+        mask = models.real_token_mask(instance["length"], states.shape[0])
+        return models.masked_softmax(params["scores"][instance["token_ids"]], mask)
 
     def decode(self, params, instance, states, alpha):
         positive = jax.nn.sigmoid(params["w"] * jnp.sum(alpha * states[:, 0]))
@@ -338,7 +338,7 @@ def test_adversarial_objective_equals_its_formula_with_stats_jsd():
     settings = audits.AdversarySettings(num_candidates=4)
     mask = jnp.asarray([False, True, True, True, True, False, False])
     logits = 3.0 * jax.random.normal(jax.random.key(5), (4, 7))
-    alpha = audits.masked_softmax(jax.random.normal(jax.random.key(6), (7,)), mask)
+    alpha = models.masked_softmax(jax.random.normal(jax.random.key(6), (7,)), mask)
     weights = jax.random.normal(jax.random.key(7), (7, 3))
 
     def decode_fn(candidate):
@@ -348,7 +348,7 @@ def test_adversarial_objective_equals_its_formula_with_stats_jsd():
     got = audits.adversarial.adversarial_objective(
         logits, decode_fn, alpha, probabilities, mask, settings
     )
-    candidates = audits.masked_softmax(logits, mask)
+    candidates = models.masked_softmax(logits, mask)
     expected = 0.0
     for k in range(4):
         change = float(stats.tvd(decode_fn(candidates[k]), probabilities))

@@ -207,7 +207,7 @@ def test_jw_audits_run_on_the_transformer():
     params = initial_params(config)
     instance = {"token_ids": jnp.asarray(padded(REAL, 9)[0]), "length": jnp.int32(7)}
     model = audits.TransformerModel(config)
-    real = np.asarray(models.attention_mask(7, 9))
+    real = np.asarray(models.real_token_mask(7, 9))
 
     @jax.jit
     def run(params):

@@ -11,8 +11,7 @@ adapts JW's models, ``TransformerModel`` the transformer (its last block's CLS
 attention), and ``auditable_model(config)`` picks between them.
 """
 
-from attn_audit.audits._instance import real_token_mask
-from attn_audit.audits.adversarial import AdversarySettings, adversarial_search, masked_softmax
+from attn_audit.audits.adversarial import AdversarySettings, adversarial_search
 from attn_audit.audits.engine import AUDITS, BatchAuditor
 from attn_audit.audits.gradient import gradient_importance
 from attn_audit.audits.loo import delete_position, leave_one_out
@@ -28,6 +27,6 @@ from attn_audit.audits.transformer_model import TransformerModel, auditable_mode
 __all__ = [
     "AUDITS", "AdversarySettings", "AuditOptions", "AuditableModel", "BatchAuditor", "JWModel",
     "TransformerModel", "adversarial_search", "auditable_model", "delete_position",
-    "gradient_importance", "leave_one_out", "masked_softmax", "permutation_median_tvd",
-    "permutation_tvds", "permute_real_tokens", "real_token_mask", "run_audit",
+    "gradient_importance", "leave_one_out", "permutation_median_tvd",
+    "permutation_tvds", "permute_real_tokens", "run_audit",
 ]  # fmt: skip

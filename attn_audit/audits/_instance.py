@@ -1,9 +1,4 @@
-"""Helpers shared by the audits: the real-token mask and the original forward pass."""
-
-from attn_audit.models import attention_mask
-
-# bool [T]: True on the real tokens, positions 1 … length − 2 (SPEC §1).
-real_token_mask = attention_mask
+"""What every audit starts from: the original forward pass of one instance."""
 
 
 def original_pass(model, params, instance):

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import optax
 
 from attn_audit import stats
-from attn_audit.audits._instance import original_pass, real_token_mask
+from attn_audit.audits._instance import original_pass
+from attn_audit.models import masked_softmax, real_token_mask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,13 +36,6 @@ class AdversarySettings:
 
 
 JW_ADVERSARY = AdversarySettings()
-
-
-def masked_softmax(logits: jax.Array, mask: jax.Array) -> jax.Array:
-    """Softmax over the positions where ``mask`` holds, exact 0 elsewhere. ``[..., T]``."""
-    masked = jnp.where(mask, logits, -jnp.inf)
-    safe = jnp.where(jnp.any(mask, axis=-1, keepdims=True), masked, 0.0)
-    return jnp.where(mask, jax.nn.softmax(safe, axis=-1), 0.0)
 
 
 def _negative_entropy(p: jax.Array, eps: float) -> jax.Array:

@@ -3,7 +3,8 @@
 import jax
 import jax.numpy as jnp
 
-from attn_audit.audits._instance import original_pass, real_token_mask
+from attn_audit.audits._instance import original_pass
+from attn_audit.models import real_token_mask
 
 
 def gradient_importance(model, params, instance) -> jax.Array:

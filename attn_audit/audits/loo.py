@@ -4,7 +4,8 @@ import jax
 import jax.numpy as jnp
 
 from attn_audit import stats
-from attn_audit.audits._instance import original_pass, real_token_mask
+from attn_audit.audits._instance import original_pass
+from attn_audit.models import is_real_token, real_token_mask
 
 
 def delete_position(token_ids: jax.Array, position: jax.Array) -> jax.Array:
@@ -69,7 +70,7 @@ def leave_one_out(model, params, instance, positions_per_chunk: int | None = Non
         positions, changes = sweep(without_pair, jnp.arange(1, num_lanes + 1), chunk)
         positions, changes = positions.reshape(-1), changes.reshape(-1)
     # Positions off the real tokens (pairs beyond the middle, padding) are dropped.
-    is_real = (positions >= 1) & (positions <= length - 2)
+    is_real = is_real_token(positions, length)
     positions = jnp.where(is_real, positions, num_positions)
     changes = jnp.zeros(num_positions, changes.dtype).at[positions].set(changes, mode="drop")
     return jnp.where(real_token_mask(length, num_positions), changes, 0.0)

@@ -4,7 +4,8 @@ import jax
 import jax.numpy as jnp
 
 from attn_audit import stats
-from attn_audit.audits._instance import original_pass, real_token_mask
+from attn_audit.audits._instance import original_pass
+from attn_audit.models import real_token_mask
 
 NUM_PERMUTATIONS = 100
 

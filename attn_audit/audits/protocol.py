@@ -91,7 +91,7 @@ class JWModel:
 
     def attention(self, params, instance, states):
         scores = models.scores_from_keys(params, self.config, states["keys"], states["question"])
-        mask = models.attention_mask(instance["length"], scores.shape[0])
+        mask = models.real_token_mask(instance["length"], scores.shape[0])
         return models.attention_weights(scores, mask)
 
     def decode(self, params, instance, states, alpha):

@@ -24,6 +24,7 @@ from attn_audit import data, stats
 from attn_audit._progress import format_duration
 from attn_audit.audits.adversarial import AdversarySettings
 from attn_audit.audits.engine import AUDITS, BatchAuditor
+from attn_audit.models import is_real_token
 from attn_audit.report.records import read_records, write_records
 
 TAU_PAIRS = {
@@ -81,8 +82,7 @@ def _none_if_nan(value: float) -> float | None:
 def batch_records(batch: dict, results: dict, split: data.EncodedSplit) -> list[dict]:
     """One record per real row of ``batch`` (fields: ``attn_audit.report.records``)."""
     num_positions = batch["token_ids"].shape[1]
-    positions = np.arange(num_positions)[None, :]
-    real_mask = (positions >= 1) & (positions <= batch["lengths"][:, None] - 2)
+    real_mask = is_real_token(np.arange(num_positions)[None, :], batch["lengths"][:, None])
     taus = _tau_fields(results, real_mask)
     records = []
     for row in np.flatnonzero(batch["index"] >= 0):

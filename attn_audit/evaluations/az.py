@@ -39,7 +39,7 @@ import numpy as np
 from attn_audit import models
 from attn_audit.audits import flow as flow_lib
 from attn_audit.audits import rollout
-from attn_audit.models.attention import attention_mask
+from attn_audit.models import is_real_token, real_token_mask
 
 # JW's vocabularies: PAD 0, UNK 1 (SPEC §1). MiniLM's [MASK] is 103: pass it instead.
 UNK_ID = 1
@@ -106,7 +106,7 @@ def blank_out_importance(
         return class_probability(params, config, models.embed(params, config, ids), length, label)
 
     dropped = jax.vmap(blanked)(jnp.arange(num_positions))  # [T]
-    return jnp.where(attention_mask(length, num_positions), base - dropped, 0.0)
+    return jnp.where(real_token_mask(length, num_positions), base - dropped, 0.0)
 
 
 def input_gradient_importance(
@@ -130,7 +130,7 @@ def input_gradient_importance(
     """
     embedded = models.embed(params, config, token_ids)  # [T, E]
     gradient = jax.grad(class_probability, argnums=2)(params, config, embedded, length, label)
-    real = attention_mask(length, token_ids.shape[0])
+    real = real_token_mask(length, token_ids.shape[0])
     return jnp.where(real, jnp.abs(jnp.sum(gradient, axis=-1)), 0.0)
 
 
@@ -149,7 +149,7 @@ def layer_relevance(attention_maps: jax.Array, length: jax.Array) -> dict[str, j
     Returns:
       ``{"raw": [L, T], "rollout": [L, T]}``, 0 off the real tokens.
     """
-    real = attention_mask(length, attention_maps.shape[-1])[None, :]  # [1, T]
+    real = real_token_mask(length, attention_maps.shape[-1])[None, :]  # [1, T]
     raw = rollout.raw_attention(attention_maps, length)[:, 0, :]
     rolled = rollout.rollout(attention_maps, length)[:, 0, :]
     return {"raw": jnp.where(real, raw, 0.0), "rollout": jnp.where(real, rolled, 0.0)}
@@ -170,14 +170,7 @@ def flow_relevance(attention_maps, length: int) -> np.ndarray:
       ``[L, T]`` float64, 0 off the real tokens.
     """
     flow = flow_lib.attention_flow_row(attention_maps, int(length), row=0)
-    return np.where(real_token_mask(length, flow.shape[-1])[None, :], flow, 0.0)
-
-
-def real_token_mask(length, num_positions: int) -> np.ndarray:
-    """numpy twin of ``attention_mask``: bool ``[..., T]``, True at ``1 <= t <= length − 2``."""
-    positions = np.arange(num_positions)
-    length = np.asarray(length)[..., None]
-    return (positions >= 1) & (positions <= length - 2)
+    return np.where(is_real_token(np.arange(flow.shape[-1]), length)[None, :], flow, 0.0)
 
 
 # ---------------------------------------------------------------- rank correlation

@@ -6,9 +6,15 @@ See ``model.py`` for the forward pass and the parameter tree, SPEC §2 for the s
 """
 
 from attn_audit.models import transformer
+from attn_audit.models._layers import (
+    PAD_ID,
+    is_real_token,
+    masked_softmax,
+    real_token_mask,
+    valid_mask,
+)
 from attn_audit.models.attention import (
     attention_keys,
-    attention_mask,
     attention_scores,
     attention_weights,
     scores_from_keys,
@@ -24,7 +30,7 @@ from attn_audit.models.config import (
     ModelConfig,
 )
 from attn_audit.models.decoder import attention_context, decode, decode_context
-from attn_audit.models.encoders import PAD_ID, valid_mask, valid_reversal_index
+from attn_audit.models.encoders import valid_reversal_index
 from attn_audit.models.model import (
     embed,
     encode,
@@ -48,7 +54,6 @@ __all__ = [
     "ModelConfig",
     "attention_context",
     "attention_keys",
-    "attention_mask",
     "attention_scores",
     "attention_weights",
     "decode",
@@ -59,8 +64,11 @@ __all__ = [
     "forward_batch",
     "forward_from_embedded",
     "init",
+    "is_real_token",
+    "masked_softmax",
     "probabilities",
     "question_vector",
+    "real_token_mask",
     "scores_from_keys",
     "transformer",
     "uniform_attention",

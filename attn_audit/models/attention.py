@@ -52,20 +52,6 @@ def init_attention(key: jax.Array, config: ModelConfig) -> Params:
     }
 
 
-def attention_mask(length: jax.Array, num_positions: int) -> jax.Array:
-    """``1 <= t <= length - 2``: the real tokens, without SOS, EOS and padding.
-
-    Args:
-      length: scalar int, the number of non-PAD positions (SOS and EOS included).
-      num_positions: T.
-
-    Returns:
-      bool ``[T]``.
-    """
-    positions = jnp.arange(num_positions)
-    return (positions >= 1) & (positions <= length - 2)
-
-
 def attention_scores(
     params: Params, config: ModelConfig, states: jax.Array, question: jax.Array | None = None
 ) -> jax.Array:
@@ -126,7 +112,7 @@ def scores_from_keys(
         bias = layers["attn1p"]["bias"] + _layers.linear(layers["attn1q"], question)
     else:
         bias = layers["attn1"]["bias"]
-    return _layers.linear_per_position(layers["attn2"], jnp.tanh(keys + bias[None, :]))[:, 0]
+    return _layers.linear(layers["attn2"], jnp.tanh(keys + bias[None, :]))[:, 0]
 
 
 def attention_weights(scores: jax.Array, mask: jax.Array) -> jax.Array:
@@ -138,7 +124,7 @@ def attention_weights(scores: jax.Array, mask: jax.Array) -> jax.Array:
 
     Args:
       scores: ``[T]``.
-      mask: bool ``[T]``, e.g. ``attention_mask(length, T)``.
+      mask: bool ``[T]``, e.g. ``real_token_mask(length, T)``.
 
     Returns:
       ``[T]``, summing to 1 over the mask (0 if the mask is empty).
@@ -147,11 +133,7 @@ def attention_weights(scores: jax.Array, mask: jax.Array) -> jax.Array:
         raise ValueError(
             f"scores and mask must have the same shape; got {scores.shape} and {mask.shape}."
         )
-    largest = jnp.max(jnp.where(mask, scores, -jnp.inf))
-    largest = jax.lax.stop_gradient(jnp.where(jnp.isfinite(largest), largest, 0.0))
-    exponentials = jnp.where(mask, jnp.exp(jnp.where(mask, scores - largest, 0.0)), 0.0)
-    total = jnp.sum(exponentials)
-    return exponentials / jnp.where(total > 0, total, 1.0)
+    return _layers.masked_softmax(scores, mask)
 
 
 def uniform_attention(mask: jax.Array) -> jax.Array:

@@ -14,6 +14,7 @@ backward suffix unchanged").
 import jax
 import jax.numpy as jnp
 
+from attn_audit.models._layers import valid_mask
 from attn_audit.models.config import ModelConfig
 from attn_audit.models.encoders import (
     Params,
@@ -21,7 +22,6 @@ from attn_audit.models.encoders import (
     lstm_cell,
     lstm_input_gates,
     lstm_run,
-    valid_mask,
     valid_reversal_index,
 )
 

@@ -24,27 +24,12 @@ import jax
 import jax.numpy as jnp
 
 from attn_audit.models import _layers
+from attn_audit.models._layers import PAD_ID, valid_mask
 from attn_audit.models.config import ModelConfig
 
 Params = dict
 
-# Fixed by the data layer (attn_audit.data.vocab): PAD=0, UNK=1, SOS=2, EOS=3.
-PAD_ID = 0
-
 _LSTM_DIRECTIONS = ("forward", "backward")
-
-
-def valid_mask(length: jax.Array, num_positions: int) -> jax.Array:
-    """``t < length``: the non-PAD positions, SOS and EOS included.
-
-    Args:
-      length: scalar int, the number of non-PAD positions.
-      num_positions: T.
-
-    Returns:
-      bool ``[T]``.
-    """
-    return jnp.arange(num_positions) < length
 
 
 def init_encoder(key: jax.Array, config: ModelConfig) -> Params:
@@ -142,7 +127,7 @@ def encode_states(
         states = _cnn_states(encoder_params["convolutions"], config, embedded)
     else:
         # Average: h_t = tanh(W e_t + b), no context (JW's "Average" encoder).
-        states = jnp.tanh(_layers.linear_per_position(encoder_params["projection"], embedded))
+        states = jnp.tanh(_layers.linear(encoder_params["projection"], embedded))
     return jnp.where(is_valid[:, None], states, 0.0)
 
 
@@ -175,7 +160,7 @@ def lstm_cell(gates: jax.Array, memory: jax.Array) -> tuple[jax.Array, jax.Array
 
 def lstm_input_gates(cell: Params, inputs: jax.Array) -> jax.Array:
     """``W_ih x_t + b_ih + b_hh`` for every t: ``[T, E] -> [T, 4H]`` (one matmul, no recurrence)."""
-    return _layers.linear_per_position(
+    return _layers.linear(
         {"weight": cell["weight_ih"], "bias": cell["bias_ih"] + cell["bias_hh"]}, inputs
     )
 

@@ -46,13 +46,10 @@ import jax
 import jax.numpy as jnp
 
 from attn_audit.models import _layers
-from attn_audit.models.attention import attention_mask
 from attn_audit.models.config import ModelConfig
 
 Params = dict
 
-# BERT's [PAD] and JW's PAD are both id 0.
-PAD_ID = 0
 # BERT's initialiser: N(0, 0.02) for embeddings and dense weights.
 INIT_STD = 0.02
 STOP_ATTENTION_GRADIENT = ("none", "cls", "all")
@@ -127,46 +124,6 @@ def _layer_norm_params(leading: tuple[int, ...], width: int) -> Params:
 # ---------------------------------------------------------------- building blocks
 
 
-def layer_norm(norm: Params, inputs: jax.Array, eps: float) -> jax.Array:
-    """``γ (x − μ) / sqrt(σ² + ε) + β`` over the last axis (biased variance, as PyTorch)."""
-    mean = jnp.mean(inputs, axis=-1, keepdims=True)
-    variance = jnp.mean(jnp.square(inputs - mean), axis=-1, keepdims=True)
-    normalised = (inputs - mean) * jax.lax.rsqrt(variance + eps)
-    return normalised * _along_last(norm["weight"], inputs) + _along_last(norm["bias"], inputs)
-
-
-def _along_last(vector: jax.Array, like: jax.Array) -> jax.Array:
-    """``[D] -> [1, …, 1, D]`` with the rank of ``like`` (rank promotion is an error here)."""
-    return vector.reshape((1,) * (like.ndim - 1) + vector.shape)
-
-
-def _dense(layer: Params, inputs: jax.Array) -> jax.Array:
-    """``x Wᵀ + b`` on the last axis: ``[..., in] -> [..., out]``."""
-    outputs = inputs @ layer["weight"].T
-    return outputs + _along_last(layer["bias"], outputs)
-
-
-def masked_softmax(scores: jax.Array, key_mask: jax.Array) -> jax.Array:
-    """Softmax over the last axis restricted to ``key_mask``; exactly 0 off it.
-
-    As ``attention.attention_weights`` (``-inf`` fill, written with a double
-    ``where``): an empty mask gives zeros and no NaN, in values or gradients.
-
-    Args:
-      scores: ``[..., T]``.
-      key_mask: bool ``[T]``.
-
-    Returns:
-      ``[..., T]``.
-    """
-    key_mask = jnp.broadcast_to(key_mask, scores.shape)
-    largest = jnp.max(jnp.where(key_mask, scores, -jnp.inf), axis=-1, keepdims=True)
-    largest = jax.lax.stop_gradient(jnp.where(jnp.isfinite(largest), largest, 0.0))
-    exponentials = jnp.where(key_mask, jnp.exp(jnp.where(key_mask, scores - largest, 0.0)), 0.0)
-    total = jnp.sum(exponentials, axis=-1, keepdims=True)
-    return exponentials / jnp.where(total > 0, total, 1.0)
-
-
 def _split_heads(config: ModelConfig, projected: jax.Array) -> jax.Array:
     """``[T, D] -> [T, H, d_h]``."""
     return projected.reshape(projected.shape[0], config.num_heads, config.head_dim)
@@ -179,10 +136,10 @@ def attention_probabilities(
 
     Rows are queries, columns keys (as SPEC §5 and BERT's ``attentions``).
     """
-    queries = _split_heads(config, _dense(layer["query"], inputs))
-    keys = _split_heads(config, _dense(layer["key"], inputs))
+    queries = _split_heads(config, _layers.linear(layer["query"], inputs))
+    keys = _split_heads(config, _layers.linear(layer["key"], inputs))
     scores = jnp.einsum("qhd,khd->hqk", queries, keys) / math.sqrt(config.head_dim)
-    return masked_softmax(scores, key_mask)
+    return _layers.masked_softmax(scores, key_mask)
 
 
 def block_output(
@@ -201,13 +158,15 @@ def block_output(
       ``[Q, D]``: ``LN(y + FF(y))`` with ``y = LN(x + W_o concat_h(A_h v_h) + b_o)``.
     """
     mixed = jnp.einsum("hqk,khd->qhd", maps, values).reshape(inputs.shape)
-    attended = layer_norm(
-        layer["attention_norm"], inputs + _dense(layer["attention_output"], mixed),
+    attended = _layers.layer_norm(
+        layer["attention_norm"], inputs + _layers.linear(layer["attention_output"], mixed),
         config.layer_norm_eps,
     )  # fmt: skip
-    hidden = jax.nn.gelu(_dense(layer["intermediate"], attended), approximate=False)
-    return layer_norm(
-        layer["output_norm"], attended + _dense(layer["output"], hidden), config.layer_norm_eps
+    hidden = jax.nn.gelu(_layers.linear(layer["intermediate"], attended), approximate=False)
+    return _layers.layer_norm(
+        layer["output_norm"],
+        attended + _layers.linear(layer["output"], hidden),
+        config.layer_norm_eps,
     )
 
 
@@ -215,7 +174,7 @@ def _block(layer, config, inputs, key_mask, stop_gradient):
     maps = attention_probabilities(layer, config, inputs, key_mask)
     if stop_gradient:
         maps = jax.lax.stop_gradient(maps)
-    values = _split_heads(config, _dense(layer["value"], inputs))
+    values = _split_heads(config, _layers.linear(layer["value"], inputs))
     return block_output(layer, config, inputs, values, maps), maps
 
 
@@ -241,7 +200,7 @@ def embed(params: Params, config: ModelConfig, token_ids: jax.Array) -> jax.Arra
     """
     _check_config(config)
     embedded = params["encoder"]["embedding"]["weight"][token_ids]
-    return embedded * (token_ids != PAD_ID).astype(embedded.dtype)[:, None]
+    return embedded * (token_ids != _layers.PAD_ID).astype(embedded.dtype)[:, None]
 
 
 def encode(
@@ -289,9 +248,9 @@ def encode(
     key_mask = jnp.arange(num_positions) < length
     inputs = embedded
     if "embedding_projection" in encoder:
-        inputs = _dense(encoder["embedding_projection"], inputs)
+        inputs = _layers.linear(encoder["embedding_projection"], inputs)
     inputs = inputs + encoder["position_embedding"]["weight"][:num_positions]
-    inputs = layer_norm(encoder["embedding_norm"], inputs, config.layer_norm_eps)
+    inputs = _layers.layer_norm(encoder["embedding_norm"], inputs, config.layer_norm_eps)
 
     layers = encoder["layers"]
     stop_all = stop_attention_gradient == "all"
@@ -317,7 +276,7 @@ def encode(
         maps = jax.lax.stop_gradient(maps)
     elif stop_attention_gradient == "cls":
         maps = maps.at[:, 0, :].set(jax.lax.stop_gradient(maps[:, 0, :]))
-    values = _split_heads(config, _dense(last_layer["value"], last_inputs))
+    values = _split_heads(config, _layers.linear(last_layer["value"], last_inputs))
     states = block_output(last_layer, config, last_inputs, values, maps)
 
     valid = key_mask[:, None]  # [T, 1]: rows of states, query rows of maps
@@ -345,7 +304,7 @@ def pool(config: ModelConfig, states: jax.Array, length: jax.Array) -> jax.Array
     """
     if config.pooling == "cls":
         return states[0]
-    valid = jnp.arange(states.shape[0]) < length
+    valid = _layers.valid_mask(length, states.shape[0])
     total = jnp.sum(jnp.where(valid[:, None], states, 0.0), axis=0)
     return total / jnp.maximum(length, 1).astype(states.dtype)
 
@@ -368,7 +327,7 @@ def audited_attention(maps: jax.Array, length: jax.Array) -> jax.Array:
       ``[T]``, summing to 1 over the real tokens (0 when there are none).
     """
     last = maps[-1] if maps.ndim == 4 else maps
-    real = attention_mask(length, last.shape[-1])
+    real = _layers.real_token_mask(length, last.shape[-1])
     mean_row = jnp.where(real, jnp.mean(last[:, 0, :], axis=0), 0.0)
     total = jnp.sum(mean_row)
     return mean_row / jnp.where(total > 0, total, 1.0)
@@ -405,7 +364,7 @@ def forward_from_embedded(
         "states": encoded["states"],
         "layer_states": encoded["layer_states"],
         "attention_maps": encoded["attention_maps"],
-        "attention_mask": attention_mask(length, embedded.shape[0]),
+        "attention_mask": _layers.real_token_mask(length, embedded.shape[0]),
         "attention": audited_attention(encoded["attention_maps"], length),
         "context": pooled,
         "question": None,
@@ -463,7 +422,7 @@ def mix_heads(
     """
     if head_mixing not in HEAD_MIXINGS:
         raise ValueError(f"head_mixing must be one of {HEAD_MIXINGS}; got {head_mixing!r}.")
-    real = attention_mask(length, cls_rows.shape[-1])[None, :]  # [1, T]
+    real = _layers.real_token_mask(length, cls_rows.shape[-1])[None, :]  # [1, T]
     real_rows = jnp.where(real, cls_rows, 0.0)
     real_mass = jnp.sum(real_rows, axis=-1, keepdims=True)  # m_h, [H, 1]
     if head_mixing == "shared":
