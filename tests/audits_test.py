@@ -118,7 +118,7 @@ def test_gradient_equals_a_loop_of_per_instance_gradients(encoder, attention, ta
 
         def predicted(e, length=length, question=question):
             logits, _ = models.forward_from_embedded(
-                params, model.config, e, length, question, stop_attention_gradient=True
+                params, model.config, e, length, question, stop_attention_gradient="audited"
             )
             return models.probabilities(logits, model.config)
 

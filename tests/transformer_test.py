@@ -137,7 +137,7 @@ def test_overriding_the_cls_row_with_the_models_own_gives_the_same_output():
         @jax.jit
         def overridden(params, config=config):
             def run(rows):
-                return transformer.forward(params, config, token_ids, length, cls_attention=rows)
+                return transformer.forward(params, config, token_ids, length, attention_override=rows)
 
             logits, aux = transformer.forward(params, config, token_ids, length)
             own_rows = aux["attention_maps"][-1, :, 0, :]
@@ -189,7 +189,7 @@ def test_audit_adapter_decodes_like_the_full_model(config):
         rows = transformer.mix_heads(states["cls_rows"], alpha, length, head_mixing)
         np.testing.assert_allclose(rows.sum(-1), 1.0, atol=1e-6)
         np.testing.assert_array_equal(rows[:, 0], states["cls_rows"][:, 0])  # SOS mass kept
-        overridden, _ = forward(params, config, token_ids, length, cls_attention=rows)
+        overridden, _ = forward(params, config, token_ids, length, attention_override=rows)
         expected = models.probabilities(overridden, config)
         np.testing.assert_allclose(decoded, expected, atol=1e-6)
         if head_mixing == "reweighted":
@@ -225,7 +225,7 @@ def test_jw_audits_run_on_the_transformer():
 
 
 def test_stop_attention_gradient():
-    """ "all" cuts every query/key gradient; "cls" with CLS pooling cuts the last block's
+    """ "all" cuts every query/key gradient; "audited" with CLS pooling cuts the last block's
     (only its CLS row reaches the output) and keeps the first block's."""
     config = tiny_config()
     params = initial_params(config)
@@ -239,7 +239,7 @@ def test_stop_attention_gradient():
             )[0][0]
 
         out = {}
-        for stop in transformer.STOP_ATTENTION_GRADIENT:
+        for stop in models.STOP_ATTENTION_GRADIENT:
             layers = jax.grad(logit)(params, stop)["encoder"]["layers"]
             out[stop] = {name: layers[name]["weight"] for name in ("query", "key")}
         return out
@@ -247,8 +247,8 @@ def test_stop_attention_gradient():
     gradients = query_key_gradients(params)
     for name in ("query", "key"):
         assert np.all(np.asarray(gradients["all"][name]) == 0.0)
-        assert np.all(np.asarray(gradients["cls"][name][-1]) == 0.0)
-        assert np.any(np.asarray(gradients["cls"][name][0]) != 0.0)
+        assert np.all(np.asarray(gradients["audited"][name][-1]) == 0.0)
+        assert np.any(np.asarray(gradients["audited"][name][0]) != 0.0)
         assert np.any(np.asarray(gradients["none"][name][-1]) != 0.0)
     with pytest.raises(ValueError, match="stop_attention_gradient"):
         transformer.forward(params, config, token_ids, length, stop_attention_gradient="some")

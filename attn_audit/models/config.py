@@ -19,6 +19,9 @@ TASKS = ("classification", "qa")
 TRANSFORMER_ENCODERS = ("transformer",)
 TRANSFORMER_ATTENTIONS = ("self",)
 POOLINGS = ("cls", "mean")
+# What ``forward(stop_attention_gradient=...)`` holds fixed: nothing, the audited α (JW's α;
+# a transformer's last-block CLS row) or every attention map.
+STOP_ATTENTION_GRADIENT = ("none", "audited", "all")
 # BERT's number of learned positions; training raises it when a data set needs more.
 DEFAULT_MAX_POSITIONS = 512
 

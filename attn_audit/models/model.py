@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from attn_audit.models import _layers, encoders, transformer
 from attn_audit.models import attention as attention_lib
 from attn_audit.models import decoder as decoder_lib
-from attn_audit.models.config import ModelConfig
+from attn_audit.models.config import STOP_ATTENTION_GRADIENT, ModelConfig
 
 Params = dict
 
@@ -120,7 +120,7 @@ def forward_from_embedded(
     *,
     answer_mask: jax.Array | None = None,
     attention_override: jax.Array | None = None,
-    stop_attention_gradient: bool = False,
+    stop_attention_gradient: str = "none",
 ) -> tuple[jax.Array, dict]:
     """The forward pass from given input embeddings, for gradients w.r.t. ``e``.
 
@@ -134,8 +134,9 @@ def forward_from_embedded(
       attention_override: optional ``[T]`` used instead of the model's α (WP's
         uniform or frozen attention); scores are still computed and returned.
         Transformer: the last block's CLS row, ``[T]`` for every head or ``[H, T]``.
-      stop_attention_gradient: hold α fixed: ``stop_gradient(α)`` (JW's gradient audit);
-        transformer: the last block's CLS row.
+      stop_attention_gradient: one of ``STOP_ATTENTION_GRADIENT``: ``"none"``; ``"audited"``
+        holds α fixed, ``stop_gradient(α)`` (JW's gradient audit; transformer: the last
+        block's CLS row); ``"all"`` every attention map (JW's models have one: α).
 
     Returns:
       ``(logits [O], aux)`` with aux ``{"embedded": [T, E], "states": [T, H],
@@ -148,8 +149,8 @@ def forward_from_embedded(
         if question is not None or answer_mask is not None:
             raise ValueError("The transformer classifies; it takes no question or answer_mask.")
         return transformer.forward_from_embedded(
-            params, config, embedded, length, cls_attention=attention_override,
-            stop_attention_gradient="cls" if stop_attention_gradient else "none",
+            params, config, embedded, length, attention_override=attention_override,
+            stop_attention_gradient=stop_attention_gradient,
         )  # fmt: skip
     num_positions = embedded.shape[0]
     states = encoders.encode_states(params["encoder"], config, embedded, length)
@@ -160,7 +161,12 @@ def forward_from_embedded(
     else:
         _check_rank("attention_override", attention_override, 1)
         alpha = attention_override
-    if stop_attention_gradient:
+    if stop_attention_gradient not in STOP_ATTENTION_GRADIENT:
+        raise ValueError(
+            f"stop_attention_gradient must be one of {STOP_ATTENTION_GRADIENT}; "
+            f"got {stop_attention_gradient!r}."
+        )
+    if stop_attention_gradient != "none":
         alpha = jax.lax.stop_gradient(alpha)
     context = decoder_lib.attention_context(states, alpha)
     logits = decoder_lib.decode_context(params, config, context, question, answer_mask)
@@ -186,7 +192,7 @@ def forward(
     *,
     answer_mask: jax.Array | None = None,
     attention_override: jax.Array | None = None,
-    stop_attention_gradient: bool = False,
+    stop_attention_gradient: str = "none",
 ) -> tuple[jax.Array, dict]:
     """The forward pass for one instance: token ids to logits (JW §3).
 
@@ -232,7 +238,7 @@ def forward_batch(
     config: ModelConfig,
     batch: Mapping[str, jax.Array],
     *,
-    stop_attention_gradient: bool = False,
+    stop_attention_gradient: str = "none",
 ) -> tuple[jax.Array, dict]:
     """``forward`` vmapped over a batch.
 

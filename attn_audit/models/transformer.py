@@ -17,7 +17,7 @@ position depends on the bucket length T.
 **The audited attention.** JW's audits need one distribution α over the real
 tokens (positions ``1 … length − 2``). Here it is the last layer's CLS-query
 row, averaged over heads and renormalised over the real tokens
-(``audited_attention``). ``forward`` can replace that row (``cls_attention``:
+(``audited_attention``). ``forward`` can replace that row (``attention_override``:
 one row ``[T]`` for all heads, or one per head ``[H, T]``); ``mix_heads`` turns
 a new α into such rows, and ``attn_audit.audits.TransformerModel`` adapts the
 model to the audits' protocol.
@@ -46,13 +46,12 @@ import jax
 import jax.numpy as jnp
 
 from attn_audit.models import _layers
-from attn_audit.models.config import ModelConfig
+from attn_audit.models.config import STOP_ATTENTION_GRADIENT, ModelConfig
 
 Params = dict
 
 # BERT's initialiser: N(0, 0.02) for embeddings and dense weights.
 INIT_STD = 0.02
-STOP_ATTENTION_GRADIENT = ("none", "cls", "all")
 HEAD_MIXINGS = ("reweighted", "shared")
 
 
@@ -209,7 +208,7 @@ def encode(
     embedded: jax.Array,
     length: jax.Array,
     *,
-    cls_attention: jax.Array | None = None,
+    attention_override: jax.Array | None = None,
     stop_attention_gradient: str = "none",
 ) -> dict:
     """Runs the L blocks over one embedded sequence.
@@ -219,11 +218,11 @@ def encode(
       config: the model configuration.
       embedded: ``[T, E]`` from ``embed`` (positions ``t >= length`` are ignored).
       length: scalar int, the number of non-PAD positions.
-      cls_attention: optional replacement of the LAST block's CLS-query row:
+      attention_override: optional replacement of the LAST block's CLS-query row:
         ``[T]`` (one row given to every head) or ``[H, T]`` (one per head).
         Used as given: pass rows that sum to 1 and are 0 on PAD.
-      stop_attention_gradient: ``"none"``, ``"cls"`` (hold the last block's CLS
-        row fixed, JW's α) or ``"all"`` (every attention map of every block).
+      stop_attention_gradient: ``"none"``, ``"audited"`` (hold the last block's CLS
+        row fixed, the audited α) or ``"all"`` (every attention map of every block).
 
     Returns:
       ``{"states": x_L [T, D] (zero past length), "layer_states": [L, T, D]
@@ -264,17 +263,17 @@ def encode(
     last_inputs, (first_states, first_maps) = jax.lax.scan(step, inputs, first_layers)
     last_layer = _layer(layers, config.num_layers - 1)
     maps = attention_probabilities(last_layer, config, last_inputs, key_mask)
-    if cls_attention is not None:
-        if cls_attention.shape not in ((num_positions,), (config.num_heads, num_positions)):
+    if attention_override is not None:
+        if attention_override.shape not in ((num_positions,), (config.num_heads, num_positions)):
             raise ValueError(
-                f"cls_attention must be [T] or [H, T] = [{config.num_heads}, {num_positions}]; "
-                f"got shape {cls_attention.shape}."
+                f"attention_override must be [T] or [H, T] = [{config.num_heads}, {num_positions}]; "
+                f"got shape {attention_override.shape}."
             )
-        rows = jnp.broadcast_to(cls_attention, (config.num_heads, num_positions))
+        rows = jnp.broadcast_to(attention_override, (config.num_heads, num_positions))
         maps = maps.at[:, 0, :].set(rows.astype(maps.dtype))
     if stop_all:
         maps = jax.lax.stop_gradient(maps)
-    elif stop_attention_gradient == "cls":
+    elif stop_attention_gradient == "audited":
         maps = maps.at[:, 0, :].set(jax.lax.stop_gradient(maps[:, 0, :]))
     values = _split_heads(config, _layers.linear(last_layer["value"], last_inputs))
     states = block_output(last_layer, config, last_inputs, values, maps)
@@ -339,13 +338,13 @@ def forward_from_embedded(
     embedded: jax.Array,
     length: jax.Array,
     *,
-    cls_attention: jax.Array | None = None,
+    attention_override: jax.Array | None = None,
     stop_attention_gradient: str = "none",
 ) -> tuple[jax.Array, dict]:
     """Logits from input embeddings, for gradients w.r.t. ``e``.
 
     Args:
-      params, config, embedded, length, cls_attention, stop_attention_gradient:
+      params, config, embedded, length, attention_override, stop_attention_gradient:
         see ``encode``.
 
     Returns:
@@ -356,7 +355,7 @@ def forward_from_embedded(
     """
     encoded = encode(
         params, config, embedded, length,
-        cls_attention=cls_attention, stop_attention_gradient=stop_attention_gradient,
+        attention_override=attention_override, stop_attention_gradient=stop_attention_gradient,
     )  # fmt: skip
     pooled = pool(config, encoded["states"], length)
     aux = {
@@ -378,7 +377,7 @@ def forward(
     token_ids: jax.Array,
     length: jax.Array,
     *,
-    cls_attention: jax.Array | None = None,
+    attention_override: jax.Array | None = None,
     stop_attention_gradient: str = "none",
 ) -> tuple[jax.Array, dict]:
     """The forward pass for one instance: ``token_ids [T]`` to ``(logits [O], aux)``.
@@ -388,7 +387,7 @@ def forward(
     embedded = embed(params, config, token_ids)
     return forward_from_embedded(
         params, config, embedded, length,
-        cls_attention=cls_attention, stop_attention_gradient=stop_attention_gradient,
+        attention_override=attention_override, stop_attention_gradient=stop_attention_gradient,
     )  # fmt: skip
 
 
