@@ -464,7 +464,8 @@ def test_stop_attention_gradient_cuts_the_path_through_alpha(encoder):
 
     @jax.jit
     def stopped_and_flowing(params, embedded):
-        return logit_gradients(params, embedded, "audited"), logit_gradients(params, embedded, "none")
+        stopped = logit_gradients(params, embedded, "audited")
+        return stopped, logit_gradients(params, embedded, "none")
 
     (stopped, embedded_stopped), (flowing, embedded_flowing) = stopped_and_flowing(params, embedded)
     assert all(np.all(g == 0.0) for g in jax.tree.leaves(stopped["attention"]))

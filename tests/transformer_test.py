@@ -137,7 +137,9 @@ def test_overriding_the_cls_row_with_the_models_own_gives_the_same_output():
         @jax.jit
         def overridden(params, config=config):
             def run(rows):
-                return transformer.forward(params, config, token_ids, length, attention_override=rows)
+                return transformer.forward(
+                    params, config, token_ids, length, attention_override=rows
+                )
 
             logits, aux = transformer.forward(params, config, token_ids, length)
             own_rows = aux["attention_maps"][-1, :, 0, :]

@@ -266,7 +266,8 @@ def encode(
     if attention_override is not None:
         if attention_override.shape not in ((num_positions,), (config.num_heads, num_positions)):
             raise ValueError(
-                f"attention_override must be [T] or [H, T] = [{config.num_heads}, {num_positions}]; "
+                f"attention_override must be [T] or [H, T] = "
+                f"[{config.num_heads}, {num_positions}]; "
                 f"got shape {attention_override.shape}."
             )
         rows = jnp.broadcast_to(attention_override, (config.num_heads, num_positions))
