@@ -1,0 +1,60 @@
+"""attn_audit: does a model's attention explain its predictions? (Jain & Wallace 2019 and after)
+
+The layout follows the data flow, one sub-package per stage::
+
+    data         text -> ids -> bucketed batches (one loader per data set, word pieces, GloVe)
+    models       pure-function models: JW's encoders + attention, the transformer; _layers
+    pretrained   weight importers (MiniLM, BERT names)
+    training     config, objectives, optimiser, loop, evaluation, checkpoints, run folders
+    audits       JW's audits (gradient, loo, permutation, adversarial), rollout, flow, engine
+    evaluations  the papers' protocols: Abnar & Zuidema (az), Wiegreffe & Pinter (wp)
+    stats        every statistic once: Kendall τ, Spearman ρ, TVD, KL, JSD
+    report       records, summaries, figures, tables
+    interop      export to PyTorch state dicts
+
+The names below are the public API (what the README uses)::
+
+    import attn_audit as aa
+    run = aa.load_run("runs/sst_lstm_tanh")
+    split = aa.split_encoder(run.vocab)(aa.load_dataset("sst"), "test")
+    records, timings = aa.run_audit(aa.auditable_model(run.model_config), run.params, split,
+                                    run.config["data"]["bucket_boundaries"], out_dir,
+                                    aa.AuditOptions())
+"""
+
+import importlib
+
+# Public name -> the module that defines it. Imported on first use (PEP 562), so that
+# ``import attn_audit.data`` stays as light as the data layer itself.
+_PUBLIC = {
+    **dict.fromkeys(
+        ("audits", "data", "evaluations", "interop", "models", "pretrained", "report", "stats",
+         "training"), ""),
+    **dict.fromkeys(
+        ("AUDITS", "AuditOptions", "AuditableModel", "BatchAuditor", "JWModel",
+         "TransformerModel", "auditable_model", "checked_audits", "run_audit"), "audits"),
+    **dict.fromkeys(("attention_flow", "attention_flow_batch", "attention_flow_row"),
+                    "audits.flow"),
+    **dict.fromkeys(("raw_attention", "residual_attention", "rollout"), "audits.rollout"),
+    **dict.fromkeys(("DataError", "EncodedSplit", "TextDataset", "encode_split", "load_dataset"),
+                    "data"),
+    "split_encoder": "data.wordpiece",
+    "ModelConfig": "models",
+    **dict.fromkeys(("read_records", "summarize", "summary_markdown", "write_records"), "report"),
+    **dict.fromkeys(("jsd", "kendall_tau_b", "kl", "spearman_rho", "tvd"), "stats"),
+    **dict.fromkeys(("CheckpointError", "Run", "TrainConfig", "load_run", "paper_defaults",
+                     "run_training"), "training"),
+}  # fmt: skip
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'attn_audit' has no attribute {name!r}")
+    if not _PUBLIC[name]:
+        return importlib.import_module(f"attn_audit.{name}")
+    return getattr(importlib.import_module(f"attn_audit.{_PUBLIC[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

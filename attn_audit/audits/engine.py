@@ -25,6 +25,14 @@ from attn_audit.audits.permutation import NUM_PERMUTATIONS, permutation_median_t
 AUDITS = ("gradient", "loo", "permutation", "adversarial")
 
 
+def checked_audits(names) -> tuple[str, ...]:
+    """The audits ``names`` asks for, in ``AUDITS`` order; a ValueError names any unknown one."""
+    unknown = sorted(set(names) - set(AUDITS))
+    if unknown:
+        raise ValueError(f"Unknown audits {unknown}; choose from {list(AUDITS)}.")
+    return tuple(a for a in AUDITS if a in names)
+
+
 def data_mesh() -> jax.sharding.Mesh:
     """A 1-D mesh over every local device, axis ``data``.
 
@@ -147,11 +155,8 @@ class BatchAuditor:
         self, model, params, audits=AUDITS, key=None, adversary=JW_ADVERSARY,
         num_permutations=NUM_PERMUTATIONS, program_cache=None,
     ):  # fmt: skip
-        unknown = sorted(set(audits) - set(AUDITS))
-        if unknown:
-            raise ValueError(f"Unknown audits {unknown}; choose from {list(AUDITS)}.")
         self.model = model
-        self.audits = tuple(a for a in AUDITS if a in audits)
+        self.audits = checked_audits(audits)
         self.adversary = adversary
         self.num_permutations = num_permutations
         self.program_cache = program_cache

@@ -1,7 +1,6 @@
-"""Exchange with PyTorch: JAX params <-> JW-style state dicts, and a PyTorch twin of the model.
+"""Exchange with PyTorch: JAX params <-> JW-style state dicts (numpy only).
 
-``export`` needs only numpy; ``tests.reference.torch_model`` imports torch and
-is imported explicitly by the tests and benchmarks that use it.
+The PyTorch twin that loads them, a test reference, is ``tests/reference/torch_model.py``.
 """
 
 from attn_audit.interop.export import (
