@@ -120,7 +120,15 @@ def linear(layer: Params, inputs: jax.Array) -> jax.Array:
     return outputs
 
 
-_matrix_vector = jnp.vectorize(jnp.matmul, signature="(o,i),(i)->(o)")
+def _matrix_vector(weight: jax.Array, inputs: jax.Array) -> jax.Array:
+    """``W x`` for every vector ``x`` of ``inputs [..., in]``: ``[..., out]``."""
+
+    def product(vector):
+        return weight @ vector
+
+    for _ in range(inputs.ndim - 1):
+        product = jax.vmap(product)
+    return product(inputs)
 
 
 def along_last(vector: jax.Array, like: jax.Array) -> jax.Array:

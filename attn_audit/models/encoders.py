@@ -19,6 +19,8 @@ no state at a valid position depends on T.
 """
 
 import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -43,15 +45,7 @@ def init_encoder(key: jax.Array, config: ModelConfig) -> Params:
     del key  # not used anymore
     embedding = jax.random.normal(embedding_key, (config.vocab_size, config.embed_dim))
     params = {"embedding": {"weight": embedding.at[PAD_ID].set(0.0)}}
-    if config.encoder == "lstm":
-        params["rnn"] = _init_bilstm(encoder_key, config.embed_dim, config.hidden_size)
-    elif config.encoder == "cnn":
-        params["convolutions"] = _init_convolutions(encoder_key, config)
-    else:
-        params["projection"] = _layers.init_linear(
-            encoder_key, config.embed_dim, config.hidden_size
-        )
-    return params
+    return {**params, **_KINDS[config.encoder].init(encoder_key, config)}
 
 
 def _init_bilstm(key: jax.Array, input_size: int, hidden_size: int) -> Params:
@@ -121,13 +115,7 @@ def encode_states(
     is_valid = valid_mask(length, embedded.shape[0])
     # Inputs past `length` are ignored even when a caller passes non-zero ones there.
     embedded = jnp.where(is_valid[:, None], embedded, 0.0)
-    if config.encoder == "lstm":
-        states = _bilstm_states(encoder_params["rnn"], embedded, length)
-    elif config.encoder == "cnn":
-        states = _cnn_states(encoder_params["convolutions"], config, embedded)
-    else:
-        # Average: h_t = tanh(W e_t + b), no context (JW's "Average" encoder).
-        states = jnp.tanh(_layers.linear(encoder_params["projection"], embedded))
+    states = _KINDS[config.encoder].states(encoder_params, config, embedded, length)
     return jnp.where(is_valid[:, None], states, 0.0)
 
 
@@ -253,14 +241,65 @@ def summary_vector(config: ModelConfig, states: jax.Array, length: jax.Array) ->
     Returns:
       ``[H]``.
     """
+    return _KINDS[config.encoder].summary(states, length)
+
+
+# ---------------------------------------------------------------- one entry per encoder kind
+
+
+def _lstm_summary(states: jax.Array, length: jax.Array) -> jax.Array:
+    half = states.shape[1] // 2
+    # A batch's padding rows have length 0: read position 0 there (its state is 0).
+    last = jnp.maximum(length - 1, 0)
+    return jnp.concatenate([states[last, :half], states[0, half:]])
+
+
+def _cnn_summary(states: jax.Array, length: jax.Array) -> jax.Array:
     is_valid = valid_mask(length, states.shape[0])
-    if config.encoder == "lstm":
-        half = states.shape[1] // 2
-        # A batch's padding rows have length 0: read position 0 there (its state is 0).
-        last = jnp.maximum(length - 1, 0)
-        return jnp.concatenate([states[last, :half], states[0, half:]])
-    if config.encoder == "cnn":
-        largest = jnp.max(jnp.where(is_valid[:, None], states, -jnp.inf), axis=0)
-        return jnp.where(length > 0, largest, 0.0)
+    largest = jnp.max(jnp.where(is_valid[:, None], states, -jnp.inf), axis=0)
+    return jnp.where(length > 0, largest, 0.0)
+
+
+def _average_summary(states: jax.Array, length: jax.Array) -> jax.Array:
+    is_valid = valid_mask(length, states.shape[0])
     total = jnp.sum(jnp.where(is_valid[:, None], states, 0.0), axis=0)
     return total / jnp.maximum(length, 1).astype(states.dtype)
+
+
+def _average_states(encoder_params, config, embedded, length):
+    """Average: ``h_t = tanh(W e_t + b)``, no context (JW's "Average" encoder)."""
+    return jnp.tanh(_layers.linear(encoder_params["projection"], embedded))
+
+
+class _Kind(NamedTuple):
+    """An encoder kind: ``init(key, config) -> subtree``, ``states(params, config, e, length)
+    -> [T, H]`` and ``summary(states, length) -> [H]``."""
+
+    init: Callable
+    states: Callable
+    summary: Callable
+
+
+_KINDS = {
+    "lstm": _Kind(
+        init=lambda key, config: {"rnn": _init_bilstm(key, config.embed_dim, config.hidden_size)},
+        states=lambda params, config, embedded, length: _bilstm_states(
+            params["rnn"], embedded, length
+        ),
+        summary=_lstm_summary,
+    ),
+    "cnn": _Kind(
+        init=lambda key, config: {"convolutions": _init_convolutions(key, config)},
+        states=lambda params, config, embedded, length: _cnn_states(
+            params["convolutions"], config, embedded
+        ),
+        summary=_cnn_summary,
+    ),
+    "average": _Kind(
+        init=lambda key, config: {
+            "projection": _layers.init_linear(key, config.embed_dim, config.hidden_size)
+        },
+        states=_average_states,
+        summary=_average_summary,
+    ),
+}
