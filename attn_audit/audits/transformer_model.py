@@ -13,7 +13,9 @@ import jax.numpy as jnp
 
 from attn_audit import models
 from attn_audit.audits.protocol import JWModel
-from attn_audit.models import transformer
+from attn_audit.models import real_token_mask, transformer
+
+HEAD_MIXINGS = ("reweighted", "shared")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,7 +27,7 @@ class TransformerModel:
     - ``encode`` gives everything up to the last block's attention: ``{"last_inputs":
       [T, D], "last_values": [T, H, d_h], "cls_rows": [H, T], "states": [T, D]}``;
     - ``decode(α)`` re-runs the last block at the CLS position only (no other
-      position depends on its row) with the rows ``transformer.mix_heads(cls_rows,
+      position depends on its row) with the rows ``mix_heads(cls_rows,
       α, head_mixing)``. ``"reweighted"`` (default) gives back the model's own
       output at the model's α; ``"shared"`` gives one α to every head.
 
@@ -44,9 +46,9 @@ class TransformerModel:
                 f"TransformerModel needs encoder='transformer'; got {self.config.encoder!r} "
                 "(use JWModel, or auditable_model(config) to pick)."
             )
-        if self.head_mixing not in transformer.HEAD_MIXINGS:
+        if self.head_mixing not in HEAD_MIXINGS:
             raise ValueError(
-                f"head_mixing must be one of {transformer.HEAD_MIXINGS}; got {self.head_mixing!r}."
+                f"head_mixing must be one of {HEAD_MIXINGS}; got {self.head_mixing!r}."
             )
 
     def embed(self, params, instance):
@@ -66,7 +68,7 @@ class TransformerModel:
 
     def decode(self, params, instance, states, alpha):
         length = instance["length"]
-        rows = transformer.mix_heads(
+        rows = mix_heads(
             jax.lax.stop_gradient(states["cls_rows"]), alpha, length, self.head_mixing
         )
         last_block = jax.tree.map(lambda stacked: stacked[-1], params["encoder"]["layers"])
@@ -78,6 +80,48 @@ class TransformerModel:
         cls_state = jnp.where(length > 0, cls_state, 0.0)
         pooled = transformer.pool(self.config, states["states"].at[0].set(cls_state), length)
         return models.probabilities(transformer.classify(params, pooled), self.config)
+
+
+def mix_heads(
+    cls_rows: jax.Array, alpha: jax.Array, length: jax.Array, head_mixing: str = "reweighted"
+) -> jax.Array:
+    """The last block's CLS rows ``[H, T]`` once the audited α is replaced by ``alpha``.
+
+    Every head keeps its own mass on the non-real positions (SOS/[CLS], EOS/[SEP])
+    and its total mass ``m_h`` on the real tokens; what changes is how ``m_h`` is
+    spread over the real tokens ``t``:
+
+    - ``"reweighted"``: ``A'_h[t] ∝ A_h[t] · α_t / α̂_t``, scaled to sum ``m_h``: each
+      head keeps its preferences relative to the head average ``α̂``. With
+      ``alpha = α̂`` the rows are the model's own, so ``decode(α̂)`` is the
+      model's output (to float rounding).
+    - ``"shared"``: ``A'_h[t] = m_h · α_t``: one distribution for every head. With
+      ``alpha = α̂`` it differs from the model as far as its heads disagree.
+
+    Args:
+      cls_rows: the model's own rows ``[H, T]`` (positions past length are 0).
+      alpha: the new α ``[T]``, on the real tokens, summing to 1.
+      length: scalar int.
+      head_mixing: ``"reweighted"`` or ``"shared"``.
+
+    Returns:
+      ``[H, T]``.
+    """
+    if head_mixing not in HEAD_MIXINGS:
+        raise ValueError(f"head_mixing must be one of {HEAD_MIXINGS}; got {head_mixing!r}.")
+    real = real_token_mask(length, cls_rows.shape[-1])[None, :]  # [1, T]
+    real_rows = jnp.where(real, cls_rows, 0.0)
+    real_mass = jnp.sum(real_rows, axis=-1, keepdims=True)  # m_h, [H, 1]
+    if head_mixing == "shared":
+        spread = real_mass * jnp.where(real, alpha[None, :], 0.0)
+    else:
+        own_alpha = transformer.audited_attention(cls_rows[:, None, :], length)[None, :]  # α̂ [1, T]
+        positive = real & (own_alpha > 0)
+        ratio = jnp.where(positive, alpha[None, :] / jnp.where(positive, own_alpha, 1.0), 0.0)
+        tilted = real_rows * ratio
+        total = jnp.sum(tilted, axis=-1, keepdims=True)
+        spread = real_mass * tilted / jnp.where(total > 0, total, 1.0)
+    return jnp.where(real, spread, cls_rows)
 
 
 def auditable_model(config: models.ModelConfig) -> JWModel | TransformerModel:

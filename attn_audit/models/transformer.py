@@ -18,8 +18,8 @@ position depends on the bucket length T.
 tokens (positions ``1 … length − 2``). Here it is the last layer's CLS-query
 row, averaged over heads and renormalised over the real tokens
 (``audited_attention``). ``forward`` can replace that row (``attention_override``:
-one row ``[T]`` for all heads, or one per head ``[H, T]``); ``mix_heads`` turns
-a new α into such rows, and ``attn_audit.audits.TransformerModel`` adapts the
+one row ``[T]`` for all heads, or one per head ``[H, T]``); ``audits.transformer_model.mix_heads``
+turns a new α into such rows, and ``attn_audit.audits.TransformerModel`` adapts the
 model to the audits' protocol.
 
 The parameter tree (PyTorch layout: linear weights ``[out, in]``; the L blocks
@@ -52,7 +52,6 @@ Params = dict
 
 # BERT's initialiser: N(0, 0.02) for embeddings and dense weights.
 INIT_STD = 0.02
-HEAD_MIXINGS = ("reweighted", "shared")
 
 
 # ---------------------------------------------------------------- parameters
@@ -390,48 +389,3 @@ def forward(
         params, config, embedded, length,
         attention_override=attention_override, stop_attention_gradient=stop_attention_gradient,
     )  # fmt: skip
-
-
-# ---------------------------------------------------------------- replacing the audited α
-
-
-def mix_heads(
-    cls_rows: jax.Array, alpha: jax.Array, length: jax.Array, head_mixing: str = "reweighted"
-) -> jax.Array:
-    """The last block's CLS rows ``[H, T]`` once the audited α is replaced by ``alpha``.
-
-    Every head keeps its own mass on the non-real positions (SOS/[CLS], EOS/[SEP])
-    and its total mass ``m_h`` on the real tokens; what changes is how ``m_h`` is
-    spread over the real tokens ``t``:
-
-    - ``"reweighted"``: ``A'_h[t] ∝ A_h[t] · α_t / α̂_t``, scaled to sum ``m_h``: each
-      head keeps its preferences relative to the head average ``α̂``. With
-      ``alpha = α̂`` the rows are the model's own, so ``decode(α̂)`` is the
-      model's output (to float rounding).
-    - ``"shared"``: ``A'_h[t] = m_h · α_t``: one distribution for every head. With
-      ``alpha = α̂`` it differs from the model as far as its heads disagree.
-
-    Args:
-      cls_rows: the model's own rows ``[H, T]`` (positions past length are 0).
-      alpha: the new α ``[T]``, on the real tokens, summing to 1.
-      length: scalar int.
-      head_mixing: ``"reweighted"`` or ``"shared"``.
-
-    Returns:
-      ``[H, T]``.
-    """
-    if head_mixing not in HEAD_MIXINGS:
-        raise ValueError(f"head_mixing must be one of {HEAD_MIXINGS}; got {head_mixing!r}.")
-    real = _layers.real_token_mask(length, cls_rows.shape[-1])[None, :]  # [1, T]
-    real_rows = jnp.where(real, cls_rows, 0.0)
-    real_mass = jnp.sum(real_rows, axis=-1, keepdims=True)  # m_h, [H, 1]
-    if head_mixing == "shared":
-        spread = real_mass * jnp.where(real, alpha[None, :], 0.0)
-    else:
-        own_alpha = audited_attention(cls_rows[:, None, :], length)[None, :]  # α̂ [1, T]
-        positive = real & (own_alpha > 0)
-        ratio = jnp.where(positive, alpha[None, :] / jnp.where(positive, own_alpha, 1.0), 0.0)
-        tilted = real_rows * ratio
-        total = jnp.sum(tilted, axis=-1, keepdims=True)
-        spread = real_mass * tilted / jnp.where(total > 0, total, 1.0)
-    return jnp.where(real, spread, cls_rows)
