@@ -28,15 +28,15 @@ importance are summed over each word's pieces before the correlation (``word_sum
 a sum keeps a distribution a distribution, and blanking out every piece of a word is, to
 first order, the sum of blanking each piece.
 
-Every function here works on ONE instance; vmap and jit them at the call site
-(``experiments/az_eval.py``).
+Every function here works on ONE instance; ``attn_audit.evaluations.az_sweep`` vmaps and
+jits them over batches, ``attn_audit.evaluations.az_report`` writes the tables and figures.
 """
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attn_audit import models
+from attn_audit import models, stats
 from attn_audit.audits import flow as flow_lib
 from attn_audit.audits import rollout
 from attn_audit.models import is_real_token, real_token_mask
@@ -173,47 +173,35 @@ def flow_relevance(attention_maps, length: int) -> np.ndarray:
     return np.where(is_real_token(np.arange(flow.shape[-1]), length)[None, :], flow, 0.0)
 
 
-# ---------------------------------------------------------------- rank correlation
+# ---------------------------------------------------------------- one instance, every score
 
 
-def _average_ranks(values: jax.Array, mask: jax.Array) -> jax.Array:
-    """1-based ranks among the masked entries, ties at their average rank (scipy's rankdata).
-
-    ``rank_i = #{j: x_j < x_i} + (#{j: x_j = x_i} + 1) / 2`` over masked j. O(T²).
-    """
-    below = (values[None, :] < values[:, None]) & mask[None, :]  # [i, j]: x_j < x_i
-    tied = (values[None, :] == values[:, None]) & mask[None, :]
-    return jnp.sum(below, axis=1) + (jnp.sum(tied, axis=1) + 1) / 2
-
-
-def spearman_rho(a: jax.Array, b: jax.Array, mask: jax.Array) -> jax.Array:
-    """Spearman's ρ of ``a`` and ``b`` over the masked entries; 0 where it is undefined.
-
-    ``ρ = Σ (r_a − r̄_a)(r_b − r̄_b) / sqrt(Σ (r_a − r̄_a)² · Σ (r_b − r̄_b)²)`` with average
-    ranks for ties, as ``scipy.stats.spearmanr``. A constant vector (or fewer than two
-    entries) makes ρ NaN in scipy; here it is 0, as AZ's evaluation counts it (SPEC §5).
+def instance_scores(
+    params, config, token_ids: jax.Array, length: jax.Array, label, blank_id: int
+) -> dict[str, jax.Array]:
+    """Attention maps, raw/rollout relevance, blank-out and gradient importance of one instance.
 
     Args:
-      a, b: ``[T]``.
-      mask: bool ``[T]``, the entries to correlate.
+      params, config: a transformer (``config.is_transformer``), classification.
+      token_ids: int ``[T]``, ``[SOS] + tokens + [EOS]`` then PAD.
+      length: scalar int.
+      label: scalar int, the class y (AZ: the correct class).
+      blank_id: the blank of ``blank_out_importance`` (UNK, or ``[MASK]`` for MiniLM).
 
     Returns:
-      a scalar in [−1, 1].
+      ``{"attention_maps": [L, H, T, T], "raw": [L, T], "rollout": [L, T],
+      "blank_out": [T], "gradient": [T], "probabilities": [C]}``.
     """
-    if a.shape != b.shape or a.shape != mask.shape:
-        raise ValueError(
-            f"spearman_rho needs a, b and mask of one shape [T]; got {a.shape}, {b.shape} and "
-            f"{mask.shape}. vmap it for batches."
-        )
-    count = jnp.maximum(jnp.sum(mask), 1)
-    centred = []
-    for values in (a, b):
-        ranks = _average_ranks(values, mask)
-        mean = jnp.sum(jnp.where(mask, ranks, 0.0)) / count
-        centred.append(jnp.where(mask, ranks - mean, 0.0))
-    covariance = jnp.sum(centred[0] * centred[1])
-    scale = jnp.sqrt(jnp.sum(jnp.square(centred[0])) * jnp.sum(jnp.square(centred[1])))
-    return jnp.where(scale > 0, covariance / jnp.where(scale > 0, scale, 1.0), 0.0)
+    logits, aux = models.forward(params, config, token_ids, length)
+    scores = layer_relevance(aux["attention_maps"], length)
+    scores["attention_maps"] = aux["attention_maps"]
+    scores["probabilities"] = models.probabilities(logits, config)
+    scores["blank_out"] = blank_out_importance(params, config, token_ids, length, label, blank_id)
+    scores["gradient"] = input_gradient_importance(params, config, token_ids, length, label)
+    return scores
+
+
+# ---------------------------------------------------------------- words
 
 
 def word_sums(scores: jax.Array, word_index: jax.Array) -> jax.Array:
@@ -269,7 +257,7 @@ def correlations(
         mask = word_mask(word_index)
     return {
         name: {
-            kind: jax.vmap(spearman_rho, (0, None, None))(layers, importance, mask)
+            kind: jax.vmap(stats.spearman_rho, (0, None, None))(layers, importance, mask)
             for kind, importance in importances.items()
         }
         for name, layers in relevances.items()
