@@ -1,8 +1,10 @@
-"""Statistics of the audits: Kendall's τ-b with its p-value (numpy), TVD/JSD/KL (JAX).
+"""Every statistic of attn_audit, once: Kendall's τ-b with its p-value (numpy), TVD/JSD/KL
+(JAX, with float64 numpy twins ``tvd_np`` / ``jsd_np``) and Spearman's ρ (JAX).
 
 Kendall's τ-b reproduces ``scipy.stats.kendalltau`` (``variant='b'``, ``method='auto'``,
 ``alternative='two-sided'``) row by row over a masked batch (SPEC §3.3, §6). The distribution
 distances are JAX functions over the last axis, used inside jitted audits (SPEC §3.2, §3.5, §6).
+Spearman's ρ matches ``scipy.stats.spearmanr`` with average ranks, 0 where undefined (SPEC §5).
 """
 
 import functools
