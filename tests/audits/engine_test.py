@@ -14,16 +14,9 @@ import pytest
 
 from attn_audit import audits
 from attn_audit.audits import exported
+from tests._fixtures import padded_batch, tiny_model
 
-from .audits_test import tiny_batch, tiny_model
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def padded_batch(lengths, width, first_index=0):
-    batch = tiny_batch(lengths, width)
-    batch["index"] = np.arange(first_index, first_index + len(lengths), dtype=np.int32)
-    return batch
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_second_batch_of_a_bucket_does_not_recompile():
@@ -82,8 +75,7 @@ SHARDED_SCRIPT = textwrap.dedent(
     import jax, jax.numpy as jnp, numpy as np
     sys.path.insert(0, "{repo}")
     from attn_audit import audits
-    from tests.audits_test import tiny_model
-    from tests.engine_test import padded_batch
+    from tests._fixtures import padded_batch, tiny_model
     assert jax.local_device_count() == 8, jax.local_devices()
     model, params = tiny_model()
     settings = audits.AdversarySettings(steps=20)

@@ -10,9 +10,7 @@ import pytest
 
 from attn_audit import audits
 from attn_audit.audits import exported
-
-from .audits_test import tiny_model
-from .engine_test import padded_batch
+from tests._fixtures import padded_batch, tiny_model
 
 ALL_RESULTS = ("attention", "probabilities", "gradient", "loo", "permutation_median_tvd",
                "adversarial_max_jsd", "adversarial_candidates", "adversarial_selected")  # fmt: skip

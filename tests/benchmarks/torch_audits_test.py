@@ -8,9 +8,8 @@ import torch
 from attn_audit import audits
 from attn_audit.interop import to_torch_state_dict
 from benchmarks.torch_audits import BatchedStyle, OriginalStyle
+from tests._fixtures import tiny_batch, tiny_model
 from tests.reference.torch_model import load_torch_model
-
-from .audits_test import tiny_batch, tiny_model
 
 
 @pytest.mark.parametrize("encoder", ["lstm", "cnn", "average"])

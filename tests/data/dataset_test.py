@@ -1,14 +1,10 @@
-"""The data registry, the data folder, and the data_stats command."""
-
-import json
-import subprocess
-import sys
+"""attn_audit.data.dataset (and the registry in attn_audit.data): unknown names, the data
+folder, missing and malformed files."""
 
 import pytest
 
 from attn_audit import data
-
-from .sst_test import write_sst
+from attn_audit.data import dataset
 
 
 def test_unknown_dataset_lists_the_choices():
@@ -24,21 +20,37 @@ def test_data_folder_from_argument_then_environment(tmp_path, monkeypatch):
         data.resolve_data_dir(tmp_path / "nowhere")
 
 
-def test_data_stats_prints_json(tmp_path):
-    write_sst(tmp_path, ["(3 (2 a) (3 b) (3 c) (3 d) (3 e) (3 f) (3 g))"] * 3)
-    result = subprocess.run(
-        [sys.executable, "-m", "experiments.data_stats", "--dataset=sst", f"--data_dir={tmp_path}"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    report = json.loads(result.stdout)
-    assert report["splits"]["test"]["size_before_length_filter"] == 3
-    assert report["vocabulary_words"] == 7
+def test_require_file_returns_the_file_and_names_a_missing_one(tmp_path):
+    present = tmp_path / "train.txt"
+    present.write_text("(3 (3 good))\n")
+    assert dataset.require_file(present, "SST train split") == present
+    with pytest.raises(data.DataError, match=r"Missing file .*dev\.txt \(SST dev split\)"):
+        dataset.require_file(tmp_path / "dev.txt", "SST dev split")
+    with pytest.raises(data.DataError, match="ATTN_AUDIT_DATA"):
+        dataset.require_file(tmp_path, "a folder is not a file")
 
 
-def test_data_stats_reports_errors_without_a_traceback(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "experiments.data_stats", "--dataset=sst", f"--data_dir={tmp_path}"],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert result.returncode != 0
-    assert "error: Missing file" in result.stderr and "Traceback" not in result.stderr
+def test_malformed_names_the_file_and_the_line():
+    error = dataset.malformed("sst/train.txt", 7, "not a labelled PTB tree")
+    assert isinstance(error, data.DataError)
+    assert str(error).startswith("sst/train.txt, line 7: not a labelled PTB tree.")
+
+
+def test_text_dataset_checks_its_task_and_splits():
+    splits = {name: [] for name in dataset.SPLITS}
+    with pytest.raises(ValueError, match="task must be one of"):
+        dataset.TextDataset("toy", "regression", ("a", "b"), splits, min_df=1)
+    with pytest.raises(ValueError, match=r"lacks the splits \['test'\]"):
+        dataset.TextDataset("toy", "classification", ("a", "b"), {"train": [], "dev": []}, 1)
+
+
+@pytest.mark.parametrize("labels", [None, [0] * 30 + [1] * 10])
+def test_seeded_split_is_a_seeded_partition(labels):
+    items = [f"item{i}" for i in range(40)]
+    rest, held_out = dataset.seeded_split(items, 0.25, seed=3, labels=labels)
+    assert len(held_out) == 10 and sorted(rest + held_out) == sorted(items)
+    assert dataset.seeded_split(items, 0.25, seed=3, labels=labels) == (rest, held_out)
+    assert dataset.seeded_split(items, 0.25, seed=4, labels=labels) != (rest, held_out)
+    assert held_out == sorted(held_out, key=items.index)  # in the items' order
+    if labels is not None:  # stratified: each class loses a quarter
+        assert sum(items.index(i) < 30 for i in held_out) == 8

@@ -1,8 +1,9 @@
+"""attn_audit.data.embeddings: the pretrained matrix, and the shipped GloVe table."""
+
 import jax
 import numpy as np
-import pytest
 
-from attn_audit import embeddings, training
+from attn_audit.data import embeddings
 from attn_audit.data.vocab import PAD, build_vocabulary
 
 
@@ -22,10 +23,3 @@ def test_glove50_table_is_the_shipped_one():
     word_rows, vectors = embeddings.load_glove50()
     assert vectors.shape == (400_000, 50) and len(word_rows) == 400_000
     assert word_rows["the"] == 0
-
-
-def test_embedding_size_must_match_the_vectors():
-    with pytest.raises(ValueError, match="50-d vectors but embed_dim is 300"):
-        training.TrainConfig(embeddings="glove50", embed_dim=300)
-    with pytest.raises(ValueError, match="embeddings must be one of"):
-        training.TrainConfig(embeddings="fasttext")

@@ -2,20 +2,7 @@ import pytest
 
 from attn_audit import data
 from attn_audit.data import sst
-
-TREES = [
-    "(3 (2 It) (4 (2 's) (4 (3 a) (4 (2 -LRB-) (4 (4 great) (2 -RRB-)) (2 film)))))",
-    "(2 (2 Neutral) (2 root))",
-    "(1 (1 Dull) (2 (2 and) (1 (1 slow) (2 .))))",
-    "(0 (0 Awful) (2 2002))",
-]
-
-
-def write_sst(folder, trees=TREES):
-    (folder / "sst").mkdir(parents=True, exist_ok=True)
-    for name in ("train.txt", "dev.txt", "test.txt"):
-        (folder / "sst" / name).write_text("\n".join(trees) + "\n")
-    return folder
+from tests._fixtures import TREES, write_sst
 
 
 def test_binary_rule_and_cleaning(tmp_path):

@@ -11,10 +11,9 @@ import time
 import pytest
 
 from attn_audit import data, training
+from tests._fixtures import TINY, write_toy_sst
 
-from .train_test import TINY, write_toy_sst
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 FIELDS = {
     "id", "index", "tokens", "label", "prediction", "predicted_class", "attention", "gradient",
     "loo", "tau_gradient", "p_gradient", "tau_loo", "p_loo", "tau_gradient_loo", "p_gradient_loo",

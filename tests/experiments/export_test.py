@@ -13,7 +13,7 @@ from attn_audit import data, training
 from attn_audit.models import ModelConfig
 from tests.reference.torch_model import load_torch_model
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("encoder", ["lstm", "cnn", "average"])

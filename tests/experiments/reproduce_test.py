@@ -6,10 +6,9 @@ import subprocess
 import sys
 
 from attn_audit import data
+from tests._fixtures import write_toy_sst
 
-from .train_test import write_toy_sst
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_reproduce_writes_table2_and_results(tmp_path):

@@ -12,7 +12,7 @@ from attn_audit.audits import flow as flow_lib
 from attn_audit.audits import rollout
 from experiments import _setup, rollout_flow
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def attention_batch(batch=3, layers=3, heads=2, n=5):

@@ -8,9 +8,8 @@ import pytest
 import torch
 
 from attn_audit import interop, models
-from attn_audit.interop import torch_model
-
-from .models_test import tiny_config
+from tests._fixtures import tiny_config
+from tests.reference import torch_model
 
 SOS, EOS, PAD = 2, 3, 0
 VOCAB_SIZE = 20

@@ -1,7 +1,7 @@
-"""Tests for attn_audit.models: shapes, masking, padding invariance, a naive BiLSTM loop."""
+"""attn_audit.models.model: init, shapes, masking, padding invariance, forward vs forward_batch,
+the stopped attention gradient and the output probabilities."""
 
 import functools
-import json
 import math
 
 import jax
@@ -10,35 +10,16 @@ import numpy as np
 import pytest
 
 from attn_audit import models
-from attn_audit.models import deletion_shortcut, encoders
-
-SOS, EOS, PAD = 2, 3, 0
-VOCAB_SIZE = 20
-
-# (task, num_classes): binary gives one sigmoid output, 3 a softmax; qa has 4 candidates.
-TASKS = [("classification", 2), ("classification", 3), ("qa", 4)]
-
-
-def tiny_config(encoder="lstm", attention="tanh", task="classification", num_classes=2):
-    """A fast model: E=8, 6 LSTM units per direction, 3 filters per CNN kernel."""
-    return models.ModelConfig(
-        vocab_size=VOCAB_SIZE,
-        num_classes=num_classes,
-        encoder=encoder,
-        attention=attention,
-        task=task,
-        embed_dim=8,
-        hidden_size=6,
-        cnn_filters=3,
-    )
-
-
-def padded(real_tokens, num_positions):
-    """``[SOS] + real_tokens + [EOS]`` padded with PAD to ``num_positions``: (ids, length)."""
-    sequence = [SOS, *real_tokens, EOS]
-    ids = np.full(num_positions, PAD, np.int32)
-    ids[: len(sequence)] = sequence
-    return ids, np.int32(len(sequence))
+from tests._fixtures import (
+    PAD,
+    TASKS,
+    VOCAB_SIZE,
+    bucketed_batches,
+    forward_batch,
+    initial_params,
+    padded,
+    tiny_config,
+)
 
 
 def random_batch(config, batch_size, num_positions, seed, *, padding_row=False):
@@ -64,38 +45,7 @@ def random_batch(config, batch_size, num_positions, seed, *, padding_row=False):
     return batch
 
 
-# Jitted once here: JAX shares compiled code between equal configs and shapes, and eager
-# execution of the scans and gradients is many times slower than compiling them.
-forward_batch = jax.jit(models.forward_batch, static_argnums=1)
 forward = jax.jit(models.forward, static_argnums=1, static_argnames=("stop_attention_gradient",))
-
-
-@functools.cache
-def initial_params(config, seed=0):
-    """``models.init`` per (config, seed), shared by the tests; JAX arrays are immutable."""
-    return models.init(jax.random.key(seed), config)
-
-
-# ---------------------------------------------------------------- configuration
-
-
-def test_config_rejects_unknown_names_and_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="lstm, cnn, average"):
-        models.ModelConfig(vocab_size=20, num_classes=2, encoder="gru")
-    with pytest.raises(ValueError, match="tanh, dot"):
-        models.ModelConfig(vocab_size=20, num_classes=2, attention="bahdanau")
-    with pytest.raises(ValueError, match="num_classes"):
-        models.ModelConfig(vocab_size=20, num_classes=1)
-    with pytest.raises(ValueError, match="odd"):
-        models.ModelConfig(vocab_size=20, num_classes=2, cnn_kernel_sizes=(2,))
-    with pytest.raises(ValueError, match="Unknown ModelConfig keys"):
-        models.ModelConfig.from_dict({"vocab_size": 20, "num_classes": 2, "dropout": 0.5})
-
-
-def test_config_json_round_trip_and_hashable():
-    config = tiny_config("cnn", "dot", "qa", 5)
-    restored = models.ModelConfig.from_dict(json.loads(json.dumps(config.to_dict())))
-    assert restored == config and hash(restored) == hash(config)
 
 
 def test_default_sizes_match_jw():
@@ -115,9 +65,6 @@ def test_default_sizes_match_jw():
     attention = shapes["lstm"][1]["attention"]
     assert attention["attn1"]["weight"].shape == (128, 256)
     assert set(attention["attn2"]) == {"weight"}  # v has no bias
-
-
-# ---------------------------------------------------------------- initialisation
 
 
 def test_init_follows_pytorch_defaults_and_zeroes_the_pad_row():
@@ -157,35 +104,6 @@ def test_weight_decay_mask_spares_only_attention():
     assert jax.tree.structure(mask) == jax.tree.structure(params)
     for name, subtree in mask.items():
         assert all(leaf == (name != "attention") for leaf in jax.tree.leaves(subtree))
-
-
-# ---------------------------------------------------------------- shapes, masking, padding
-
-
-def bucketed_batches(config, seed):
-    """One instance alone at T=8 (question Tq=6), and first in a batch of 3 at T=13 (Tq=9).
-
-    The batch of 3 also holds a random instance and a data-layer padding row
-    (length 0, all PAD), as the last batch of a split has.
-    """
-    real_tokens, question_tokens = [5, 9, 4, 17, 11], [6, 8]
-    rng = np.random.default_rng(seed)
-    batches = {}
-    for batch_size, num_positions, question_positions in ((1, 8, 6), (3, 13, 9)):
-        rows = [padded(real_tokens, num_positions)]
-        questions = [padded(question_tokens, question_positions)]
-        if batch_size == 3:
-            rows += [padded(rng.integers(4, VOCAB_SIZE, 11), num_positions)]
-            rows += [(np.zeros(num_positions, np.int32), np.int32(0))]
-            questions += [padded(rng.integers(4, VOCAB_SIZE, 3), question_positions)]
-            questions += [(np.zeros(question_positions, np.int32), np.int32(0))]
-        columns = map(np.stack, zip(*rows, strict=True))
-        batch = dict(zip(("token_ids", "lengths"), columns, strict=True))
-        if config.task == "qa":
-            question_columns = map(np.stack, zip(*questions, strict=True))
-            batch.update(zip(("question_ids", "question_lengths"), question_columns, strict=True))
-        batches[batch_size] = batch
-    return batches
 
 
 @pytest.mark.parametrize("task,num_classes", TASKS)
@@ -232,36 +150,6 @@ def test_shapes_masking_and_padding_invariance(encoder, attention, task, num_cla
     np.testing.assert_allclose(logits_8[0], logits_13[0], atol=1e-6)
     np.testing.assert_allclose(aux_8["attention"][0], aux_13["attention"][0, :8], atol=1e-6)
     np.testing.assert_allclose(aux_8["states"][0], aux_13["states"][0, :8], atol=1e-6)
-
-
-def test_attention_weights_two_tokens_by_hand():
-    """Scores (0, 1) on two real tokens give α = [1, e] / (1 + e); SOS/EOS/PAD get 0."""
-    scores = jnp.array([5.0, 0.0, 1.0, -2.0, 7.0])
-    mask = models.real_token_mask(jnp.int32(4), 5)
-    np.testing.assert_array_equal(mask, [False, True, True, False, False])
-    alpha = models.attention_weights(scores, mask)
-    e = math.e
-    np.testing.assert_allclose(alpha, [0.0, 1 / (1 + e), e / (1 + e), 0.0, 0.0], rtol=1e-6)
-    assert alpha[0] == 0.0 and alpha[3] == 0.0 and alpha[4] == 0.0
-
-
-def test_attention_weights_empty_mask_is_zero_with_finite_gradient():
-    scores = jnp.array([0.3, -1.0, 2.0])
-    mask = models.real_token_mask(jnp.int32(2), 3)  # [SOS, EOS, PAD]: no real token
-    np.testing.assert_array_equal(models.attention_weights(scores, mask), 0.0)
-    gradient = jax.grad(lambda s: jnp.sum(models.attention_weights(s, mask) ** 2))(scores)
-    np.testing.assert_array_equal(gradient, 0.0)
-
-
-def test_attention_weights_large_scores_do_not_overflow():
-    scores = jnp.array([0.0, 1000.0, 999.0, -1e30])
-    alpha = models.attention_weights(scores, jnp.array([False, True, True, False]))
-    np.testing.assert_allclose(alpha, [0.0, 1 / (1 + math.exp(-1)), 1 / (1 + math.e), 0.0])
-
-
-def test_uniform_attention():
-    mask = models.real_token_mask(jnp.int32(5), 6)
-    np.testing.assert_allclose(models.uniform_attention(mask), [0, 1 / 3, 1 / 3, 1 / 3, 0, 0])
 
 
 @pytest.mark.parametrize(
@@ -315,138 +203,6 @@ def test_forward_rejects_a_batch_and_a_missing_question():
         )
 
 
-# ---------------------------------------------------------------- the BiLSTM against a naive loop
-
-
-def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def _numpy_lstm(cell, inputs):
-    """PyTorch's LSTM cell, one time step per Python iteration, float64."""
-    weight_ih, weight_hh, bias_ih, bias_hh = (
-        np.asarray(cell[name], np.float64)
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-    )
-    hidden, memory = np.zeros(weight_hh.shape[1]), np.zeros(weight_hh.shape[1])
-    outputs = []
-    for x in inputs:
-        gates = weight_ih @ x + bias_ih + weight_hh @ hidden + bias_hh
-        i, f, g, o = np.split(gates, 4)
-        memory = _sigmoid(f) * memory + _sigmoid(i) * np.tanh(g)
-        hidden = _sigmoid(o) * np.tanh(memory)
-        outputs.append(hidden)
-    return np.stack(outputs)
-
-
-def test_bilstm_matches_a_per_timestep_numpy_loop():
-    """Forward over 0..L-1, backward over L-1..0 only (as pack_padded_sequence), zero padding;
-    the question vector is [final forward, final backward] state.
-
-    Tolerance 1e-5: JAX runs in float32, the loop in float64.
-    """
-    config = tiny_config("lstm", "tanh", "qa", 4)
-    params = initial_params(config)
-    encode = jax.jit(models.encode, static_argnums=1)
-    question_vector = jax.jit(models.question_vector, static_argnums=1)
-    rnn = params["encoder"]["rnn"]
-    # Share the passage encoder as question encoder, to check question_vector on the same loop.
-    params = {**params, "question_encoder": params["encoder"]}
-    for length in (3, 6, 10):
-        token_ids, length = padded(list(range(4, 4 + length - 2)), 10)
-        embedded = models.embed(params, config, token_ids)
-        states = encode(params, config, embedded, length)
-
-        valid = np.asarray(embedded, np.float64)[:length]
-        forward_states = _numpy_lstm(rnn["forward"], valid)
-        backward_states = _numpy_lstm(rnn["backward"], valid[::-1])[::-1]
-        expected = np.zeros((10, config.state_dim))
-        expected[:length] = np.concatenate([forward_states, backward_states], axis=1)
-        np.testing.assert_allclose(states, expected, atol=1e-5)
-
-        question = question_vector(params, config, token_ids, length)
-        expected_question = np.concatenate([forward_states[-1], backward_states[0]])
-        np.testing.assert_allclose(question, expected_question, atol=1e-5)
-
-
-@pytest.mark.parametrize("encoder", ["lstm", "average"])
-def test_states_without_pair_equal_encoding_each_deleted_sequence(encoder):
-    """Both variants of every pair (p, n − 1 − p), SOS and EOS included, as states and through
-    a random linear readout, against encoding the shorter sequence from scratch."""
-    config = tiny_config(encoder, "tanh")
-    params = initial_params(config)
-    readout = jax.random.normal(jax.random.key(5), (config.state_dim, 3))
-    for length in (3, 6, 10):
-        token_ids, length = padded(list(range(4, 4 + length - 2)), 12)
-        embedded = models.embed(params, config, token_ids)
-        context = deletion_shortcut.deletion_context(params["encoder"], config, embedded, length)
-        for position in range(length):
-            pair = [
-                deletion_shortcut.states_without_pair(
-                    params["encoder"], config, context, length, jnp.int32(position), matrix
-                )
-                for matrix in (None, readout)
-            ]
-            for member, deleted in enumerate([position, length - 1 - position]):
-                kept = [t for t in range(12) if t != deleted] + [11]
-                shorter = jnp.where(jnp.arange(12) < length - 1, token_ids[jnp.array(kept)], 0)
-                expected = models.encode(
-                    params, config, models.embed(params, config, shorter), length - 1
-                )
-                np.testing.assert_allclose(pair[0][member], expected, atol=1e-6)
-                np.testing.assert_allclose(pair[1][member], expected @ readout, atol=1e-5)
-
-
-def test_valid_reversal_index_is_an_involution():
-    index = encoders.valid_reversal_index(jnp.int32(4), 7)
-    np.testing.assert_array_equal(index, [3, 2, 1, 0, 4, 5, 6])
-    np.testing.assert_array_equal(index[index], np.arange(7))
-
-
-@pytest.mark.parametrize("encoder,reduce", [("cnn", np.max), ("average", np.mean)])
-def test_question_vector_is_max_or_mean_over_valid_positions(encoder, reduce):
-    config = tiny_config(encoder, "dot", "qa", 4)
-    params = initial_params(config)
-    question_ids, question_length = padded([7, 12, 5], 9)
-    question_params = {"encoder": params["question_encoder"]}
-    embedded = models.embed(question_params, config, question_ids)
-    states = np.asarray(models.encode(question_params, config, embedded, question_length))
-    question = models.question_vector(params, config, question_ids, question_length)
-    np.testing.assert_allclose(question, reduce(states[:question_length], axis=0), atol=1e-6)
-
-
-# ---------------------------------------------------------------- gradients and interventions
-
-
-@pytest.mark.parametrize("encoder", models.ENCODERS)
-def test_forward_from_embedded_and_decode_reproduce_forward(encoder):
-    config = tiny_config(encoder, "tanh", "classification", 3)
-    params = initial_params(config)
-    token_ids, length = padded([4, 8, 15, 16], 9)
-
-    @jax.jit
-    def outputs(params):
-        logits, aux = models.forward(params, config, token_ids, length)
-        from_embedded, _ = models.forward_from_embedded(params, config, aux["embedded"], length)
-        decoded = models.decode(params, config, aux["states"], aux["attention"])
-        # Another α through the same decoder: the uniform one, as attention_override.
-        uniform = models.uniform_attention(aux["attention_mask"])
-        overridden, aux_overridden = models.forward_from_embedded(
-            params, config, aux["embedded"], length, attention_override=uniform
-        )
-        decoded_uniform = models.decode(params, config, aux["states"], uniform)
-        return logits, from_embedded, decoded, overridden, decoded_uniform, uniform, aux_overridden
-
-    logits, from_embedded, decoded, overridden, decoded_uniform, uniform, aux_overridden = outputs(
-        params
-    )
-    np.testing.assert_allclose(from_embedded, logits, atol=1e-6)
-    np.testing.assert_allclose(decoded, logits, atol=1e-6)
-    np.testing.assert_array_equal(aux_overridden["attention"], uniform)
-    np.testing.assert_allclose(decoded_uniform, overridden, atol=1e-6)
-    assert not np.allclose(overridden, logits)
-
-
 @pytest.mark.parametrize("encoder", models.ENCODERS)
 def test_stop_attention_gradient_cuts_the_path_through_alpha(encoder):
     """With α held fixed the attention parameters get no gradient; without, they do."""
@@ -479,21 +235,6 @@ def test_stop_attention_gradient_cuts_the_path_through_alpha(encoder):
     np.testing.assert_array_equal(embedded_stopped[length:], 0.0)
 
 
-def test_pad_embedding_row_gets_no_gradient():
-    config = tiny_config("cnn", "tanh")
-    params = initial_params(config)
-    token_ids, length = padded([4, 5], 8)
-
-    @jax.jit
-    @jax.grad
-    def logit_gradient(params):
-        return models.forward(params, config, token_ids, length)[0][0]
-
-    gradient = logit_gradient(params)["encoder"]["embedding"]["weight"]
-    np.testing.assert_array_equal(gradient[PAD], 0.0)
-    assert np.any(gradient[4] != 0.0)
-
-
 def test_probabilities_binary_is_one_minus_sigmoid_and_sigmoid():
     config = tiny_config()
     logits = jnp.array([[0.0], [2.0], [-40.0]])
@@ -503,14 +244,3 @@ def test_probabilities_binary_is_one_minus_sigmoid_and_sigmoid():
     np.testing.assert_allclose(probabilities[:, 0], 1 - expected_positive, rtol=1e-6)
     with pytest.raises(ValueError, match="output_dim"):
         models.probabilities(jnp.zeros((2, 3)), config)
-
-
-def test_answer_mask_excludes_candidates():
-    config = tiny_config("average", "dot", "qa", 4)
-    params = initial_params(config)
-    batch = bucketed_batches(config, seed=3)[3]
-    batch["answer_mask"] = np.array([[True, False, True, False]] * 3)
-    logits, _ = forward_batch(params, config, batch)
-    probabilities = models.probabilities(logits, config)
-    np.testing.assert_array_equal(probabilities[:, [1, 3]], 0.0)
-    np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-6)

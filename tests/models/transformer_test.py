@@ -1,67 +1,35 @@
 """Tests for attn_audit.models.transformer: shapes, masking, padding, the CLS override,
-the audits' adapter, a PyTorch twin on the same weights, and training."""
+the stopped attention gradient and a PyTorch twin on the same weights.
+
+The audits' adapter is tested in tests/audits/transformer_model_test.py, BERT names in
+tests/pretrained/bert_test.py, training in tests/training/ and the train command in
+tests/experiments/train_test.py."""
 
 import dataclasses
-import functools
-import pathlib
-import subprocess
-import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attn_audit import audits, data, models, training
-from attn_audit.audits._instance import original_pass
+from attn_audit import models
 from attn_audit.models import transformer
 from attn_audit.pretrained import bert
-from attn_audit.training.checkpoint import RunCheckpoints
-from attn_audit.training.run_folder import load_run
+from tests._fixtures import (
+    PAD,
+    REAL,
+    VOCAB_SIZE,
+    batch_of,
+    forward_batch,
+    initial_params,
+    padded,
+)
+from tests._fixtures import tiny_transformer_config as tiny_config
 
-from .train_test import write_toy_sst
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-SOS, EOS, PAD = 2, 3, 0
-VOCAB_SIZE = 20
-
-
-def tiny_config(num_classes=2, pooling="cls", num_heads=3, num_layers=2, embed_dim=12):
-    """Width 12, 3 heads of 4, feed-forward 16, 2 blocks, 16 positions."""
-    return models.ModelConfig(
-        vocab_size=VOCAB_SIZE, num_classes=num_classes, encoder="transformer",
-        attention="self", embed_dim=embed_dim, hidden_size=12, num_heads=num_heads,
-        num_layers=num_layers, ff_dim=16, max_positions=16, pooling=pooling,
-    )  # fmt: skip
-
-
-@functools.cache
-def initial_params(config, seed=0):
-    return models.init(jax.random.key(seed), config)
-
-
-def padded(real_tokens, num_positions):
-    sequence = [SOS, *real_tokens, EOS]
-    ids = np.full(num_positions, PAD, np.int32)
-    ids[: len(sequence)] = sequence
-    return ids, np.int32(len(sequence))
-
-
-def batch_of(rows, num_positions):
-    """rows: lists of real tokens, or None for a data-layer padding row (length 0)."""
-    pairs = [
-        padded(r, num_positions) if r is not None else (np.zeros(num_positions, np.int32), 0)
-        for r in rows
-    ]
-    ids, lengths = zip(*pairs, strict=True)
-    return {"token_ids": np.stack(ids), "lengths": np.asarray(lengths, np.int32)}
-
-
-forward_batch = jax.jit(models.forward_batch, static_argnums=1)
 forward = jax.jit(
     transformer.forward, static_argnums=1, static_argnames=("stop_attention_gradient",)
 )
-REAL = [5, 9, 4, 17, 11]
+
+
 CONFIGS = [tiny_config(), tiny_config(3, "mean"), tiny_config(2, "cls", 1, 1, embed_dim=7)]
 
 
@@ -169,63 +137,6 @@ def test_overriding_the_cls_row_with_the_models_own_gives_the_same_output():
         np.testing.assert_allclose(out["forward_batch"], changed, atol=1e-6)
 
 
-@pytest.mark.parametrize("config", CONFIGS[:2], ids=["cls", "mean"])
-def test_audit_adapter_decodes_like_the_full_model(config):
-    """decode(α̂) is the model's output ("reweighted"); decode(α) equals the full forward pass
-    with the last CLS row replaced by mix_heads(α), for both head mixings."""
-    params = initial_params(config)
-    token_ids, length = padded(REAL, 9)
-    instance = {"token_ids": token_ids, "length": length}
-    logits, aux = forward(params, config, token_ids, length)
-    alpha = jnp.asarray(np.r_[0, 0.5, 0.1, 0.1, 0.2, 0.1, 0, 0, 0], jnp.float32)
-    for head_mixing in transformer.HEAD_MIXINGS:
-        model = audits.TransformerModel(config, head_mixing)
-
-        @jax.jit
-        def passes(params, model=model):
-            _, states, own_alpha, probabilities = original_pass(model, params, instance)
-            return own_alpha, probabilities, model.decode(params, instance, states, alpha), states
-
-        own_alpha, probabilities, decoded, states = passes(params)
-        np.testing.assert_allclose(own_alpha, aux["attention"], atol=1e-7)
-        rows = transformer.mix_heads(states["cls_rows"], alpha, length, head_mixing)
-        np.testing.assert_allclose(rows.sum(-1), 1.0, atol=1e-6)
-        np.testing.assert_array_equal(rows[:, 0], states["cls_rows"][:, 0])  # SOS mass kept
-        overridden, _ = forward(params, config, token_ids, length, attention_override=rows)
-        expected = models.probabilities(overridden, config)
-        np.testing.assert_allclose(decoded, expected, atol=1e-6)
-        if head_mixing == "reweighted":
-            np.testing.assert_allclose(
-                probabilities, models.probabilities(logits, config), atol=1e-6
-            )
-    assert audits.auditable_model(config) == audits.TransformerModel(config)
-    assert isinstance(audits.auditable_model(dataclasses.replace(
-        config, encoder="lstm", attention="tanh")), audits.JWModel)  # fmt: skip
-
-
-def test_jw_audits_run_on_the_transformer():
-    """The engine's audits accept the adapter: finite, zero off the real tokens."""
-    config = tiny_config()
-    params = initial_params(config)
-    instance = {"token_ids": jnp.asarray(padded(REAL, 9)[0]), "length": jnp.int32(7)}
-    model = audits.TransformerModel(config)
-    real = np.asarray(models.real_token_mask(7, 9))
-
-    @jax.jit
-    def run(params):
-        return (
-            audits.gradient_importance(model, params, instance),
-            audits.leave_one_out(model, params, instance),
-            audits.permutation_median_tvd(model, params, instance, jax.random.key(1)),
-        )
-
-    gradient, loo, permutation = run(params)
-    for scores in (gradient, loo):
-        assert np.all(np.isfinite(scores)) and np.all(np.asarray(scores)[~real] == 0.0)
-    np.testing.assert_allclose(np.sum(gradient), 1.0, atol=1e-6)
-    assert np.isfinite(permutation) and permutation >= 0.0
-
-
 def test_stop_attention_gradient():
     """ "all" cuts every query/key gradient; "audited" with CLS pooling cuts the last block's
     (only its CLS row reaches the output) and keeps the first block's."""
@@ -271,7 +182,7 @@ def test_matches_a_pytorch_bert_on_the_same_weights(pooling):
     PyTorch BERT (Hugging Face's computation) within 1e-5: both float32, O(1) values after
     layer norm, different summation orders."""
     torch = pytest.importorskip("torch")
-    from attn_audit.interop import torch_bert
+    from tests.reference import torch_bert
 
     config = tiny_config(3, pooling)
     params = initial_params(config, seed=1)
@@ -291,78 +202,6 @@ def test_matches_a_pytorch_bert_on_the_same_weights(pooling):
         np.testing.assert_allclose(aux["attention_maps"][:, layer], maps, atol=1e-5)
 
 
-def test_bert_names_round_trip():
-    config = tiny_config()
-    params = initial_params(config)
-    state = bert.to_bert_state_dict(params, config)
-    assert "encoder.layer.1.attention.self.query.weight" in state
-    assert state["encoder.layer.1.intermediate.dense.weight"].shape == (16, 12)
-    back = bert.from_bert_state_dict(state, config)
-    assert jax.tree.structure(back) == jax.tree.structure(params)
-    assert jax.tree.all(jax.tree.map(np.array_equal, back, params))
-    with pytest.raises(ValueError, match="Unexpected BERT tensors"):
-        bert.from_bert_state_dict({**state, "encoder.layer.2.output.dense.weight": 0}, config)
-    with pytest.raises(ValueError, match="lack"):
-        bert.from_bert_state_dict(
-            {k: v for k, v in state.items() if "layer.1.output.dense" not in k}, config
-        )
-    with pytest.raises(ValueError, match="embed_dim == hidden_size"):
-        small = tiny_config(embed_dim=7)
-        bert.to_bert_state_dict(initial_params(small), small)
-
-
-# ---------------------------------------------------------------- training and checkpoints
-
-
-def cue_batches(num_batches, batch_size=16, seed=0):
-    """Label 1 iff token 5 occurs: one attention head on it solves the task."""
-    rng = np.random.default_rng(seed)
-    for _ in range(num_batches):
-        rows, labels = [], []
-        for _ in range(batch_size):
-            tokens = list(rng.integers(6, VOCAB_SIZE, int(rng.integers(3, 8))))
-            label = int(rng.integers(0, 2))
-            if label:
-                tokens[int(rng.integers(0, len(tokens)))] = 5
-            rows.append(tokens)
-            labels.append(label)
-        batch = batch_of(rows, 10)
-        batch.update(labels=np.asarray(labels, np.int32), weights=np.ones(batch_size, np.float32))
-        yield {k: jnp.asarray(v) for k, v in batch.items()}
-
-
-def test_a_short_training_run_decreases_the_loss():
-    config = tiny_config()
-    train_config = training.TrainConfig(encoder="transformer", attention="self", learning_rate=3e-3)
-    optimizer = training.make_optimizer(train_config)
-    params = jax.tree.map(jnp.copy, initial_params(config))
-    first = jax.tree.map(jnp.copy, params)
-    opt_state = optimizer.init(params)
-    losses = []
-    for batch in cue_batches(60):
-        params, opt_state, loss = training.train_step(
-            params, opt_state, batch, jnp.float32(1.0), model_config=config, optimizer=optimizer
-        )
-        losses.append(float(loss))
-    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10]), losses
-    # Every parameter tensor moved.
-    moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), params, first)
-    assert all(jax.tree.leaves(moved))
-
-
-def test_checkpoint_round_trip(tmp_path):
-    config = tiny_config(3, "mean")
-    params = initial_params(config, seed=2)
-    checkpoints = RunCheckpoints(tmp_path)
-    try:
-        checkpoints.save("best", 1, params)
-        epoch, restored = checkpoints.restore("best", models.init(jax.random.key(0), config))
-    finally:
-        checkpoints.close()
-    assert epoch == 1
-    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), restored, params))
-
-
 def test_forward_batch_does_not_retrace_for_new_values():
     config = tiny_config()
     params = initial_params(config)
@@ -378,34 +217,3 @@ def test_forward_batch_does_not_retrace_for_new_values():
         rows = [list(rng.integers(4, VOCAB_SIZE, int(rng.integers(1, 8)))) for _ in range(4)]
         logits(params, batch_of(rows, 10)).block_until_ready()
     assert len(traces) == 1
-
-
-def test_train_command_trains_a_transformer_and_its_run_reloads(tmp_path):
-    """``python -m experiments.train --encoder=transformer`` with sizes by flags; the run
-    folder reloads (checkpoint, config) and reproduces its recorded test accuracy."""
-    data_dir = write_toy_sst(tmp_path / "data", n=40)
-    workdir = tmp_path / "run"
-    command = [
-        sys.executable, "-m", "experiments.train", "--dataset=sst", f"--data_dir={data_dir}",
-        f"--workdir={workdir}", "--encoder=transformer", "--epochs=1", "--batch_size=8",
-        "--embeddings=random", "--embed_dim=8", "--hidden_size=12", "--num_layers=1",
-        "--num_heads=3", "--ff_dim=16", "--pooling=mean",
-    ]  # fmt: skip
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "sst transformer+self: test accuracy" in result.stdout
-    run = load_run(workdir)
-    expected = {"encoder": "transformer", "attention": "self", "embed_dim": 8, "hidden_size": 12}
-    expected.update(num_layers=1, num_heads=3, ff_dim=16, pooling="mean")
-    assert {k: run.config["model"][k] for k in expected} == expected
-    dataset = data.load_dataset("sst", data_dir)
-    test = data.encode_split(dataset, "test", run.vocab)
-    boundaries = tuple(run.config["data"]["bucket_boundaries"])
-    report = training.evaluate(run.params, run.model_config, test, boundaries)
-    assert report["accuracy"] == run.metrics["test"]["accuracy"]
-    # A JW encoder with a transformer's attention (or the reverse) is a clear error.
-    bad = subprocess.run(
-        [*command[:6], "--encoder=lstm", "--attention=self"], cwd=REPO, capture_output=True,
-        text=True,
-    )  # fmt: skip
-    assert bad.returncode != 0 and "attention='self'" in bad.stderr

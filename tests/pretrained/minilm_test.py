@@ -22,9 +22,8 @@ from attn_audit.data import wordpiece  # noqa: E402
 from attn_audit.models import _layers, transformer  # noqa: E402
 from attn_audit.pretrained import minilm  # noqa: E402
 from attn_audit.training.run_folder import load_run  # noqa: E402
+from tests._fixtures import write_toy_sst  # noqa: E402
 from tests.reference import torch_bert  # noqa: E402
-
-from .train_test import write_toy_sst  # noqa: E402
 
 SENTENCES = [
     "A gorgeously elaborate continuation of The Lord of the Rings trilogy.",
@@ -116,42 +115,6 @@ def test_sentence_embeddings_match_and_rank_similar_sentences_first(loaded, torc
     assert similarity[2, 4] > similarity[2, 0] and similarity[2, 4] > similarity[2, 1]
 
 
-def test_word_pieces_and_word_scores(loaded):
-    _, _, tokenizer = loaded
-    pieces = wordpiece.encode_text(tokenizer, "A gorgeously elaborate film.")
-    assert tokenizer.decode(pieces.ids.tolist()) == "a gorgeously elaborate film."
-    assert [tokenizer.id_to_token(int(i)) for i in pieces.ids] == [
-        "[CLS]", "a", "gorgeous", "##ly", "elaborate", "film", ".", "[SEP]",
-    ]  # fmt: skip
-    assert pieces.words == ("a", "gorgeously", "elaborate", "film", ".")
-    np.testing.assert_array_equal(pieces.word_index, [-1, 0, 1, 1, 2, 3, 4, -1])
-    alpha = np.array([0.0, 0.1, 0.3, 0.2, 0.1, 0.2, 0.1, 0.0, 0.0], np.float32)  # one PAD
-    np.testing.assert_allclose(
-        wordpiece.word_scores(alpha, pieces.word_index, 5), [0.1, 0.5, 0.1, 0.2, 0.1], rtol=1e-6
-    )
-    np.testing.assert_allclose(
-        wordpiece.word_scores(alpha, pieces.word_index, 5, "max"), [0.1, 0.3, 0.1, 0.2, 0.1]
-    )
-    # Pre-split words (JW's tokens) keep their own pieces.
-    words = wordpiece.encode_text(tokenizer, ("gorgeously", "qqq", "films"))
-    assert words.words == ("gorgeously", "qqq", "films")
-    assert words.word_index[0] == -1 and words.word_index[-1] == -1
-    assert set(words.word_index[1:-1]) == {0, 1, 2}
-    with pytest.raises(ValueError, match="reduce"):
-        wordpiece.word_scores(alpha, pieces.word_index, 5, "mean")
-
-
-def test_train_config_keeps_minilm_sizes():
-    with pytest.raises(ValueError, match="its own sizes"):
-        training.TrainConfig(encoder="minilm", attention="self")
-    with pytest.raises(ValueError, match="attention='self'"):
-        training.TrainConfig(encoder="minilm", attention="tanh", **training.MINILM_TRAIN_SIZES)
-    with pytest.raises(ValueError, match="finetune_encoder"):
-        training.TrainConfig(encoder="lstm", finetune_encoder=True)
-    config = training.TrainConfig(encoder="minilm", attention="self", **training.MINILM_TRAIN_SIZES)
-    assert training.freezes_encoder(config)
-
-
 def test_frozen_minilm_run_trains_only_the_classifier(tmp_path, loaded):
     """A one-epoch run on toy SST: the encoder is bit-for-bit the pretrained one, the
     classifier moved, and the restored run reproduces its test metrics."""
@@ -175,11 +138,3 @@ def test_frozen_minilm_run_trains_only_the_classifier(tmp_path, loaded):
     report = training.evaluate(run.params, run.model_config, test, boundaries)
     assert report["accuracy"] == history["test"]["accuracy"]
     assert models.ModelConfig.from_dict(run.config["model"]).pooling == "cls"
-
-
-def test_a_text_over_512_pieces_is_cut_with_a_warning(caplog):
-    tokenizer = wordpiece.load_tokenizer()
-    with caplog.at_level("WARNING"):
-        pieces = wordpiece.encode_text(tokenizer, "word " * 600)
-    assert pieces.ids.shape == (512,)
-    assert "more than 512 word pieces" in caplog.text

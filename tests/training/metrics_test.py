@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from attn_audit import metrics
+from attn_audit.training import metrics
 
 
 def reference_auc(labels, scores):

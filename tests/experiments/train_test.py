@@ -1,0 +1,87 @@
+"""experiments.train end to end: a killed run resumes to the same result; a transformer trains
+and its run reloads."""
+
+import json
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+from attn_audit import data, training
+from attn_audit.training.run_folder import load_run
+from tests._fixtures import write_toy_sst
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _train_command(data_dir, workdir, epochs):
+    return [
+        sys.executable, "-m", "experiments.train", "--dataset=sst", f"--data_dir={data_dir}",
+        f"--workdir={workdir}", f"--epochs={epochs}", "--embed_dim=8", "--hidden_size=6",
+        "--batch_size=8", "--embeddings=random",
+    ]  # fmt: skip
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+    data_dir = write_toy_sst(tmp_path / "data", n=400)
+    epochs = 4
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        _train_command(data_dir, killed, epochs), cwd=REPO,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (killed / "checkpoints" / "latest" / "1").is_dir():
+        assert process.poll() is None, "training ended before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint after 120 s"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = json.loads((killed / "metrics.json").read_text())
+    assert "test" not in finished and len(finished["epochs"]) < epochs
+
+    resumed = subprocess.run(
+        _train_command(data_dir, killed, epochs), cwd=REPO, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Resuming" in resumed.stderr
+
+    straight = tmp_path / "straight"
+    subprocess.run(_train_command(data_dir, straight, epochs), cwd=REPO, check=True,
+                   capture_output=True)  # fmt: skip
+    a = json.loads((killed / "metrics.json").read_text())
+    b = json.loads((straight / "metrics.json").read_text())
+    assert [e["train_loss"] for e in a["epochs"]] == [e["train_loss"] for e in b["epochs"]]
+    assert a["test"] == b["test"]
+
+
+def test_train_command_trains_a_transformer_and_its_run_reloads(tmp_path):
+    """``python -m experiments.train --encoder=transformer`` with sizes by flags; the run
+    folder reloads (checkpoint, config) and reproduces its recorded test accuracy."""
+    data_dir = write_toy_sst(tmp_path / "data", n=40)
+    workdir = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "experiments.train", "--dataset=sst", f"--data_dir={data_dir}",
+        f"--workdir={workdir}", "--encoder=transformer", "--epochs=1", "--batch_size=8",
+        "--embeddings=random", "--embed_dim=8", "--hidden_size=12", "--num_layers=1",
+        "--num_heads=3", "--ff_dim=16", "--pooling=mean",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "sst transformer+self: test accuracy" in result.stdout
+    run = load_run(workdir)
+    expected = {"encoder": "transformer", "attention": "self", "embed_dim": 8, "hidden_size": 12}
+    expected.update(num_layers=1, num_heads=3, ff_dim=16, pooling="mean")
+    assert {k: run.config["model"][k] for k in expected} == expected
+    dataset = data.load_dataset("sst", data_dir)
+    test = data.encode_split(dataset, "test", run.vocab)
+    boundaries = tuple(run.config["data"]["bucket_boundaries"])
+    report = training.evaluate(run.params, run.model_config, test, boundaries)
+    assert report["accuracy"] == run.metrics["test"]["accuracy"]
+    # A JW encoder with a transformer's attention (or the reverse) is a clear error.
+    bad = subprocess.run(
+        [*command[:6], "--encoder=lstm", "--attention=self"], cwd=REPO, capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "attention='self'" in bad.stderr

@@ -1,0 +1,38 @@
+"""attn_audit.models.deletion_shortcut: the states without a token equal re-encoding."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from attn_audit import models
+from attn_audit.models import deletion_shortcut
+from tests._fixtures import initial_params, padded, tiny_config
+
+
+@pytest.mark.parametrize("encoder", ["lstm", "average"])
+def test_states_without_pair_equal_encoding_each_deleted_sequence(encoder):
+    """Both variants of every pair (p, n − 1 − p), SOS and EOS included, as states and through
+    a random linear readout, against encoding the shorter sequence from scratch."""
+    config = tiny_config(encoder, "tanh")
+    params = initial_params(config)
+    readout = jax.random.normal(jax.random.key(5), (config.state_dim, 3))
+    for length in (3, 6, 10):
+        token_ids, length = padded(list(range(4, 4 + length - 2)), 12)
+        embedded = models.embed(params, config, token_ids)
+        context = deletion_shortcut.deletion_context(params["encoder"], config, embedded, length)
+        for position in range(length):
+            pair = [
+                deletion_shortcut.states_without_pair(
+                    params["encoder"], config, context, length, jnp.int32(position), matrix
+                )
+                for matrix in (None, readout)
+            ]
+            for member, deleted in enumerate([position, length - 1 - position]):
+                kept = [t for t in range(12) if t != deleted] + [11]
+                shorter = jnp.where(jnp.arange(12) < length - 1, token_ids[jnp.array(kept)], 0)
+                expected = models.encode(
+                    params, config, models.embed(params, config, shorter), length - 1
+                )
+                np.testing.assert_allclose(pair[0][member], expected, atol=1e-6)
+                np.testing.assert_allclose(pair[1][member], expected @ readout, atol=1e-5)

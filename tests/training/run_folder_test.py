@@ -1,0 +1,20 @@
+"""attn_audit.training.run_folder: a missing run and a damaged checkpoint are clear errors."""
+
+import pytest
+
+from attn_audit import data, training
+from attn_audit.training.checkpoint import CheckpointError
+from attn_audit.training.run_folder import load_run
+from tests._fixtures import TINY, write_toy_sst
+
+
+def test_corrupt_checkpoint_and_missing_run_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="Train first"):
+        load_run(tmp_path / "nothing")
+    dataset = data.load_dataset("sst", write_toy_sst(tmp_path / "data", n=40))
+    training.run_training(training.TrainConfig(epochs=1, **TINY), tmp_path / "run", dataset=dataset)
+    for path in (tmp_path / "run" / "checkpoints" / "best").rglob("*"):
+        if path.is_file() and path.stat().st_size > 0 and "metadata" not in path.name:
+            path.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="is unreadable"):
+        load_run(tmp_path / "run")
