@@ -31,7 +31,7 @@ edges of a minimum cut, at most ``m = 2n + (l−2)·n²``: ``≤ 1.9e-6`` for n 
 case). Every row sum is at least 1 (the rollout is a feasible flow for every pair and its row
 sums to 1), so a normalised value moves by at most ``(n + 1)·m·2^-31`` (``≤ 6.4e-5`` for
 n = 32, l = 6). Float32 attention has no more resolution than ``6e-8``. Measured against
-networkx's float max flow, the differences are below ``1e-7`` (tests/flow_test.py,
+networkx's float max flow, the differences are below ``1e-7`` (tests/audits/flow_test.py,
 benchmarks/FLOW_RESULTS.md).
 
 **Padding.** An optional ``length`` keeps positions ``[0, length)``: the attention is cut to

@@ -9,8 +9,7 @@ import pytest
 
 from attn_audit import data
 from attn_audit.evaluations import az, az_sweep
-
-from .az_test import EOS, SOS, params_of, tiny_config
+from tests.evaluations.az_test import EOS, SOS, params_of, tiny_config
 
 # One compiled program each for the reference loop: every instance is padded to one width.
 instance_scores = jax.jit(az.instance_scores, static_argnums=(1, 5))

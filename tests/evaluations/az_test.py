@@ -20,8 +20,7 @@ from attn_audit.evaluations import az, az_sweep
 from attn_audit.training.run_folder import load_run
 from experiments import _setup, az_eval
 from tests._fixtures import TINY, write_toy_sst
-
-from .stats_test import scipy_rho
+from tests.stats_test import scipy_rho
 
 SOS, EOS, PAD = 2, 3, 0
 VOCAB_SIZE = 20
