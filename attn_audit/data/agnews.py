@@ -56,7 +56,7 @@ def load(data_dir: pathlib.Path) -> TextDataset:
         train_all = read_csv(folder / "train.csv", "train")
     else:
         message = (
-            f"AG News: {folder / 'train.csv'} is absent, so train/dev/test are carved from "
+            "AG News: ag_news/train.csv is absent, so train/dev/test are carved from "
             f"test.csv alone ({int(CARVED_TEST_FRACTION * 100)}% test, then "
             f"{int(DEV_FRACTION * 100)}% of the rest as dev, stratified, seed {SPLIT_SEED}); "
             "JW trained on the 120,000-row train file."
