@@ -68,9 +68,7 @@ class TransformerModel:
 
     def decode(self, params, instance, states, alpha):
         length = instance["length"]
-        rows = mix_heads(
-            jax.lax.stop_gradient(states["cls_rows"]), alpha, length, self.head_mixing
-        )
+        rows = mix_heads(jax.lax.stop_gradient(states["cls_rows"]), alpha, length, self.head_mixing)
         last_block = jax.tree.map(lambda stacked: stacked[-1], params["encoder"]["layers"])
         cls_state = transformer.block_output(
             last_block, self.config, states["last_inputs"][:1], states["last_values"],
