@@ -319,3 +319,22 @@ def assert_png(path):
     data = path.read_bytes()
     assert data[:8] == PNG_SIGNATURE, path
     assert len(data) < 200_000, (path, len(data))
+
+
+def in_process_command(monkeypatch, name: str, main):
+    """``run(*flags)``: runs a command's ``main`` in this process with those flags, then resets
+    the flags; the compilation cache is off (``ATTN_AUDIT_JAX_CACHE=""``) for the test."""
+    from absl import flags
+
+    from experiments import _setup
+
+    monkeypatch.setenv(_setup.CACHE_ENV_VAR, "")
+
+    def run(*arguments):
+        flags.FLAGS([name, *arguments])
+        try:
+            main([])
+        finally:
+            flags.FLAGS.unparse_flags()
+
+    return run

@@ -11,15 +11,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from absl import flags
 
 from attn_audit import data, models, stats, training
 from attn_audit.audits import rollout
 from attn_audit.audits.runner import first_instances
 from attn_audit.evaluations import az, az_sweep
 from attn_audit.training.run_folder import load_run
-from experiments import _setup, az_eval
-from tests._fixtures import TINY, write_toy_sst
+from experiments import az_eval
+from tests._fixtures import TINY, in_process_command, write_toy_sst
 from tests.stats_test import scipy_rho
 
 SOS, EOS, PAD = 2, 3, 0
@@ -199,16 +198,8 @@ def trained_transformer(tmp_path_factory):
 
 @pytest.fixture
 def run_command(monkeypatch):
-    monkeypatch.setenv(_setup.CACHE_ENV_VAR, "")  # no compilation cache outside the test
-
-    def run(*arguments):
-        flags.FLAGS(["az_eval", *arguments])
-        try:
-            az_eval.main([])
-        finally:
-            flags.FLAGS.unparse_flags()
-
-    return run
+    """Runs ``az_eval``'s main in this process with the given flags."""
+    return in_process_command(monkeypatch, "az_eval", az_eval.main)
 
 
 def test_az_eval_writes_the_csv_section_and_audit(trained_transformer, tmp_path, run_command):

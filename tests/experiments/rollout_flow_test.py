@@ -6,11 +6,11 @@ import sys
 
 import numpy as np
 import pytest
-from absl import flags
 
 from attn_audit.audits import flow as flow_lib
 from attn_audit.audits import rollout
-from experiments import _setup, rollout_flow
+from experiments import rollout_flow
+from tests._fixtures import in_process_command
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -22,17 +22,8 @@ def attention_batch(batch=3, layers=3, heads=2, n=5):
 
 @pytest.fixture
 def run_command(monkeypatch):
-    """Runs the command's main in this process with the given flags, then resets the flags."""
-    monkeypatch.setenv(_setup.CACHE_ENV_VAR, "")  # no compilation cache outside the test
-
-    def run(*arguments):
-        flags.FLAGS(["rollout_flow", *arguments])
-        try:
-            rollout_flow.main([])
-        finally:
-            flags.FLAGS.unparse_flags()
-
-    return run
+    """Runs ``rollout_flow``'s main in this process with the given flags."""
+    return in_process_command(monkeypatch, "rollout_flow", rollout_flow.main)
 
 
 def test_batch_with_lengths_gives_the_library_maps(tmp_path, run_command):
