@@ -22,10 +22,10 @@ audit: $(VENV)/.installed
 		--data_dir=$(DATA) --workdir=$(WORKDIR)
 	$(PY) -m experiments.audit --workdir=$(WORKDIR) --data_dir=$(DATA) --split=test
 
-## make test: the whole test suite (lint included).
+## make test: the whole test suite (lint included), on up to 4 worker processes (pytest-xdist).
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
-	ATTN_AUDIT_DATA=$(DATA) $(PY) -m pytest -q
+	ATTN_AUDIT_DATA=$(DATA) $(PY) -m pytest -q --numprocesses=auto --maxprocesses=4
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

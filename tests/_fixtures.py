@@ -323,12 +323,8 @@ def assert_png(path):
 
 def in_process_command(monkeypatch, name: str, main):
     """``run(*flags)``: runs a command's ``main`` in this process with those flags, then resets
-    the flags; the compilation cache is off (``ATTN_AUDIT_JAX_CACHE=""``) for the test."""
+    the flags. The command uses the test session's compilation cache (``tests/conftest.py``)."""
     from absl import flags
-
-    from experiments import _setup
-
-    monkeypatch.setenv(_setup.CACHE_ENV_VAR, "")
 
     def run(*arguments):
         flags.FLAGS([name, *arguments])

@@ -1,14 +1,41 @@
-"""Strict test settings: rank promotion raises, warnings are errors (pyproject), seeded keys."""
+"""Strict test settings: rank promotion raises, warnings are errors (pyproject), seeded keys.
+
+One compilation cache per test session: a fresh, empty folder made when the session starts,
+shared by every test, by the xdist workers and by the commands the tests start as
+subprocesses (through ``$ATTN_AUDIT_JAX_CACHE``), and deleted at the end. A program that
+several tests build (the same tiny model, the same shapes) is compiled once per session; a
+session never sees programs of an earlier one, so the suite measures a fresh machine.
+"""
 
 import os
 import pathlib
+import shutil
+import tempfile
 
 import jax
 import pytest
 
+from experiments import _setup
+
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 REAL_DATA = os.environ.get("ATTN_AUDIT_DATA")
+_SESSION_CACHE = "ATTN_AUDIT_TEST_SESSION_CACHE"
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
+        folder = tempfile.mkdtemp(prefix="attn_audit_test_cache_")
+        os.environ[_SESSION_CACHE] = folder  # xdist workers inherit it
+        config._attn_audit_session_cache = folder
+    os.environ[_setup.CACHE_ENV_VAR] = os.environ[_SESSION_CACHE]
+    _setup.enable_compilation_cache()
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "_attn_audit_session_cache", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
