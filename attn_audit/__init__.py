@@ -18,8 +18,7 @@ The names below are the public API (what the README uses)::
     run = aa.load_run("runs/sst_lstm_tanh")
     split = aa.split_encoder(run.vocab)(aa.load_dataset("sst"), "test")
     records, timings = aa.run_audit(aa.auditable_model(run.model_config), run.params, split,
-                                    run.config["data"]["bucket_boundaries"], out_dir,
-                                    aa.AuditOptions())
+                                    None, out_dir, aa.AuditOptions())
 """
 
 import importlib

@@ -2,7 +2,7 @@ r"""Audits a trained run: gradient, leave-one-out, permutation and adversarial (
 
   python -m experiments.audit --workdir=runs/sst_lstm_tanh \
       [--split=test --limit=N --audits=gradient,loo,permutation,adversarial --seed=0 \
-       --batch_size=32 --data_dir=DIR]
+       --batch_size=32 --buckets=2 --data_dir=DIR]
 
 Writes ``WORKDIR/audit/<split>/``: ``records.jsonl`` (one JSON object per instance;
 fields documented in ``attn_audit/report/records.py``), ``summary.json`` and
@@ -40,6 +40,9 @@ _LIMIT = flags.DEFINE_integer("limit", None, "Audit only the first N instances o
 _AUDITS = flags.DEFINE_list("audits", list(AUDITS), f"Audits to run, from {list(AUDITS)}.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the permutations and adversary initialisation.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Instances per batch.")
+_BUCKETS = flags.DEFINE_integer(
+    "buckets", 2, "Padded widths to audit at (one compiled program each), fitted to the split."
+)
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Folder with the original data files (default: $ATTN_AUDIT_DATA)."
 )
@@ -67,13 +70,13 @@ def main(argv):
         options = AuditOptions(
             split=_SPLIT.value, audits=audits,
             seed=_SEED.value, batch_size=_BATCH_SIZE.value, limit=_LIMIT.value,
+            num_buckets=_BUCKETS.value,
         )  # fmt: skip
         out_dir = run.workdir / "audit" / _SPLIT.value
-        boundaries = tuple(run.config["data"]["bucket_boundaries"])
         # Traced programs live beside the compiled ones: a warm run skips tracing too.
         program_cache = cache_folder and ProgramCache(cache_folder / "exported")
         records, timings = run_audit(
-            auditable_model(run.model_config), run.params, split, boundaries, out_dir, options,
+            auditable_model(run.model_config), run.params, split, None, out_dir, options,
             program_cache,
         )  # fmt: skip
     except (data.DataError, CheckpointError, ValueError, FileNotFoundError) as error:

@@ -116,7 +116,7 @@ def main(argv):
                 limit=_LIMIT.value if _AUDIT_LIMIT.value is None else _AUDIT_LIMIT.value,
             )  # fmt: skip
             records, _ = run_audit(
-                auditable_model(run.model_config), run.params, full_split, boundaries,
+                auditable_model(run.model_config), run.params, full_split, None,
                 out_dir / "audit", options,
             )  # fmt: skip
             jw_summary = summarize(records, run.config["data"]["label_names"])

@@ -177,8 +177,7 @@ def main(argv):
                 out_dir = workdir / "audit" / "test"
                 options = AuditOptions()
                 records, timings = run_audit(
-                    JWModel(run.model_config), run.params, test,
-                    tuple(run.config["data"]["bucket_boundaries"]), out_dir, options,
+                    JWModel(run.model_config), run.params, test, None, out_dir, options,
                 )  # fmt: skip
                 label_names = run.config["data"]["label_names"]
                 summary = summarize(records, label_names, {"timings": timings})

@@ -5,9 +5,15 @@ temporary file, then a rename), so an interrupted run loses at most the batch
 in flight; running the same audit again skips the batches that have a part.
 At the end the parts are merged, in data order, into ``<out>/records.jsonl``.
 Keys are per instance (``fold_in``), so a resumed run writes the same records
-as an uninterrupted one. While the first length bucket is audited, a background
-thread compiles (or loads) the programs of the other buckets: XLA compiles with
-the interpreter lock released, on the second core.
+as an uninterrupted one.
+
+Compilation is a cost of its own and is reported apart. The audit pads to a few
+widths fitted to the split's lengths (``AuditOptions.num_buckets``, default 2;
+``data.fewest_padded_boundaries``), not to the training's buckets: each width is
+one program to compile, and for SST's test set 2 widths audit as fast as the
+training's 4. The first width compiles on the main thread while a second thread
+compiles the others (XLA releases the interpreter lock, so this uses the second
+core), and each batch waits only for its own program.
 """
 
 import dataclasses
@@ -45,6 +51,7 @@ class AuditOptions:
     limit: int | None = None
     num_permutations: int = 100
     adversary: AdversarySettings = AdversarySettings()
+    num_buckets: int = 2
 
     def to_dict(self) -> dict:
         content = dataclasses.asdict(self)
@@ -124,16 +131,27 @@ def _batch_shape(batch: dict) -> tuple:
     return (batch["token_ids"].shape, batch.get("question_ids", np.zeros(0)).shape)
 
 
-def _compile_ahead(auditor: BatchAuditor, batches: dict, compiled: dict) -> None:
-    """Compiles the program of each shape in ``batches`` in turn and sets its event in
-    ``compiled``. A failure is left to the audit, which meets it again at that batch."""
+def _compile_ahead(auditor: BatchAuditor, batches: dict, compiled: dict, seconds: dict) -> None:
+    """Compiles the program of each shape in ``batches`` in turn, keeps its compile time in
+    ``seconds`` and sets its event in ``compiled``. A failure is left to the audit, which
+    meets it again at that batch."""
     for shape, batch in batches.items():
+        start = time.perf_counter()
         try:
             auditor.compile(batch)
         except Exception as error:  # noqa: BLE001  (raised again by the audit of that batch)
             logging.debug("Compiling ahead for shape %s failed: %s", shape, error)
         finally:
+            seconds[shape] = time.perf_counter() - start
             compiled[shape].set()
+
+
+def audit_boundaries(split: data.EncodedSplit, num_buckets: int) -> tuple[int, ...]:
+    """The audit's bucket widths for ``split`` (text and question lengths alike)."""
+    lengths = [len(ids) for ids in split.token_ids]
+    if split.question_ids is not None:
+        lengths += [len(ids) for ids in split.question_ids]
+    return data.fewest_padded_boundaries(lengths, num_buckets)
 
 
 def _check_options(out_dir: pathlib.Path, options: AuditOptions) -> None:
@@ -160,21 +178,27 @@ def run_audit(
 
     Args:
       model: an ``AuditableModel``; params: its parameters.
-      split: the encoded split; boundaries: its bucket boundaries.
+      split: the encoded split.
+      boundaries: bucket widths covering the split, or None for the audit's own
+        (``audit_boundaries(split, options.num_buckets)``, the default of the commands).
       out_dir: where ``audit_config.json``, ``parts/`` and ``records.jsonl`` go.
       options: what to run.
       program_cache: optional ``exported.ProgramCache`` (see ``BatchAuditor``).
 
     Returns:
-      ``(records in data order, timings)``; timings has ``wall_seconds``,
-      ``first_call_seconds`` (batches that compiled a new shape, compilation
-      included), ``steady_seconds`` and the number of batches of each kind.
+      ``(records in data order, timings)``; timings has ``wall_seconds`` (the audit from
+      its first batch to its last), ``compile_seconds`` (compiling or loading the
+      programs, summed over shapes and threads), ``compile_wait_seconds`` (the part of
+      the wall time the audit waited for a program), ``run_seconds`` (running the
+      batches and writing their records), ``boundaries``, ``shapes`` and ``batches``.
     """
     import jax  # only here: keeps `import attn_audit.audits.runner` light for the report
 
     out_dir = pathlib.Path(out_dir)
     _check_options(out_dir, options)
     split = first_instances(split, options.limit)
+    if boundaries is None:
+        boundaries = audit_boundaries(split, options.num_buckets)
     parts = out_dir / "parts"
     parts.mkdir(exist_ok=True)
     auditor = BatchAuditor(
@@ -182,43 +206,47 @@ def run_audit(
         options.num_permutations, program_cache,
     )  # fmt: skip
     batch_size = -(-options.batch_size // auditor.num_devices) * auditor.num_devices
-    plan = list(data.batches(split, batch_size, boundaries))
+    plan = list(data.batches(split, batch_size, tuple(boundaries)))
     todo = [b for b in range(len(plan)) if not (parts / f"{b:05d}.jsonl").exists()]
     if len(todo) < len(plan):
         logging.info(
             "Resuming: %d of %d batches already audited.", len(plan) - len(todo), len(plan)
         )
     start = time.perf_counter()
-    # The other shapes compile on a second thread, in the order the audit meets them; the
-    # audit waits for a shape still compiling rather than compiling it a second time.
+    # The first shape compiles here, the others on a second thread, in the order the audit
+    # meets them; the audit waits for a shape still compiling rather than compiling it twice.
     first_of_shape = {}
     for number in todo:
         first_of_shape.setdefault(_batch_shape(plan[number]), plan[number])
     later_shapes = dict(list(first_of_shape.items())[1:])
     compiled = {shape: threading.Event() for shape in later_shapes}
+    compile_seconds = {}
     ahead = threading.Thread(
-        target=_compile_ahead, args=(auditor, later_shapes, compiled), daemon=True
-    )
+        target=_compile_ahead, args=(auditor, later_shapes, compiled, compile_seconds),
+        daemon=True,
+    )  # fmt: skip
     ahead.start()
-    timings = {"first_call_seconds": 0.0, "steady_seconds": 0.0, "first_calls": 0, "steady": 0}
-    seen_shapes = set()
+    timings = {"compile_wait_seconds": 0.0, "run_seconds": 0.0}
+    if first_of_shape:
+        shape, batch = next(iter(first_of_shape.items()))
+        auditor.compile(batch)
+        compile_seconds[shape] = time.perf_counter() - start
+        timings["compile_wait_seconds"] += compile_seconds[shape]
     done = 0
     for number in todo:
         batch = plan[number]
-        batch_start = time.perf_counter()
         shape = _batch_shape(batch)
         if shape in compiled:
+            waiting = time.perf_counter()
             compiled[shape].wait()
+            timings["compile_wait_seconds"] += time.perf_counter() - waiting
+        batch_start = time.perf_counter()
         results = auditor(batch)
         records = batch_records(batch, results, split)
-        elapsed = time.perf_counter() - batch_start
-        kind = "steady" if shape in seen_shapes else "first_call"
-        seen_shapes.add(shape)
-        timings[f"{kind}_seconds" if kind == "steady" else "first_call_seconds"] += elapsed
-        timings["steady" if kind == "steady" else "first_calls"] += 1
         temporary = parts / f"{number:05d}.jsonl.tmp"
         write_records(temporary, records)
         os.replace(temporary, parts / f"{number:05d}.jsonl")
+        timings["run_seconds"] += time.perf_counter() - batch_start
         done += int((batch["index"] >= 0).sum())
         rate = done / (time.perf_counter() - start)
         remaining = sum(int((plan[b]["index"] >= 0).sum()) for b in todo) - done
@@ -229,6 +257,10 @@ def run_audit(
         )  # fmt: skip
     ahead.join()
     timings["wall_seconds"] = time.perf_counter() - start
+    timings.update(
+        compile_seconds=sum(compile_seconds.values()), boundaries=list(boundaries),
+        shapes=len(first_of_shape), batches=len(todo),
+    )  # fmt: skip
     records = []
     for number in range(len(plan)):
         records += read_records(parts / f"{number:05d}.jsonl")

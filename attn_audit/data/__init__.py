@@ -3,7 +3,12 @@
 import pathlib
 
 from attn_audit.data import agnews, babi, imdb, newsgroups, snli, sst, tfds_source
-from attn_audit.data.batching import batches, bucket_boundaries, bucket_of
+from attn_audit.data.batching import (
+    batches,
+    bucket_boundaries,
+    bucket_of,
+    fewest_padded_boundaries,
+)
 from attn_audit.data.dataset import (
     DATA_ENV_VAR,
     DataError,
@@ -60,6 +65,7 @@ def load_dataset(name: str, data_dir: str | pathlib.Path | None = None) -> TextD
 __all__ = [
     "DATA_ENV_VAR", "DataError", "EOS", "EncodedSplit", "Example", "LOADERS", "PAD", "SOS",
     "TextDataset", "UNK", "Vocabulary", "batches", "bucket_boundaries", "bucket_of",
+    "fewest_padded_boundaries",
     "build_vocabulary", "encode_split", "filter_by_length", "load_dataset", "resolve_data_dir",
     "sample_indices", "split_statistics", "subset_split", "tokenize", "vocabulary_for",
 ]  # fmt: skip

@@ -23,6 +23,56 @@ def bucket_boundaries(max_length: int, smallest: int = 16, growth: float = 1.5) 
     return tuple(boundaries)
 
 
+def fewest_padded_boundaries(
+    lengths, num_buckets: int, multiple: int = 8
+) -> tuple[int, ...]:
+    """At most ``num_buckets`` boundaries (multiples of ``multiple``) that cover every length and
+    minimise the padded cost ``Σ_i width(i)²``, where ``width(i)`` is the bucket of length ``i``.
+
+    For the audit, whose cost per instance grows with the padded width (leave-one-out about
+    as its square) and which compiles one program per width: a few widths fitted to the
+    split's own lengths instead of the training's geometric ones. Exact (dynamic
+    programming over the candidate widths).
+
+    Args:
+      lengths: sequence lengths (ints), at least one.
+      num_buckets: the most boundaries wanted (≥ 1).
+      multiple: every boundary is a multiple of this.
+
+    Returns:
+      increasing boundaries; the last one is the longest length rounded up to ``multiple``.
+    """
+    lengths = np.asarray(lengths, np.int64)
+    if lengths.size == 0:
+        raise ValueError("fewest_padded_boundaries needs at least one length.")
+    if num_buckets < 1:
+        raise ValueError(f"num_buckets must be at least 1, got {num_buckets}.")
+    widths = np.arange(
+        -(-int(lengths.min()) // multiple) * multiple,
+        -(-int(lengths.max()) // multiple) * multiple + 1, multiple,
+    )  # fmt: skip
+    # at_most[j]: how many lengths fit in widths[j]; the bucket (widths[i], widths[j]] holds
+    # at_most[j] - at_most[i] of them, at cost widths[j]² each.
+    at_most = np.searchsorted(np.sort(lengths), widths, side="right").astype(float)
+    squares = widths.astype(float) ** 2
+    # cost[k - 1][j]: the cheapest k buckets whose largest is widths[j]; came_from: the one before.
+    cost = [at_most * squares]
+    came_from = [np.full(len(widths), -1)]
+    for _ in range(1, num_buckets):
+        with_one_more = cost[-1][:, None] + (at_most[None, :] - at_most[:, None]) * squares
+        with_one_more[np.tril_indices(len(widths))] = np.inf  # the previous bucket is smaller
+        came_from.append(np.argmin(with_one_more, axis=0))
+        cost.append(with_one_more.min(axis=0))
+    last = len(widths) - 1
+    totals = [c[last] for c in cost]
+    count = int(np.argmin(totals)) + 1  # the fewest buckets at the lowest cost
+    boundaries, j = [], last
+    for k in range(count - 1, -1, -1):
+        boundaries.append(int(widths[j]))
+        j = came_from[k][j]
+    return tuple(reversed(boundaries))
+
+
 def bucket_of(length: int, boundaries: tuple[int, ...]) -> int:
     """The smallest boundary ≥ ``length``."""
     index = int(np.searchsorted(boundaries, length))

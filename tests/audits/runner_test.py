@@ -47,7 +47,10 @@ def test_records_hold_each_instances_audits_in_data_order(audited):
     assert [r["index"] for r in records] == list(range(OPTIONS.limit))  # the limit applies
     assert report.read_records(out_dir / "records.jsonl") == records
     assert json.loads((out_dir / "audit_config.json").read_text()) == OPTIONS.to_dict()
-    assert timings["first_calls"] + timings["steady"] == len(list((out_dir / "parts").iterdir()))
+    assert timings["batches"] == len(list((out_dir / "parts").iterdir()))
+    assert timings["shapes"] == len(BOUNDARIES) and timings["boundaries"] == list(BOUNDARIES)
+    assert 0 < timings["compile_seconds"] and 0 < timings["run_seconds"]
+    assert timings["compile_wait_seconds"] + timings["run_seconds"] <= timings["wall_seconds"]
     for record in records:
         index = record["index"]
         ids = split.token_ids[index]
@@ -83,7 +86,7 @@ def test_a_rerun_resumes_from_the_parts(audited):
     report.write_records(parts[0], kept)
     parts[-1].unlink()
     again, timings = runner.run_audit(model, params, toy_split(), BOUNDARIES, out_dir, OPTIONS)
-    assert timings["first_calls"] + timings["steady"] == 1  # only the deleted part
+    assert timings["batches"] == 1  # only the deleted part
     marked = next(r for r in again if r["tokens"] == ["marker"])
     assert marked["index"] == kept[0]["index"]
     others = [r for r in again if r is not marked]

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 
@@ -52,3 +54,35 @@ def test_evaluation_order_is_deterministic_and_qa_has_questions():
     assert first == second == [[0, 2], [1, -1]]
     batch = next(data.batches(split, 2, boundaries))
     assert batch["question_ids"].shape == (2, 16) and batch["question_lengths"].tolist() == [3, 3]
+
+
+def _padded_cost(boundaries, lengths):
+    return sum(data.bucket_of(n, boundaries) ** 2 for n in lengths)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_fewest_padded_boundaries_equal_a_brute_force_search(seed):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 70, rng.integers(1, 40))
+    num_buckets = int(rng.integers(1, 5))
+    got = data.fewest_padded_boundaries(lengths, num_buckets)
+    widths = range(8, -(-int(lengths.max()) // 8) * 8 + 1, 8)
+    # Every choice of at most num_buckets widths that covers the longest length.
+    best = min(
+        (_padded_cost(chosen, lengths), len(chosen))
+        for count in range(1, num_buckets + 1)
+        for chosen in itertools.combinations(widths, count)
+        if chosen[-1] >= lengths.max()
+    )
+    assert (_padded_cost(got, lengths), len(got)) == best
+    assert list(got) == sorted(set(got)) and all(b % 8 == 0 for b in got)
+
+
+def test_fewest_padded_boundaries_fit_the_lengths_and_refuse_bad_input():
+    assert data.fewest_padded_boundaries([9, 10, 11, 40], 2) == (16, 40)
+    assert data.fewest_padded_boundaries([9, 10, 11, 40], 1) == (40,)
+    assert data.fewest_padded_boundaries([5, 5, 5], 3) == (8,)  # no empty buckets
+    with pytest.raises(ValueError, match="at least one length"):
+        data.fewest_padded_boundaries([], 2)
+    with pytest.raises(ValueError, match="num_buckets must be at least 1"):
+        data.fewest_padded_boundaries([4], 0)
