@@ -2,8 +2,8 @@
 
 A batch is the dict of ``attn_audit.data.batches`` (``token_ids [B, T]``,
 ``lengths [B]``, ``index [B]``, ...). Every audit is a jitted function of its
-own; ``BatchAuditor`` runs the chosen ones as one combined program
-(``audit_batch``, one compilation per bucket shape). The model is a static
+own; ``BatchAuditor`` runs the chosen ones as at most two combined programs
+(``audit_batch``, one compilation each per bucket shape: ``PROGRAMS``). The model is a static
 argument, and the batch is sharded over all local devices along a ``data`` mesh
 axis while the parameters are replicated, so the same code runs on one CPU,
 several host devices, GPUs or TPUs. Randomness is per instance: the key of
@@ -23,6 +23,10 @@ from attn_audit.audits.loo import leave_one_out
 from attn_audit.audits.permutation import NUM_PERMUTATIONS, permutation_median_tvd
 
 AUDITS = ("gradient", "loo", "permutation", "adversarial")
+# The audits that re-run the encoder, and those that only decode other α on fixed states:
+# one program each, of about the same compile time, so that two cores compile a shape's
+# programs side by side (``BatchAuditor.programs``).
+PROGRAMS = (("gradient", "loo"), ("permutation", "adversarial"))
 
 
 def checked_audits(names) -> tuple[str, ...]:
@@ -174,7 +178,7 @@ class BatchAuditor:
     def _instance_keys(self, role_key, index):
         return jax.vmap(lambda i: jax.random.fold_in(role_key, i))(jnp.maximum(index, 0))
 
-    def _arguments(self, batch: dict) -> tuple:
+    def _arguments(self, batch: dict, audits: tuple[str, ...]) -> tuple:
         rows = batch["token_ids"].shape[0]
         if rows % self.num_devices:
             raise ValueError(
@@ -187,17 +191,25 @@ class BatchAuditor:
             self.model, self.params, instances,
             self._instance_keys(self.permutation_key, index),
             self._instance_keys(self.adversarial_key, index),
-            self.audits, loo_positions_per_chunk(*batch["token_ids"].shape),
+            audits, loo_positions_per_chunk(*batch["token_ids"].shape),
             self.num_permutations, self.adversary,
         )  # fmt: skip
 
-    def compile(self, batch: dict) -> None:
-        """Compiles (or loads) the program for ``batch``'s shape without running it."""
-        arguments = self._arguments(batch)
-        if self.program_cache is None:
-            audit_batch.lower(*arguments).compile()
-        else:
-            self.program_cache.compile("audit_batch", audit_batch, arguments, _STATIC)
+    @property
+    def programs(self) -> tuple[tuple[str, ...], ...]:
+        """The audits of each compiled program (``PROGRAMS`` restricted to the chosen audits)."""
+        chosen = (tuple(a for a in group if a in self.audits) for group in PROGRAMS)
+        return tuple(group for group in chosen if group) or ((),)
+
+    def compile(self, batch: dict, program: tuple[str, ...] | None = None) -> None:
+        """Compiles (or loads) ``program`` (one of ``programs``; all when None) for ``batch``'s
+        shape without running it."""
+        for audits in self.programs if program is None else (program,):
+            arguments = self._arguments(batch, audits)
+            if self.program_cache is None:
+                audit_batch.lower(*arguments).compile()
+            else:
+                self.program_cache.compile("audit_batch", audit_batch, arguments, _STATIC)
 
     def __call__(self, batch: dict) -> dict[str, np.ndarray]:
         """Audits one batch; returns host arrays with a leading batch axis.
@@ -206,11 +218,14 @@ class BatchAuditor:
         ``gradient [B, T]``, ``loo [B, T]``, ``permutation_median_tvd [B]``,
         ``adversarial_*`` (see ``adversarial_search``).
         """
-        arguments = self._arguments(batch)
-        if self.program_cache is None:
-            results = audit_batch(*arguments)
-        else:
-            results = self.program_cache("audit_batch", audit_batch, arguments, _STATIC)
+        results = {}
+        for audits in self.programs:
+            arguments = self._arguments(batch, audits)
+            if self.program_cache is None:
+                found = audit_batch(*arguments)
+            else:
+                found = self.program_cache("audit_batch", audit_batch, arguments, _STATIC)
+            results = {**found, **results}  # attention and probabilities: the first program's
         return jax.tree.map(np.asarray, jax.device_get(results))
 
 

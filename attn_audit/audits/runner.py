@@ -10,18 +10,18 @@ as an uninterrupted one.
 Compilation is a cost of its own and is reported apart. The audit pads to a few
 widths fitted to the split's lengths (``AuditOptions.num_buckets``, default 2;
 ``data.fewest_padded_boundaries``), not to the training's buckets: each width is
-one program to compile, and for SST's test set 2 widths audit as fast as the
-training's 4. The first width compiles on the main thread while a second thread
-compiles the others (XLA releases the interpreter lock, so this uses the second
-core), and each batch waits only for its own program.
+compiled, and for SST's test set 2 widths audit as fast as the training's 4. Two
+threads compile the programs (``BatchAuditor.programs``, two per width) in the order
+the audit needs them, while the main thread audits the batches whose programs are
+ready: XLA compiles with the interpreter lock released, so both cores work.
 """
 
+import concurrent.futures
 import dataclasses
 import json
 import logging
 import os
 import pathlib
-import threading
 import time
 
 import numpy as np
@@ -32,6 +32,9 @@ from attn_audit.audits.adversarial import AdversarySettings
 from attn_audit.audits.engine import AUDITS, BatchAuditor
 from attn_audit.models import is_real_token
 from attn_audit.report.records import read_records, write_records
+
+# Threads that compile the audit's programs: two cores' worth (the main thread runs batches).
+COMPILE_THREADS = 2
 
 TAU_PAIRS = {
     "gradient": ("attention", "gradient"),
@@ -131,19 +134,10 @@ def _batch_shape(batch: dict) -> tuple:
     return (batch["token_ids"].shape, batch.get("question_ids", np.zeros(0)).shape)
 
 
-def _compile_ahead(auditor: BatchAuditor, batches: dict, compiled: dict, seconds: dict) -> None:
-    """Compiles the program of each shape in ``batches`` in turn, keeps its compile time in
-    ``seconds`` and sets its event in ``compiled``. A failure is left to the audit, which
-    meets it again at that batch."""
-    for shape, batch in batches.items():
-        start = time.perf_counter()
-        try:
-            auditor.compile(batch)
-        except Exception as error:  # noqa: BLE001  (raised again by the audit of that batch)
-            logging.debug("Compiling ahead for shape %s failed: %s", shape, error)
-        finally:
-            seconds[shape] = time.perf_counter() - start
-            compiled[shape].set()
+def _timed_compile(auditor: BatchAuditor, batch: dict, program: tuple[str, ...]) -> float:
+    start = time.perf_counter()
+    auditor.compile(batch, program)
+    return time.perf_counter() - start
 
 
 def audit_boundaries(split: data.EncodedSplit, num_buckets: int) -> tuple[int, ...]:
@@ -213,52 +207,50 @@ def run_audit(
             "Resuming: %d of %d batches already audited.", len(plan) - len(todo), len(plan)
         )
     start = time.perf_counter()
-    # The first shape compiles here, the others on a second thread, in the order the audit
-    # meets them; the audit waits for a shape still compiling rather than compiling it twice.
     first_of_shape = {}
     for number in todo:
         first_of_shape.setdefault(_batch_shape(plan[number]), plan[number])
-    later_shapes = dict(list(first_of_shape.items())[1:])
-    compiled = {shape: threading.Event() for shape in later_shapes}
-    compile_seconds = {}
-    ahead = threading.Thread(
-        target=_compile_ahead, args=(auditor, later_shapes, compiled, compile_seconds),
-        daemon=True,
-    )  # fmt: skip
-    ahead.start()
+    # Every (shape, program) pair compiles once, in the order the audit meets the shapes.
+    compiler = concurrent.futures.ThreadPoolExecutor(COMPILE_THREADS, "compile")
+    compiling = {
+        shape: [compiler.submit(_timed_compile, auditor, batch, p) for p in auditor.programs]
+        for shape, batch in first_of_shape.items()
+    }  # fmt: skip
+    compiler.shutdown(wait=False)
     timings = {"compile_wait_seconds": 0.0, "run_seconds": 0.0}
-    if first_of_shape:
-        shape, batch = next(iter(first_of_shape.items()))
-        auditor.compile(batch)
-        compile_seconds[shape] = time.perf_counter() - start
-        timings["compile_wait_seconds"] += compile_seconds[shape]
-    done = 0
-    for number in todo:
-        batch = plan[number]
-        shape = _batch_shape(batch)
-        if shape in compiled:
+    try:
+        done = 0
+        for number in todo:
+            batch = plan[number]
+            shape = _batch_shape(batch)
             waiting = time.perf_counter()
-            compiled[shape].wait()
+            concurrent.futures.wait(compiling[shape])
             timings["compile_wait_seconds"] += time.perf_counter() - waiting
-        batch_start = time.perf_counter()
-        results = auditor(batch)
-        records = batch_records(batch, results, split)
-        temporary = parts / f"{number:05d}.jsonl.tmp"
-        write_records(temporary, records)
-        os.replace(temporary, parts / f"{number:05d}.jsonl")
-        timings["run_seconds"] += time.perf_counter() - batch_start
-        done += int((batch["index"] >= 0).sum())
-        rate = done / (time.perf_counter() - start)
-        remaining = sum(int((plan[b]["index"] >= 0).sum()) for b in todo) - done
-        logging.info(
-            "audited batch %d/%d (length %d): %d instances, %.1f instances/s, ETA %s",
-            number + 1, len(plan), batch["token_ids"].shape[1], done, rate,
-            format_duration(remaining / rate if rate else 0.0),
-        )  # fmt: skip
-    ahead.join()
+            batch_start = time.perf_counter()
+            results = auditor(batch)
+            records = batch_records(batch, results, split)
+            temporary = parts / f"{number:05d}.jsonl.tmp"
+            write_records(temporary, records)
+            os.replace(temporary, parts / f"{number:05d}.jsonl")
+            timings["run_seconds"] += time.perf_counter() - batch_start
+            done += int((batch["index"] >= 0).sum())
+            rate = done / (time.perf_counter() - start)
+            remaining = sum(int((plan[b]["index"] >= 0).sum()) for b in todo) - done
+            logging.info(
+                "audited batch %d/%d (length %d): %d instances, %.1f instances/s, ETA %s",
+                number + 1, len(plan), batch["token_ids"].shape[1], done, rate,
+                format_duration(remaining / rate if rate else 0.0),
+            )  # fmt: skip
+    except BaseException:  # an error or an interrupt: compile nothing more for this audit
+        for futures in compiling.values():
+            for future in futures:
+                future.cancel()
+        raise
     timings["wall_seconds"] = time.perf_counter() - start
+    # A compilation that failed is raised again by its batch's audit; none is left here.
+    compile_seconds = [f.result() for futures in compiling.values() for f in futures]
     timings.update(
-        compile_seconds=sum(compile_seconds.values()), boundaries=list(boundaries),
+        compile_seconds=sum(compile_seconds), boundaries=list(boundaries),
         shapes=len(first_of_shape), batches=len(todo),
     )  # fmt: skip
     records = []

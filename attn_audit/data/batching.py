@@ -23,9 +23,7 @@ def bucket_boundaries(max_length: int, smallest: int = 16, growth: float = 1.5) 
     return tuple(boundaries)
 
 
-def fewest_padded_boundaries(
-    lengths, num_buckets: int, multiple: int = 8
-) -> tuple[int, ...]:
+def fewest_padded_boundaries(lengths, num_buckets: int, multiple: int = 8) -> tuple[int, ...]:
     """At most ``num_buckets`` boundaries (multiples of ``multiple``) that cover every length and
     minimise the padded cost ``Σ_i width(i)²``, where ``width(i)`` is the bucket of length ``i``.
 
