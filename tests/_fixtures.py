@@ -334,3 +334,70 @@ def in_process_command(monkeypatch, name: str, main):
             flags.FLAGS.unparse_flags()
 
     return run
+
+
+@functools.cache
+def _command_flags(name: str):
+    """Imports ``experiments.<name>`` with its flags kept apart: ``(module, {flag: Flag})``.
+
+    Commands reuse flag names (``--results_dir``, ``--epochs``), and absl refuses a second
+    definition in one process. The module is imported with the flags already defined hidden;
+    its own flags are then set aside and only put in place while it runs (``command_runner``).
+    Flags that its imports define (libraries) stay defined for everyone.
+    """
+    import importlib
+
+    from absl import flags
+
+    registry = flags.FLAGS._flags()
+    before = dict(registry)
+    registry.clear()
+    try:
+        module = importlib.import_module(f"experiments.{name}")
+    finally:
+        defined = dict(registry)
+        registry.clear()
+        registry.update(before)
+    own = {id(f) for f in flags.FLAGS.flags_by_module_dict().get(module.__name__, [])}
+    mine = {n: f for n, f in defined.items() if id(f) in own}
+    for flag_name, flag in defined.items():
+        if flag_name not in mine:
+            registry.setdefault(flag_name, flag)
+    return module, mine
+
+
+def command_runner(name: str):
+    """``(module, run)``: ``run(*flags)`` runs ``experiments.<name>``'s ``main`` in this process
+    with those flags (its own flags in place of other commands' of the same name), then puts
+    the flags back. Uses the test session's compilation cache (``tests/conftest.py``)."""
+    from absl import flags
+
+    module, mine = _command_flags(name)
+
+    def run(*arguments):
+        registry = flags.FLAGS._flags()
+        saved = dict(registry)
+        registry.update(mine)
+        try:
+            flags.FLAGS([f"experiments.{name}", *arguments])
+            module.main([])
+        finally:
+            flags.FLAGS.unparse_flags()
+            registry.clear()
+            registry.update(saved)
+
+    return module, run
+
+
+def tiny_paper_recipe(monkeypatch):
+    """The paper's training recipe (``training.paper_defaults``) at the sizes of the other toy
+    runs: random 8-d embeddings, 6 units, batches of 16. Commands that train with the recipe
+    then compile in seconds, and share their programs with the other toy runs."""
+    from attn_audit import training
+
+    paper_defaults = training.paper_defaults
+
+    def tiny(dataset_name):
+        return {**paper_defaults(dataset_name), **TINY, "embeddings": "random"}
+
+    monkeypatch.setattr(training, "paper_defaults", tiny)

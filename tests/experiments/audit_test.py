@@ -1,6 +1,7 @@
 """experiments.audit end to end on a tiny trained run: outputs, errors, and resume after a kill."""
 
 import json
+import logging
 import pathlib
 import shutil
 import signal
@@ -11,7 +12,7 @@ import time
 import pytest
 
 from attn_audit import data, training
-from tests._fixtures import TINY, write_toy_sst
+from tests._fixtures import TINY, command_runner, write_toy_sst
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 FIELDS = {
@@ -38,14 +39,13 @@ def audit_command(workdir, data_dir, *extra):
             f"--data_dir={data_dir}", *extra]  # fmt: skip
 
 
-def test_audit_writes_records_summary_and_figures(trained):
+def test_audit_writes_records_summary_and_figures(trained, caplog):
     data_dir, workdir = trained
-    result = subprocess.run(
-        audit_command(workdir, data_dir, "--limit=20", "--batch_size=8"),
-        cwd=REPO, capture_output=True, text=True,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    _, run_audit = command_runner("audit")  # in this process: no start-up, programs shared
+    with caplog.at_level(logging.INFO):
+        run_audit(f"--workdir={workdir}", f"--data_dir={data_dir}", "--limit=20", "--batch_size=8")
     out = workdir / "audit" / "test"
+    assert "process_seconds" in (out / "summary.json").read_text()  # main ran to its end
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     assert len(records) == 20 and [r["index"] for r in records] == list(range(20))
     for record in records:
@@ -58,21 +58,20 @@ def test_audit_writes_records_summary_and_figures(trained):
     assert summary["n_instances"] == 20
     assert "Table 2" in (out / "summary.md").read_text() or "τ" in (out / "summary.md").read_text()
     assert len(list(out.glob("*.png"))) >= 4
-    assert "instances/s" in result.stderr
+    assert "instances/s" in caplog.text
 
 
 def test_bad_options_are_clear_errors(trained, tmp_path):
     data_dir, workdir = trained
-    result = subprocess.run(
-        audit_command(workdir, data_dir, "--audits=gradient,saliency"),
-        cwd=REPO, capture_output=True, text=True,
-    )  # fmt: skip
-    assert result.returncode != 0 and "Unknown audits ['saliency']" in result.stderr
-    result = subprocess.run(
-        audit_command(tmp_path / "missing", data_dir), cwd=REPO, capture_output=True, text=True
-    )
-    assert result.returncode != 0 and "does not exist" in result.stderr
-    assert "Traceback" not in result.stderr
+    _, run_audit = command_runner("audit")
+    # A clear error is a SystemExit with a message: no other exception, so no traceback.
+    with pytest.raises(SystemExit) as error:
+        run_audit(f"--workdir={workdir}", f"--data_dir={data_dir}", "--audits=gradient,saliency")
+    assert error.value.code != 0 and "Unknown audits ['saliency']" in str(error.value.code)
+    with pytest.raises(SystemExit) as error:
+        run_audit(f"--workdir={tmp_path / 'missing'}", f"--data_dir={data_dir}")
+    assert error.value.code != 0 and "does not exist" in str(error.value.code)
+    assert str(error.value.code).startswith("error: ")  # a message, not a traceback
 
 
 def test_killed_audit_resumes_to_identical_records(trained, tmp_path):
@@ -100,8 +99,10 @@ def test_killed_audit_resumes_to_identical_records(trained, tmp_path):
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resuming" in resumed.stderr
-    subprocess.run(audit_command(copies["straight"], data_dir, *options), cwd=REPO, check=True,
-                   capture_output=True)  # fmt: skip
+    # The audit that is never killed needs no process of its own.
+    command_runner("audit")[1](
+        f"--workdir={copies['straight']}", f"--data_dir={data_dir}", *options
+    )
     killed = (copies["killed"] / "audit" / "test" / "records.jsonl").read_text()
     straight = (copies["straight"] / "audit" / "test" / "records.jsonl").read_text()
     assert killed == straight

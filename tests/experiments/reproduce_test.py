@@ -1,26 +1,21 @@
 """experiments.reproduce on toy data: table2.csv rows and the RESULTS.md section."""
 
 import csv
-import pathlib
-import subprocess
-import sys
 
 from attn_audit import data
-from tests._fixtures import write_toy_sst
-
-REPO = pathlib.Path(__file__).resolve().parents[2]
+from tests._fixtures import command_runner, tiny_paper_recipe, write_toy_sst
 
 
-def test_reproduce_writes_table2_and_results(tmp_path):
+def test_reproduce_writes_table2_and_results(tmp_path, monkeypatch, capsys):
+    tiny_paper_recipe(monkeypatch)  # the command's outputs, at a size that compiles in seconds
     data_dir = write_toy_sst(tmp_path / "data", n=60)
-    result = subprocess.run(
-        [sys.executable, "-m", "experiments.reproduce", "--datasets=sst,babi1",
-         f"--data_dir={data_dir}", f"--runs_dir={tmp_path / 'runs'}",
-         f"--results_dir={tmp_path / 'results'}", "--epochs=1", "--encoders=lstm",
-         "--attentions=tanh"],
-        cwd=REPO, capture_output=True, text=True,
+    _, run = command_runner("reproduce")
+    run(
+        "--datasets=sst,babi1", f"--data_dir={data_dir}", f"--runs_dir={tmp_path / 'runs'}",
+        f"--results_dir={tmp_path / 'results'}", "--epochs=1", "--encoders=lstm",
+        "--attentions=tanh",
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert "*JW*" in capsys.readouterr().out  # ran to its end: the section it prints
     with open(tmp_path / "results" / "table2.csv") as f:
         rows = list(csv.DictReader(f))
     assert rows and {r["dataset"] for r in rows} == {"sst"}

@@ -8,19 +8,24 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from attn_audit import data, training
 from attn_audit.training.run_folder import load_run
-from tests._fixtures import write_toy_sst
+from tests._fixtures import command_runner, write_toy_sst
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
-def _train_command(data_dir, workdir, epochs):
+def _train_flags(data_dir, workdir, epochs):
     return [
-        sys.executable, "-m", "experiments.train", "--dataset=sst", f"--data_dir={data_dir}",
-        f"--workdir={workdir}", f"--epochs={epochs}", "--embed_dim=8", "--hidden_size=6",
-        "--batch_size=8", "--embeddings=random",
+        "--dataset=sst", f"--data_dir={data_dir}", f"--workdir={workdir}", f"--epochs={epochs}",
+        "--embed_dim=8", "--hidden_size=6", "--batch_size=8", "--embeddings=random",
     ]  # fmt: skip
+
+
+def _train_command(data_dir, workdir, epochs):
+    return [sys.executable, "-m", "experiments.train", *_train_flags(data_dir, workdir, epochs)]
 
 
 def test_killed_run_resumes_to_the_same_result(tmp_path):
@@ -47,29 +52,30 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "Resuming" in resumed.stderr
 
+    # The run that is never killed needs no process of its own.
     straight = tmp_path / "straight"
-    subprocess.run(_train_command(data_dir, straight, epochs), cwd=REPO, check=True,
-                   capture_output=True)  # fmt: skip
+    command_runner("train")[1](*_train_flags(data_dir, straight, epochs))
     a = json.loads((killed / "metrics.json").read_text())
     b = json.loads((straight / "metrics.json").read_text())
     assert [e["train_loss"] for e in a["epochs"]] == [e["train_loss"] for e in b["epochs"]]
     assert a["test"] == b["test"]
 
 
-def test_train_command_trains_a_transformer_and_its_run_reloads(tmp_path):
-    """``python -m experiments.train --encoder=transformer`` with sizes by flags; the run
-    folder reloads (checkpoint, config) and reproduces its recorded test accuracy."""
+def test_train_command_trains_a_transformer_and_its_run_reloads(tmp_path, capsys):
+    """``experiments.train --encoder=transformer`` with sizes by flags (in this process); the
+    run folder reloads (checkpoint, config) and reproduces its recorded test accuracy."""
     data_dir = write_toy_sst(tmp_path / "data", n=40)
     workdir = tmp_path / "run"
-    command = [
-        sys.executable, "-m", "experiments.train", "--dataset=sst", f"--data_dir={data_dir}",
-        f"--workdir={workdir}", "--encoder=transformer", "--epochs=1", "--batch_size=8",
-        "--embeddings=random", "--embed_dim=8", "--hidden_size=12", "--num_layers=1",
-        "--num_heads=3", "--ff_dim=16", "--pooling=mean",
+    _, run_train = command_runner("train")
+    options = [
+        "--dataset=sst", f"--data_dir={data_dir}", f"--workdir={workdir}",
+        "--encoder=transformer", "--epochs=1", "--batch_size=8", "--embeddings=random",
+        "--embed_dim=8", "--hidden_size=12", "--num_layers=1", "--num_heads=3", "--ff_dim=16",
+        "--pooling=mean",
     ]  # fmt: skip
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "sst transformer+self: test accuracy" in result.stdout
+    run_train(*options)
+    assert "sst transformer+self: test accuracy" in capsys.readouterr().out
+    assert "test" in json.loads((workdir / "metrics.json").read_text())  # a finished run
     run = load_run(workdir)
     expected = {"encoder": "transformer", "attention": "self", "embed_dim": 8, "hidden_size": 12}
     expected.update(num_layers=1, num_heads=3, ff_dim=16, pooling="mean")
@@ -80,8 +86,6 @@ def test_train_command_trains_a_transformer_and_its_run_reloads(tmp_path):
     report = training.evaluate(run.params, run.model_config, test, boundaries)
     assert report["accuracy"] == run.metrics["test"]["accuracy"]
     # A JW encoder with a transformer's attention (or the reverse) is a clear error.
-    bad = subprocess.run(
-        [*command[:6], "--encoder=lstm", "--attention=self"], cwd=REPO, capture_output=True,
-        text=True,
-    )  # fmt: skip
-    assert bad.returncode != 0 and "attention='self'" in bad.stderr
+    with pytest.raises(SystemExit) as bad:
+        run_train(*options[:3], "--encoder=lstm", "--attention=self")
+    assert bad.value.code != 0 and "attention='self'" in str(bad.value.code)
