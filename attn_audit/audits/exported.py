@@ -80,10 +80,15 @@ class ProgramCache:
         exported, dynamic = self._callable(name, function, arguments, static_argnums)
         return function(*arguments) if exported is None else exported(*dynamic)
 
+    def lower(self, name: str, function, arguments: tuple, static_argnums: tuple[int, ...]):
+        """Loads or exports the program; returns it lowered (``jax.stages.Lowered``), to be
+        compiled and then called with the dynamic arguments only."""
+        exported, dynamic = self._callable(name, function, arguments, static_argnums)
+        return function.lower(*arguments) if exported is None else exported.lower(*dynamic)
+
     def compile(self, name: str, function, arguments: tuple, static_argnums: tuple[int, ...]):
         """Loads or exports the program and compiles it, without running it."""
-        exported, dynamic = self._callable(name, function, arguments, static_argnums)
-        (function.lower(*arguments) if exported is None else exported.lower(*dynamic)).compile()
+        self.lower(name, function, arguments, static_argnums).compile()
 
     def _callable(self, name, function, arguments, static_argnums):
         """``(jitted exported program or None if it cannot be exported, dynamic arguments)``."""

@@ -112,6 +112,8 @@ def _to_json_value(value, where: str):
     if isinstance(value, dict):
         return {str(key): _to_json_value(item, f"{where}.{key}") for key, item in value.items()}
     if isinstance(value, (list, tuple)):
+        if all(type(item) is int or type(item) is float and math.isfinite(item) for item in value):
+            return list(value)  # the common case (scores per token), without a call per item
         return [_to_json_value(item, where) for item in value]
     if isinstance(value, np.generic):
         value = value.item()

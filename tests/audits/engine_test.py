@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -42,8 +43,13 @@ def test_the_combined_program_equals_the_audits_run_one_by_one():
     engine = audits.engine
     instances = engine.instances_from_batch(batch)
     index = np.asarray(batch["index"])
-    permutation_keys = auditor._instance_keys(auditor.permutation_key, index)
-    adversarial_keys = auditor._instance_keys(auditor.adversarial_key, index)
+
+    # Instance i's key of each role is fold_in(role key, i) (padding rows: i = 0).
+    def keys(role_key):
+        return jnp.stack([jax.random.fold_in(role_key, max(int(i), 0)) for i in index])
+
+    permutation_keys = keys(auditor.permutation_key)
+    adversarial_keys = keys(auditor.adversarial_key)
     separate = dict(engine.predict_batch(model, params, instances))
     separate["gradient"] = engine.gradient_batch(model, params, instances)
     separate["loo"] = engine.loo_batch(model, params, instances)

@@ -31,8 +31,11 @@ def test_exported_programs_equal_jit_when_written_and_when_read_back(tmp_path, t
         batch["question_ids"] = np.asarray([[2, 5, 6, 3, 0]] * 4, np.int32)
         batch["question_lengths"] = np.full(4, 4, np.int32)
     expected = auditor(task=task)(batch)
-    written = auditor(exported.ProgramCache(tmp_path), task)(batch)
-    assert len(list(tmp_path.glob("*.jax"))) == 1  # one program per batch shape
+    writer = auditor(exported.ProgramCache(tmp_path), task)
+    written = writer(batch)
+    # One file per program of the auditor (two: re-encoding and fixed-state audits) and shape.
+    assert len(writer.programs) == 2
+    assert len(list(tmp_path.glob("*.jax"))) == len(writer.programs)
     read_back = auditor(exported.ProgramCache(tmp_path), task)(batch)  # a new process's view
     for results in (written, read_back):
         assert set(results) == set(expected)
