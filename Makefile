@@ -25,7 +25,7 @@ audit: $(VENV)/.installed
 ## make test: the whole test suite (lint included), on up to 4 worker processes (pytest-xdist).
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
-	ATTN_AUDIT_DATA=$(DATA) $(PY) -m pytest -q --numprocesses=auto --maxprocesses=4
+	ATTN_AUDIT_DATA=$(DATA) $(PY) -m pytest -q --numprocesses=auto --maxprocesses=4 --dist=worksteal
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
