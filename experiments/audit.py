@@ -10,9 +10,10 @@ fields documented in ``attn_audit/report/records.py``), ``summary.json`` and
 max-attention bin, adversarial max-JSD quantiles, provenance) and PNG figures.
 An interrupted audit resumes: the same command skips the batches already done.
 
-Expected on a 2-core CPU for the default SST BiLSTM run: about 23 s for the 1,725
-test instances with cold caches (most of it compilation), about 8 s with warm ones
-(compiled and exported programs kept in $ATTN_AUDIT_JAX_CACHE; benchmarks/RESULTS.md).
+Expected on a 2-core CPU for the default SST BiLSTM run (benchmarks/RESULTS.md): about
+32 s for the 1,725 test instances with cold caches (8 s of it waiting for compilation,
+reported apart in summary.json's timings), about 20 s with warm ones (compiled and
+exported programs kept in $ATTN_AUDIT_JAX_CACHE).
 """
 
 import json
