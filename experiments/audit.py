@@ -65,6 +65,10 @@ def main(argv):
     start = time.perf_counter()
     try:
         audits = checked_audits(_AUDITS.value)
+        if _BUCKETS.value < 1:
+            raise ValueError(
+                f"--buckets must be at least 1 (padded widths to audit at), got {_BUCKETS.value}."
+            )
         run = load_run(_WORKDIR.value)
         dataset = data.load_dataset(run.config["data"]["name"], _DATA_DIR.value)
         split = wordpiece.split_encoder(run.vocab)(dataset, _SPLIT.value)

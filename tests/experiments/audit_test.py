@@ -69,6 +69,9 @@ def test_bad_options_are_clear_errors(trained, tmp_path):
         run_audit(f"--workdir={workdir}", f"--data_dir={data_dir}", "--audits=gradient,saliency")
     assert error.value.code != 0 and "Unknown audits ['saliency']" in str(error.value.code)
     with pytest.raises(SystemExit) as error:
+        run_audit(f"--workdir={workdir}", f"--data_dir={data_dir}", "--buckets=0")
+    assert "error: --buckets must be at least 1" in str(error.value.code)
+    with pytest.raises(SystemExit) as error:
         run_audit(f"--workdir={tmp_path / 'missing'}", f"--data_dir={data_dir}")
     assert error.value.code != 0 and "does not exist" in str(error.value.code)
     assert str(error.value.code).startswith("error: ")  # a message, not a traceback
