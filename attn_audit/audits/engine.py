@@ -217,24 +217,24 @@ class BatchAuditor:
     def compile(self, batch: dict, program: tuple[str, ...] | None = None) -> None:
         """Compiles (or loads) ``program`` (one of ``programs``; all when None) for ``batch``'s
         shape without running it; the auditor keeps the executable for later batches."""
+        arguments = self._arguments(batch, ())
         for audits in self.programs if program is None else (program,):
-            self._executable(batch, audits)
+            self._executable(batch, arguments, audits)
 
-    def _executable(self, batch: dict, audits: tuple[str, ...]):
-        """The compiled ``audit_batch`` of ``audits`` at ``batch``'s shape; compiled on first use
-        (ahead of time, with ``COMPILER_OPTIONS``). Returns ``(executable, dynamic arguments)``."""
-        arguments = self._arguments(batch, audits)
+    def _executable(self, batch: dict, arguments: tuple, audits: tuple[str, ...]):
+        """The compiled ``audit_batch`` of ``audits`` at ``batch``'s shape, called with the
+        dynamic ``arguments``; compiled on first use (ahead of time, ``COMPILER_OPTIONS``)."""
         shapes = tuple((name, np.shape(value)) for name, value in sorted(batch.items()))
         key = (audits, shapes)
         if key not in self._executables:
+            arguments = arguments[:_AUDITS_ARGUMENT] + (audits,) + arguments[_AUDITS_ARGUMENT + 1 :]
             if self.program_cache is None:
                 lowered = audit_batch.lower(*arguments)
             else:
                 lowered = self.program_cache.lower("audit_batch", audit_batch, arguments, _STATIC)
             options = COMPILER_OPTIONS.get(jax.default_backend())
             self._executables.setdefault(key, lowered.compile(options))
-        dynamic = tuple(a for i, a in enumerate(arguments) if i not in _STATIC)
-        return self._executables[key], dynamic
+        return self._executables[key]
 
     def __call__(self, batch: dict) -> dict[str, np.ndarray]:
         """Audits one batch; returns host arrays with a leading batch axis.
@@ -243,12 +243,15 @@ class BatchAuditor:
         ``gradient [B, T]``, ``loo [B, T]``, ``permutation_median_tvd [B]``,
         ``adversarial_*`` (see ``adversarial_search``).
         """
+        arguments = self._arguments(batch, ())  # the programs differ in static arguments only
+        dynamic = tuple(a for i, a in enumerate(arguments) if i not in _STATIC)
         results = {}
         for audits in self.programs:
-            executable, dynamic = self._executable(batch, audits)
-            results = {**executable(*dynamic), **results}  # attention, probabilities: the first's
+            found = self._executable(batch, arguments, audits)(*dynamic)
+            results = {**found, **results}  # attention and probabilities: the first program's
         return jax.tree.map(np.asarray, jax.device_get(results))
 
 
 # audit_batch's static arguments: model, audits, positions_per_chunk, num_permutations, settings.
 _STATIC = (0, 5, 6, 7, 8)
+_AUDITS_ARGUMENT = 5
