@@ -93,7 +93,10 @@ def adversarial_search(model, params, instance, key, settings=JW_ADVERSARY) -> d
         return adversarial_objective(logits, decode_fn, alpha, probabilities, mask, settings)
 
     optimizer = optax.amsgrad(settings.learning_rate)
-    logits = settings.init_scale * jax.random.normal(key, (settings.num_candidates, num_positions))
+    # Drawn as [T, K] and transposed: position t's draws do not depend on the padded width T
+    # (JAX's counter-based bits), so an instance gets the same adversary at any bucket width.
+    noise = jax.random.normal(key, (num_positions, settings.num_candidates)).T
+    logits = settings.init_scale * noise
     opt_state = optimizer.init(logits)
 
     def step(carry, _):

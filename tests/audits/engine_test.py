@@ -75,6 +75,23 @@ def test_results_do_not_depend_on_the_batch_an_instance_is_in():
         np.testing.assert_allclose(alone[name][:2], together[name][2:], atol=1e-6)
 
 
+def test_results_do_not_depend_on_the_padded_width():
+    # The audit pads to widths fitted to the split: an instance's results must not change
+    # with the width it is padded to (the adversary's random start included).
+    model, params = tiny_model()
+    settings = audits.AdversarySettings(steps=20)
+    auditor = audits.BatchAuditor(model, params, adversary=settings, num_permutations=8)
+    narrow, wide = auditor(padded_batch((5, 7, 4, 6), 8)), auditor(padded_batch((5, 7, 4, 6), 16))
+    for name in ("loo", "gradient", "attention"):
+        np.testing.assert_allclose(wide[name][:, :8], narrow[name], atol=1e-6)
+    for name in ("permutation_median_tvd", "adversarial_max_jsd", "adversarial_selected_tvd"):
+        np.testing.assert_allclose(wide[name], narrow[name], atol=1e-5)
+    np.testing.assert_allclose(
+        wide["adversarial_selected_attention"][:, :8], narrow["adversarial_selected_attention"],
+        atol=1e-5,
+    )  # fmt: skip
+
+
 SHARDED_SCRIPT = textwrap.dedent(
     """
     import json, sys
