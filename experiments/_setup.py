@@ -3,6 +3,7 @@
 import logging
 import os
 import pathlib
+import subprocess
 
 import jax
 
@@ -40,3 +41,14 @@ def setup() -> pathlib.Path | None:
     """Quiets library logging and enables the compilation cache; returns its folder (or None)."""
     quiet_libraries()
     return enable_compilation_cache()
+
+
+def code_version() -> str:
+    """``git describe --always --dirty`` of the code, or "unknown" outside a git checkout."""
+    try:
+        return subprocess.run(
+            ["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+            cwd=pathlib.Path(__file__).parent, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"

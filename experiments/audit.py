@@ -17,9 +17,7 @@ exported programs kept in $ATTN_AUDIT_JAX_CACHE).
 """
 
 import json
-import pathlib
 import platform
-import subprocess
 import sys
 import time
 
@@ -33,7 +31,7 @@ from attn_audit.data import wordpiece
 from attn_audit.report import figures, paper_row, summarize, summary_markdown
 from attn_audit.training.checkpoint import CheckpointError
 from attn_audit.training.run_folder import load_run
-from experiments._setup import setup
+from experiments._setup import code_version, setup
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder of a trained model.", required=True)
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "dev", "test"], "Split to audit.")
@@ -47,16 +45,6 @@ _BUCKETS = flags.DEFINE_integer(
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Folder with the original data files (default: $ATTN_AUDIT_DATA)."
 )
-
-
-def code_version() -> str:
-    try:
-        return subprocess.run(
-            ["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
-            cwd=pathlib.Path(__file__).parent, check=True,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main(argv):

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 
 from attn_audit import stats
-from attn_audit.audits._instance import original_pass
+from attn_audit.audits._instance import chunked_vmap, original_pass
 from attn_audit.models import is_real_token, real_token_mask
 
 
@@ -55,19 +55,14 @@ def leave_one_out(model, params, instance, positions_per_chunk: int | None = Non
         variants = jax.vmap(variant_of)(pair)
         return pair, jax.vmap(change)(variants, states_without_pair(position))
 
-    def sweep(function, positions, chunk):
-        if chunk is None or chunk >= positions.shape[0]:
-            return jax.vmap(function)(positions)
-        return jax.lax.map(function, positions, batch_size=chunk)
-
     # Real tokens sit at 1 … length − 2 <= T − 2: SOS (0) and position T − 1 are never deleted.
     if states_without_pair is None:
         positions = jnp.arange(1, max(num_positions - 1, 1))
-        changes = sweep(without, positions, positions_per_chunk)
+        changes = chunked_vmap(without, positions, positions_per_chunk)
     else:
         num_lanes = max((num_positions - 1) // 2, 1)  # ⌈(T − 2) / 2⌉ pairs
         chunk = positions_per_chunk and max(positions_per_chunk // 2, 1)
-        positions, changes = sweep(without_pair, jnp.arange(1, num_lanes + 1), chunk)
+        positions, changes = chunked_vmap(without_pair, jnp.arange(1, num_lanes + 1), chunk)
         positions, changes = positions.reshape(-1), changes.reshape(-1)
     # Positions off the real tokens (pairs beyond the middle, padding) are dropped.
     is_real = is_real_token(positions, length)

@@ -1,40 +1,22 @@
 """An audit run over a split: batches → audits → per-instance records, resumable.
 
-Each finished batch is written at once to ``<out>/parts/<batch>.jsonl`` (a
-temporary file, then a rename), so an interrupted run loses at most the batch
-in flight; running the same audit again skips the batches that have a part.
-At the end the parts are merged, in data order, into ``<out>/records.jsonl``.
-Keys are per instance (``fold_in``), so a resumed run writes the same records
-as an uninterrupted one.
-
-Compilation is a cost of its own and is reported apart. The audit pads to a few
-widths fitted to the split's lengths (``AuditOptions.num_buckets``, default 2;
-``data.fewest_padded_boundaries``), not to the training's buckets: each width is
-compiled, and for SST's test set 2 widths audit as fast as the training's 4. Two
-threads compile the programs (``BatchAuditor.programs``, two per width) in the order
-the audit needs them, while the main thread audits the batches whose programs are
-ready: XLA compiles with the interpreter lock released, so both cores work.
+The batches run through ``attn_audit.batch_runner`` (parts written as they finish,
+resumed by the same command, compilation on two threads and reported apart). The
+audit pads to a few widths fitted to the split's lengths (``AuditOptions.num_buckets``,
+default 2; ``data.fewest_padded_boundaries``), not to the training's buckets: each
+width is compiled, and for SST's test set 2 widths audit as fast as the training's 4.
 """
 
-import concurrent.futures
 import dataclasses
-import json
-import logging
-import os
 import pathlib
-import time
 
 import numpy as np
 
 from attn_audit import data, stats
-from attn_audit._progress import format_duration
 from attn_audit.audits.adversarial import AdversarySettings
 from attn_audit.audits.engine import AUDITS, BatchAuditor
+from attn_audit.batch_runner import check_options, first_instances, run_batches, split_boundaries
 from attn_audit.models import is_real_token
-from attn_audit.report.records import read_records, write_records
-
-# Threads that compile the audit's programs: two cores' worth (the main thread runs batches).
-COMPILE_THREADS = 2
 
 TAU_PAIRS = {
     "gradient": ("attention", "gradient"),
@@ -60,18 +42,6 @@ class AuditOptions:
         content = dataclasses.asdict(self)
         content["audits"] = list(self.audits)
         return content
-
-
-def first_instances(split: data.EncodedSplit, limit: int | None) -> data.EncodedSplit:
-    """The first ``limit`` instances of ``split`` (all if ``limit`` is None)."""
-    if limit is None:
-        return split
-    if limit < 1:
-        raise ValueError(f"--limit must be at least 1, got {limit}.")
-    questions = None if split.question_ids is None else split.question_ids[:limit]
-    return data.EncodedSplit(
-        split.examples[:limit], split.token_ids[:limit], split.labels[:limit], questions
-    )
 
 
 def _tau_fields(results: dict, real_mask: np.ndarray) -> dict[str, np.ndarray]:
@@ -130,38 +100,9 @@ def batch_records(batch: dict, results: dict, split: data.EncodedSplit) -> list[
     return records
 
 
-def _batch_shape(batch: dict) -> tuple:
-    return (batch["token_ids"].shape, batch.get("question_ids", np.zeros(0)).shape)
-
-
-def _timed_compile(auditor: BatchAuditor, batch: dict, program: tuple[str, ...]) -> float:
-    start = time.perf_counter()
-    auditor.compile(batch, program)
-    return time.perf_counter() - start
-
-
 def audit_boundaries(split: data.EncodedSplit, num_buckets: int) -> tuple[int, ...]:
     """The audit's bucket widths for ``split`` (text and question lengths alike)."""
-    lengths = [len(ids) for ids in split.token_ids]
-    if split.question_ids is not None:
-        lengths += [len(ids) for ids in split.question_ids]
-    return data.fewest_padded_boundaries(lengths, num_buckets)
-
-
-def _check_options(out_dir: pathlib.Path, options: AuditOptions) -> None:
-    saved_path = out_dir / "audit_config.json"
-    wanted = options.to_dict()
-    if saved_path.exists():
-        saved = json.loads(saved_path.read_text())
-        if saved != wanted:
-            raise ValueError(
-                f"{out_dir} holds an audit with other options:\n  saved:     {saved}\n  "
-                f"requested: {wanted}\nDelete {out_dir} to start over, or repeat the saved "
-                "options to resume."
-            )
-    else:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        saved_path.write_text(json.dumps(wanted, indent=2))
+    return split_boundaries(split, num_buckets)
 
 
 def run_audit(
@@ -189,73 +130,16 @@ def run_audit(
     import jax  # only here: keeps `import attn_audit.audits.runner` light for the report
 
     out_dir = pathlib.Path(out_dir)
-    _check_options(out_dir, options)
+    check_options(out_dir, options.to_dict(), "audit_config.json")
     split = first_instances(split, options.limit)
     if boundaries is None:
         boundaries = audit_boundaries(split, options.num_buckets)
-    parts = out_dir / "parts"
-    parts.mkdir(exist_ok=True)
     auditor = BatchAuditor(
         model, params, options.audits, jax.random.key(options.seed), options.adversary,
         options.num_permutations, program_cache,
     )  # fmt: skip
     batch_size = -(-options.batch_size // auditor.num_devices) * auditor.num_devices
-    plan = list(data.batches(split, batch_size, tuple(boundaries)))
-    todo = [b for b in range(len(plan)) if not (parts / f"{b:05d}.jsonl").exists()]
-    if len(todo) < len(plan):
-        logging.info(
-            "Resuming: %d of %d batches already audited.", len(plan) - len(todo), len(plan)
-        )
-    start = time.perf_counter()
-    first_of_shape = {}
-    for number in todo:
-        first_of_shape.setdefault(_batch_shape(plan[number]), plan[number])
-    # Every (shape, program) pair compiles once, in the order the audit meets the shapes.
-    compiler = concurrent.futures.ThreadPoolExecutor(COMPILE_THREADS, "compile")
-    compiling = {
-        shape: [compiler.submit(_timed_compile, auditor, batch, p) for p in auditor.programs]
-        for shape, batch in first_of_shape.items()
-    }  # fmt: skip
-    compiler.shutdown(wait=False)
-    timings = {"compile_wait_seconds": 0.0, "run_seconds": 0.0}
-    try:
-        done = 0
-        for number in todo:
-            batch = plan[number]
-            shape = _batch_shape(batch)
-            waiting = time.perf_counter()
-            concurrent.futures.wait(compiling[shape])
-            timings["compile_wait_seconds"] += time.perf_counter() - waiting
-            batch_start = time.perf_counter()
-            results = auditor(batch)
-            records = batch_records(batch, results, split)
-            temporary = parts / f"{number:05d}.jsonl.tmp"
-            write_records(temporary, records)
-            os.replace(temporary, parts / f"{number:05d}.jsonl")
-            timings["run_seconds"] += time.perf_counter() - batch_start
-            done += int((batch["index"] >= 0).sum())
-            rate = done / (time.perf_counter() - start)
-            remaining = sum(int((plan[b]["index"] >= 0).sum()) for b in todo) - done
-            logging.info(
-                "audited batch %d/%d (length %d): %d instances, %.1f instances/s, ETA %s",
-                number + 1, len(plan), batch["token_ids"].shape[1], done, rate,
-                format_duration(remaining / rate if rate else 0.0),
-            )  # fmt: skip
-    except BaseException:  # an error or an interrupt: compile nothing more for this audit
-        for futures in compiling.values():
-            for future in futures:
-                future.cancel()
-        raise
-    timings["wall_seconds"] = time.perf_counter() - start
-    # A compilation that failed is raised again by its batch's audit; none is left here.
-    compile_seconds = [f.result() for futures in compiling.values() for f in futures]
-    timings.update(
-        compile_seconds=sum(compile_seconds), boundaries=list(boundaries),
-        shapes=len(first_of_shape), batches=len(todo),
+    return run_batches(
+        auditor, split, boundaries, batch_size, out_dir,
+        lambda batch, results: batch_records(batch, results, split),
     )  # fmt: skip
-    records = []
-    for number in range(len(plan)):
-        records += read_records(parts / f"{number:05d}.jsonl")
-    records.sort(key=lambda r: r["index"])
-    write_records(out_dir / "records.jsonl", records)
-    return records, timings

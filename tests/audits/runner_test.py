@@ -96,7 +96,7 @@ def test_a_rerun_resumes_from_the_parts(audited):
 def test_other_options_in_the_same_folder_are_refused(audited):
     model, params, out_dir, _, _ = audited
     other = audits.AuditOptions(audits=("gradient",), batch_size=2, limit=6)
-    with pytest.raises(ValueError, match="holds an audit with other options"):
+    with pytest.raises(ValueError, match="holds a run with other options"):
         runner.run_audit(model, params, toy_split(), BOUNDARIES, out_dir, other)
 
 

@@ -1,0 +1,169 @@
+"""Runs compiled programs over a split, batch by batch, into per-instance records, resumably.
+
+Shared by the audits (``audits.runner``) and the explainers (``explainers.runner``).
+An engine is any object with
+
+- ``programs``: the names of its compiled programs, in the order they run;
+- ``compile(batch, program)``: compiles (or loads) ``program`` at ``batch``'s shape;
+- ``__call__(batch)``: runs every program on the batch, returns host arrays.
+
+Each finished batch is written at once to ``<out>/parts/<batch>.jsonl`` (a
+temporary file, then a rename), so an interrupted run loses at most the batch in
+flight; running the same command again skips the batches that have a part. At the
+end the parts are merged, in data order, into ``<out>/records.jsonl``. Randomness
+is keyed per instance, so a resumed run writes the same records.
+
+Compilation is reported apart: two threads compile every (shape, program) in the
+order the run meets the shapes, while the main thread runs the batches whose
+programs are ready (XLA compiles with the interpreter lock released).
+"""
+
+import concurrent.futures
+import json
+import logging
+import os
+import pathlib
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from attn_audit import data
+from attn_audit._progress import format_duration
+from attn_audit.report.records import read_records, write_records
+
+# Threads that compile programs: two cores' worth (the main thread runs batches).
+COMPILE_THREADS = 2
+
+
+def first_instances(split: data.EncodedSplit, limit: int | None) -> data.EncodedSplit:
+    """The first ``limit`` instances of ``split`` (all if ``limit`` is None)."""
+    if limit is None:
+        return split
+    if limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {limit}.")
+    questions = None if split.question_ids is None else split.question_ids[:limit]
+    return data.EncodedSplit(
+        split.examples[:limit], split.token_ids[:limit], split.labels[:limit], questions
+    )
+
+
+def split_boundaries(split: data.EncodedSplit, num_buckets: int) -> tuple[int, ...]:
+    """Padded widths fitted to ``split`` (text and question lengths alike), one program each."""
+    lengths = [len(ids) for ids in split.token_ids]
+    if split.question_ids is not None:
+        lengths += [len(ids) for ids in split.question_ids]
+    return data.fewest_padded_boundaries(lengths, num_buckets)
+
+
+def check_options(out_dir: pathlib.Path, options: dict, file_name: str) -> None:
+    """Saves ``options`` as ``out_dir/file_name``, or checks them against the saved ones."""
+    saved_path = out_dir / file_name
+    if saved_path.exists():
+        saved = json.loads(saved_path.read_text())
+        if saved != options:
+            raise ValueError(
+                f"{out_dir} holds a run with other options:\n  saved:     {saved}\n  "
+                f"requested: {options}\nDelete {out_dir} to start over, or repeat the saved "
+                "options to resume."
+            )
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        saved_path.write_text(json.dumps(options, indent=2))
+
+
+def program_name(program) -> str:
+    """A program's name in timings: its own, or its audits joined by ``+``."""
+    return program if isinstance(program, str) else "+".join(program)
+
+
+def _batch_shape(batch: dict) -> tuple:
+    return (batch["token_ids"].shape, batch.get("question_ids", np.zeros(0)).shape)
+
+
+def _timed_compile(engine, batch: dict, program) -> float:
+    start = time.perf_counter()
+    engine.compile(batch, program)
+    return time.perf_counter() - start
+
+
+def run_batches(
+    engine, split: data.EncodedSplit, boundaries, batch_size: int, out_dir: pathlib.Path,
+    make_records: Callable[[dict, dict], list[dict]],
+) -> tuple[list[dict], dict]:  # fmt: skip
+    """Runs ``engine`` on every batch of ``split`` padded to ``boundaries``; resumes.
+
+    Args:
+      engine: see the module docstring.
+      split: the encoded split (already limited).
+      boundaries: the padded widths.
+      batch_size: rows per batch (a multiple of the engine's devices).
+      out_dir: where ``parts/`` and ``records.jsonl`` go.
+      make_records: ``(batch, results) -> records`` of the batch's real rows.
+
+    Returns:
+      ``(records in data order, timings)``; timings has ``wall_seconds`` (first batch to
+      last), ``compile_seconds`` (compiling or loading programs, summed over shapes and
+      threads; ``program_compile_seconds``: per program), ``compile_wait_seconds`` (the
+      part of the wall time spent waiting for a program), ``run_seconds`` (running the
+      batches and writing their records), ``boundaries``, ``shapes`` and ``batches``.
+    """
+    parts = out_dir / "parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    plan = list(data.batches(split, batch_size, tuple(boundaries)))
+    todo = [b for b in range(len(plan)) if not (parts / f"{b:05d}.jsonl").exists()]
+    if len(todo) < len(plan):
+        logging.info("Resuming: %d of %d batches already done.", len(plan) - len(todo), len(plan))
+    start = time.perf_counter()
+    first_of_shape = {}
+    for number in todo:
+        first_of_shape.setdefault(_batch_shape(plan[number]), plan[number])
+    compiler = concurrent.futures.ThreadPoolExecutor(COMPILE_THREADS, "compile")
+    compiling = {
+        shape: [compiler.submit(_timed_compile, engine, batch, p) for p in engine.programs]
+        for shape, batch in first_of_shape.items()
+    }  # fmt: skip
+    compiler.shutdown(wait=False)
+    timings = {"compile_wait_seconds": 0.0, "run_seconds": 0.0}
+    total = sum(int((plan[b]["index"] >= 0).sum()) for b in todo)
+    try:
+        done = 0
+        for number in todo:
+            batch = plan[number]
+            waiting = time.perf_counter()
+            concurrent.futures.wait(compiling[_batch_shape(batch)])
+            timings["compile_wait_seconds"] += time.perf_counter() - waiting
+            batch_start = time.perf_counter()
+            records = make_records(batch, engine(batch))
+            temporary = parts / f"{number:05d}.jsonl.tmp"
+            write_records(temporary, records)
+            os.replace(temporary, parts / f"{number:05d}.jsonl")
+            timings["run_seconds"] += time.perf_counter() - batch_start
+            done += int((batch["index"] >= 0).sum())
+            rate = done / (time.perf_counter() - start)
+            logging.info(
+                "batch %d/%d (length %d): %d instances, %.1f instances/s, ETA %s",
+                number + 1, len(plan), batch["token_ids"].shape[1], done, rate,
+                format_duration((total - done) / rate if rate else 0.0),
+            )  # fmt: skip
+    except BaseException:  # an error or an interrupt: compile nothing more for this run
+        for futures in compiling.values():
+            for future in futures:
+                future.cancel()
+        raise
+    timings["wall_seconds"] = time.perf_counter() - start
+    # A compilation that failed is raised again by its batch's run; none is left here.
+    by_program = dict.fromkeys(map(program_name, engine.programs), 0.0)
+    for futures in compiling.values():
+        for program, future in zip(engine.programs, futures, strict=True):
+            by_program[program_name(program)] += future.result()
+    timings.update(
+        compile_seconds=sum(by_program.values()), program_compile_seconds=by_program,
+        boundaries=list(boundaries), shapes=len(first_of_shape), batches=len(todo),
+    )  # fmt: skip
+    records = []
+    for number in range(len(plan)):
+        records += read_records(parts / f"{number:05d}.jsonl")
+    records.sort(key=lambda r: r["index"])
+    write_records(out_dir / "records.jsonl", records)
+    return records, timings

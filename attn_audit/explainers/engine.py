@@ -1,0 +1,250 @@
+"""Runs the explainers on batches: each written for one instance, vmapped, jitted once per shape.
+
+Every explainer is a program of its own per batch shape (``BatchExplainer.programs``),
+so that two threads compile them side by side and the summary can give each its own
+compile and run seconds. The batch is sharded over the local devices like the audits'
+(``audits.engine``), and randomness is per instance (``fold_in(role_key, index)``).
+Perturbation explainers evaluate many coalitions per instance; they run
+``coalitions_per_step`` of them at a time so that a step holds at most
+``ExplainerSettings.max_sequence_positions`` (sequence, position) pairs.
+"""
+
+import dataclasses
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from attn_audit.audits.engine import (
+    COMPILER_OPTIONS,
+    data_mesh,
+    instance_keys,
+    instances_from_batch,
+    predict_batch,
+)
+from attn_audit.audits.gradient import gradient_importance
+from attn_audit.data.vocab import UNK
+from attn_audit.explainers.gradients import IG_RULES, grad_input, integrated_gradients
+from attn_audit.explainers.lime import lime
+from attn_audit.explainers.occlusion import occlusion
+from attn_audit.explainers.perturbation import check_removal
+from attn_audit.explainers.random_ranking import random_scores
+from attn_audit.explainers.shapley import (
+    MAX_EXACT_PLAYERS,
+    kernel_shap,
+    shapley_exact,
+    shapley_sampling,
+)
+
+EXPLAINERS = (
+    "attention", "gradient", "grad_input", "integrated_gradients", "occlusion",
+    "shapley_exact", "shapley_sampling", "kernel_shap", "lime", "random",
+)  # fmt: skip
+# Exact Shapley costs 2^min(n, 16) forward passes per instance: asked for by name only.
+DEFAULT_EXPLAINERS = tuple(name for name in EXPLAINERS if name != "shapley_exact")
+# The explainers that draw random numbers, each from its own role key.
+RANDOM_EXPLAINERS = ("shapley_sampling", "kernel_shap", "lime", "random")
+
+
+def checked_explainers(names) -> tuple[str, ...]:
+    """The explainers ``names`` asks for, in ``EXPLAINERS`` order; unknown ones are an error."""
+    unknown = sorted(set(names) - set(EXPLAINERS))
+    if unknown:
+        raise ValueError(f"Unknown explainers {unknown}; choose from {list(EXPLAINERS)}.")
+    if not names:
+        raise ValueError(f"No explainer asked for; choose from {list(EXPLAINERS)}.")
+    return tuple(name for name in EXPLAINERS if name in names)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExplainerSettings:
+    """How the explainers run (SPEC §7); hashable, a static argument of the programs.
+
+    Attributes:
+      mask_token_id: the id that masks a token (UNK of attn_audit's vocabularies).
+      removal: ``"mask"`` or ``"delete"``, for occlusion, Shapley, KernelSHAP and LIME.
+      ig_points, ig_rule: integrated gradients' quadrature (``gradients.IG_RULES``).
+      shapley_max_tokens: exact Shapley only for instances with at most this many tokens.
+      shapley_permutations: orders per instance for sampled Shapley (even: antithetic pairs).
+      kernel_samples: coalitions per instance for KernelSHAP; lime_samples: LIME's samples.
+      max_sequence_positions: memory budget, (sequence, position) pairs per step.
+    """
+
+    mask_token_id: int = UNK
+    removal: str = "mask"
+    ig_points: int = 50
+    ig_rule: str = "gausslegendre"
+    shapley_max_tokens: int = MAX_EXACT_PLAYERS
+    shapley_permutations: int = 20
+    kernel_samples: int = 500
+    lime_samples: int = 1000
+    max_sequence_positions: int = 2**18
+
+    def __post_init__(self):
+        check_removal(self.removal)
+        if self.ig_rule not in IG_RULES:
+            raise ValueError(f"Unknown ig_rule {self.ig_rule!r}; choose from {list(IG_RULES)}.")
+        minimum = {"ig_points": 2, "shapley_permutations": 4, "kernel_samples": 1,
+                   "lime_samples": 2, "max_sequence_positions": 1, "mask_token_id": 0,
+                   "shapley_max_tokens": 1}  # fmt: skip
+        for name, least in minimum.items():
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be at least {least}, got {getattr(self, name)}.")
+        if self.shapley_max_tokens > 20:
+            raise ValueError(
+                f"shapley_max_tokens={self.shapley_max_tokens} means 2^"
+                f"{self.shapley_max_tokens} forward passes per instance; use at most 20."
+            )
+        if self.shapley_permutations % 2:
+            raise ValueError(
+                "shapley_permutations must be even (antithetic pairs), "
+                f"got {self.shapley_permutations}."
+            )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def coalitions_per_step(budget: int, batch_size: int, num_positions: int) -> int:
+    """Coalitions per instance per step, so that ``B · chunk · T`` stays within ``budget``."""
+    return max(1, budget // (batch_size * num_positions))
+
+
+def explain_instance(model, params, instance, key, explainer: str, settings, chunk) -> dict:
+    """One explainer on one instance: ``{"scores": [T], ...}`` (see ``BatchExplainer``)."""
+    mask_id, removal = settings.mask_token_id, settings.removal
+    if explainer == "gradient":
+        return {"scores": gradient_importance(model, params, instance)}
+    if explainer == "grad_input":
+        return {"scores": grad_input(model, params, instance)}
+    if explainer == "integrated_gradients":
+        scores, gap = integrated_gradients(
+            model, params, instance, mask_id, settings.ig_points, settings.ig_rule, chunk
+        )
+        return {"scores": scores, "completeness_gap": gap}
+    if explainer == "occlusion":
+        return {"scores": occlusion(model, params, instance, mask_id, removal, chunk)}
+    if explainer == "shapley_exact":
+        scores, done = shapley_exact(
+            model, params, instance, mask_id, removal, settings.shapley_max_tokens, chunk
+        )
+        return {"scores": scores, "done": done}
+    if explainer == "shapley_sampling":
+        scores, error = shapley_sampling(
+            model, params, instance, key, mask_id, settings.shapley_permutations, removal, chunk
+        )
+        return {"scores": scores, "standard_error": error}
+    if explainer == "kernel_shap":
+        scores = kernel_shap(
+            model, params, instance, key, mask_id, settings.kernel_samples, removal, chunk
+        )
+        return {"scores": scores}
+    if explainer == "lime":
+        scores = lime(model, params, instance, key, mask_id, settings.lime_samples, removal, chunk)
+        return {"scores": scores}
+    if explainer == "random":
+        return {"scores": random_scores(instance, key)}
+    raise ValueError(f"No program for explainer {explainer!r}.")
+
+
+@functools.partial(jax.jit, static_argnames=("model", "explainer", "settings", "chunk"))
+def explain_batch(model, params, instances, keys, explainer, settings, chunk=None):
+    """``explain_instance`` vmapped over a batch: a dict of ``[B, ...]`` arrays."""
+    return jax.vmap(
+        lambda instance, key: explain_instance(
+            model, params, instance, key, explainer, settings, chunk
+        )
+    )(instances, keys)
+
+
+class BatchExplainer:
+    """Runs the chosen explainers on batches, sharded over the local devices.
+
+    Programs: ``"prediction"`` (the forward pass: probabilities and attention, which is
+    the ``attention`` explainer) and one per other explainer.
+
+    Args:
+      model: an ``AuditableModel``; params: its parameters.
+      explainers: a subset of ``EXPLAINERS``.
+      key: the run's key, split here into one role per random explainer.
+      settings: ``ExplainerSettings``.
+
+    ``seconds`` accumulates each program's run time over the batches.
+    """
+
+    def __init__(self, model, params, explainers=DEFAULT_EXPLAINERS, key=None, settings=None):
+        self.model = model
+        self.explainers = checked_explainers(explainers)
+        self.settings = ExplainerSettings() if settings is None else settings
+        self.mesh = data_mesh()
+        self._rows = NamedSharding(self.mesh, PartitionSpec("data"))
+        self.params = jax.device_put(params, NamedSharding(self.mesh, PartitionSpec()))
+        key = jax.random.key(0) if key is None else key
+        self.role_keys = dict(
+            zip(RANDOM_EXPLAINERS, jax.random.split(key, len(RANDOM_EXPLAINERS)), strict=True)
+        )
+        del key  # not used anymore
+        self._executables = {}
+        self.seconds = dict.fromkeys(self.programs, 0.0)
+
+    @property
+    def num_devices(self) -> int:
+        return self.mesh.size
+
+    @property
+    def programs(self) -> tuple[str, ...]:
+        return ("prediction",) + tuple(e for e in self.explainers if e != "attention")
+
+    def _arguments(self, batch: dict, program: str) -> tuple:
+        rows, num_positions = batch["token_ids"].shape
+        if rows % self.num_devices:
+            raise ValueError(
+                f"The batch has {rows} rows, not a multiple of the {self.num_devices} devices; "
+                "use a batch size that is (the explain command rounds it up)."
+            )
+        instances = jax.device_put(instances_from_batch(batch), self._rows)
+        if program == "prediction":
+            return (self.model, self.params, instances), predict_batch, (0,)
+        role_key = self.role_keys.get(program, self.role_keys["random"])
+        keys = instance_keys(role_key, jax.device_put(jnp.asarray(batch["index"]), self._rows))
+        chunk = coalitions_per_step(self.settings.max_sequence_positions, rows, num_positions)
+        arguments = (self.model, self.params, instances, keys, program, self.settings, chunk)
+        return arguments, explain_batch, (0, 4, 5, 6)
+
+    def _executable(self, batch: dict, program: str):
+        shapes = tuple((name, np.shape(value)) for name, value in sorted(batch.items()))
+        arguments, function, static = self._arguments(batch, program)
+        if (program, shapes) not in self._executables:
+            lowered = function.lower(*arguments)
+            options = COMPILER_OPTIONS.get(jax.default_backend())
+            self._executables.setdefault((program, shapes), lowered.compile(options))
+        dynamic = tuple(a for i, a in enumerate(arguments) if i not in static)
+        return self._executables[(program, shapes)], dynamic
+
+    def compile(self, batch: dict, program: str | None = None) -> None:
+        """Compiles ``program`` (all when None) at ``batch``'s shape without running it."""
+        for name in self.programs if program is None else (program,):
+            self._executable(batch, name)
+
+    def __call__(self, batch: dict) -> dict[str, np.ndarray]:
+        """Explains one batch; host arrays with a leading batch axis.
+
+        Keys: ``probabilities [B, C]``, ``attention [B, T]``, and per explainer e
+        ``e [B, T]`` (its scores) plus ``integrated_gradients_completeness_gap [B]``,
+        ``shapley_exact_done [B]``, ``shapley_sampling_standard_error [B, T]``.
+        """
+        results = {}
+        for program in self.programs:
+            start = time.perf_counter()
+            executable, dynamic = self._executable(batch, program)
+            found = jax.device_get(executable(*dynamic))
+            self.seconds[program] += time.perf_counter() - start
+            if program == "prediction":
+                results.update(found)
+                continue
+            results[program] = found.pop("scores")
+            results.update({f"{program}_{name}": value for name, value in found.items()})
+        return jax.tree.map(np.asarray, results)

@@ -1,0 +1,92 @@
+"""The value of a coalition of tokens (SPEC §7): ``v(S) = p(ŷ | x_S)``, other real tokens removed.
+
+A coalition is a bool ``keep [T]`` over positions; only the real tokens
+(``1 … length − 2``) are ever removed. Removing a token means masking it (its id
+becomes the mask token, UNK by default) or deleting it (the sequence closes up,
+one shorter, as JW's leave-one-out does).
+"""
+
+import jax
+import jax.numpy as jnp
+
+from attn_audit.audits._instance import chunked_vmap, original_pass
+from attn_audit.data.vocab import PAD
+from attn_audit.models import real_token_mask
+
+REMOVALS = ("mask", "delete")
+
+
+def check_removal(removal: str) -> None:
+    if removal not in REMOVALS:
+        raise ValueError(f"Unknown removal {removal!r}; choose from {list(REMOVALS)}.")
+
+
+def remove_tokens(instance: dict, keep: jax.Array, removal: str, mask_token_id: int) -> dict:
+    """``instance`` with the real tokens outside ``keep`` masked or deleted.
+
+    Args:
+      instance: one instance (``token_ids [T]``, ``length``, ...).
+      keep: bool ``[T]``; positions that are not real tokens are kept whatever it says.
+      removal: ``"mask"`` (the id becomes ``mask_token_id``) or ``"delete"`` (the kept
+        ids close up in order, PAD fills the end, ``length`` drops by the number removed).
+      mask_token_id: the id of the mask token.
+
+    Returns:
+      The instance with new ``token_ids`` (and ``length`` when deleting).
+    """
+    check_removal(removal)
+    token_ids, length = instance["token_ids"], instance["length"]
+    num_positions = token_ids.shape[0]
+    removed = real_token_mask(length, num_positions) & ~keep
+    if removal == "mask":
+        return {**instance, "token_ids": jnp.where(removed, mask_token_id, token_ids)}
+    order = jnp.argsort(removed, stable=True)  # kept positions first, in their order
+    new_length = length - jnp.sum(removed, dtype=length.dtype)
+    closed_up = jnp.where(jnp.arange(num_positions) < new_length, token_ids[order], PAD)
+    return {**instance, "token_ids": closed_up, "length": new_length}
+
+
+def predicted_class(model, params, instance) -> jax.Array:
+    """``ŷ = argmax p(· | x)``, the class every explainer explains (int scalar)."""
+    return jnp.argmax(original_pass(model, params, instance)[3])
+
+
+def coalition_values(
+    model, params, instance, keeps: jax.Array, target, removal: str, mask_token_id: int,
+    chunk: int | None = None,
+) -> jax.Array:  # fmt: skip
+    """``v(S) = p(target | x_S)`` for each coalition ``keeps [S, T]``: ``[S]``.
+
+    Each coalition is one forward pass, vmapped (``chunk`` at a time, see ``chunked_vmap``).
+    """
+
+    def value(keep):
+        variant = remove_tokens(instance, keep, removal, mask_token_id)
+        return original_pass(model, params, variant)[3][target]
+
+    return chunked_vmap(value, keeps, chunk)
+
+
+def keep_from_players(players: jax.Array, num_positions: int) -> jax.Array:
+    """Player ``j`` is position ``j + 1``: bool ``[..., N]`` → keep ``[..., T]`` (N ≤ T − 2).
+
+    Positions without a player (SOS, and those after the N players) are kept.
+    """
+    num_players = players.shape[-1]
+    before = jnp.ones((*players.shape[:-1], 1), bool)
+    after = jnp.ones((*players.shape[:-1], num_positions - 1 - num_players), bool)
+    return jnp.concatenate([before, players, after], axis=-1)
+
+
+def scores_on_positions(player_scores: jax.Array, num_positions: int) -> jax.Array:
+    """Player scores ``[N]`` laid out on positions ``[T]`` (player j at j + 1, zeros elsewhere)."""
+    num_players = player_scores.shape[-1]
+    return jnp.pad(player_scores, (1, num_positions - 1 - num_players))
+
+
+def random_player_ranks(key: jax.Array, num_players: int, num_draws: int, num_real) -> jax.Array:
+    """``[num_draws, N]``: each row ranks the real players 0 … n − 1 at random (the empty
+    slots after them). Drawn ``[N, num_draws]``: player j's draws do not depend on N."""
+    draws = jax.random.uniform(key, (num_players, num_draws)).T
+    draws = jnp.where(jnp.arange(num_players) < num_real, draws, jnp.inf)
+    return jnp.argsort(jnp.argsort(draws, axis=-1), axis=-1)

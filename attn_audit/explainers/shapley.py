@@ -1,0 +1,215 @@
+"""Shapley values of the real tokens (SPEC §7): exact, permutation sampling, KernelSHAP.
+
+The players are the real tokens: player ``j`` is position ``j + 1``. A batch padded
+to width T has ``N = T − 2`` player slots; an instance with ``n < N`` real tokens
+leaves slots ``n … N − 1`` empty (removing them changes nothing), so their value is 0
+and the others' are those of the n-player game. ``v(S) = p(ŷ | x_S)``
+(``perturbation.coalition_values``: the tokens outside S masked, or deleted).
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from attn_audit.audits._instance import original_pass
+from attn_audit.explainers.perturbation import (
+    coalition_values,
+    keep_from_players,
+    random_player_ranks,
+    scores_on_positions,
+)
+
+# Exact Shapley evaluates 2^N coalitions per instance: 16 players are 65,536 forward passes.
+MAX_EXACT_PLAYERS = 16
+
+
+def coalition_bits(num_players: int) -> np.ndarray:
+    """Every coalition of ``num_players``: bool ``[2^N, N]``, row c holds the bits of c."""
+    codes = np.arange(2**num_players)
+    return ((codes[:, None] >> np.arange(num_players)) & 1).astype(bool)
+
+
+def _log_shapley_weight(size, num_real):
+    """``log(s! (n − s − 1)! / n!)``, the weight of a coalition of size s not holding t."""
+    return (
+        jax.lax.lgamma(size + 1.0)
+        + jax.lax.lgamma(jnp.maximum(num_real - size, 1.0))
+        - jax.lax.lgamma(num_real + 1.0)
+    )
+
+
+def shapley_from_values(values: jax.Array, num_real) -> jax.Array:
+    """Exact Shapley values from ``v`` of every coalition ``c`` (``coalition_bits`` order).
+
+    ``φ_t = Σ_{S ∌ t} w(|S|) [v(S ∪ t) − v(S)]``, ``w(s) = s! (n − s − 1)! / n!``, over
+    the coalitions of the first ``num_real`` players (codes below ``2^n``; the others
+    hold empty slots and repeat them). Each coalition's value is read once: with
+    ``b_ct`` its bits, ``φ_t = Σ_c v_c [b_ct (w(s_c − 1) + w(s_c)) − w(s_c)]``, taking
+    ``w(n) = w(−1) = 0``.
+
+    Args:
+      values: ``[2^N]``.
+      num_real: n ≤ N (int scalar).
+
+    Returns:
+      ``[N]``, zero for the empty slots.
+    """
+    num_players = int(np.log2(values.shape[0]))
+    bits = coalition_bits(num_players)
+    sizes = jnp.asarray(bits.sum(axis=1), values.dtype)
+    num_real = jnp.asarray(num_real, values.dtype)
+    valid = jnp.right_shift(jnp.arange(values.shape[0]), num_real.astype(jnp.int32)) == 0
+
+    def weight(size):
+        inside = (size >= 0) & (size <= num_real - 1)
+        return jnp.where(inside, jnp.exp(_log_shapley_weight(size, num_real)), 0.0)
+
+    weighted = jnp.where(valid, values, 0.0)
+    with_t = jnp.asarray(bits, values.dtype).T @ (weighted * (weight(sizes - 1) + weight(sizes)))
+    phi = with_t - jnp.sum(weighted * weight(sizes))
+    return jnp.where(jnp.arange(num_players) < num_real, phi, 0.0)
+
+
+def _setting(model, params, instance):
+    probabilities = original_pass(model, params, instance)[3]
+    num_positions = instance["token_ids"].shape[0]
+    return jnp.argmax(probabilities), num_positions, instance["length"] - 2
+
+
+def shapley_exact(
+    model, params, instance, mask_token_id: int, removal: str = "mask",
+    max_players: int = MAX_EXACT_PLAYERS, chunk: int | None = None,
+) -> tuple[jax.Array, jax.Array]:  # fmt: skip
+    """Exact Shapley values by evaluating all ``2^N`` coalitions once, ``N = min(T − 2, max)``.
+
+    Returns:
+      ``(φ [T], zero off the real tokens; done)``: ``done`` is False (and φ NaN) for an
+      instance with more than ``max_players`` real tokens.
+    """
+    target, num_positions, num_real = _setting(model, params, instance)
+    num_players = max(0, min(num_positions - 2, max_players))
+    keeps = keep_from_players(jnp.asarray(coalition_bits(num_players)), num_positions)
+    values = coalition_values(model, params, instance, keeps, target, removal, mask_token_id, chunk)
+    done = num_real <= num_players
+    phi = scores_on_positions(shapley_from_values(values, jnp.minimum(num_real, num_players)),
+                              num_positions)  # fmt: skip
+    return jnp.where(done, phi, jnp.nan), done
+
+
+def shapley_sampling(
+    model, params, instance, key: jax.Array, mask_token_id: int, num_permutations: int = 20,
+    removal: str = "mask", chunk: int | None = None,
+) -> tuple[jax.Array, jax.Array]:  # fmt: skip
+    """Permutation-sampling Shapley values with antithetic pairs (Castro et al. 2009).
+
+    ``m/2`` random orders of the real tokens and their reverses; in each order every
+    token's marginal contribution ``v(before ∪ t) − v(before)`` (N + 1 coalitions per
+    order). ``φ_t`` is the mean over the m orders; its standard error is that of the
+    ``m/2`` pair means (a pair's two orders are not independent).
+
+    Returns:
+      ``(φ [T], standard error [T])``, zero off the real tokens.
+    """
+    if num_permutations < 4 or num_permutations % 2:
+        raise ValueError(
+            f"Shapley sampling needs an even number of permutations ≥ 4, got {num_permutations}."
+        )
+    target, num_positions, num_real = _setting(model, params, instance)
+    num_players, half = num_positions - 2, num_permutations // 2
+    ranks = random_player_ranks(key, num_players, half, num_real)
+    # The reverse order ranks real player p at n − 1 − rank(p); empty slots stay last.
+    reversed_ranks = jnp.where(jnp.arange(num_players) < num_real, num_real - 1 - ranks, ranks)
+    ranks = jnp.concatenate([ranks, reversed_ranks])  # [m, N]
+    steps = jnp.arange(num_players + 1)
+    prefixes = ranks[:, None, :] < steps[None, :, None]  # [m, N + 1, N]: the first k players
+    keeps = keep_from_players(prefixes.reshape(-1, num_players), num_positions)
+    values = coalition_values(model, params, instance, keeps, target, removal, mask_token_id, chunk)
+    gains = jnp.diff(values.reshape(num_permutations, num_players + 1), axis=-1)
+    contributions = jnp.take_along_axis(gains, ranks, axis=-1)  # [m, N]: player p's gain
+    pairs = (contributions[:half] + contributions[half:]) / 2.0
+    phi = jnp.mean(pairs, axis=0)
+    error = jnp.std(pairs, axis=0, ddof=1) / math.sqrt(half)
+    return scores_on_positions(phi, num_positions), scores_on_positions(error, num_positions)
+
+
+def shapley_kernel_weights(sizes, num_real):
+    """``π(z) = (n − 1) / (C(n, |z|) |z| (n − |z|))``; 0 for the empty and the full coalition."""
+    sizes = jnp.asarray(sizes, jnp.float32)
+    num_real = jnp.asarray(num_real, jnp.float32)
+    inside = (sizes >= 1) & (sizes <= num_real - 1)
+    safe = jnp.where(inside, sizes, 1.0)
+    log_choose = (
+        jax.lax.lgamma(num_real + 1.0) - jax.lax.lgamma(safe + 1.0)
+        - jax.lax.lgamma(jnp.maximum(num_real - safe, 0.0) + 1.0)
+    )  # fmt: skip
+    log_pi = jnp.log(jnp.maximum(num_real - 1.0, 1.0)) - log_choose - jnp.log(safe)
+    log_pi = log_pi - jnp.log(jnp.maximum(num_real - safe, 1.0))
+    return jnp.where(inside, jnp.exp(log_pi), 0.0)
+
+
+def kernel_shap_solution(
+    players: jax.Array, values: jax.Array, weights: jax.Array, full_value, empty_value, num_real
+) -> jax.Array:
+    """KernelSHAP's weighted least squares under the efficiency constraint.
+
+    ``min_φ Σ_i w_i (v_i − v(∅) − z_i·φ)²`` subject to ``Σ_t φ_t = v(N) − v(∅)``, solved
+    through its KKT system (least-squares, so that a rank-deficient sample still gives
+    the minimum-norm answer). Slots at or after ``num_real`` are fixed at 0.
+
+    Args:
+      players: bool ``[S, N]``, the coalitions z_i.
+      values: ``[S]``, ``v(z_i)``; weights: ``[S]``.
+      full_value, empty_value: ``v(N)``, ``v(∅)``.
+      num_real: n.
+
+    Returns:
+      ``φ [N]``.
+    """
+    num_players = players.shape[-1]
+    real = jnp.arange(num_players) < num_real
+    features = jnp.where(real, players, False).astype(values.dtype)
+    # Normalised: the same solution, and a KKT system scaled like its row of ones.
+    weights = weights / jnp.sum(weights)
+    gram = features.T @ (weights[:, None] * features)
+    gram = jnp.where(real[:, None] & real[None, :], gram, jnp.eye(num_players, dtype=gram.dtype))
+    moment = jnp.where(real, features.T @ (weights * (values - empty_value)), 0.0)
+    constraint = real.astype(values.dtype)
+    system = jnp.block([[gram, constraint[:, None]], [constraint[None, :], jnp.zeros((1, 1))]])
+    right = jnp.concatenate([moment, jnp.reshape(full_value - empty_value, (1,))])
+    solution = jnp.linalg.lstsq(system, right)[0]
+    return jnp.where(real, solution[:num_players], 0.0)
+
+
+def kernel_shap(
+    model, params, instance, key: jax.Array, mask_token_id: int, num_samples: int = 500,
+    removal: str = "mask", chunk: int | None = None,
+) -> jax.Array:  # fmt: skip
+    """KernelSHAP (Lundberg & Lee 2017) with ``num_samples`` coalitions drawn from the kernel.
+
+    A coalition's size s ∈ 1 … n − 1 is drawn with probability ∝ ``(n − 1) / (s (n − s))``
+    (the Shapley kernel summed over the ``C(n, s)`` coalitions of that size), then its
+    members uniformly; drawn in proportion to the kernel, each sample has weight 1 in
+    ``kernel_shap_solution``. ``v(N)`` and ``v(∅)`` are evaluated exactly.
+
+    Returns:
+      ``φ [T]``, zero off the real tokens.
+    """
+    target, num_positions, num_real = _setting(model, params, instance)
+    num_players = num_positions - 2
+    size_key, member_key = jax.random.split(key)
+    sizes = jnp.arange(1, max(num_players, 1) + 1, dtype=jnp.float32)
+    size_mass = 1.0 / (sizes * jnp.maximum(num_real - sizes, 1))
+    size_mass = jnp.where(sizes <= num_real - 1, size_mass, 0.0)
+    cumulative = jnp.cumsum(size_mass)
+    drawn = jax.random.uniform(size_key, (num_samples,)) * cumulative[-1]
+    size = 1 + jnp.searchsorted(cumulative, drawn, side="right")
+    ranks = random_player_ranks(member_key, num_players, num_samples, num_real)
+    players = ranks < size[:, None]
+    ends = jnp.stack([jnp.ones(num_players, bool), jnp.zeros(num_players, bool)])
+    keeps = keep_from_players(jnp.concatenate([ends, players]), num_positions)
+    values = coalition_values(model, params, instance, keeps, target, removal, mask_token_id, chunk)
+    weights = jnp.ones(num_samples, values.dtype)
+    phi = kernel_shap_solution(players, values[2:], weights, values[0], values[1], num_real)
+    return scores_on_positions(phi, num_positions)
