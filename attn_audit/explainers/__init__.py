@@ -20,7 +20,7 @@ from attn_audit.explainers.engine import (
     explain_batch,
 )
 from attn_audit.explainers.gradients import grad_input, integrated_gradients, integration_points
-from attn_audit.explainers.lime import lime, weighted_ridge
+from attn_audit.explainers.lime_text import lime, weighted_ridge
 from attn_audit.explainers.occlusion import occlusion
 from attn_audit.explainers.perturbation import coalition_values, remove_tokens
 from attn_audit.explainers.random_ranking import random_scores

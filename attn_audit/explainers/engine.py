@@ -28,7 +28,7 @@ from attn_audit.audits.engine import (
 from attn_audit.audits.gradient import gradient_importance
 from attn_audit.data.vocab import UNK
 from attn_audit.explainers.gradients import IG_RULES, grad_input, integrated_gradients
-from attn_audit.explainers.lime import lime
+from attn_audit.explainers.lime_text import lime
 from attn_audit.explainers.occlusion import occlusion
 from attn_audit.explainers.perturbation import check_removal
 from attn_audit.explainers.random_ranking import random_scores

@@ -84,9 +84,18 @@ def scores_on_positions(player_scores: jax.Array, num_positions: int) -> jax.Arr
     return jnp.pad(player_scores, (1, num_positions - 1 - num_players))
 
 
-def random_player_ranks(key: jax.Array, num_players: int, num_draws: int, num_real) -> jax.Array:
-    """``[num_draws, N]``: each row ranks the real players 0 … n − 1 at random (the empty
-    slots after them). Drawn ``[N, num_draws]``: player j's draws do not depend on N."""
-    draws = jax.random.uniform(key, (num_players, num_draws)).T
-    draws = jnp.where(jnp.arange(num_players) < num_real, draws, jnp.inf)
-    return jnp.argsort(jnp.argsort(draws, axis=-1), axis=-1)
+def random_player_ranks(
+    key: jax.Array, num_players: int, num_draws: int, num_real
+) -> tuple[jax.Array, jax.Array]:
+    """Random orders of the real players, and one more uniform number per draw.
+
+    Returns:
+      ``(ranks [num_draws, N], uniform [num_draws])``: each row of ``ranks`` ranks the real
+      players 0 … n − 1 at random (the empty slots after them). One draw of shape
+      ``[N + 1, num_draws]`` (row 0 the extra numbers): player j's numbers do not depend on
+      N, and one random program is compiled, not two.
+    """
+    draws = jax.random.uniform(key, (num_players + 1, num_draws))
+    uniform, draws = draws[0], draws[1:].T
+    draws = jnp.where((jnp.arange(num_players) < num_real)[None, :], draws, jnp.inf)
+    return jnp.argsort(jnp.argsort(draws, axis=-1), axis=-1), uniform

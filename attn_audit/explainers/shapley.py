@@ -118,9 +118,10 @@ def shapley_sampling(
         )
     target, num_positions, num_real = _setting(model, params, instance)
     num_players, half = num_positions - 2, num_permutations // 2
-    ranks = random_player_ranks(key, num_players, half, num_real)
+    ranks, _ = random_player_ranks(key, num_players, half, num_real)
     # The reverse order ranks real player p at n − 1 − rank(p); empty slots stay last.
-    reversed_ranks = jnp.where(jnp.arange(num_players) < num_real, num_real - 1 - ranks, ranks)
+    is_real = (jnp.arange(num_players) < num_real)[None, :]
+    reversed_ranks = jnp.where(is_real, num_real - 1 - ranks, ranks)
     ranks = jnp.concatenate([ranks, reversed_ranks])  # [m, N]
     steps = jnp.arange(num_players + 1)
     prefixes = ranks[:, None, :] < steps[None, :, None]  # [m, N + 1, N]: the first k players
@@ -169,7 +170,7 @@ def kernel_shap_solution(
     """
     num_players = players.shape[-1]
     real = jnp.arange(num_players) < num_real
-    features = jnp.where(real, players, False).astype(values.dtype)
+    features = jnp.where(real[None, :], players, False).astype(values.dtype)
     # Normalised: the same solution, and a KKT system scaled like its row of ones.
     weights = weights / jnp.sum(weights)
     gram = features.T @ (weights[:, None] * features)
@@ -198,14 +199,13 @@ def kernel_shap(
     """
     target, num_positions, num_real = _setting(model, params, instance)
     num_players = num_positions - 2
-    size_key, member_key = jax.random.split(key)
+    ranks, uniform = random_player_ranks(key, num_players, num_samples, num_real)
     sizes = jnp.arange(1, max(num_players, 1) + 1, dtype=jnp.float32)
     size_mass = 1.0 / (sizes * jnp.maximum(num_real - sizes, 1))
     size_mass = jnp.where(sizes <= num_real - 1, size_mass, 0.0)
     cumulative = jnp.cumsum(size_mass)
-    drawn = jax.random.uniform(size_key, (num_samples,)) * cumulative[-1]
+    drawn = uniform * cumulative[-1]
     size = 1 + jnp.searchsorted(cumulative, drawn, side="right")
-    ranks = random_player_ranks(member_key, num_players, num_samples, num_real)
     players = ranks < size[:, None]
     ends = jnp.stack([jnp.ones(num_players, bool), jnp.zeros(num_players, bool)])
     keeps = keep_from_players(jnp.concatenate([ends, players]), num_positions)

@@ -51,10 +51,22 @@ def weighted_ridge(features, targets, weights, alpha: float = RIDGE_ALPHA):
     total = jnp.sum(weights)
     feature_mean = weights @ features / total
     target_mean = weights @ targets / total
-    centred = features - feature_mean
+    centred = features - feature_mean[None, :]
     gram = centred.T @ (weights[:, None] * centred) + alpha * jnp.eye(features.shape[-1])
     coefficients = jnp.linalg.solve(gram, centred.T @ (weights * (targets - target_mean)))
     return coefficients, target_mean - feature_mean @ coefficients
+
+
+def lime_samples(key: jax.Array, num_players: int, num_samples: int, num_real) -> jax.Array:
+    """LIME's neighbourhood: bool ``[S, N]``, True where a real token is kept.
+
+    Row 0 keeps every real token; row i removes ``s_i`` of them, ``s_i`` uniform on
+    ``1 … n − 1`` (1 when n = 1), chosen uniformly. Empty slots (``≥ n``) are False.
+    """
+    ranks, uniform = random_player_ranks(key, num_players, num_samples - 1, num_real)
+    removed_count = 1 + jnp.floor(uniform * jnp.maximum(num_real - 1, 1)).astype(jnp.int32)
+    real = jnp.arange(num_players) < num_real
+    return jnp.concatenate([real[None, :], (ranks >= removed_count[:, None]) & real[None, :]])
 
 
 def lime(
@@ -68,15 +80,11 @@ def lime(
     target = jnp.argmax(probabilities)
     num_positions = instance["token_ids"].shape[0]
     num_players, num_real = num_positions - 2, instance["length"] - 2
-    count_key, member_key = jax.random.split(key)
-    uniform = jax.random.uniform(count_key, (num_samples - 1,))
-    removed_count = 1 + jnp.floor(uniform * jnp.maximum(num_real - 1, 1)).astype(jnp.int32)
-    ranks = random_player_ranks(member_key, num_players, num_samples - 1, num_real)
-    real = jnp.arange(num_players) < num_real
-    players = jnp.concatenate([real[None, :], (ranks >= removed_count[:, None]) & real])
+    players = lime_samples(key, num_players, num_samples, num_real)
     keeps = keep_from_players(players, num_positions)
     values = coalition_values(model, params, instance, keeps, target, removal, mask_token_id, chunk)
     coefficients, _ = weighted_ridge(
         players.astype(values.dtype), values, lime_weights(players, num_real)
     )
+    real = jnp.arange(num_players) < num_real
     return scores_on_positions(jnp.where(real, coefficients, 0.0), num_positions)

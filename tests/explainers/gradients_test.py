@@ -1,0 +1,115 @@
+"""attn_audit.explainers.gradients: the quadrature rules, integrated gradients against a plain
+loop over its points and its completeness, gradient × input against forward-mode derivatives."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from attn_audit.explainers import gradients, perturbation
+from tests._fixtures import CASES, instance_of, tiny_batch, tiny_model
+
+MASK_ID = 1
+
+
+def test_gauss_legendre_is_exact_for_polynomials_below_degree_2m():
+    alphas, weights = gradients.integration_points("gausslegendre", 5)
+    for degree in range(10):
+        assert (weights * alphas**degree).sum() == pytest.approx(1 / (degree + 1), rel=1e-12)
+    assert (weights * alphas**10).sum() != pytest.approx(1 / 11, rel=1e-9)
+
+
+def test_trapezoid_halves_the_end_weights():
+    alphas, weights = gradients.integration_points("riemann_trapezoid", 5)
+    np.testing.assert_allclose(alphas, [0, 0.25, 0.5, 0.75, 1])
+    np.testing.assert_allclose(weights, [0.125, 0.25, 0.25, 0.25, 0.125])
+
+
+def test_bad_rules_and_point_counts_are_clear_errors():
+    with pytest.raises(ValueError, match="Unknown integration rule 'simpson'"):
+        gradients.integration_points("simpson", 10)
+    with pytest.raises(ValueError, match="at least 2 points"):
+        gradients.integration_points("gausslegendre", 1)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3, 4, 5))
+def integrated(model, params, instance, points, rule, chunk=None):
+    return gradients.integrated_gradients(model, params, instance, MASK_ID, points, rule, chunk)
+
+
+def batch_case(case):
+    encoder, attention, task, classes = case
+    model, params = tiny_model(encoder, attention, task, classes)
+    batch = tiny_batch((9, 5), width=12, seed=6, questions=task == "qa")
+    return model, params, [instance_of(batch, row) for row in range(2)]
+
+
+def probability_of(model, params, instance, target, embedded):
+    """``p(target | e)`` through the whole model, as the explainers differentiate it."""
+    states = model.encode(params, instance, embedded)
+    alpha = model.attention(params, instance, states)
+    return model.decode(params, instance, states, alpha)[target]
+
+
+reference_gradient = jax.jit(jax.grad(probability_of, argnums=4), static_argnums=0)
+reference_probability = jax.jit(probability_of, static_argnums=0)
+predicted_class = jax.jit(perturbation.predicted_class, static_argnums=0)
+embed = jax.jit(lambda model, params, instance: model.embed(params, instance), static_argnums=0)
+
+
+@pytest.mark.parametrize("case", CASES, ids=["-".join(map(str, c)) for c in CASES])
+def test_integrated_gradients_equal_a_loop_over_points_and_are_complete(case):
+    model, params, instances = batch_case(case)
+    for instance in instances:
+        scores, gap = integrated(model, params, instance, 50, "gausslegendre", 7)  # chunks of 7
+        # The plain reading of the formula: one gradient per point, summed with its weight.
+        embedded = embed(model, params, instance)
+        target = predicted_class(model, params, instance)
+        masked = perturbation.remove_tokens(instance, jnp.zeros(12, bool), "mask", MASK_ID)
+        baseline = embed(model, params, masked)
+        total = np.zeros(embedded.shape)
+        for a, w in zip(*gradients.integration_points("gausslegendre", 50), strict=True):
+            point = baseline + a * (embedded - baseline)
+            total += w * np.asarray(reference_gradient(model, params, instance, target, point))
+        expected = (np.asarray(embedded - baseline) * total).sum(axis=-1)
+        np.testing.assert_allclose(np.asarray(scores), expected, atol=2e-6)
+        change = float(
+            reference_probability(model, params, instance, target, embedded)
+            - reference_probability(model, params, instance, target, baseline)
+        )
+        assert float(gap) == pytest.approx(abs(float(np.sum(scores)) - change), abs=1e-6)
+        # 50 Gauss–Legendre points integrate a smooth path almost exactly; the CNN's ReLUs
+        # make the integrand kinked, and the rule's error larger.
+        tolerance = 1e-2 if model.config.encoder == "cnn" else 1e-4
+        assert float(gap) < tolerance * max(abs(change), 1e-3)
+
+
+def test_trapezoid_converges_to_gauss_legendre():
+    model, params, (instance, _) = batch_case(CASES[0])
+    exact, _ = integrated(model, params, instance, 50, "gausslegendre")
+    coarse, _ = integrated(model, params, instance, 10, "riemann_trapezoid")
+    fine, _ = integrated(model, params, instance, 200, "riemann_trapezoid")
+    coarse_error, fine_error = (np.abs(np.asarray(s - exact)).max() for s in (coarse, fine))
+    assert fine_error < coarse_error / 50  # the trapezoid's error falls as 1/m²
+
+
+@pytest.mark.parametrize("case", CASES[:2], ids=["lstm", "cnn"])
+def test_gradient_times_input_is_the_directional_derivative_along_each_embedding(case):
+    model, params, instances = batch_case(case)
+    instance = instances[0]
+    embedded = embed(model, params, instance)
+    target = predicted_class(model, params, instance)
+    scores = np.asarray(jax.jit(gradients.grad_input, static_argnums=0)(model, params, instance))
+    directions = jnp.eye(12)[:, :, None] * embedded[None, :, :]  # token t's embedding alone
+
+    @jax.jit
+    def derivatives(directions):  # forward mode, one direction per token
+        along = lambda d: jax.jvp(  # noqa: E731
+            lambda e: probability_of(model, params, instance, target, e), (embedded,), (d,)
+        )[1]
+        return jax.vmap(along)(directions)
+
+    expected = np.where((np.arange(12) >= 1) & (np.arange(12) <= 7), derivatives(directions), 0)
+    np.testing.assert_allclose(scores, expected, atol=1e-7)

@@ -1,0 +1,77 @@
+"""attn_audit.explainers.perturbation: removing tokens by mask or deletion equals list surgery,
+and coalition values are the model's output on the modified instance."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from attn_audit.explainers import perturbation
+from tests._fixtures import forward_probabilities, instance_of, tiny_batch, tiny_model
+
+MASK_ID = 1
+remove_tokens = jax.jit(perturbation.remove_tokens, static_argnums=(2, 3))
+
+
+def removed_by_hand(ids, length, keep, removal):
+    """The same removal on Python lists: real tokens (1 … length − 2) outside ``keep`` go."""
+    real = range(1, length - 1)
+    if removal == "mask":
+        return [MASK_ID if t in real and not keep[t] else ids[t] for t in range(len(ids))], length
+    kept = [ids[t] for t in range(length) if t not in real or keep[t]]
+    return kept + [0] * (len(ids) - len(kept)), len(kept)
+
+
+@pytest.mark.parametrize("removal", ["mask", "delete"])
+def test_removal_equals_list_surgery(removal):
+    batch = tiny_batch((9, 4, 3, 12), width=12, seed=3)
+    rng = np.random.default_rng(0)
+    for row in range(4):
+        instance = instance_of(batch, row)
+        for _ in range(5):
+            keep = rng.random(12) < 0.5
+            got = remove_tokens(instance, jnp.asarray(keep), removal, MASK_ID)
+            ids, length = removed_by_hand(
+                batch["token_ids"][row].tolist(), int(batch["lengths"][row]), keep, removal
+            )
+            assert np.asarray(got["token_ids"]).tolist() == ids
+            assert int(got["length"]) == length
+
+
+def test_unknown_removal_is_a_clear_error():
+    with pytest.raises(ValueError, match="Unknown removal 'drop'"):
+        perturbation.remove_tokens(instance_of(tiny_batch(), 0), jnp.ones(12, bool), "drop", 1)
+
+
+@pytest.mark.parametrize("removal", ["mask", "delete"])
+def test_coalition_values_are_the_models_probability_of_the_target(removal):
+    model, params = tiny_model("cnn", "dot", num_classes=3)
+    batch = tiny_batch((9,), width=12, seed=5)
+    instance = instance_of(batch, 0)
+    keeps = jnp.asarray(np.random.default_rng(1).random((6, 12)) < 0.5)
+    values = perturbation.coalition_values(model, params, instance, keeps, 2, removal, MASK_ID, 4)
+    for keep, value in zip(np.asarray(keeps), np.asarray(values), strict=True):
+        ids, length = removed_by_hand(batch["token_ids"][0].tolist(), 9, keep, removal)
+        expected, _ = forward_probabilities(model, params, np.asarray(ids), length)
+        assert value == pytest.approx(expected[2], abs=1e-6)
+
+
+def test_player_layout_round_trips():
+    players = jnp.asarray([[True, False, True], [False, False, True]])
+    keeps = perturbation.keep_from_players(players, 7)
+    assert np.asarray(keeps).tolist() == [
+        [True, True, False, True, True, True, True], [True, False, False, True, True, True, True]
+    ]  # fmt: skip
+    scores = perturbation.scores_on_positions(jnp.asarray([1.0, 2.0, 3.0]), 7)
+    assert np.asarray(scores).tolist() == [0, 1, 2, 3, 0, 0, 0]
+
+
+def test_random_ranks_order_the_real_players_first_and_do_not_depend_on_the_width():
+    key = jax.random.key(3)
+    narrow, narrow_uniform = map(np.asarray, perturbation.random_player_ranks(key, 6, 50, 4))
+    wide, wide_uniform = map(np.asarray, perturbation.random_player_ranks(key, 12, 50, 4))
+    np.testing.assert_array_equal(narrow_uniform, wide_uniform)
+    for ranks in (narrow, wide):
+        assert (np.sort(ranks[:, :4], axis=1) == np.arange(4)).all()  # real players: 0 … n − 1
+    np.testing.assert_array_equal(narrow[:, :4], wide[:, :4])
+    assert len({tuple(r) for r in narrow[:, :4]}) > 10  # orders vary
