@@ -28,6 +28,7 @@ from attn_audit.data import wordpiece
 from attn_audit.explainers import (
     DEFAULT_EXPLAINERS,
     EXPLAINERS,
+    MAP_EXPLAINERS,
     ExplainerSettings,
     ExplainOptions,
     checked_explainers,
@@ -44,7 +45,9 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder of a trained model."
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "dev", "test"], "Split to explain.")
 _LIMIT = flags.DEFINE_integer("limit", None, "Explain only the first N instances of the split.")
 _EXPLAINERS = flags.DEFINE_list(
-    "explainers", list(DEFAULT_EXPLAINERS), f"Explainers to run, from {list(EXPLAINERS)}."
+    "explainers", list(DEFAULT_EXPLAINERS),
+    f"Explainers to run, from {list(EXPLAINERS)}; a transformer's default adds "
+    f"{list(MAP_EXPLAINERS)}.",
 )
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the sampled explainers and the random floor.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Instances per batch.")
@@ -77,6 +80,8 @@ def main(argv):
         if _BATCH_SIZE.value < 1:
             raise ValueError(f"--batch_size must be at least 1, got {_BATCH_SIZE.value}.")
         run = load_run(_WORKDIR.value)
+        if run.model_config.is_transformer and not _EXPLAINERS.present:
+            explainers = checked_explainers(explainers + MAP_EXPLAINERS)  # rollout and flow too
         settings = ExplainerSettings(
             mask_token_id=data.UNK if run.vocab is not None else wordpiece.UNK_ID,
             removal=_REMOVAL.value, ig_points=_IG_POINTS.value, ig_rule=_IG_RULE.value,

@@ -63,6 +63,12 @@ class TransformerModel:
             "states": encoded["states"],
         }
 
+    def attention_maps(self, params, instance) -> jax.Array:
+        """Every block's attention ``[L, H, T, T]`` (rows queries), for rollout and flow."""
+        embedded = self.embed(params, instance)
+        encoded = transformer.encode(params, self.config, embedded, instance["length"])
+        return encoded["attention_maps"]
+
     def attention(self, params, instance, states):
         return transformer.audited_attention(states["cls_rows"][:, None, :], instance["length"])
 

@@ -5,7 +5,8 @@
 - ``shapley_exact``, ``shapley_sampling``, ``kernel_shap`` (``shapley``);
 - ``lime``: LIME's text explainer, its ridge solved in JAX;
 - ``random_scores``: the seeded floor;
-- attention and JW's gradient come from the model and ``audits.gradient``.
+- attention and JW's gradient come from the model and ``audits.gradient``; a transformer's
+  ``attention_rollout`` and ``attention_flow`` (AZ) from ``evaluations.az``.
 
 ``BatchExplainer`` runs them as one program per explainer and batch shape;
 ``run_explain`` over a split, resumably.
@@ -14,6 +15,7 @@
 from attn_audit.explainers.engine import (
     DEFAULT_EXPLAINERS,
     EXPLAINERS,
+    MAP_EXPLAINERS,
     BatchExplainer,
     ExplainerSettings,
     checked_explainers,
@@ -35,7 +37,8 @@ from attn_audit.explainers.shapley import (
 )
 
 __all__ = [
-    "DEFAULT_EXPLAINERS", "EXPLAINERS", "BatchExplainer", "ExplainOptions", "ExplainerSettings",
+    "DEFAULT_EXPLAINERS", "EXPLAINERS", "MAP_EXPLAINERS", "BatchExplainer", "ExplainOptions",
+    "ExplainerSettings",
     "checked_explainers", "coalition_values", "explain_batch", "grad_input",
     "integrated_gradients", "integration_points", "kernel_shap", "kernel_shap_solution", "lime",
     "occlusion", "random_scores", "remove_tokens", "run_explain", "shapley_exact",

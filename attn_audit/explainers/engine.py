@@ -25,8 +25,10 @@ from attn_audit.audits.engine import (
     instances_from_batch,
     predict_batch,
 )
+from attn_audit.audits.flow import attention_flow_batch
 from attn_audit.audits.gradient import gradient_importance
 from attn_audit.data.vocab import UNK
+from attn_audit.evaluations import az
 from attn_audit.explainers.gradients import IG_RULES, grad_input, integrated_gradients
 from attn_audit.explainers.lime_text import lime
 from attn_audit.explainers.occlusion import occlusion
@@ -38,13 +40,19 @@ from attn_audit.explainers.shapley import (
     shapley_exact,
     shapley_sampling,
 )
+from attn_audit.models import is_real_token
 
 EXPLAINERS = (
-    "attention", "gradient", "grad_input", "integrated_gradients", "occlusion",
-    "shapley_exact", "shapley_sampling", "kernel_shap", "lime", "random",
+    "attention", "attention_rollout", "attention_flow", "gradient", "grad_input",
+    "integrated_gradients", "occlusion", "shapley_exact", "shapley_sampling", "kernel_shap",
+    "lime", "random",
 )  # fmt: skip
+# Readings of every block's attention (AZ, SPEC §5): models with ``attention_maps`` only.
+MAP_EXPLAINERS = ("attention_rollout", "attention_flow")
 # Exact Shapley costs 2^min(n, 16) forward passes per instance: asked for by name only.
-DEFAULT_EXPLAINERS = tuple(name for name in EXPLAINERS if name != "shapley_exact")
+DEFAULT_EXPLAINERS = tuple(
+    name for name in EXPLAINERS if name != "shapley_exact" and name not in MAP_EXPLAINERS
+)
 # The explainers that draw random numbers, each from its own role key.
 RANDOM_EXPLAINERS = ("shapley_sampling", "kernel_shap", "lime", "random")
 
@@ -116,6 +124,11 @@ def coalitions_per_step(budget: int, batch_size: int, num_positions: int) -> int
 def explain_instance(model, params, instance, key, explainer: str, settings, chunk) -> dict:
     """One explainer on one instance: ``{"scores": [T], ...}`` (see ``BatchExplainer``)."""
     mask_id, removal = settings.mask_token_id, settings.removal
+    if explainer == "attention_rollout":  # the last block's CLS row of the rollout
+        maps = model.attention_maps(params, instance)
+        return {"scores": az.layer_relevance(maps, instance["length"])["rollout"][-1]}
+    if explainer == "attention_flow":  # max flow runs on the host (BatchExplainer.__call__)
+        return {"maps": model.attention_maps(params, instance)}
     if explainer == "gradient":
         return {"scores": gradient_importance(model, params, instance)}
     if explainer == "grad_input":
@@ -160,6 +173,18 @@ def explain_batch(model, params, instances, keys, explainer, settings, chunk=Non
     )(instances, keys)
 
 
+def _last_block_flow(maps: np.ndarray, batch: dict) -> np.ndarray:
+    """``[B, T]``: attention flow into the last block's CLS node (``az.flow_relevance``), on the
+    real tokens of the batch's real rows (max flow in scipy, on the host)."""
+    lengths, rows = batch["lengths"], np.flatnonzero(batch["index"] >= 0)
+    flows = np.zeros(maps.shape[0:1] + maps.shape[-1:], np.float32)
+    if rows.size:
+        found = attention_flow_batch(maps[rows], lengths[rows], row=0)[:, -1, :]
+        real = is_real_token(np.arange(maps.shape[-1])[None, :], lengths[rows][:, None])
+        flows[rows] = np.where(real, found, 0.0)
+    return flows
+
+
 class BatchExplainer:
     """Runs the chosen explainers on batches, sharded over the local devices.
 
@@ -178,6 +203,12 @@ class BatchExplainer:
     def __init__(self, model, params, explainers=DEFAULT_EXPLAINERS, key=None, settings=None):
         self.model = model
         self.explainers = checked_explainers(explainers)
+        needs_maps = [name for name in self.explainers if name in MAP_EXPLAINERS]
+        if needs_maps and not hasattr(model, "attention_maps"):
+            raise ValueError(
+                f"{needs_maps} read every block's attention: they need a transformer (a model "
+                "with attention_maps(params, instance)); leave them out for this model."
+            )
         self.settings = ExplainerSettings() if settings is None else settings
         self.mesh = data_mesh()
         self._rows = NamedSharding(self.mesh, PartitionSpec("data"))
@@ -245,6 +276,8 @@ class BatchExplainer:
             if program == "prediction":
                 results.update(found)
                 continue
+            if program == "attention_flow":
+                found = {"scores": _last_block_flow(np.asarray(found["maps"]), batch)}
             results[program] = found.pop("scores")
             results.update({f"{program}_{name}": value for name, value in found.items()})
         return jax.tree.map(np.asarray, results)
