@@ -116,6 +116,20 @@ SHARDED_SCRIPT = textwrap.dedent(
         "adversarial_max_jsd": audits.engine.adversarial_batch(
             model, params_one, instances, jax.device_put(keys, one), settings)["max_jsd"],
     }}
+    # The explainers too: occlusion, and KernelSHAP's per-instance random draws.
+    from attn_audit.explainers import engine as explain
+    explain_settings = explain.ExplainerSettings(kernel_samples=16)
+    explainer = explain.BatchExplainer(
+        model, params, ("occlusion", "kernel_shap"), jax.random.key(0), explain_settings)
+    explained = explainer(batch)
+    chunk = explain.coalitions_per_step(explain_settings.max_sequence_positions, 8, 12)
+    for name in ("occlusion", "kernel_shap"):
+        keys = jax.vmap(lambda i: jax.random.fold_in(explainer.role_keys[
+            name if name == "kernel_shap" else "random"], i))(jnp.asarray(batch["index"]))
+        single[name] = explain.explain_batch(
+            model, params_one, instances, jax.device_put(keys, one), name, explain_settings,
+            chunk)["scores"]
+        sharded[name] = explained[name]
     print(json.dumps({{
         "max_difference": {{k: float(np.max(np.abs(np.asarray(v) - sharded[k])))
                            for k, v in single.items()}},
