@@ -37,11 +37,14 @@ def grad_input(model, params, instance) -> jax.Array:
 
 
 def integration_points(rule: str, num_points: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(a [m], w [m])`` on [0, 1] with ``∫₀¹ g ≈ Σ_k w_k g(a_k)``, Captum's two rules.
+    """``(a [m], w [m])`` on [0, 1] with ``∫₀¹ g ≈ Σ_k w_k g(a_k)``; Captum's two rules by name.
 
     ``gausslegendre``: Legendre nodes and weights mapped from [-1, 1] (exact for
-    polynomials of degree < 2m). ``riemann_trapezoid``: ``a = 0, 1/(m−1), …, 1`` with
-    weights ``1/(m−1)``, halved at both ends.
+    polynomials of degree < 2m), Captum's default and the same as Captum's.
+    ``riemann_trapezoid``: ``a = 0, 1/(m−1), …, 1`` with weights ``1/(m−1)``, halved at
+    both ends (they sum to 1). Captum 0.9 weights the same nodes ``1/m`` (summing to
+    ``1 − 1/m``), so its trapezoid IG is ``(m−1)/m`` of this one and misses completeness
+    by ``1/m`` of ``f(x) − f(b)`` (tests/explainers/captum_test.py pins the factor).
     """
     if rule not in IG_RULES:
         raise ValueError(f"Unknown integration rule {rule!r}; choose from {list(IG_RULES)}.")
