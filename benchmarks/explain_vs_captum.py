@@ -1,0 +1,680 @@
+r"""attn_audit's batched JAX explainers against Captum on the default SST model: agreement, speed.
+
+  python -m benchmarks.explain_vs_captum [--workdir=runs/sst_lstm_tanh --limit=64
+                                          --captum_limit=16 --torch_threads=1]
+
+Every explainer explains ``f(x) = p(ŷ | x)``, ŷ predicted on the full input, with UNK as the
+mask token (SPEC §7). Captum runs on the PyTorch twin (``tests/reference/torch_model.py``)
+loaded with the run's weights; its perturbation methods see only the real tokens (positions
+1 … n), a forward function puts SOS and EOS around them, so Captum never spends a forward
+pass on SOS, EOS or padding.
+
+1. Agreement first: on the first ``--agreement_instances`` instances of the first batch,
+   Captum's ``LayerIntegratedGradients`` on the embedding layer (mask-token baseline, the
+   same points and rule), ``LayerGradientXActivation`` (grad × input) and
+   ``FeatureAblation`` (occlusion with UNK) against ours; Captum batched against Captum one
+   instance at a time. Asserted: gradients to 1e-4 of the instance's largest score,
+   occlusion to 1e-5.
+2. Speed per explainer on the first ``--limit`` test instances (batches of
+   ``--batch_size``, the split's two length buckets): ours = ahead-of-time compilation,
+   timed apart, then the steady seconds per instance; Captum one instance at a time with
+   its defaults (``internal_batch_size``, ``perturbations_per_eval``), and batched as far as
+   Captum allows. Sampled Shapley, KernelSHAP and LIME cost seconds an instance in Captum:
+   they are timed on ``--captum_limit`` instances spread evenly over the ``--limit``.
+3. Writes ``benchmarks/EXPLAIN_RESULTS.md`` (hand-written remarks below its marker line
+   are kept) and prints it.
+
+Expected run time with the defaults on the 2-core machine: 5 to 6 minutes (4.8 and 6.0 measured).
+"""
+
+import os
+import pathlib
+import time
+import warnings
+
+import captum
+import jax
+import numpy as np
+import torch
+from absl import app, flags
+from captum.attr import (
+    FeatureAblation,
+    KernelShap,
+    LayerGradientXActivation,
+    LayerIntegratedGradients,
+    Lime,
+    ShapleyValueSampling,
+)
+
+from attn_audit import data, explainers
+from attn_audit.audits import auditable_model
+from attn_audit.batch_runner import first_instances, split_boundaries
+from attn_audit.data.vocab import EOS, PAD, SOS, UNK
+from attn_audit.interop import to_torch_state_dict
+from attn_audit.training.run_folder import load_run
+from benchmarks import _machine
+from tests.reference.torch_model import load_torch_model
+
+_WORKDIR = flags.DEFINE_string("workdir", "runs/sst_lstm_tanh", "A trained run (make train).")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Data folder (default $ATTN_AUDIT_DATA).")
+_LIMIT = flags.DEFINE_integer("limit", 64, "Test instances for the timings.")
+_CAPTUM_LIMIT = flags.DEFINE_integer(
+    "captum_limit", 16, "Instances, spread over --limit, for Captum's sampled explainers."
+)
+_AGREEMENT_INSTANCES = flags.DEFINE_integer("agreement_instances", 4, "Instances to compare.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Rows per batch, both sides.")
+_PERTURBATIONS_PER_EVAL = flags.DEFINE_integer(
+    "perturbations_per_eval", 64, "Captum batched: perturbations per forward pass."
+)
+_IG_INTERNAL_BATCH_SIZE = flags.DEFINE_integer(
+    "ig_internal_batch_size", 50, "Captum batched IG: rows per pass (None: all at once)."
+)
+_TORCH_THREADS = flags.DEFINE_integer(
+    "torch_threads", 1, "ATen intra-op threads for Captum (0: PyTorch's default)."
+)
+_EXPLAINERS = flags.DEFINE_list("explainers", None, "Explainers to time (default all six).")
+_OUT = flags.DEFINE_string("out", "benchmarks", "Where EXPLAIN_RESULTS.md goes.")
+
+# Explainers that both sides have; the first three are deterministic.
+EXPLAINERS = ("integrated_gradients", "grad_input", "occlusion", "shapley_sampling",
+              "kernel_shap", "lime")  # fmt: skip
+DETERMINISTIC = EXPLAINERS[:3]
+# Captum costs seconds an instance on these: timed on --captum_limit instances.
+SAMPLED = EXPLAINERS[3:]
+# Gradients: float32 on both sides, summed in different orders (and over 50 points for IG);
+# measured 1e-6 of the largest score. Occlusion evaluates the same inputs on both sides.
+GRADIENT_RTOL, OCCLUSION_ATOL = 1e-4, 1e-5
+# A measurement is repeated until it has taken this long (at most 5 times); the best counts.
+MIN_TIMING_SECONDS = 2.0
+RESULTS_FILE = "EXPLAIN_RESULTS.md"
+REMARKS_MARKER = "<!-- Hand-written remarks below this line are kept when the benchmark runs. -->"
+
+
+def machine() -> str:
+    return _machine.describe(
+        f"jax {jax.__version__} ({jax.default_backend()})",
+        f"torch {torch.__version__} ({torch.get_num_threads()} intra-op threads)",
+        f"captum {captum.__version__}",
+    )
+
+
+def load_average() -> str:
+    return "/".join(f"{load:.1f}" for load in os.getloadavg())
+
+
+def best_seconds(run) -> float:
+    """The fastest of ``run()``'s wall times, repeated until ``MIN_TIMING_SECONDS`` are spent."""
+    times = []
+    while not times or (sum(times) < MIN_TIMING_SECONDS and len(times) < 5):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+# ------------------------------------------------------------------ instances and batches
+
+
+def batch_rows(batch: dict) -> list[tuple[int, np.ndarray]]:
+    """``(index, token ids [length])`` of the real rows of a padded batch, SOS and EOS kept."""
+    return [(int(batch["index"][row]), batch["token_ids"][row, : batch["lengths"][row]])
+            for row in np.flatnonzero(batch["index"] >= 0)]  # fmt: skip
+
+
+def spread(count: int, total: int) -> list[int]:
+    """``count`` indices spread evenly over ``0 … total − 1``."""
+    return sorted({int(i) for i in np.linspace(0, total - 1, min(count, total)).round()})
+
+
+def subset_batches(batches: list[dict], indices) -> list[dict]:
+    """``batches`` cut down to the rows of ``indices`` (batches left empty dropped)."""
+    wanted = set(indices)
+    kept = []
+    for batch in batches:
+        rows = [row for row, index in enumerate(batch["index"]) if int(index) in wanted]
+        if rows:
+            kept.append({name: value[rows] for name, value in batch.items()})
+    return kept
+
+
+# ------------------------------------------------------------------ Captum on the twin
+
+
+class CaptumTwin:
+    """The PyTorch twin as Captum's forward functions: ``p(· | x)`` ``[B, C]``."""
+
+    def __init__(self, twin):
+        self.twin = twin
+        self.embedding = twin.encoder.embedding
+
+    def probabilities(self, token_ids, lengths):
+        """Of token ids ``[B, T]`` (SOS and EOS included), as the twin takes them."""
+        return self.twin(token_ids, lengths)[0]
+
+    def probabilities_of_real_tokens(self, real_tokens, lengths):
+        """Of the real tokens ``[B, N]`` (row b's first ``lengths[b] − 2`` count): SOS before,
+        EOS after and PAD beyond are put back here, so Captum never perturbs them."""
+        rows, width = real_tokens.shape
+        positions = torch.arange(width + 2)[None, :]
+        token_ids = torch.cat([torch.full((rows, 1), SOS), real_tokens,
+                               torch.full((rows, 1), PAD)], dim=1)  # fmt: skip
+        token_ids = torch.where(positions == lengths[:, None] - 1, EOS, token_ids)
+        token_ids = torch.where(positions >= lengths[:, None], PAD, token_ids)
+        return self.twin(token_ids, lengths)[0]
+
+
+def padded_tensors(rows: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids ``[B, max length]`` (PAD after each row) and lengths ``[B]``, long."""
+    lengths = [len(ids) for ids in rows]
+    token_ids = torch.full((len(rows), max(lengths)), PAD, dtype=torch.long)
+    for row, ids in enumerate(rows):
+        token_ids[row, : len(ids)] = torch.as_tensor(ids.astype(np.int64))
+    return token_ids, torch.as_tensor(lengths, dtype=torch.long)
+
+
+def captum_attribute(
+    explainer: str, side: CaptumTwin, rows: list[np.ndarray], settings, batched: bool,
+    perturbations_per_eval: int = 64, ig_internal_batch_size: int | None = None,
+) -> list[np.ndarray]:  # fmt: skip
+    """Captum's scores of the real tokens, one ``[n]`` float64 array per row of ``rows``.
+
+    ŷ is the twin's prediction on each full row (a forward pass, part of the cost).
+    ``batched=False`` is Captum's documented default (one instance per ``attribute``
+    call, ``internal_batch_size`` and ``perturbations_per_eval`` left alone) and expects one
+    row; ``batched=True`` gives all ``rows`` to one call where Captum batches over
+    examples (IG, grad × input, ``FeatureAblation``, ``ShapleyValueSampling``), with
+    ``perturbations_per_eval`` perturbations a forward pass. Captum's ``KernelShap`` and
+    ``Lime`` fit one model per example and loop over a batch themselves (with a warning),
+    so they get one row a call either way.
+
+    KernelSHAP: Captum's ``n_samples`` counts the full and the empty coalition, which ours
+    evaluates besides its ``kernel_samples``; it is given ``kernel_samples + 2``. LIME:
+    Captum's defaults (Bernoulli(½) masks, ``exp(−d²/2)`` of the cosine distance between the
+    token-id vectors, ``SkLearnLasso(alpha=0.01)``), not ``lime``'s (SPEC §7, ours).
+    """
+    if not batched and len(rows) != 1:
+        raise ValueError(f"One instance at a time, got {len(rows)}.")
+    token_ids, lengths = padded_tensors(rows)
+    with torch.no_grad():
+        targets = side.probabilities(token_ids, lengths).argmax(dim=-1).tolist()
+    common = {"target": targets, "additional_forward_args": (lengths,)}
+    per_eval = {"perturbations_per_eval": perturbations_per_eval} if batched else {}
+    real_tokens = token_ids[:, 1:-1]
+    if explainer == "integrated_gradients":
+        positions = torch.arange(token_ids.shape[1])[None, :]
+        real = (positions >= 1) & (positions <= lengths[:, None] - 2)  # SOS, EOS, PAD kept
+        method = LayerIntegratedGradients(side.probabilities, side.embedding)
+        scores = method.attribute(
+            token_ids, baselines=torch.where(real, UNK, token_ids), n_steps=settings.ig_points,
+            method=settings.ig_rule, internal_batch_size=ig_internal_batch_size if batched
+            else None, **common,
+        ).sum(dim=-1)[:, 1:-1]  # fmt: skip
+    elif explainer == "grad_input":
+        method = LayerGradientXActivation(side.probabilities, side.embedding)
+        scores = method.attribute(token_ids, **common).sum(dim=-1)[:, 1:-1]
+    elif explainer == "occlusion":
+        method = FeatureAblation(side.probabilities_of_real_tokens)
+        scores = method.attribute(real_tokens, baselines=UNK, **common, **per_eval)
+    elif explainer == "shapley_sampling":
+        method = ShapleyValueSampling(side.probabilities_of_real_tokens)
+        scores = method.attribute(real_tokens, baselines=UNK, n_samples=
+                                  settings.shapley_permutations, **common, **per_eval)  # fmt: skip
+    elif explainer in ("kernel_shap", "lime"):
+        method = (KernelShap if explainer == "kernel_shap" else Lime)(
+            side.probabilities_of_real_tokens
+        )
+        samples = (settings.kernel_samples + 2 if explainer == "kernel_shap"
+                   else settings.lime_samples)  # fmt: skip
+        parts = []
+        for row in range(len(rows)):
+            one = slice(row, row + 1)
+            parts.append(method.attribute(
+                real_tokens[one, : lengths[row] - 2], baselines=UNK, target=targets[row],
+                additional_forward_args=(lengths[one],), n_samples=samples, **per_eval,
+            )[0])  # fmt: skip
+        return [part.detach().numpy().astype(np.float64) for part in parts]
+    else:
+        raise ValueError(f"Captum has no counterpart of {explainer!r} here.")
+    scores = scores.detach().numpy().astype(np.float64)
+    return [scores[row, : len(ids) - 2] for row, ids in enumerate(rows)]
+
+
+def captum_pass(explainer, side, batches, settings, batched, **options):
+    """Captum over ``batches``' real rows: ``{index: scores [n]}``; one call per row, or per
+    batch (``batched``)."""
+    scores = {}
+    for batch in batches:
+        rows = batch_rows(batch)
+        groups = [rows] if batched else [[row] for row in rows]
+        for group in groups:
+            found = captum_attribute(explainer, side, [ids for _, ids in group], settings,
+                                     batched, **options)  # fmt: skip
+            scores.update(zip([index for index, _ in group], found, strict=True))
+    return scores
+
+
+def time_captum(explainer, side, batches, settings, batched, seed=0, **options):
+    """``(seconds of the best pass, its scores {index: [n]})``; torch seeded per pass."""
+    found = {}
+
+    def run():
+        torch.manual_seed(seed)
+        with warnings.catch_warnings():
+            # Captum's note that Lime/KernelShap fit one model per example of a batch.
+            warnings.filterwarnings("ignore", "You are providing multiple inputs")
+            found.update(captum_pass(explainer, side, batches, settings, batched, **options))
+
+    return best_seconds(run), found
+
+
+# ------------------------------------------------------------------ attn_audit (JAX)
+
+
+def jax_scores(results: dict, batch: dict, explainer: str) -> dict[int, np.ndarray]:
+    """``{index: scores of the real tokens [n]}`` from a ``BatchExplainer`` result."""
+    return {index: np.asarray(results[explainer][row, 1 : len(ids) - 1], np.float64)
+            for row, (index, ids) in zip(np.flatnonzero(batch["index"] >= 0), batch_rows(batch),
+                                         strict=True)}  # fmt: skip
+
+
+def time_jax(model, params, batches, explainer, settings, key):
+    """One explainer's programs over ``batches``: compiled ahead of time, then run.
+
+    Returns:
+      ``(compile seconds, summed over the batch widths; steady seconds of the best pass over
+      all batches; {index: scores [n]})``. The forward-pass program that ``BatchExplainer``
+      also runs is compiled beforehand and not counted on either side.
+    """
+    jax.clear_caches()  # nothing traced or compiled by an earlier explainer is reused
+    engine = explainers.BatchExplainer(model, params, (explainer,), key, settings)
+    widths = {}
+    for batch in batches:
+        widths.setdefault(batch["token_ids"].shape, batch)
+    for batch in widths.values():
+        engine.compile(batch, "prediction")
+    start = time.perf_counter()
+    for batch in widths.values():
+        engine.compile(batch, explainer)
+    compile_seconds = time.perf_counter() - start
+    found = {}
+
+    def run():
+        for batch in batches:
+            found.update(jax_scores(engine(batch), batch, explainer))
+
+    before = engine.seconds[explainer]
+    passes = []
+    while not passes or (sum(passes) < MIN_TIMING_SECONDS and len(passes) < 5):
+        run()
+        passes.append(engine.seconds[explainer] - before - sum(passes))
+    return compile_seconds, min(passes), found
+
+
+# ------------------------------------------------------------------ agreement
+
+
+def differences(ours: dict, theirs: dict) -> tuple[float, float]:
+    """``(max |ours − theirs|, max over instances of that ÷ the instance's max |theirs|)``."""
+    largest, relative = 0.0, 0.0
+    for index, reference in theirs.items():
+        difference = float(np.max(np.abs(ours[index] - reference), initial=0.0))
+        largest = max(largest, difference)
+        scale = float(np.max(np.abs(reference), initial=0.0))
+        relative = max(relative, difference / scale if scale > 0 else float(difference > 0))
+    return largest, relative
+
+
+def check_agreement(model, params, side, batch, settings, num_instances):
+    """Ours, Captum one at a time and Captum batched on the first ``num_instances`` rows.
+
+    Returns:
+      ``{explainer: {"ours": (max abs, max rel), "batched": (max abs, max rel)}}``, each
+      against Captum one at a time; raises AssertionError beyond the tolerances.
+    """
+    first = {name: value[:num_instances] for name, value in batch.items()}
+    engine = explainers.BatchExplainer(model, params, DETERMINISTIC, settings=settings)
+    results = engine(batch)
+    figures = {}
+    for explainer in DETERMINISTIC:
+        ours = jax_scores(results, batch, explainer)
+        one = captum_pass(explainer, side, [first], settings, batched=False)
+        batched = captum_pass(explainer, side, [first], settings, batched=True)
+        figures[explainer] = {"ours": differences(ours, one), "batched": differences(batched, one)}
+        for what, (absolute, relative) in figures[explainer].items():
+            if explainer == "occlusion":
+                assert absolute <= OCCLUSION_ATOL, (explainer, what, absolute)
+            else:
+                assert relative <= GRADIENT_RTOL, (explainer, what, relative)
+    return figures
+
+
+def correlation(ours: dict, theirs: dict) -> float:
+    """Mean over instances (with ≥ 3 tokens) of Pearson's r between two score vectors."""
+    values = [
+        np.corrcoef(ours[index], reference)[0, 1]
+        for index, reference in theirs.items()
+        if len(reference) >= 3 and np.std(reference) > 0 and np.std(ours[index]) > 0
+    ]
+    return float(np.mean(values)) if values else float("nan")  # fmt: skip
+
+
+# ------------------------------------------------------------------ work done
+
+
+def evaluations(explainer: str, settings, players: int) -> int:
+    """Model evaluations (a backward pass counted with its forward) for one instance.
+
+    ``players``: the positions the explainer perturbs. Ours: occlusion removes each of the
+    T positions of the padded row in turn (no-ops off the real tokens) and sampled Shapley
+    walks N + 1 = T − 1 coalitions per order; Captum: the n real tokens (one at a time), or
+    the batch's largest n (batched: Captum's features are shared by a batch). One more
+    evaluation on both sides for ŷ.
+    """
+    per_explainer = {
+        "integrated_gradients": settings.ig_points, "grad_input": 1, "occlusion": players,
+        "shapley_sampling": settings.shapley_permutations * players,
+        "kernel_shap": settings.kernel_samples + 2, "lime": settings.lime_samples,
+    }  # fmt: skip
+    return 1 + per_explainer[explainer]
+
+
+def encoder_positions(explainer, settings, batches, style) -> float:
+    """Encoder positions run per instance (evaluations × sequence width), padding included.
+
+    ``style``: ``"jax"`` (every row of the padded batches, at the batch width), ``"one"``
+    (each instance alone, at its own length) or ``"batched"`` (Captum's batched calls: the
+    real rows of a batch at its longest length).
+    """
+    total, instances = 0, 0
+    for batch in batches:
+        lengths = [len(ids) for _, ids in batch_rows(batch)]
+        instances += len(lengths)
+        width = batch["token_ids"].shape[1]
+        if style == "jax":
+            players = width if explainer == "occlusion" else width - 1
+            total += len(batch["index"]) * evaluations(explainer, settings, players) * width
+        elif style == "one" or explainer in ("kernel_shap", "lime"):
+            total += sum(evaluations(explainer, settings, n - 2) * n for n in lengths)
+        else:
+            longest = max(lengths)
+            total += len(lengths) * evaluations(explainer, settings, longest - 2) * longest
+    return total / instances
+
+
+# ------------------------------------------------------------------ one explainer, both sides
+
+
+def measure(explainer, model, params, side, batches, settings, key, captum_indices, **options):
+    """Times ``explainer`` on both sides; a dict of seconds, instance counts and agreement.
+
+    JAX runs on all ``batches``; Captum on the rows of ``captum_indices`` (all when None).
+    """
+    compile_seconds, steady, ours = time_jax(model, params, batches, explainer, settings, key)
+    captum_batches = batches if captum_indices is None else subset_batches(batches, captum_indices)
+    one_seconds, one = time_captum(explainer, side, captum_batches, settings, batched=False)
+    batched_seconds, batched = time_captum(explainer, side, captum_batches, settings,
+                                           batched=True, **options)  # fmt: skip
+    return {
+        "jax_compile_s": compile_seconds, "jax_steady_s": steady, "jax_instances": len(ours),
+        "widths": sorted({b["token_ids"].shape[1] for b in batches}),
+        "captum_one_s": one_seconds, "captum_batched_s": batched_seconds,
+        "captum_instances": len(one),
+        "jax_mean_tokens": float(np.mean([len(s) for s in ours.values()])),
+        "captum_mean_tokens": float(np.mean([len(s) for s in one.values()])),
+        "ours_vs_one": differences(ours, one), "batched_vs_one": differences(batched, one),
+        "r_ours_one": correlation(ours, one), "r_batched_one": correlation(batched, one),
+        "jax_positions": encoder_positions(explainer, settings, batches, "jax"),
+        "captum_one_positions": encoder_positions(explainer, settings, captum_batches, "one"),
+        "captum_batched_positions": encoder_positions(explainer, settings, captum_batches,
+                                                      "batched"),
+    }  # fmt: skip
+
+
+# ------------------------------------------------------------------ the report
+
+
+def per_instance_ms(row) -> tuple[float, float, float]:
+    return (1e3 * row["jax_steady_s"] / row["jax_instances"],
+            1e3 * row["captum_one_s"] / row["captum_instances"],
+            1e3 * row["captum_batched_s"] / row["captum_instances"])  # fmt: skip
+
+
+def table(rows: dict) -> list[str]:
+    lines = [
+        "| explainer | JAX compile s | JAX ms/instance (steady) | Captum one-at-a-time "
+        "ms/instance | Captum batched ms/instance | speed-up (steady) vs one-at-a-time / "
+        "batched |", "|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for explainer, row in rows.items():
+        ours, one, batched = per_instance_ms(row)
+        lines.append(
+            f"| {explainer} | {row['jax_compile_s']:.1f} | {ours:.1f} | {one:.1f} | "
+            f"{batched:.1f} | {ratio(one / ours)} / {ratio(batched / ours)} |"
+        )
+    return lines
+
+
+def ratio(value: float) -> str:
+    return f"{value:.2f}×" if value < 1 else f"{value:.1f}×"
+
+
+def padding(batches: list[dict]) -> str:
+    """How much of the JAX batches is instances: rows, and positions within the rows."""
+    rows = sum(b["token_ids"].shape[0] for b in batches)
+    instances = sum(int(np.sum(b["index"] >= 0)) for b in batches)
+    positions = sum(b["token_ids"].size for b in batches)
+    filled = sum(int(np.sum(b["lengths"])) for b in batches)
+    return (
+        f"The JAX batches hold {rows} rows for {instances} instances (the last batch of a bucket "
+        "is padded with empty rows, which cost as much as real ones); tokens (SOS and EOS "
+        f"included) fill {filled / positions:.0%} of their positions."
+    )
+
+
+def render(rows, figures, context) -> str:
+    settings = context["settings"]
+    lines = [
+        "# attn_audit's explainers against Captum", "",
+        f"Machine: {context['machine']}. Load average (1/5/15 min) {context['load_before']} "
+        f"before, {context['load_after']} after: other jobs share these cores, so the "
+        "timings are noisy.", "",
+        f"Command: `{context['command']}` on "
+        f"`{context['workdir']}` (SST BiLSTM + tanh attention); {context['minutes']:.1f} "
+        "minutes in all.", "",
+        "Every explainer explains f(x) = p(ŷ | x), ŷ predicted on the full input; UNK masks a "
+        "token; only the real tokens are scored (Captum's perturbation methods see only them "
+        "and never perturb SOS, EOS or padding).", "",
+        f"## Agreement (first {context['agreement_instances']} test instances, checked before "
+        "timing)", "",
+        "Against Captum one instance at a time: largest absolute difference, and relative to "
+        "the instance's largest score.", "",
+        "| explainer | Captum method | ours: max abs | ours: max rel | Captum batched: max abs "
+        "| Captum batched: max rel | required |", "|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    methods = {
+        "integrated_gradients": f"LayerIntegratedGradients (embedding layer, {settings.ig_points} "
+        f"points, {settings.ig_rule})",
+        "grad_input": "LayerGradientXActivation (embedding layer)",
+        "occlusion": "FeatureAblation (baseline UNK)",
+    }
+    for explainer, found in figures.items():
+        required = (f"abs ≤ {OCCLUSION_ATOL:g}" if explainer == "occlusion"
+                    else f"rel ≤ {GRADIENT_RTOL:g}")  # fmt: skip
+        (ours_abs, ours_rel), (batched_abs, batched_rel) = found["ours"], found["batched"]
+        lines.append(f"| {explainer} | {methods[explainer]} | {ours_abs:.1e} | {ours_rel:.1e} | "
+                     f"{batched_abs:.1e} | {batched_rel:.1e} | {required} |")  # fmt: skip
+    if rows:
+        lines += [
+            "", "On every timed instance (the timing runs' own scores; sampled explainers: "
+            "mean Pearson r between ours and Captum's one-at-a-time estimate, and between "
+            "Captum batched and one-at-a-time, which draw other samples):", "",
+            "| explainer | instances | ours vs Captum | Captum batched vs one-at-a-time |",
+            "|---|---|---|---|",
+        ]  # fmt: skip
+        for explainer, row in rows.items():
+            if explainer in DETERMINISTIC:
+                ours = "max abs {:.1e}, max rel {:.1e}".format(*row["ours_vs_one"])
+                batched = "max abs {:.1e}, max rel {:.1e}".format(*row["batched_vs_one"])
+            else:
+                ours, batched = f"r = {row['r_ours_one']:.2f}", f"r = {row['r_batched_one']:.2f}"
+            lines.append(f"| {explainer} | {row['captum_instances']} | {ours} | {batched} |")
+        lines += ["", f"## Speed (first {context['limit']} SST test instances, batches of "
+                  f"{context['batch_size']})", "", *table(rows), ""]  # fmt: skip
+        lines += speed_notes(rows, context)
+        lines += work_table(rows)
+    return "\n".join(lines) + "\n"
+
+
+def speed_notes(rows, context) -> list[str]:
+    settings = context["settings"]
+    sampled = [name for name in rows if name in SAMPLED]
+    widths = sorted({w for row in rows.values() for w in row["widths"]})
+    notes = [
+        f"- **JAX compile s**: ahead-of-time compilation of the explainer's program at each "
+        f"batch width ({', '.join(map(str, widths))}), summed, with JAX's caches cleared "
+        "first and no persistent cache; paid once per process and shape, apart from the "
+        "steady time. **JAX ms/instance**: the best of repeated passes over all batches "
+        "(padding rows included: their cost counts), divided by the real instances. "
+        f"{context['padding']}",
+        "- **Captum one-at-a-time**: one `attribute` call per instance with Captum's defaults "
+        "(`internal_batch_size=None`: IG's points in one pass; `perturbations_per_eval=1`), "
+        "after a forward pass for ŷ. **Captum batched**: the instances of each of our "
+        "batches in one call, IG with `internal_batch_size="
+        f"{context['ig_internal_batch_size']}`, perturbation methods with "
+        f"`perturbations_per_eval={context['perturbations_per_eval']}`; `KernelShap` and "
+        "`Lime` fit one model per example and loop over a batch themselves, so they get one "
+        "instance a call with the same `perturbations_per_eval`.",
+        f"- PyTorch runs with {context['torch_threads']} intra-op thread(s). "
+        f"{context['thread_probe']}",
+        f"- Work per instance with n real tokens: IG {settings.ig_points} gradients "
+        f"({settings.ig_rule}); occlusion n forward passes (ours: one per position of the "
+        "padded row, T); Shapley sampling "
+        f"{settings.shapley_permutations} permutations (ours: {settings.shapley_permutations // 2}"
+        " random orders and their reverses, N + 1 coalitions each over the batch's N = width − 2"
+        f" slots; Captum: {settings.shapley_permutations} random orders, n forward passes each, "
+        f"N when batched); KernelSHAP {settings.kernel_samples} sampled coalitions plus the "
+        f"full and the empty one (Captum `n_samples={settings.kernel_samples + 2}`); LIME "
+        f"{settings.lime_samples} samples.",
+        "- **LIME differs by design**: ours is `lime`'s text explainer (SPEC §7: remove "
+        "s ~ U{1 … n−1} tokens, kernel exp(−d²/25²) of 100 × the cosine distance between the "
+        "binary masks, ridge α = 1); Captum's `Lime` defaults draw Bernoulli(½) masks, weigh "
+        "a sample by exp(−d²/2) of the cosine distance between the token-id vectors, and fit "
+        "`SkLearnLasso(alpha=0.01)`. Same number of model evaluations; the scores are not "
+        "expected to agree.",
+    ]  # fmt: skip
+    if sampled:
+        row = rows[sampled[0]]
+        notes.append(
+            f"- {', '.join(sampled)}: Captum timed on {row['captum_instances']} instances spread "
+            f"evenly over the {row['jax_instances']} (mean {row['captum_mean_tokens']:.1f} real "
+            f"tokens, against {row['jax_mean_tokens']:.1f} over all {row['jax_instances']}); "
+            "JAX on all of them. Per-instance times compared."
+        )
+    return notes + [""]
+
+
+def work_table(rows) -> list[str]:
+    lines = [
+        "## Work done", "",
+        "Encoder positions run per instance: model evaluations × the sequence width they run "
+        "at, padding rows and positions included (a backward pass counted with its forward; "
+        "see `encoder_positions`), and the rate at which each side gets through them.", "",
+        "| explainer | JAX positions | Captum one-at-a-time positions | Captum batched "
+        "positions | JAX k positions/s | Captum one-at-a-time k/s | Captum batched k/s |",
+        "|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for explainer, row in rows.items():
+        work = [row[f"{side}_positions"] for side in ("jax", "captum_one", "captum_batched")]
+        rates = [w / ms for w, ms in zip(work, per_instance_ms(row), strict=True)]  # k/s
+        lines.append(f"| {explainer} | " + " | ".join(f"{w:,.0f}" for w in work) + " | "
+                     + " | ".join(f"{r:.1f}" for r in rates) + " |")  # fmt: skip
+    return lines + [""]
+
+
+def write_results(path: pathlib.Path, report: str) -> None:
+    """Writes ``report``, keeping the remarks below ``REMARKS_MARKER`` of an earlier file."""
+    remarks = ""
+    if path.exists() and REMARKS_MARKER in path.read_text():
+        remarks = path.read_text().split(REMARKS_MARKER, 1)[1].lstrip("\n")
+    path.write_text(f"{report}\n{REMARKS_MARKER}\n\n{remarks}")
+
+
+def thread_probe(side, batches) -> str:
+    """A forward pass of 1 and of 64 rows with 1 and with 2 ATen threads, for the report."""
+    threads = torch.get_num_threads()
+    token_ids, lengths = padded_tensors([ids for _, ids in batch_rows(batches[0])])
+    shapes = {1: (token_ids[:1], lengths[:1]), 64: (token_ids[:1].repeat(64, 1),
+                                                    lengths[:1].repeat(64))}  # fmt: skip
+    timings = []
+    for count in (1, 2):
+        torch.set_num_threads(count)
+        for rows, (ids, length) in shapes.items():
+            with torch.no_grad():
+                side.probabilities(ids, length)
+                start = time.perf_counter()
+                for _ in range(10):
+                    side.probabilities(ids, length)
+            timings.append(f"{rows} row(s) {count} thread(s) "
+                           f"{(time.perf_counter() - start) * 100:.1f} ms")  # fmt: skip
+    torch.set_num_threads(threads)
+    return "A forward pass of the twin, measured at start: " + "; ".join(timings) + "."
+
+
+def command() -> str:
+    """The command line that ran this benchmark, with the flags given (not the defaults)."""
+    holders = (_WORKDIR, _DATA_DIR, _LIMIT, _CAPTUM_LIMIT, _AGREEMENT_INSTANCES, _BATCH_SIZE,
+               _PERTURBATIONS_PER_EVAL, _IG_INTERNAL_BATCH_SIZE, _TORCH_THREADS, _EXPLAINERS,
+               _OUT)  # fmt: skip
+    given = [flags.FLAGS[h.name] for h in holders if flags.FLAGS[h.name].present]
+    return " ".join(["python -m benchmarks.explain_vs_captum", *(f.serialize() for f in given)])
+
+
+def main(argv):
+    del argv
+    start = time.perf_counter()
+    load_before = load_average()
+    if _TORCH_THREADS.value:
+        torch.set_num_threads(_TORCH_THREADS.value)
+    names = tuple(_EXPLAINERS.value or EXPLAINERS)
+    unknown = sorted(set(names) - set(EXPLAINERS))
+    if unknown:
+        raise app.UsageError(f"Unknown explainers {unknown}; choose from {list(EXPLAINERS)}.")
+    run = load_run(_WORKDIR.value)
+    model = auditable_model(run.model_config)
+    side = CaptumTwin(load_torch_model(to_torch_state_dict(run.params, run.model_config),
+                                       run.model_config))  # fmt: skip
+    dataset = data.load_dataset(run.config["data"]["name"], _DATA_DIR.value)
+    split = first_instances(data.encode_split(dataset, "test", run.vocab), _LIMIT.value)
+    batches = list(data.batches(split, _BATCH_SIZE.value, split_boundaries(split, 2)))
+    settings = explainers.ExplainerSettings()
+    probe = thread_probe(side, batches)
+    print(probe, flush=True)
+
+    figures = check_agreement(model, run.params, side, batches[0], settings,
+                              _AGREEMENT_INSTANCES.value)  # fmt: skip
+    print("agreement:", figures, flush=True)
+    options = {"perturbations_per_eval": _PERTURBATIONS_PER_EVAL.value,
+               "ig_internal_batch_size": _IG_INTERNAL_BATCH_SIZE.value}  # fmt: skip
+    captum_indices = spread(_CAPTUM_LIMIT.value, len(split))
+    key = jax.random.key(0)
+    rows = {}
+    for explainer in names:
+        subset = captum_indices if explainer in SAMPLED else None
+        rows[explainer] = measure(explainer, model, run.params, side, batches, settings, key,
+                                  subset, **options)  # fmt: skip
+        print(explainer, rows[explainer], flush=True)
+    context = {
+        "machine": machine(), "load_before": load_before, "load_after": load_average(),
+        "command": command(),
+        "workdir": _WORKDIR.value, "minutes": (time.perf_counter() - start) / 60,
+        "agreement_instances": _AGREEMENT_INSTANCES.value, "limit": len(split),
+        "batch_size": _BATCH_SIZE.value, "settings": settings, "thread_probe": probe,
+        "torch_threads": torch.get_num_threads(), "padding": padding(batches), **options,
+    }  # fmt: skip
+    report = render(rows, figures, context)
+    write_results(pathlib.Path(_OUT.value) / RESULTS_FILE, report)
+    print(report)
+
+
+if __name__ == "__main__":
+    app.run(main)
