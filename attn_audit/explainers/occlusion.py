@@ -18,7 +18,8 @@ def occlusion(
     probabilities = original_pass(model, params, instance)[3]
     target = jnp.argmax(probabilities)
     num_positions = instance["token_ids"].shape[0]
-    keeps = ~jnp.eye(num_positions, dtype=bool)  # row t removes position t
+    # Row t − 1 removes position t, t = 1 … T − 2 (SOS and the last position are never real).
+    keeps = ~jnp.eye(num_positions, dtype=bool)[1 : num_positions - 1]
     values = coalition_values(model, params, instance, keeps, target, removal, mask_token_id, chunk)
-    real = real_token_mask(instance["length"], num_positions)
-    return jnp.where(real, probabilities[target] - values, 0.0)
+    changes = jnp.pad(probabilities[target] - values, 1)
+    return jnp.where(real_token_mask(instance["length"], num_positions), changes, 0.0)

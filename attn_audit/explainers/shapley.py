@@ -105,9 +105,10 @@ def shapley_sampling(
     """Permutation-sampling Shapley values with antithetic pairs (Castro et al. 2009).
 
     ``m/2`` random orders of the real tokens and their reverses; in each order every
-    token's marginal contribution ``v(before ∪ t) − v(before)`` (N + 1 coalitions per
-    order). ``φ_t`` is the mean over the m orders; its standard error is that of the
-    ``m/2`` pair means (a pair's two orders are not independent).
+    token's marginal contribution ``v(before ∪ t) − v(before)`` (N − 1 coalitions per
+    order, ``v(∅)`` and ``v(N)`` evaluated once for all). ``φ_t`` is the mean over the m
+    orders; its standard error is that of the ``m/2`` pair means (a pair's two orders are
+    not independent).
 
     Returns:
       ``(φ [T], standard error [T])``, zero off the real tokens.
@@ -123,11 +124,16 @@ def shapley_sampling(
     is_real = (jnp.arange(num_players) < num_real)[None, :]
     reversed_ranks = jnp.where(is_real, num_real - 1 - ranks, ranks)
     ranks = jnp.concatenate([ranks, reversed_ranks])  # [m, N]
-    steps = jnp.arange(num_players + 1)
-    prefixes = ranks[:, None, :] < steps[None, :, None]  # [m, N + 1, N]: the first k players
-    keeps = keep_from_players(prefixes.reshape(-1, num_players), num_positions)
+    # The first k players of each order, k = 1 … N − 1; v(∅) and v(N) once for all orders.
+    steps = jnp.arange(1, num_players)
+    prefixes = ranks[:, None, :] < steps[None, :, None]  # [m, N − 1, N]
+    ends = jnp.stack([jnp.zeros(num_players, bool), jnp.ones(num_players, bool)])
+    coalitions = jnp.concatenate([ends, prefixes.reshape(-1, num_players)])
+    keeps = keep_from_players(coalitions, num_positions)
     values = coalition_values(model, params, instance, keeps, target, removal, mask_token_id, chunk)
-    gains = jnp.diff(values.reshape(num_permutations, num_players + 1), axis=-1)
+    inner = values[2:].reshape(num_permutations, num_players - 1)
+    empty, full = jnp.broadcast_to(values[:2, None, None], (2, num_permutations, 1))
+    gains = jnp.diff(jnp.concatenate([empty, inner, full], axis=-1), axis=-1)
     contributions = jnp.take_along_axis(gains, ranks, axis=-1)  # [m, N]: player p's gain
     pairs = (contributions[:half] + contributions[half:]) / 2.0
     phi = jnp.mean(pairs, axis=0)

@@ -17,8 +17,7 @@ from attn_audit.audits import rollout
 from attn_audit.audits.runner import first_instances
 from attn_audit.evaluations import az, az_sweep
 from attn_audit.training.run_folder import load_run
-from experiments import az_eval
-from tests._fixtures import TINY, in_process_command, write_toy_sst
+from tests._fixtures import TINY, command_runner, write_toy_sst
 from tests.stats_test import scipy_rho
 
 SOS, EOS, PAD = 2, 3, 0
@@ -197,9 +196,9 @@ def trained_transformer(tmp_path_factory):
 
 
 @pytest.fixture
-def run_command(monkeypatch):
+def run_command():
     """Runs ``az_eval``'s main in this process with the given flags."""
-    return in_process_command(monkeypatch, "az_eval", az_eval.main)
+    return command_runner("az_eval")[1]
 
 
 def test_az_eval_writes_the_csv_section_and_audit(trained_transformer, tmp_path, run_command):

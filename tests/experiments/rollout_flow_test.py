@@ -9,8 +9,7 @@ import pytest
 
 from attn_audit.audits import flow as flow_lib
 from attn_audit.audits import rollout
-from experiments import rollout_flow
-from tests._fixtures import in_process_command
+from tests._fixtures import command_runner
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -21,9 +20,9 @@ def attention_batch(batch=3, layers=3, heads=2, n=5):
 
 
 @pytest.fixture
-def run_command(monkeypatch):
+def run_command():
     """Runs ``rollout_flow``'s main in this process with the given flags."""
-    return in_process_command(monkeypatch, "rollout_flow", rollout_flow.main)
+    return command_runner("rollout_flow")[1]
 
 
 def test_batch_with_lengths_gives_the_library_maps(tmp_path, run_command):

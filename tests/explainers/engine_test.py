@@ -17,7 +17,7 @@ SETTINGS = engine.ExplainerSettings(
     ig_points=6, shapley_max_tokens=6, shapley_permutations=4, kernel_samples=12,
     lime_samples=10, max_sequence_positions=200,  # chunks of 200 // (4 · 12) = 4 coalitions
 )  # fmt: skip
-ALL = engine.EXPLAINERS
+ALL = tuple(e for e in engine.EXPLAINERS if e not in engine.MAP_EXPLAINERS)  # JW models
 one_instance = jax.jit(engine.explain_instance, static_argnums=(0, 4, 5, 6))
 
 
