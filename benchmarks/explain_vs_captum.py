@@ -57,7 +57,7 @@ from tests.reference.torch_model import load_torch_model
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/sst_lstm_tanh", "A trained run (make train).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Data folder (default $ATTN_AUDIT_DATA).")
-_LIMIT = flags.DEFINE_integer("limit", 64, "Test instances for the timings.")
+_LIMIT = flags.DEFINE_integer("limit", 128, "Test instances for the timings.")
 _CAPTUM_LIMIT = flags.DEFINE_integer(
     "captum_limit", 16, "Instances, spread over --limit, for Captum's sampled explainers."
 )
@@ -365,8 +365,9 @@ def evaluations(explainer: str, settings, players: int) -> int:
     """Model evaluations (a backward pass counted with its forward) for one instance.
 
     ``players``: the positions the explainer perturbs. Ours: occlusion removes each of the
-    T positions of the padded row in turn (no-ops off the real tokens) and sampled Shapley
-    walks N + 1 = T − 1 coalitions per order; Captum: the n real tokens (one at a time), or
+    N = T − 2 player positions of the padded row in turn (no-ops off the real tokens) and
+    sampled Shapley walks N − 1 coalitions per order (``encoder_positions``); Captum: the n
+    real tokens (one at a time), or
     the batch's largest n (batched: Captum's features are shared by a batch). One more
     evaluation on both sides for ŷ.
     """
@@ -391,8 +392,10 @@ def encoder_positions(explainer, settings, batches, style) -> float:
         instances += len(lengths)
         width = batch["token_ids"].shape[1]
         if style == "jax":
-            players = width if explainer == "occlusion" else width - 1
-            total += len(batch["index"]) * evaluations(explainer, settings, players) * width
+            count = evaluations(explainer, settings, width - 2)
+            if explainer == "shapley_sampling":  # N − 1 coalitions per order, ∅ and N once
+                count = 3 + settings.shapley_permutations * (width - 3)
+            total += len(batch["index"]) * count * width
         elif style == "one" or explainer in ("kernel_shap", "lime"):
             total += sum(evaluations(explainer, settings, n - 2) * n for n in lengths)
         else:
@@ -547,10 +550,10 @@ def speed_notes(rows, context) -> list[str]:
         f"- PyTorch runs with {context['torch_threads']} intra-op thread(s). "
         f"{context['thread_probe']}",
         f"- Work per instance with n real tokens: IG {settings.ig_points} gradients "
-        f"({settings.ig_rule}); occlusion n forward passes (ours: one per position of the "
-        "padded row, T); Shapley sampling "
+        f"({settings.ig_rule}); occlusion n forward passes (ours: one per player slot of the "
+        "padded row, T − 2); Shapley sampling "
         f"{settings.shapley_permutations} permutations (ours: {settings.shapley_permutations // 2}"
-        " random orders and their reverses, N + 1 coalitions each over the batch's N = width − 2"
+        " random orders and their reverses, N − 1 coalitions each over the batch's N = width − 2"
         f" slots; Captum: {settings.shapley_permutations} random orders, n forward passes each, "
         f"N when batched); KernelSHAP {settings.kernel_samples} sampled coalitions plus the "
         f"full and the empty one (Captum `n_samples={settings.kernel_samples + 2}`); LIME "
@@ -645,7 +648,9 @@ def main(argv):
                                        run.model_config))  # fmt: skip
     dataset = data.load_dataset(run.config["data"]["name"], _DATA_DIR.value)
     split = first_instances(data.encode_split(dataset, "test", run.vocab), _LIMIT.value)
-    batches = list(data.batches(split, _BATCH_SIZE.value, split_boundaries(split, 2)))
+    # The explain command's widths (ExplainOptions.num_buckets), fitted to the timed instances.
+    widths = split_boundaries(split, explainers.ExplainOptions.num_buckets)
+    batches = list(data.batches(split, _BATCH_SIZE.value, widths))
     settings = explainers.ExplainerSettings()
     probe = thread_probe(side, batches)
     print(probe, flush=True)

@@ -2,7 +2,7 @@ r"""Explains a trained run's predictions with every explainer (SPEC §7), batche
 
   python -m experiments.explain --workdir=runs/sst_lstm_tanh \
       [--split=test --limit=N --explainers=attention,gradient,... --batch_size=32 \
-       --seed=0 --buckets=2 --removal=mask --ig_points=50 --ig_rule=gausslegendre \
+       --seed=0 --buckets=4 --removal=mask --ig_points=50 --ig_rule=gausslegendre \
        --shapley_permutations=20 --kernel_samples=500 --lime_samples=1000 --data_dir=DIR]
 
 Writes ``WORKDIR/explain/<split>/``: ``records.jsonl`` (per instance: tokens, prediction,
@@ -53,7 +53,9 @@ _EXPLAINERS = flags.DEFINE_list(
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the sampled explainers and the random floor.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Instances per batch.")
 _BUCKETS = flags.DEFINE_integer(
-    "buckets", 2, "Padded widths to explain at (one compiled program each), fitted to the split."
+    "buckets",
+    ExplainOptions.num_buckets,
+    "Padded widths to explain at (one compiled program each), fitted to the split.",
 )
 _REMOVAL = flags.DEFINE_enum(
     "removal", "mask", list(REMOVALS), "How perturbation explainers remove a token."
