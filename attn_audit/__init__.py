@@ -8,6 +8,7 @@ The layout follows the data flow, one sub-package per stage::
     training     config, objectives, optimiser, loop, evaluation, checkpoints, run folders
     audits       JW's audits (gradient, loo, permutation, adversarial), rollout, flow, engine
     explainers   IG, grad × input, occlusion, Shapley (exact, sampled, KernelSHAP), LIME, random
+    faithfulness ERASER, decision flips, parameter randomisation, agreement between explainers
     evaluations  the papers' protocols: Abnar & Zuidema (az), Wiegreffe & Pinter (wp)
     stats        every statistic once: Kendall τ, Spearman ρ, TVD, KL, JSD
     report       records, summaries, figures, tables
@@ -28,14 +29,16 @@ import importlib
 # ``import attn_audit.data`` stays as light as the data layer itself.
 _PUBLIC = {
     **dict.fromkeys(
-        ("audits", "data", "evaluations", "explainers", "interop", "models", "pretrained",
-         "report", "stats", "training"), ""),
+        ("audits", "data", "evaluations", "explainers", "faithfulness", "interop", "models",
+         "pretrained", "report", "stats", "training"), ""),
     **dict.fromkeys(
         ("AUDITS", "AuditOptions", "AuditableModel", "BatchAuditor", "JWModel",
          "TransformerModel", "auditable_model", "checked_audits", "run_audit"), "audits"),
     **dict.fromkeys(
         ("EXPLAINERS", "BatchExplainer", "ExplainOptions", "ExplainerSettings", "run_explain"),
         "explainers"),
+    **dict.fromkeys(("FaithfulnessOptions", "FaithfulnessSettings", "run_faithfulness"),
+                    "faithfulness"),
     **dict.fromkeys(("attention_flow", "attention_flow_batch", "attention_flow_row"),
                     "audits.flow"),
     **dict.fromkeys(("raw_attention", "residual_attention", "rollout"), "audits.rollout"),

@@ -214,7 +214,7 @@ class BatchExplainer:
         self.settings = ExplainerSettings() if settings is None else settings
         self.mesh = data_mesh()
         self._rows = NamedSharding(self.mesh, PartitionSpec("data"))
-        self.params = jax.device_put(params, NamedSharding(self.mesh, PartitionSpec()))
+        self.params = self.replicated(params)
         key = jax.random.key(0) if key is None else key
         self.role_keys = dict(
             zip(RANDOM_EXPLAINERS, jax.random.split(key, len(RANDOM_EXPLAINERS)), strict=True)
@@ -231,7 +231,8 @@ class BatchExplainer:
     def programs(self) -> tuple[str, ...]:
         return ("prediction",) + tuple(e for e in self.explainers if e != "attention")
 
-    def _arguments(self, batch: dict, program: str) -> tuple:
+    def _arguments(self, batch: dict, program: str, params=None) -> tuple:
+        params = self.params if params is None else params
         rows, num_positions = batch["token_ids"].shape
         if rows % self.num_devices:
             raise ValueError(
@@ -240,16 +241,16 @@ class BatchExplainer:
             )
         instances = jax.device_put(instances_from_batch(batch), self._rows)
         if program == "prediction":
-            return (self.model, self.params, instances), predict_batch, (0,)
+            return (self.model, params, instances), predict_batch, (0,)
         role_key = self.role_keys.get(program, self.role_keys["random"])
         keys = instance_keys(role_key, jax.device_put(jnp.asarray(batch["index"]), self._rows))
         chunk = coalitions_per_step(self.settings.max_sequence_positions, rows, num_positions)
-        arguments = (self.model, self.params, instances, keys, program, self.settings, chunk)
+        arguments = (self.model, params, instances, keys, program, self.settings, chunk)
         return arguments, explain_batch, (0, 4, 5, 6)
 
-    def _executable(self, batch: dict, program: str):
+    def _executable(self, batch: dict, program: str, params=None):
         shapes = tuple((name, np.shape(value)) for name, value in sorted(batch.items()))
-        arguments, function, static = self._arguments(batch, program)
+        arguments, function, static = self._arguments(batch, program, params)
         if (program, shapes) not in self._executables:
             lowered = function.lower(*arguments)
             options = COMPILER_OPTIONS.get(jax.default_backend())
@@ -262,8 +263,15 @@ class BatchExplainer:
         for name in self.programs if program is None else (program,):
             self._executable(batch, name)
 
-    def __call__(self, batch: dict) -> dict[str, np.ndarray]:
+    def replicated(self, params):
+        """``params`` placed like the model's own (replicated over the devices)."""
+        return jax.device_put(params, NamedSharding(self.mesh, PartitionSpec()))
+
+    def __call__(self, batch: dict, params=None) -> dict[str, np.ndarray]:
         """Explains one batch; host arrays with a leading batch axis.
+
+        ``params`` (from ``replicated``) replaces the model's parameters for this call, with
+        the same compiled programs (model randomisation, ``faithfulness``).
 
         Keys: ``probabilities [B, C]``, ``attention [B, T]``, and per explainer e
         ``e [B, T]`` (its scores) plus ``integrated_gradients_completeness_gap [B]``,
@@ -272,7 +280,7 @@ class BatchExplainer:
         results = {}
         for program in self.programs:
             start = time.perf_counter()
-            executable, dynamic = self._executable(batch, program)
+            executable, dynamic = self._executable(batch, program, params)
             found = jax.device_get(executable(*dynamic))
             self.seconds[program] += time.perf_counter() - start
             if program == "prediction":

@@ -59,12 +59,23 @@ def coalition_values(
 
     Each coalition is one forward pass, vmapped (``chunk`` at a time, see ``chunked_vmap``).
     """
+    probabilities = coalition_probabilities(
+        model, params, instance, keeps, removal, mask_token_id, chunk
+    )
+    return probabilities[:, target]
 
-    def value(keep):
+
+def coalition_probabilities(
+    model, params, instance, keeps: jax.Array, removal: str, mask_token_id: int,
+    chunk: int | None = None,
+) -> jax.Array:  # fmt: skip
+    """Every class's probability ``p(· | x_S)`` for each coalition ``keeps [S, T]``: ``[S, C]``."""
+
+    def probabilities(keep):
         variant = remove_tokens(instance, keep, removal, mask_token_id)
-        return original_pass(model, params, variant)[3][target]
+        return original_pass(model, params, variant)[3]
 
-    return chunked_vmap(value, keeps, chunk)
+    return chunked_vmap(probabilities, keeps, chunk)
 
 
 def keep_from_players(players: jax.Array, num_positions: int) -> jax.Array:

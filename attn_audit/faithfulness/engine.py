@@ -1,0 +1,256 @@
+"""Runs the faithfulness metrics on batches: one program per metric and batch shape.
+
+``BatchFaithfulness`` takes every explainer's scores of a batch (from the explainer
+records) and runs ERASER's curves (``eraser``) and the decision flips (``flip``), each
+written for one instance and vmapped, all explainers in one program.
+``BatchRandomisation`` re-runs the explainers (``explainers.BatchExplainer``, same
+compiled programs) on the model with blocks re-initialised (``randomisation``) and
+gives Spearman's ρ between the original and the randomised absolute scores.
+"""
+
+import dataclasses
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from attn_audit import models, stats
+from attn_audit.audits.engine import COMPILER_OPTIONS, data_mesh, instances_from_batch
+from attn_audit.data.vocab import UNK
+from attn_audit.explainers.engine import BatchExplainer, coalitions_per_step
+from attn_audit.explainers.perturbation import REMOVALS, check_removal
+from attn_audit.faithfulness.eraser import eraser
+from attn_audit.faithfulness.flip import decision_flip
+from attn_audit.faithfulness.randomisation import randomisation_variants, randomised_params
+from attn_audit.faithfulness.ranking import PERCENTS
+from attn_audit.models import real_token_mask
+
+METRIC_PROGRAMS = ("eraser", "flip")
+
+
+@dataclasses.dataclass(frozen=True)
+class FaithfulnessSettings:
+    """How the metrics run (SPEC §8); hashable, a static argument of the programs.
+
+    Attributes:
+      mask_token_id: the id that masks a token.
+      removals: ERASER's removals (deletion is ERASER's rule; masking the other reading).
+      flip_removal: how decision flips remove tokens.
+      percents: ERASER's k, integer percents.
+      max_sequence_positions: memory budget, (sequence, position) pairs per step.
+    """
+
+    mask_token_id: int = UNK
+    removals: tuple[str, ...] = REMOVALS
+    flip_removal: str = "delete"
+    percents: tuple[int, ...] = PERCENTS
+    max_sequence_positions: int = 2**13
+
+    def __post_init__(self):
+        if not self.removals:
+            raise ValueError(f"removals is empty; choose from {list(REMOVALS)}.")
+        for removal in (*self.removals, self.flip_removal):
+            check_removal(removal)
+        if not self.percents or any(not 0 < p <= 100 for p in self.percents):
+            raise ValueError(f"percents must be in 1 … 100, got {self.percents}.")
+        if self.max_sequence_positions < 1 or self.mask_token_id < 0:
+            raise ValueError("max_sequence_positions must be ≥ 1 and mask_token_id ≥ 0.")
+
+    def to_dict(self) -> dict:
+        content = dataclasses.asdict(self)
+        content.update(removals=list(self.removals), percents=list(self.percents))
+        return content
+
+
+@functools.partial(jax.jit, static_argnames=("model", "metric", "settings", "chunk"))
+def metric_batch(model, params, instances, scores, metric, settings, chunk=None):
+    """One metric (``"eraser"`` or ``"flip"``) vmapped over a batch; ``scores [B, X, T]``."""
+
+    def one(instance, instance_scores):
+        if metric == "eraser":
+            return eraser(
+                model, params, instance, instance_scores, settings.mask_token_id,
+                settings.removals, settings.percents, chunk,
+            )  # fmt: skip
+        return decision_flip(
+            model, params, instance, instance_scores, settings.flip_removal,
+            settings.mask_token_id, chunk,
+        )  # fmt: skip
+
+    return jax.vmap(one)(instances, scores)
+
+
+def scores_on_positions(records: dict, batch: dict, explainers) -> tuple[np.ndarray, np.ndarray]:
+    """The explainers' scores of a batch laid out on positions.
+
+    Args:
+      records: instance index → explainer record (``explainers.explanation_records``).
+      batch: a batch of ``data.batches``.
+      explainers: the explainers, in order.
+
+    Returns:
+      ``(scores [B, X, T] float32, available [B, X] bool)``: an explainer that gave no
+      scores for an instance (exact Shapley past its limit) or a padding row is unavailable
+      and gets zeros.
+    """
+    rows, num_positions = batch["token_ids"].shape
+    scores = np.zeros((rows, len(explainers), num_positions), np.float32)
+    available = np.zeros((rows, len(explainers)), bool)
+    for row in np.flatnonzero(batch["index"] >= 0):
+        record = records[int(batch["index"][row])]
+        num_tokens = int(batch["lengths"][row]) - 2
+        for column, name in enumerate(explainers):
+            values = record.get(name)
+            if values is None:
+                continue
+            if len(values) != num_tokens:
+                raise ValueError(
+                    f"Instance {record['id']}: {name} has {len(values)} scores for "
+                    f"{num_tokens} tokens; the explanations come from another vocabulary or "
+                    "data. Delete them and run again."
+                )
+            scores[row, column, 1 : 1 + num_tokens] = values
+            available[row, column] = True
+    return scores, available
+
+
+class BatchFaithfulness:
+    """ERASER and decision flips of the explainers' scores, batch by batch.
+
+    Args:
+      model: an ``AuditableModel``; params: its parameters.
+      explainers: the explainers whose scores to judge.
+      records: instance index → explainer record holding those scores.
+      settings: ``FaithfulnessSettings``.
+      programs: the metrics to run, from ``METRIC_PROGRAMS`` (none: scores only).
+
+    ``seconds`` accumulates each program's run time.
+    """
+
+    def __init__(
+        self, model, params, explainers, records: dict, settings=None, programs=METRIC_PROGRAMS
+    ):
+        unknown = sorted(set(programs) - set(METRIC_PROGRAMS))
+        if unknown:
+            raise ValueError(f"Unknown metrics {unknown}; choose from {list(METRIC_PROGRAMS)}.")
+        self.programs = tuple(m for m in METRIC_PROGRAMS if m in programs)
+        self.model = model
+        self.explainers = tuple(explainers)
+        self.records = records
+        self.settings = FaithfulnessSettings() if settings is None else settings
+        self.mesh = data_mesh()
+        self._rows = NamedSharding(self.mesh, PartitionSpec("data"))
+        self.params = jax.device_put(params, NamedSharding(self.mesh, PartitionSpec()))
+        self._executables = {}
+        self.seconds = dict.fromkeys(self.programs, 0.0)
+
+    @property
+    def num_devices(self) -> int:
+        return self.mesh.size
+
+    def _arguments(self, batch: dict, metric: str, scores: np.ndarray) -> tuple:
+        rows, num_positions = batch["token_ids"].shape
+        instances = jax.device_put(instances_from_batch(batch), self._rows)
+        coalitions = len(self.explainers) * (
+            2 * len(self.settings.percents) if metric == "eraser" else num_positions - 2
+        )
+        chunk = coalitions_per_step(self.settings.max_sequence_positions, rows, num_positions)
+        chunk = min(chunk, coalitions)
+        scores = jax.device_put(scores, self._rows)
+        return (self.model, self.params, instances, scores, metric, self.settings, chunk)
+
+    def _executable(self, batch: dict, metric: str, scores: np.ndarray):
+        shapes = tuple((name, np.shape(value)) for name, value in sorted(batch.items()))
+        arguments = self._arguments(batch, metric, scores)
+        if (metric, shapes) not in self._executables:
+            lowered = metric_batch.lower(*arguments)
+            options = COMPILER_OPTIONS.get(jax.default_backend())
+            self._executables.setdefault((metric, shapes), lowered.compile(options))
+        return self._executables[(metric, shapes)], (arguments[1], arguments[2], arguments[3])
+
+    def compile(self, batch: dict, program: str | None = None) -> None:
+        """Compiles ``program`` (all when None) at ``batch``'s shape without running it."""
+        rows, num_positions = batch["token_ids"].shape
+        scores = np.zeros((rows, len(self.explainers), num_positions), np.float32)
+        for name in self.programs if program is None else (program,):
+            self._executable(batch, name, scores)
+
+    def __call__(self, batch: dict) -> dict[str, np.ndarray]:
+        """Host arrays: ``comprehensiveness``/``sufficiency [B, R, X, K]``, ``flip_fraction``,
+        ``flipped``, ``top1_flip [B, X]``, and the inputs ``scores [B, X, T]`` and
+        ``available [B, X]``."""
+        scores, available = scores_on_positions(self.records, batch, self.explainers)
+        results = {"scores": scores, "available": available}
+        for metric in self.programs:
+            start = time.perf_counter()
+            executable, dynamic = self._executable(batch, metric, scores)
+            results.update(jax.device_get(executable(*dynamic)))
+            self.seconds[metric] += time.perf_counter() - start
+        return jax.tree.map(np.asarray, results)
+
+
+@jax.jit
+def _absolute_rho(original: jax.Array, randomised: jax.Array, lengths: jax.Array) -> jax.Array:
+    """``[B, X]`` Spearman ρ of ``|original|`` and ``|randomised|`` ``[B, X, T]`` per explainer."""
+    real = jax.vmap(lambda length: real_token_mask(length, original.shape[-1]))(lengths)
+    rho = jax.vmap(jax.vmap(stats.spearman_rho, in_axes=(0, 0, None)))
+    return rho(jnp.abs(original), jnp.abs(randomised), real)
+
+
+class BatchRandomisation:
+    """The explainers on re-initialised models (``randomisation``), batch by batch.
+
+    Every distinct set of re-initialised blocks is one parameter tree; each is explained
+    with the same compiled programs as the trained model (``BatchExplainer``).
+
+    Args:
+      model: an ``AuditableModel`` with a ``config`` (``models.init`` re-initialises it).
+      params: the trained parameters.
+      explainers: a ``BatchExplainer`` over ``params`` (its explainers and settings).
+      key: the key of the fresh initialisation.
+
+    ``__call__(batch)`` gives ``rho [B, V, X]`` (V the ``variants``, X the explainers) and
+    ``num_tokens [B]``; ``seconds`` accumulates run time per explainer program.
+    """
+
+    def __init__(self, model, params, explainers: BatchExplainer, key: jax.Array):
+        self.explainer = explainers
+        fresh = models.init(key, model.config)
+        self.variants = randomisation_variants()
+        distinct = sorted(set(self.variants.values()))
+        self._params = {
+            blocks: explainers.replicated(randomised_params(params, fresh, blocks))
+            for blocks in distinct
+        }
+        self.seconds = dict.fromkeys(self.programs, 0.0)
+
+    @property
+    def programs(self) -> tuple[str, ...]:
+        return self.explainer.programs
+
+    @property
+    def num_devices(self) -> int:
+        return self.explainer.num_devices
+
+    def compile(self, batch: dict, program: str | None = None) -> None:
+        self.explainer.compile(batch, program)
+
+    def _scores(self, batch: dict, params=None) -> np.ndarray:
+        found = self.explainer(batch, params)
+        return np.stack([found[name] for name in self.explainer.explainers], axis=1)
+
+    def __call__(self, batch: dict) -> dict[str, np.ndarray]:
+        before = dict(self.explainer.seconds)
+        original = self._scores(batch)
+        rho = {
+            blocks: np.asarray(_absolute_rho(original, self._scores(batch, params),
+                                             batch["lengths"]))
+            for blocks, params in self._params.items()
+        }  # fmt: skip
+        for program in self.programs:
+            self.seconds[program] += self.explainer.seconds[program] - before[program]
+        by_variant = np.stack([rho[blocks] for blocks in self.variants.values()], axis=1)
+        return {"rho": by_variant, "num_tokens": np.asarray(batch["lengths"]) - 2}

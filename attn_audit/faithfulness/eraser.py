@@ -1,0 +1,59 @@
+"""ERASER's comprehensiveness and sufficiency (DeYoung et al. 2020; SPEC §8), one instance.
+
+With ``f(x) = p(ŷ | x)`` and ``r_k`` the top ``max(1, ⌈k·n⌉)`` tokens of an explainer:
+
+    comp_k = f(x) − f(x ∖ r_k)        (r_k removed; higher is more faithful)
+    suff_k = f(x) − f(r_k)            (only r_k kept, in order; lower is more faithful)
+    AOPC_comp = mean_k comp_k,  AOPC_suff = mean_k suff_k
+
+over ``k ∈ {1, 5, 10, 20, 50}%``. ERASER deletes the tokens; masking them (the mask
+token in their place) is the other reading, and both are computed.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from attn_audit.audits._instance import original_pass
+from attn_audit.explainers.perturbation import REMOVALS, coalition_values
+from attn_audit.faithfulness.ranking import PERCENTS, token_ranks, top_count
+
+
+def rationale_masks(scores: jax.Array, length, percents=PERCENTS) -> jax.Array:
+    """Bool ``[X, K, T]``: the top ``max(1, ⌈k·n⌉)`` real tokens of each explainer's ``[X, T]``."""
+    ranks = jax.vmap(token_ranks, in_axes=(0, None))(scores, length)  # [X, T]
+    counts = top_count(length - 2, jnp.asarray(percents))  # [K]
+    return ranks[:, None, :] < counts[None, :, None]
+
+
+def eraser(
+    model, params, instance, scores: jax.Array, mask_token_id: int, removals=REMOVALS,
+    percents=PERCENTS, chunk: int | None = None,
+) -> dict[str, jax.Array]:  # fmt: skip
+    """ERASER's curves for X explainers' scores of one instance.
+
+    Args:
+      model: an ``AuditableModel``; params: its parameters.
+      instance: one instance (``token_ids [T]``, ``length``, ...).
+      scores: ``[X, T]``, each explainer's scores laid out on positions.
+      mask_token_id: the mask token (for ``"mask"``).
+      removals: a tuple of ``explainers.perturbation.REMOVALS``.
+      percents: the k of ``r_k``, integer percents.
+      chunk: coalitions per vmapped step (see ``chunked_vmap``).
+
+    Returns:
+      ``{"comprehensiveness": [R, X, K], "sufficiency": [R, X, K]}``, R the removals.
+    """
+    num_explainers, num_positions = scores.shape
+    probabilities = original_pass(model, params, instance)[3]
+    target = jnp.argmax(probabilities)
+    rationale = rationale_masks(scores, instance["length"], percents)  # [X, K, T]
+    keeps = jnp.concatenate([~rationale, rationale]).reshape(-1, num_positions)
+    curves = {"comprehensiveness": [], "sufficiency": []}
+    for removal in removals:
+        values = coalition_values(
+            model, params, instance, keeps, target, removal, mask_token_id, chunk
+        )
+        comprehensiveness, sufficiency = jnp.split(probabilities[target] - values, 2)
+        curves["comprehensiveness"].append(comprehensiveness.reshape(num_explainers, -1))
+        curves["sufficiency"].append(sufficiency.reshape(num_explainers, -1))
+    return {name: jnp.stack(values) for name, values in curves.items()}
