@@ -37,14 +37,15 @@ class FaithfulnessSettings:
 
     Attributes:
       mask_token_id: the id that masks a token.
-      removals: ERASER's removals (deletion is ERASER's rule; masking the other reading).
+      removals: ERASER's removals (deletion is ERASER's rule; masking the other reading);
+        the summary ranks the explainers by the first.
       flip_removal: how decision flips remove tokens.
       percents: ERASER's k, integer percents.
       max_sequence_positions: memory budget, (sequence, position) pairs per step.
     """
 
     mask_token_id: int = UNK
-    removals: tuple[str, ...] = REMOVALS
+    removals: tuple[str, ...] = ("delete", "mask")  # ERASER's rule first: it ranks
     flip_removal: str = "delete"
     percents: tuple[int, ...] = PERCENTS
     max_sequence_positions: int = 2**13

@@ -1,0 +1,144 @@
+"""The faithfulness summary as Markdown (``experiments.faithfulness``): the ranking table with
+95% CIs, significant paired differences, the randomisation table, the agreement matrices.
+
+Pure Python (no jax), like the rest of ``report``.
+"""
+
+CASCADE_LABELS = {"cascade/decoder": "decoder", "cascade/attention": "+ attention",
+                  "cascade/encoder": "+ encoder", "cascade/embeddings": "+ embeddings"}  # fmt: skip
+INDEPENDENT = ("independent/attention", "independent/encoder", "independent/embeddings")
+
+
+def interval_cell(entry: dict | None, pattern: str = "{:.3f}") -> str:
+    """``mean [low, high]``, or ``–`` where there is no value."""
+    if not entry or entry.get("mean") is None:
+        return "–"
+    if entry.get("low") is None or entry.get("high") is None:
+        return pattern.format(entry["mean"])
+    low, high = pattern.format(entry["low"]), pattern.format(entry["high"])
+    return f"{pattern.format(entry['mean'])} [{low}, {high}]"
+
+
+def _ranking_lines(summary: dict) -> list[str]:
+    removals = summary["removals"]
+    entries = summary["explainers"]
+    headers = ["rank", "explainer"]
+    for removal in removals:
+        headers += [f"AOPC comp ({removal}) ↑", f"AOPC suff ({removal}) ↓"]
+    headers += ["flip fraction ↓", "top-1 flip rate ↑", "never flipped ↓"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for rank, name in enumerate(summary["ranking"], start=1):
+        entry = entries[name]
+        cells = [str(rank), f"**{name}**" if name == "attention" else name]
+        for removal in removals:
+            for curve in ("aopc_comprehensiveness", "aopc_sufficiency"):
+                cells.append(interval_cell(entry.get(curve, {}).get(removal)))
+        for statistic in ("flip_fraction", "top1_flip_rate", "never_flipped"):
+            cells.append(interval_cell(entry.get(statistic)))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _significance_lines(summary: dict) -> list[str]:
+    lines = []
+    for metric, pairs in summary["comparisons"].items():
+        higher_is_better = not metric.startswith(("aopc_sufficiency", "flip_fraction"))
+        better = []
+        for pair, entry in pairs.items():
+            if not entry["significant"]:
+                continue
+            first, second = pair.split("|")
+            if (entry["mean"] > 0) == higher_is_better:
+                better.append(f"{first} > {second} ({interval_cell(entry)})")
+            else:  # the difference the other way round: second − first
+                flipped = {"mean": -entry["mean"], "low": -entry["high"], "high": -entry["low"]}
+                better.append(f"{second} > {first} ({interval_cell(flipped)})")
+        undecided = sum(not entry["significant"] for entry in pairs.values())
+        lines.append(
+            f"- `{metric}` (better > worse, then better − worse with its 95% paired bootstrap CI): "
+            + ("; ".join(better) if better else "no significant difference")
+            + f". Not significant: {undecided} of {len(pairs)} pairs."
+        )
+    return lines
+
+
+def _randomisation_lines(summary: dict) -> list[str]:
+    randomisation = summary["randomisation"]
+    columns = [v for v in (*CASCADE_LABELS, *INDEPENDENT) if v in randomisation]
+    names = [CASCADE_LABELS.get(v, v.replace("independent/", "only ")) for v in columns]
+    lines = ["| explainer | " + " | ".join(names) + " |", "|---|" + "---|" * len(columns)]
+    for explainer in summary["ranking"]:
+        cells = [interval_cell(randomisation[v].get(explainer), "{:.2f}") for v in columns]
+        lines.append(f"| {explainer} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _agreement_lines(summary: dict, measure: str) -> list[str]:
+    pairs = summary["agreement"][measure]
+    names = summary["ranking"]
+    lines = ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for first in names:
+        cells = []
+        for second in names:
+            entry = pairs.get(f"{first}|{second}") or pairs.get(f"{second}|{first}")
+            cells.append("1" if first == second else interval_cell(entry, "{:.2f}").split(" ")[0])
+        lines.append(f"| {first} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _timing_lines(timings: dict) -> list[str]:
+    lines = ["| stage | wall s | compile wait s | compile s (two threads) | run s |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for stage, found in timings.items():
+        if not isinstance(found, dict):
+            continue
+        cells = [found.get(name) for name in ("wall_seconds", "compile_wait_seconds",
+                                              "compile_seconds", "run_seconds")]  # fmt: skip
+        lines.append(f"| {stage} | " + " | ".join("–" if c is None else f"{c:.1f}" for c in cells)
+                     + " |")  # fmt: skip
+    return lines
+
+
+def faithfulness_markdown(summary: dict) -> str:
+    """The summary as Markdown, every mean with its 95% bootstrap CI."""
+    provenance = summary["provenance"]
+    percents = ", ".join(f"{p}%" for p in summary["percents"])
+    lines = [
+        f"# Faithfulness of {len(summary['explainers'])} explainers on "
+        f"{summary['instances']} instances",
+        "",
+        f"Run `{provenance.get('run', '?')}`, split `{provenance.get('data', {}).get('split')}`. "
+        "Means with 95% percentile-bootstrap CIs (1,000 resamples of instances, seeded).",
+        "",
+        "## Ranking by ERASER comprehensiveness",
+        "",
+        f"AOPC over k ∈ {{{percents}}} (ERASER deletes the top-k tokens; masking replaces them "
+        "with the mask token). Flip fraction: share of tokens removed in the explainer's order "
+        "until the decision flips (1.0 when it never does).",
+        "",
+        *_ranking_lines(summary),
+    ]
+    if summary["comparisons"]:
+        lines += ["", "### Significant differences", "", *_significance_lines(summary)]
+    if summary["randomisation"]:
+        lines += [
+            "",
+            f"## Model parameter randomisation ({summary['randomisation_instances']} instances)",
+            "",
+            "Spearman ρ between the absolute scores on the trained model and on the model with "
+            "blocks re-initialised: cascading from the output down, then one block at a time. "
+            "An explainer that ignores the model keeps ρ near 1.",
+            "",
+            *_randomisation_lines(summary),
+        ]
+    if summary["agreement"]:
+        lines += ["", "## Agreement between explainers (mean Kendall τ-b)", "",
+                  *_agreement_lines(summary, "tau"),
+                  "", "## Agreement between explainers (mean top-20% Jaccard)", "",
+                  *_agreement_lines(summary, "jaccard")]  # fmt: skip
+    timings = provenance.get("timings", {})
+    if timings:
+        lines += ["", "## Timings", "", *_timing_lines(timings)]
+        if "process_seconds" in timings:
+            lines += ["", f"Whole process: {timings['process_seconds']:.1f} s."]
+    return "\n".join(lines) + "\n"
