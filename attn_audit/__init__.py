@@ -10,7 +10,7 @@ The layout follows the data flow, one sub-package per stage::
     explainers   IG, grad × input, occlusion, Shapley (exact, sampled, KernelSHAP), LIME, random
     faithfulness ERASER, decision flips, parameter randomisation, agreement between explainers
     evaluations  the papers' protocols: Abnar & Zuidema (az), Wiegreffe & Pinter (wp)
-    stats        every statistic once: Kendall τ, Spearman ρ, TVD, KL, JSD
+    stats        every statistic once: Kendall τ, Spearman ρ, TVD, KL, JSD, bootstrap CIs
     report       records, summaries, figures, tables
     interop      export to PyTorch state dicts
 
@@ -47,7 +47,8 @@ _PUBLIC = {
     "split_encoder": "data.wordpiece",
     "ModelConfig": "models",
     **dict.fromkeys(("read_records", "summarize", "summary_markdown", "write_records"), "report"),
-    **dict.fromkeys(("jsd", "kendall_tau_b", "kl", "spearman_rho", "tvd"), "stats"),
+    **dict.fromkeys(("bootstrap_mean_ci", "jsd", "kendall_tau_b", "kl", "spearman_rho", "tvd"),
+                    "stats"),
     **dict.fromkeys(("CheckpointError", "Run", "TrainConfig", "load_run", "paper_defaults",
                      "run_training"), "training"),
 }  # fmt: skip
