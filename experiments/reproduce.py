@@ -5,8 +5,8 @@ r"""Reproduces JW's Table 2 and figures: train (or reuse) and audit every model.
       --results_dir=results --data_dir=DIR]
 
 For every data set × encoder × attention: trains with the paper's recipe (or the reduced
-budget below, for the sets too large for a 2-core CPU), audits the test split (all four
-audits), and writes
+budget of ``experiments._budgets``, for the sets too large for a 2-core CPU), audits the
+test split (all four audits), and writes
 
 - ``results/table2.csv``: one row per data set × encoder × attention × predicted class;
 - ``results/RESULTS.md`` (section ``reproduce``): our numbers beside the paper's, and the
@@ -29,21 +29,10 @@ from attn_audit import data, training
 from attn_audit.audits import AuditOptions, JWModel, run_audit
 from attn_audit.report import figures, paper_row, summarize
 from attn_audit.training.run_folder import load_run
+from experiments._budgets import SAMPLE_SEED, apply_budget
 from experiments._setup import setup
 
 DATASETS = ("sst", "agnews", "20news", "imdb", "snli", "babi1", "babi2", "babi3")
-# What the 2-core machines can afford where the paper's budget is too large; every result
-# from these sets says so. train_limit: N training instances (vocabulary from them);
-# audit_limit: N test instances audited. Both are seeded random samples (data.sample_indices):
-# some files are sorted by class (IMDB's first 4,000 training reviews are all negative).
-REDUCED_BUDGETS = {
-    "imdb": {"train_limit": 4000, "epochs": 4, "audit_limit": 200},
-    "20news": {"audit_limit": 200},
-    "snli": {"epochs": 8, "audit_limit": 1000},
-    "babi1": {"epochs": 10, "audit_limit": 500},
-    "babi2": {"epochs": 10, "audit_limit": 500},
-    "babi3": {"epochs": 20, "audit_limit": 500},
-}
 _DATASETS = flags.DEFINE_list("datasets", list(DATASETS), "Data sets.")
 _ENCODERS = flags.DEFINE_list("encoders", ["lstm", "cnn", "average"], "Encoders.")
 _ATTENTIONS = flags.DEFINE_list("attentions", ["tanh", "dot"], "Attentions.")
@@ -130,9 +119,6 @@ def markdown_section(rows, budgets, notes, wall_minutes) -> str:
     return "\n".join(lines)
 
 
-SAMPLE_SEED = 20190602  # any fixed seed: the budgets' samples (data.sample_indices)
-
-
 def main(argv):
     del argv
     setup()
@@ -149,14 +135,7 @@ def main(argv):
             logging.warning("Skipping %s: %s", name, error)
             notes.append(f"{name}: skipped ({error})")
             continue
-        budget = {} if _FULL_BUDGET.value else dict(REDUCED_BUDGETS.get(name, {}))
-        if _EPOCHS.value:
-            budget["epochs"] = _EPOCHS.value
-        train_limit = budget.pop("train_limit", None)
-        audit_limit = budget.pop("audit_limit", None)
-        if train_limit:
-            kept = data.sample_indices(len(dataset.splits["train"]), train_limit, SAMPLE_SEED)
-            dataset.splits["train"] = [dataset.splits["train"][i] for i in kept]
+        budget, train_limit, audit_limit = apply_budget(dataset, _FULL_BUDGET.value, _EPOCHS.value)
         budgets[name] = {**budget, "train_limit": train_limit, "audit_limit": audit_limit}
         notes += [f"{name}: {note}" for note in dataset.notes]
         for encoder in _ENCODERS.value:
