@@ -187,8 +187,10 @@ def run_faithfulness(
         engine = BatchRandomisation(model, params, explainer, init_key)
         subset = first_instances(split, min(options.randomisation_limit, len(split.labels)))
         batch_size = -(-explain.batch_size // explainer.num_devices) * explainer.num_devices
+        # A few instances: no more widths (programs to compile) than batches.
+        num_buckets = min(explain.num_buckets, -(-len(subset.labels) // batch_size))
         randomised_rows, timings["randomisation"] = run_batches(
-            engine, subset, split_boundaries(subset, explain.num_buckets), batch_size,
+            engine, subset, split_boundaries(subset, num_buckets), batch_size,
             out_dir / "randomisation",
             lambda batch, results: randomisation_records(
                 batch, results, subset, explainer.explainers, tuple(engine.variants)
