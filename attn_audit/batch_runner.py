@@ -111,6 +111,7 @@ def run_batches(
     parts = out_dir / "parts"
     parts.mkdir(parents=True, exist_ok=True)
     plan = list(data.batches(split, batch_size, tuple(boundaries)))
+    _check_plan(parts, plan, boundaries, batch_size)
     todo = [b for b in range(len(plan)) if not (parts / f"{b:05d}.jsonl").exists()]
     if len(todo) < len(plan):
         logging.info("Resuming: %d of %d batches already done.", len(plan) - len(todo), len(plan))
@@ -165,5 +166,37 @@ def run_batches(
     for number in range(len(plan)):
         records += read_records(parts / f"{number:05d}.jsonl")
     records.sort(key=lambda r: r["index"])
+    expected = sorted(int(i) for batch in plan for i in batch["index"] if i >= 0)
+    if [r["index"] for r in records] != expected:
+        raise RuntimeError(
+            f"The parts in {parts} hold {len(records)} records for the {len(expected)} "
+            "instances of this run; delete the folder and run again."
+        )
     write_records(out_dir / "records.jsonl", records)
     return records, timings
+
+
+def _check_plan(parts: pathlib.Path, plan: list[dict], boundaries, batch_size: int) -> None:
+    """Saves which instances each batch holds, or checks that the saved parts were made by
+    the same plan: a part is named by its batch number, so parts of another batching (other
+    widths or batch size, from another version of the code) must not be resumed."""
+    content = {
+        "boundaries": [int(b) for b in boundaries], "batch_size": int(batch_size),
+        "batches": [[int(i) for i in batch["index"] if i >= 0] for batch in plan],
+    }  # fmt: skip
+    saved = parts / "plan.json"
+    if saved.exists():
+        if json.loads(saved.read_text()) != content:
+            raise ValueError(
+                f"{parts} holds batches of another plan (other widths or batch size, or "
+                f"another version of attn_audit); delete {parts.parent} to start over."
+            )
+        return
+    for number, indices in enumerate(content["batches"]):  # parts written before plan.json
+        part = parts / f"{number:05d}.jsonl"
+        if part.exists() and [r["index"] for r in read_records(part)] != indices:
+            raise ValueError(
+                f"{part} holds other instances than batch {number} of this run (parts of "
+                f"another plan); delete {parts.parent} to start over."
+            )
+    saved.write_text(json.dumps(content))

@@ -39,27 +39,43 @@ def _ranking_lines(summary: dict) -> list[str]:
     return lines
 
 
-def _significance_lines(summary: dict) -> list[str]:
-    lines = []
-    for metric, pairs in summary["comparisons"].items():
-        higher_is_better = not metric.startswith(("aopc_sufficiency", "flip_fraction"))
-        better = []
-        for pair, entry in pairs.items():
-            if not entry["significant"]:
-                continue
-            first, second = pair.split("|")
-            if (entry["mean"] > 0) == higher_is_better:
-                better.append(f"{first} > {second} ({interval_cell(entry)})")
-            else:  # the difference the other way round: second − first
-                flipped = {"mean": -entry["mean"], "low": -entry["high"], "high": -entry["low"]}
-                better.append(f"{second} > {first} ({interval_cell(flipped)})")
-        undecided = sum(not entry["significant"] for entry in pairs.values())
-        lines.append(
-            f"- `{metric}` (better > worse, then better − worse with its 95% paired bootstrap CI): "
-            + ("; ".join(better) if better else "no significant difference")
-            + f". Not significant: {undecided} of {len(pairs)} pairs."
-        )
-    return lines
+def difference_from(pairs: dict, reference: str, other: str) -> dict | None:
+    """The paired difference ``other − reference`` from ``pairs`` (``"a|b"`` holds a − b)."""
+    if f"{other}|{reference}" in pairs:
+        return pairs[f"{other}|{reference}"]
+    entry = pairs.get(f"{reference}|{other}")
+    if entry is None:
+        return None
+    flipped = {"low": None if entry["high"] is None else -entry["high"],
+               "high": None if entry["low"] is None else -entry["low"]}  # fmt: skip
+    return {**entry, "mean": -entry["mean"], **flipped}
+
+
+def _significance_lines(summary: dict, reference: str = "attention") -> list[str]:
+    comparisons = summary["comparisons"]
+    metrics = list(comparisons)
+    lines = [
+        f"Each explainer minus {reference}, mean over instances with its 95% paired bootstrap "
+        "CI; * where the CI excludes 0 (↑: higher is more faithful, ↓: lower). Every pair of "
+        "explainers is in `summary.json` (`comparisons`).",
+        "",
+        "| explainer | " + " | ".join(
+            f"{m} {'↓' if m.startswith(('aopc_sufficiency', 'flip')) else '↑'}" for m in metrics
+        ) + " |",
+        "|---|" + "---|" * len(metrics),
+    ]  # fmt: skip
+    for name in summary["ranking"]:
+        if name == reference:
+            continue
+        cells = []
+        for metric in metrics:
+            entry = difference_from(comparisons[metric], reference, name)
+            mark = " *" if entry and entry["significant"] else ""
+            cells.append(interval_cell(entry, "{:+.3f}") + mark)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    counts = [f"{metric}: {sum(e['significant'] for e in pairs.values())} of {len(pairs)}"
+              for metric, pairs in comparisons.items()]  # fmt: skip
+    return lines + ["", "Significant pairs among all explainers: " + "; ".join(counts) + "."]
 
 
 def _randomisation_lines(summary: dict) -> list[str]:
@@ -118,8 +134,8 @@ def faithfulness_markdown(summary: dict) -> str:
         "",
         *_ranking_lines(summary),
     ]
-    if summary["comparisons"]:
-        lines += ["", "### Significant differences", "", *_significance_lines(summary)]
+    if summary["comparisons"] and "attention" in summary["explainers"]:
+        lines += ["", "### Against attention", "", *_significance_lines(summary)]
     if summary["randomisation"]:
         lines += [
             "",

@@ -1,0 +1,65 @@
+"""attn_audit.batch_runner: parts are resumed only by the plan that wrote them (a part is named by
+its batch number), and every instance of the plan is in the merged records."""
+
+import numpy as np
+import pytest
+
+from attn_audit import report
+from attn_audit.batch_runner import run_batches
+from tests.audits.runner_test import toy_split
+
+
+class CountingEngine:
+    """Returns each row's length; ``calls`` counts the batches run."""
+
+    programs = ("lengths",)
+
+    def __init__(self):
+        self.calls = 0
+
+    def compile(self, batch, program=None):
+        del batch, program
+
+    def __call__(self, batch):
+        self.calls += 1
+        return {"lengths": batch["lengths"]}
+
+
+def records_of(batch, results):
+    return [{"index": int(batch["index"][row]), "length": int(results["lengths"][row])}
+            for row in np.flatnonzero(batch["index"] >= 0)]  # fmt: skip
+
+
+def test_resume_needs_the_plan_that_wrote_the_parts(tmp_path):
+    split = toy_split()
+    engine = CountingEngine()
+    records, _ = run_batches(engine, split, (8, 16), 2, tmp_path, records_of)
+    assert [r["index"] for r in records] == list(range(len(split.labels)))
+    calls = engine.calls
+    (tmp_path / "parts" / "00001.jsonl").unlink()
+    again, _ = run_batches(engine, split, (8, 16), 2, tmp_path, records_of)
+    assert again == records and engine.calls == calls + 1  # only the missing batch ran
+    with pytest.raises(ValueError, match="batches of another plan"):
+        run_batches(engine, split, (16,), 2, tmp_path, records_of)  # other widths
+    with pytest.raises(ValueError, match="batches of another plan"):
+        run_batches(engine, split, (8, 16), 4, tmp_path, records_of)  # other batch size
+
+
+def test_parts_without_a_plan_are_checked_against_this_one(tmp_path):
+    split = toy_split()
+    run_batches(CountingEngine(), split, (8, 16), 2, tmp_path / "run", records_of)
+    (tmp_path / "run" / "parts" / "plan.json").unlink()  # as an older version left them
+    records, _ = run_batches(CountingEngine(), split, (8, 16), 2, tmp_path / "run", records_of)
+    assert len(records) == len(split.labels)
+    (tmp_path / "run" / "parts" / "plan.json").unlink()
+    with pytest.raises(ValueError, match="holds other instances than batch 0"):
+        run_batches(CountingEngine(), split, (16,), 2, tmp_path / "run", records_of)
+
+
+def test_a_part_that_lost_records_is_an_error_not_a_shorter_file(tmp_path):
+    split = toy_split()
+    run_batches(CountingEngine(), split, (8, 16), 2, tmp_path, records_of)
+    part = tmp_path / "parts" / "00000.jsonl"
+    report.write_records(part, report.read_records(part)[:1])
+    with pytest.raises(RuntimeError, match="delete the folder and run again"):
+        run_batches(CountingEngine(), split, (8, 16), 2, tmp_path, records_of)
