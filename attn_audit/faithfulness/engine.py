@@ -22,7 +22,7 @@ from attn_audit.audits.engine import COMPILER_OPTIONS, data_mesh, instances_from
 from attn_audit.data.vocab import UNK
 from attn_audit.explainers.engine import BatchExplainer, coalitions_per_step
 from attn_audit.explainers.perturbation import REMOVALS, check_removal
-from attn_audit.faithfulness.eraser import eraser
+from attn_audit.faithfulness.eraser import ERASER_REMOVALS, eraser
 from attn_audit.faithfulness.flip import decision_flip
 from attn_audit.faithfulness.randomisation import randomisation_variants, randomised_params
 from attn_audit.faithfulness.ranking import PERCENTS
@@ -45,7 +45,7 @@ class FaithfulnessSettings:
     """
 
     mask_token_id: int = UNK
-    removals: tuple[str, ...] = ("delete", "mask")  # ERASER's rule first: it ranks
+    removals: tuple[str, ...] = ERASER_REMOVALS
     flip_removal: str = "delete"
     percents: tuple[int, ...] = PERCENTS
     max_sequence_positions: int = 2**13

@@ -14,8 +14,11 @@ import jax
 import jax.numpy as jnp
 
 from attn_audit.audits._instance import original_pass
-from attn_audit.explainers.perturbation import REMOVALS, coalition_values
+from attn_audit.explainers.perturbation import coalition_values
 from attn_audit.faithfulness.ranking import PERCENTS, token_ranks, top_count
+
+# ERASER's rule (deletion) first, then masking.
+ERASER_REMOVALS = ("delete", "mask")
 
 
 def rationale_masks(scores: jax.Array, length, percents=PERCENTS) -> jax.Array:
@@ -26,7 +29,7 @@ def rationale_masks(scores: jax.Array, length, percents=PERCENTS) -> jax.Array:
 
 
 def eraser(
-    model, params, instance, scores: jax.Array, mask_token_id: int, removals=REMOVALS,
+    model, params, instance, scores: jax.Array, mask_token_id: int, removals=ERASER_REMOVALS,
     percents=PERCENTS, chunk: int | None = None,
 ) -> dict[str, jax.Array]:  # fmt: skip
     """ERASER's curves for X explainers' scores of one instance.
