@@ -20,14 +20,13 @@ means), it says so in the figure instead. Pure numpy and matplotlib.
 
 import os
 import pathlib
-import warnings
 from collections.abc import Mapping, Sequence
 
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from attn_audit.report.figures import DPI
+from attn_audit.report.figures import save_png
 
 FIGURE_NAMES = {
     "aopc_curves": "aopc_curves.png",
@@ -124,7 +123,7 @@ def aopc_curves_figure(summary: Mapping) -> Figure:
 
 def aopc_curves(summary: Mapping, path: str | os.PathLike) -> pathlib.Path:
     """ERASER's comprehensiveness and sufficiency curves per removal, one line per explainer."""
-    return _save(aopc_curves_figure(summary), path)
+    return save_png(aopc_curves_figure(summary), path)
 
 
 # ------------------------------------------------------------------------- agreement heatmap
@@ -172,7 +171,7 @@ def agreement_heatmap_figure(summary: Mapping) -> Figure:
 
 def agreement_heatmap(summary: Mapping, path: str | os.PathLike) -> pathlib.Path:
     """Mean Kendall τ-b and top-20% Jaccard of every pair of explainers, as two heat-maps."""
-    return _save(agreement_heatmap_figure(summary), path)
+    return save_png(agreement_heatmap_figure(summary), path)
 
 
 # --------------------------------------------------------------------- randomisation cascade
@@ -250,7 +249,7 @@ def randomisation_cascade_figure(summary: Mapping) -> Figure:
 
 def randomisation_cascade(summary: Mapping, path: str | os.PathLike) -> pathlib.Path:
     """Spearman ρ of explanations on trained vs randomised models, cascade and independent."""
-    return _save(randomisation_cascade_figure(summary), path)
+    return save_png(randomisation_cascade_figure(summary), path)
 
 
 def write_faithfulness_figures(summary: Mapping, out_dir: str | os.PathLike) -> list[pathlib.Path]:
@@ -334,13 +333,3 @@ def _not_run_figure(message: str) -> Figure:
     ax.set_axis_off()
     ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=11)
     return fig
-
-
-def _save(fig: Figure, path: str | os.PathLike) -> pathlib.Path:
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        # Explainer names are ASCII, but a missing glyph should not stop the report.
-        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from", category=UserWarning)
-        fig.savefig(path, dpi=DPI, pil_kwargs={"compress_level": 1})
-    return path

@@ -72,7 +72,7 @@ def tau_histograms(
         ax.set_xlabel("Kendall τ-b")
         ax.set_ylabel("share of the class's instances")
         ax.legend(handles=handles, fontsize=8, loc="upper left")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def permutation_violin(
@@ -89,7 +89,7 @@ def permutation_violin(
     _binned_violins(ax, records, label_names, values, usable, (0.0, top))
     ax.set_ylabel("median TVD(ŷ_perm, ŷ) over permutations")
     ax.set_title("Output change when attention is permuted", fontsize=10)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def adversarial_histogram(
@@ -133,7 +133,7 @@ def adversarial_histogram(
     ax.set_xlabel("max JSD(α_adv, α) in nats")
     ax.set_ylabel("share of the class's instances")
     ax.legend(handles=handles, fontsize=8, loc="upper left")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def adversarial_violin(
@@ -148,7 +148,7 @@ def adversarial_violin(
     ax.axhline(LN2, color="0.4", linestyle="--", linewidth=1)
     ax.set_ylabel("max JSD(α_adv, α) in nats")
     ax.set_title("Adversarial max JSD by max attention (dashed: ln 2)", fontsize=10)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def attention_heatmaps(
@@ -189,11 +189,11 @@ def attention_heatmaps(
         ax = fig.subplots()
         ax.set_axis_off()
         ax.text(0.5, 0.5, "no record has attention weights", ha="center", va="center")
-        return _save(fig, path)
+        return save_png(fig, path)
     axes = fig.subplots(len(chosen), 1, squeeze=False)[:, 0]
     for ax, index in zip(axes, chosen, strict=True):
         _draw_heatmap(ax, records[index], with_adversary=bool(adversarial), width=width)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def write_all(
@@ -367,7 +367,8 @@ def _heatmap_title(record: dict, with_adversary: bool, start: int, stop: int, le
     return " · ".join(parts)
 
 
-def _save(fig: Figure, path: str | os.PathLike) -> pathlib.Path:
+def save_png(fig: Figure, path: str | os.PathLike) -> pathlib.Path:
+    """Writes ``fig`` as a PNG at ``DPI`` (folders made as needed); returns the path."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
