@@ -106,7 +106,10 @@ def run_batches(
       last), ``compile_seconds`` (compiling or loading programs, summed over shapes and
       threads; ``program_compile_seconds``: per program), ``compile_wait_seconds`` (the
       part of the wall time spent waiting for a program), ``run_seconds`` (running the
-      batches and writing their records), ``boundaries``, ``shapes`` and ``batches``.
+      batches and writing their records), ``boundaries``, ``shapes`` and ``batches``, all of
+      this process; ``runs``: every process's timings that worked on ``out_dir`` (oldest
+      first, this one last; saved in ``out_dir/timings.jsonl``), so a resumed run still
+      says what the whole took.
     """
     parts = out_dir / "parts"
     parts.mkdir(parents=True, exist_ok=True)
@@ -173,7 +176,18 @@ def run_batches(
             "instances of this run; delete the folder and run again."
         )
     write_records(out_dir / "records.jsonl", records)
+    timings["runs"] = _logged_timings(out_dir / "timings.jsonl", timings)
     return records, timings
+
+
+def _logged_timings(log: pathlib.Path, timings: dict) -> list[dict]:
+    """Appends this process's ``timings`` to ``log`` (if it ran a batch); returns every run's."""
+    if timings["batches"]:
+        with open(log, "a") as f:
+            f.write(json.dumps(timings) + "\n")
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
 
 
 def _check_plan(parts: pathlib.Path, plan: list[dict], boundaries, batch_size: int) -> None:

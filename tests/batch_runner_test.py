@@ -63,3 +63,16 @@ def test_a_part_that_lost_records_is_an_error_not_a_shorter_file(tmp_path):
     report.write_records(part, report.read_records(part)[:1])
     with pytest.raises(RuntimeError, match="delete the folder and run again"):
         run_batches(CountingEngine(), split, (8, 16), 2, tmp_path, records_of)
+
+
+def test_a_resumed_run_keeps_the_timings_of_the_runs_before_it(tmp_path):
+    split = toy_split()
+    _, first = run_batches(CountingEngine(), split, (8, 16), 2, tmp_path, records_of)
+    assert first["batches"] > 1 and len(first["runs"]) == 1
+    assert first["runs"][0]["wall_seconds"] == first["wall_seconds"]
+    (tmp_path / "parts" / "00001.jsonl").unlink()
+    _, resumed = run_batches(CountingEngine(), split, (8, 16), 2, tmp_path, records_of)
+    assert resumed["batches"] == 1
+    assert [run["batches"] for run in resumed["runs"]] == [first["batches"], 1]
+    _, finished = run_batches(CountingEngine(), split, (8, 16), 2, tmp_path, records_of)
+    assert finished["batches"] == 0 and finished["runs"] == resumed["runs"]  # nothing new ran

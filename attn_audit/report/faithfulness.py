@@ -103,15 +103,19 @@ def _agreement_lines(summary: dict, measure: str) -> list[str]:
 
 
 def _timing_lines(timings: dict) -> list[str]:
-    lines = ["| stage | wall s | compile wait s | compile s (two threads) | run s |",
-             "|---|---|---|---|---|"]  # fmt: skip
+    """Each stage's seconds, summed over every process that worked on it (its ``runs``)."""
+    names = ("wall_seconds", "compile_wait_seconds", "compile_seconds", "run_seconds")
+    lines = ["| stage | processes | batches | wall s | compile wait s | "
+             "compile s (two threads) | run s |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
     for stage, found in timings.items():
         if not isinstance(found, dict):
             continue
-        cells = [found.get(name) for name in ("wall_seconds", "compile_wait_seconds",
-                                              "compile_seconds", "run_seconds")]  # fmt: skip
-        lines.append(f"| {stage} | " + " | ".join("–" if c is None else f"{c:.1f}" for c in cells)
-                     + " |")  # fmt: skip
+        runs = found.get("runs") or [found]
+        cells = [sum(run.get(name) or 0.0 for run in runs) for name in names]
+        batches = sum(run.get("batches", 0) for run in runs)
+        lines.append(f"| {stage} | {len(runs)} | {batches} | "
+                     + " | ".join(f"{c:.1f}" for c in cells) + " |")  # fmt: skip
     return lines
 
 
@@ -154,7 +158,9 @@ def faithfulness_markdown(summary: dict) -> str:
                   *_agreement_lines(summary, "jaccard")]  # fmt: skip
     timings = provenance.get("timings", {})
     if timings:
-        lines += ["", "## Timings", "", *_timing_lines(timings)]
+        lines += ["", "## Timings", "",
+                  "Summed over every process that worked on a stage (resumed runs add theirs).",
+                  "", *_timing_lines(timings)]  # fmt: skip
         if "process_seconds" in timings:
-            lines += ["", f"Whole process: {timings['process_seconds']:.1f} s."]
+            lines += ["", f"This process: {timings['process_seconds']:.1f} s."]
     return "\n".join(lines) + "\n"

@@ -67,8 +67,17 @@ def test_resumes_to_the_same_records_and_refuses_other_options(measured):
     model, params, out_dir, (metric_records, randomised, _) = measured
     (out_dir / "metrics" / "parts" / "00001.jsonl").unlink()
     (out_dir / "randomisation" / "parts" / "00000.jsonl").unlink()
-    again, randomised_again, _ = run_faithfulness(model, params, toy_split(), out_dir, OPTIONS)
+    again, randomised_again, timings = run_faithfulness(
+        model, params, toy_split(), out_dir, OPTIONS
+    )
     assert again == metric_records and randomised_again == randomised
+    # The timings of a resumed run still cover the whole: each process that worked on a stage.
+    assert [run["batches"] for run in timings["metrics"]["runs"]][-1] == 1
+    assert len(timings["metrics"]["runs"]) == len(timings["randomisation"]["runs"]) == 2
+    assert timings["explain"]["batches"] == 0 and len(timings["explain"]["runs"]) == 1
+    summary = summarize_faithfulness(again, randomised_again, EXPLAIN.explainers,
+                                     FaithfulnessSettings(), {"timings": timings})  # fmt: skip
+    assert "| metrics | 2 | " in faithfulness_markdown(summary)
     other = FaithfulnessOptions(explain=EXPLAIN, randomisation_limit=4)
     with pytest.raises(ValueError, match="holds a run with other options"):
         run_faithfulness(model, params, toy_split(), out_dir, other)
