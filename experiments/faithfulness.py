@@ -40,6 +40,7 @@ from attn_audit.faithfulness import (
     METRICS,
     FaithfulnessOptions,
     FaithfulnessSettings,
+    blocks_without_parameters,
     checked_metrics,
     run_faithfulness,
 )
@@ -132,6 +133,7 @@ def main(argv):
         "devices": [str(d) for d in jax.local_devices()],
         "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
         "timings": timings,
+        "blocks_without_parameters": list(blocks_without_parameters(run.params)),
     }  # fmt: skip
     summary = summarize_faithfulness(
         metric_records, randomised, explainers, options.settings, provenance, _SEED.value

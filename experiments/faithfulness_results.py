@@ -42,7 +42,12 @@ from attn_audit.explainers import (
     ExplainOptions,
     checked_explainers,
 )
-from attn_audit.faithfulness import FaithfulnessOptions, FaithfulnessSettings, run_faithfulness
+from attn_audit.faithfulness import (
+    FaithfulnessOptions,
+    FaithfulnessSettings,
+    blocks_without_parameters,
+    run_faithfulness,
+)
 from attn_audit.faithfulness.summary import summarize_faithfulness
 from attn_audit.report import tables
 from attn_audit.report.faithfulness import interval_cell
@@ -170,6 +175,10 @@ def model_section(dataset, model, accuracy, summary) -> list[str]:
         + "; flips " + _versus_attention(summary, "flip_fraction", False) + ".",
         "",
     ]  # fmt: skip
+    empty = summary["provenance"].get("blocks_without_parameters") or []
+    if empty:
+        lines += [f"No parameters in {', '.join(empty)}: its independent re-initialisation "
+                  "changes nothing (ρ = 1 by construction).", ""]  # fmt: skip
     return lines
 
 
@@ -234,6 +243,7 @@ def measure(dataset, model: str, fields: dict, budget: dict, limit: int, runs: p
                   "model": model, "timings": timings, "test_accuracy": history["test"]["accuracy"],
                   "training_minutes": history.get("total_train_seconds", 0.0) / 60,
                   "stage_minutes": stage_minutes(timings),
+                  "blocks_without_parameters": list(blocks_without_parameters(run.params)),
                   "seconds": time.perf_counter() - model_start}  # fmt: skip
     summary = summarize_faithfulness(
         metric_records, randomised, explainers, options.settings, provenance

@@ -25,6 +25,7 @@ from attn_audit.faithfulness.eraser import eraser, rationale_masks
 from attn_audit.faithfulness.flip import decision_flip
 from attn_audit.faithfulness.randomisation import (
     BLOCKS,
+    blocks_without_parameters,
     parameter_blocks,
     randomisation_variants,
     randomised_params,
@@ -39,7 +40,8 @@ from attn_audit.faithfulness.runner import (
 
 __all__ = [
     "BLOCKS", "METRICS", "METRIC_PROGRAMS", "PERCENTS", "BatchFaithfulness",
-    "BatchRandomisation", "FaithfulnessOptions", "FaithfulnessSettings", "checked_metrics",
+    "BatchRandomisation", "FaithfulnessOptions", "FaithfulnessSettings",
+    "blocks_without_parameters", "checked_metrics",
     "decision_flip", "eraser", "metric_batch", "pairwise_agreement", "parameter_blocks",
     "randomisation_variants", "randomised_params", "rationale_masks", "run_faithfulness",
     "token_ranks", "top_count", "top_jaccard",

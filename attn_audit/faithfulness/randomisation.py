@@ -45,6 +45,13 @@ def parameter_blocks(params) -> dict:
     return jax.tree_util.tree_map_with_path(lambda p, _: parameter_block(_names(p)), params)
 
 
+def blocks_without_parameters(params) -> tuple[str, ...]:
+    """The blocks of ``BLOCKS`` that hold no parameter in ``params`` (e.g. dot attention in a
+    QA model): re-initialising one of them alone changes nothing, so its ρ is 1 by construction."""
+    present = set(jax.tree.leaves(parameter_blocks(params)))
+    return tuple(block for block in BLOCKS if block not in present)
+
+
 def randomisation_variants() -> dict[str, tuple[str, ...]]:
     """Variant name → the blocks it re-initialises, in report order.
 

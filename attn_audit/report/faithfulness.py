@@ -89,6 +89,15 @@ def _randomisation_lines(summary: dict) -> list[str]:
     return lines
 
 
+def _empty_block_lines(provenance: dict) -> list[str]:
+    empty = provenance.get("blocks_without_parameters") or []
+    if not empty:
+        return []
+    return ["", f"This model has no parameters in {', '.join(empty)}: re-initialising "
+            f"{'it' if len(empty) == 1 else 'them'} alone changes nothing, so those columns "
+            "show ρ = 1 by construction, not an explainer that ignores the model."]  # fmt: skip
+
+
 def _agreement_lines(summary: dict, measure: str) -> list[str]:
     pairs = summary["agreement"][measure]
     names = summary["ranking"]
@@ -150,6 +159,7 @@ def faithfulness_markdown(summary: dict) -> str:
             "An explainer that ignores the model keeps ρ near 1.",
             "",
             *_randomisation_lines(summary),
+            *_empty_block_lines(provenance),
         ]
     if summary["agreement"]:
         lines += ["", "## Agreement between explainers (mean Kendall τ-b)", "",

@@ -36,6 +36,15 @@ def test_blocks_of_jw_models_and_transformers():
         assert set(tree.values()) == set(randomisation.BLOCKS)
 
 
+def test_blocks_without_parameters_are_named():
+    def empty(config):
+        return randomisation.blocks_without_parameters(models.init(jax.random.key(0), config))
+
+    assert empty(tiny_config("lstm", "tanh", task="qa")) == ()
+    assert empty(tiny_config("lstm", "dot", task="qa")) == ("attention",)  # u·v, no weights
+    assert empty(tiny_transformer_config()) == ()
+
+
 @pytest.mark.parametrize("encoder", ["lstm", "cnn", "average"])
 def test_randomising_blocks_replaces_those_leaves_only(encoder):
     config = tiny_config(encoder)

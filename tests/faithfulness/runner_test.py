@@ -75,9 +75,12 @@ def test_resumes_to_the_same_records_and_refuses_other_options(measured):
     assert [run["batches"] for run in timings["metrics"]["runs"]][-1] == 1
     assert len(timings["metrics"]["runs"]) == len(timings["randomisation"]["runs"]) == 2
     assert timings["explain"]["batches"] == 0 and len(timings["explain"]["runs"]) == 1
+    provenance = {"timings": timings, "blocks_without_parameters": ["attention"]}
     summary = summarize_faithfulness(again, randomised_again, EXPLAIN.explainers,
-                                     FaithfulnessSettings(), {"timings": timings})  # fmt: skip
-    assert "| metrics | 2 | " in faithfulness_markdown(summary)
+                                     FaithfulnessSettings(), provenance)  # fmt: skip
+    markdown = faithfulness_markdown(summary)
+    assert "| metrics | 2 | " in markdown
+    assert "no parameters in attention: re-initialising it alone changes nothing" in markdown
     other = FaithfulnessOptions(explain=EXPLAIN, randomisation_limit=4)
     with pytest.raises(ValueError, match="holds a run with other options"):
         run_faithfulness(model, params, toy_split(), out_dir, other)
