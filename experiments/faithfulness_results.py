@@ -188,6 +188,17 @@ def stage_minutes(timings: dict) -> dict[str, float]:
             for stage, found in timings.items() if isinstance(found, dict)}  # fmt: skip
 
 
+def rounded(tree, digits: int = 5):
+    """``tree`` with its floats rounded to ``digits`` decimals (the committed summaries)."""
+    if isinstance(tree, float):
+        return round(tree, digits)
+    if isinstance(tree, dict):
+        return {key: rounded(value, digits) for key, value in tree.items()}
+    if isinstance(tree, list):
+        return [rounded(value, digits) for value in tree]
+    return tree
+
+
 def summary_file(results: pathlib.Path, dataset: str, model: str) -> pathlib.Path:
     return results / "faithfulness" / f"{dataset}_{model.replace('+', '_')}.json"
 
@@ -286,7 +297,7 @@ def main(argv):
             summary = measure(dataset, model, fields, budget, limit, runs, explainers)
             summary["provenance"]["budget"] = note
             path = summary_file(results, name, model)
-            path.write_text(json.dumps(summary, indent=2, allow_nan=False))
+            path.write_text(json.dumps(rounded(summary), indent=1, allow_nan=False) + "\n")
     rows, sections = [], []
     for summary in measured_summaries(results):
         found = summary["provenance"]
