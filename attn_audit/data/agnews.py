@@ -12,39 +12,63 @@ import logging
 import pathlib
 
 from attn_audit.data.dataset import (
+    DataError,
     Example,
     TextDataset,
     malformed,
     require_file,
     seeded_split,
+    utf8_lines,
 )
 from attn_audit.data.text import tokenize
 
 CLASS_TO_LABEL = {"1": 0, "3": 1}  # World → 0, Business → 1; Sports and Sci/Tech are dropped
+CLASSES = ("1", "2", "3", "4")
 DEV_FRACTION = 0.15
 CARVED_TEST_FRACTION = 0.30
 SPLIT_SEED = 1378
 
 
 def read_csv(path: pathlib.Path, split: str) -> list[Example]:
+    """World and Business rows of one originators' CSV file.
+
+    Raises:
+      DataError: naming the file and line of a row that is not valid CSV, not UTF-8, has
+        other than 3 columns or a class outside 1-4, or when no row is World or Business.
+    """
     examples = []
-    with open(path, encoding="utf-8", newline="") as f:
-        for line_number, row in enumerate(csv.reader(f), start=1):
-            if len(row) != 3 or row[0] not in ("1", "2", "3", "4"):
-                raise malformed(
-                    path, line_number, f"expected 'class (1-4),title,description', got {row[:3]}"
+    with open(path, "rb") as f:
+        lines = utf8_lines(f, path)
+        reader = csv.reader(lines, strict=True)
+        line_number = 1  # where the next row starts (a quoted field may span lines)
+        try:
+            for row in reader:
+                if len(row) != 3 or row[0] not in CLASSES:
+                    problem = (
+                        f"expected 3 columns 'class (1-4),title,description', got {len(row)}"
+                        if len(row) != 3
+                        else f"expected 'class (1-4),title,description', got the class {row[0]!r}"
+                    )
+                    raise malformed(path, line_number, problem, ",".join(row))
+                example_line, line_number = line_number, reader.line_num + 1
+                if row[0] not in CLASS_TO_LABEL:
+                    continue
+                # The originators escaped line breaks as a backslash and '$' as '#36;'.
+                description = row[2].replace("\\", " ").replace("#36;", "$")
+                examples.append(
+                    Example(
+                        id=f"{split}-{example_line}",
+                        tokens=tokenize(description),
+                        label=CLASS_TO_LABEL[row[0]],
+                    )
                 )
-            if row[0] not in CLASS_TO_LABEL:
-                continue
-            # The originators escaped line breaks as a backslash and '$' as '#36;'.
-            description = row[2].replace("\\", " ").replace("#36;", "$")
-            examples.append(
-                Example(
-                    id=f"{split}-{line_number}",
-                    tokens=tokenize(description),
-                    label=CLASS_TO_LABEL[row[0]],
-                )
-            )
+        except csv.Error as error:
+            raise malformed(path, line_number, f"not valid CSV ({error})") from None
+    if not examples:
+        raise DataError(
+            f"{path} holds no World (1) or Business (3) row, so the {split} split would be "
+            "empty. Restore the original AG News CSV file."
+        )
     return examples
 
 

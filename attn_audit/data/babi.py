@@ -13,7 +13,15 @@ import pathlib
 import re
 import tarfile
 
-from attn_audit.data.dataset import DataError, Example, TextDataset, malformed, seeded_split
+from attn_audit.data.dataset import (
+    READ_ERRORS,
+    DataError,
+    Example,
+    TextDataset,
+    decode_utf8,
+    malformed,
+    seeded_split,
+)
 from attn_audit.data.text import tokenize
 
 TASK_FILES = {
@@ -29,22 +37,54 @@ _LINE = re.compile(r"^(\d+) (.*)$")
 
 
 def parse_stories(lines: list[str], path: str, split: str) -> list[tuple[str, tuple, tuple, str]]:
-    """(id, passage tokens, question tokens, answer) for every question."""
+    """(id, passage tokens, question tokens, answer) for every question.
+
+    A story's lines are numbered 1, 2, 3, ...; the next story starts again at 1. A
+    question line is ``<n> <question>\\t<answer>[\\t<supporting line numbers>]``.
+
+    Raises:
+      DataError: naming the file and line of a line that breaks this layout, or when the
+        file holds no question.
+    """
     examples, statements = [], []
+    previous_index = 0
     for line_number, line in enumerate(lines, start=1):
-        line = line.rstrip("\n")
+        line = line.rstrip("\r\n")
         if not line.strip():
             continue
         match = _LINE.match(line)
         if match is None:
-            raise malformed(path, line_number, "expected '<number> <sentence>'")
+            raise malformed(path, line_number, "expected '<number> <sentence>'", line)
         index, text = int(match.group(1)), match.group(2)
         if index == 1:
             statements = []
+        elif index != previous_index + 1:
+            raise malformed(
+                path,
+                line_number,
+                f"the line is numbered {index} after {previous_index}; a story's lines are "
+                "numbered 1, 2, 3, ... and the next story starts again at 1",
+                line,
+            )
+        previous_index = index
         if "\t" in text:
             fields = text.split("\t")
-            if len(fields) < 2 or not fields[1].strip():
-                raise malformed(path, line_number, "a question needs '<question>\\t<answer>'")
+            if len(fields) not in (2, 3) or not fields[0].strip() or not fields[1].strip():
+                raise malformed(
+                    path,
+                    line_number,
+                    "a question needs '<question>\\t<answer>[\\t<supporting lines>]'",
+                    line,
+                )
+            supporting = fields[2].split() if len(fields) == 3 else []
+            if not all(s.isdecimal() and 1 <= int(s) < index for s in supporting):
+                raise malformed(
+                    path,
+                    line_number,
+                    f"the supporting facts {fields[2].strip()!r} are not numbers of earlier "
+                    "lines of the story",
+                    line,
+                )
             passage = " . ".join(s.rstrip(" .") for s in statements)
             examples.append(
                 (
@@ -56,6 +96,11 @@ def parse_stories(lines: list[str], path: str, split: str) -> list[tuple[str, tu
             )
         else:
             statements.append(text)
+    if not examples:
+        raise DataError(
+            f"{path} holds no question ('<n> <question>\\t<answer>'), so the {split} split "
+            "would be empty. Restore the original bAbI file."
+        )
     return examples
 
 
@@ -75,8 +120,17 @@ class _Source:
                     "Download tasks_1-20_v1-2.tar.gz and put it there."
                 )
             self.archive = tarballs[0]
-            with tarfile.open(self.archive, "r:gz") as archive:
-                self.names = {m.name: None for m in archive.getmembers() if m.isfile()}
+            try:
+                with tarfile.open(self.archive, "r:gz") as archive:
+                    self.names = {m.name: None for m in archive.getmembers() if m.isfile()}
+            except READ_ERRORS as error:
+                raise self._unreadable(error) from None
+
+    def _unreadable(self, error: Exception) -> DataError:
+        return DataError(
+            f"Cannot read the bAbI archive {self.archive} ({error}). Replace it with the "
+            f"original {TARBALLS[-1]}, or extract it so that {ROOT}/ exists."
+        )
 
     def exists(self, relative: str) -> bool:
         if self.archive is None:
@@ -84,10 +138,16 @@ class _Source:
         return f"{ROOT}/{relative}" in self.names
 
     def read(self, relative: str) -> list[str]:
+        """The file's lines (split at ``\\n`` only, so line numbers are an editor's)."""
         if self.archive is None:
-            return (self.folder / ROOT / relative).read_text(encoding="utf-8").splitlines()
-        with tarfile.open(self.archive, "r:gz") as archive:
-            return archive.extractfile(f"{ROOT}/{relative}").read().decode("utf-8").splitlines()
+            raw = (self.folder / ROOT / relative).read_bytes()
+        else:
+            try:
+                with tarfile.open(self.archive, "r:gz") as archive:
+                    raw = archive.extractfile(f"{ROOT}/{relative}").read()
+            except READ_ERRORS as error:
+                raise self._unreadable(error) from None
+        return decode_utf8(raw, self.where(relative)).split("\n")
 
     def where(self, relative: str) -> str:
         return (
@@ -131,9 +191,11 @@ def load(data_dir: pathlib.Path, task: int) -> TextDataset:
         examples = []
         for example_id, passage, question, answer in parsed[part]:
             if answer not in answers:
+                line_number = example_id.rsplit("-", 1)[1]
                 raise DataError(
-                    f"{source.where(files[part])}: the answer {answer!r} ({example_id}) never "
-                    "occurs in the train split, so the model cannot predict it."
+                    f"{source.where(files[part])}, line {line_number}: the answer {answer!r} "
+                    f"never occurs in the train file {source.where(files['train'])}, so no "
+                    "model can predict it. Restore the original bAbI files."
                 )
             examples.append(Example(example_id, passage, answers.index(answer), question))
         return examples

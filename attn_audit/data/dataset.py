@@ -3,13 +3,24 @@
 import dataclasses
 import os
 import pathlib
-from collections.abc import Sequence
+import tarfile
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
 SPLITS = ("train", "dev", "test")
 TASKS = ("classification", "qa")
 DATA_ENV_VAR = "ATTN_AUDIT_DATA"
+RESTORE = (
+    "The file looks damaged or is not the original distribution; restore the original file "
+    "(download it again)."
+)
+# What reading a damaged file, gzip stream or tar archive raises, from the standard library.
+READ_ERRORS = (OSError, EOFError, zlib.error, tarfile.TarError)
+_EXCERPT_CHARACTERS = 60
+_UTF8_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 class DataError(ValueError):
@@ -104,12 +115,88 @@ def require_file(path: pathlib.Path, what: str) -> pathlib.Path:
     return path
 
 
-def malformed(path: os.PathLike | str, line_number: int, problem: str) -> DataError:
-    """A DataError for a malformed line, naming the file and the 1-based line."""
-    return DataError(
-        f"{path}, line {line_number}: {problem}. The file looks damaged or is not the "
-        "original distribution; restore the original file."
+def excerpt(text: str, at: int | None = None, limit: int = _EXCERPT_CHARACTERS) -> str:
+    """``text`` in quotes, cut to about ``limit`` characters around the 0-based position
+    ``at`` (default: the start), with ``...`` where it was cut; characters that do not
+    print (tabs, control characters) are shown escaped, as ``repr`` shows them."""
+    text = text.rstrip("\r\n")
+    start = 0
+    if len(text) > limit:
+        start = 0 if at is None else min(max(at - limit // 2, 0), len(text) - limit)
+    cut = text[start : start + limit]
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in cut)
+    return (
+        ("..." if start > 0 else "") + f"'{shown}'" + ("..." if start + limit < len(text) else "")
     )
+
+
+def malformed(
+    path: os.PathLike | str,
+    line_number: int,
+    problem: str,
+    text: str | None = None,
+    at: int | None = None,
+    remedy: str = RESTORE,
+) -> DataError:
+    """A DataError for a malformed line, naming the file and the 1-based line.
+
+    Args:
+      path: the file (or ``archive:member``).
+      line_number: 1-based.
+      problem: what is wrong, e.g. ``"a node's label must be 0-4, got '7'"``.
+      text: the offending line; shortened (around ``at``, 0-based) into the message.
+      remedy: what to do; by default, restore the original file.
+    """
+    shown = "" if text is None else f": {excerpt(text, at)}"
+    return DataError(f"{path}, line {line_number}: {problem}{shown}. {remedy}")
+
+
+def decode_utf8(raw: bytes, where: os.PathLike | str, first_line: int = 1) -> str:
+    """``raw`` decoded as UTF-8 (a byte-order mark at the file's start dropped).
+
+    Args:
+      raw: a whole file, or one line of it.
+      where: the file (or ``archive:member``) for the message.
+      first_line: the 1-based line ``raw`` starts at.
+
+    Raises:
+      DataError: naming the line and column of the first byte that is not UTF-8, with
+        the line shown and a guess at the encoding the file was saved in.
+    """
+    if first_line == 1 and raw.startswith(_UTF8_BOM):
+        raw = raw[len(_UTF8_BOM) :]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line_start = raw.rfind(b"\n", 0, error.start) + 1
+        line_end = raw.find(b"\n", error.start)
+        line = raw[line_start : len(raw) if line_end < 0 else line_end]
+        # The bytes before the first bad one are UTF-8: count the column in characters.
+        column = len(raw[line_start : error.start].decode("utf-8"))
+        if raw.startswith(_UTF16_BOMS) or b"\x00" in line:
+            encoding = "UTF-16"
+        else:
+            encoding = "WINDOWS-1252"
+        raise malformed(
+            where,
+            first_line + raw.count(b"\n", 0, error.start),
+            f"byte {raw[error.start]:#04x} at column {column + 1} is not UTF-8 (was the file "
+            f"saved as {encoding}?)",
+            line.decode("utf-8", errors="backslashreplace"),
+            at=column,
+            remedy="Restore the original UTF-8 file (download it again), or convert this one "
+            f"to UTF-8 (e.g. iconv -f {encoding} -t UTF-8).",
+        ) from None
+
+
+def utf8_lines(binary_lines: Iterable[bytes], where: os.PathLike | str) -> Iterator[str]:
+    """The lines of a file opened in binary mode, each decoded by ``decode_utf8``.
+
+    Lines end at ``\\n`` only (and keep it), so line numbers are the ones an editor
+    shows; a character such as U+2028 does not start a new line.
+    """
+    for line_number, line in enumerate(binary_lines, start=1):
+        yield decode_utf8(line, where, first_line=line_number)
 
 
 def seeded_split(

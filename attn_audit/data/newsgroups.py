@@ -13,7 +13,7 @@ import pathlib
 import re
 import tarfile
 
-from attn_audit.data.dataset import DataError, Example, TextDataset, seeded_split
+from attn_audit.data.dataset import READ_ERRORS, DataError, Example, TextDataset, seeded_split
 from attn_audit.data.text import tokenize
 
 GROUPS = {"rec.sport.baseball": 0, "rec.sport.hockey": 1}
@@ -21,7 +21,10 @@ TARBALL = "20news-bydate.tar.gz"
 TEST_FRACTION = 0.2
 DEV_FRACTION = 0.2
 SPLIT_SEED = 13478
-_POST_PATH = re.compile(r"(?:^|/)20news-bydate-(train|test)/([\w.]+)/(\d+)$")
+PARTS = ("train", "test")
+_GROUP_FILE = re.compile(r"(?:^|/)20news-bydate-(train|test)/([^/]+)/([^/]+)$")
+_POST_ID = re.compile(r"\d+")
+RESTORE = "Restore the complete bydate archive (the original 20news-bydate.tar.gz)."
 _QUOTE_LINE = re.compile(r"(writes in|writes:|wrote:|says:|said:|^In article|^Quoted from|^\||^>)")
 
 
@@ -50,13 +53,15 @@ def clean_post(text: str) -> str:
 
 
 def _posts_from_tarball(path: pathlib.Path):
+    """``(archive:member, (part, group, file name), bytes)`` for the two groups' files."""
     try:
         with tarfile.open(path, "r:gz") as archive:
             for member in archive:
-                match = _POST_PATH.search(member.name)
+                match = _GROUP_FILE.search(member.name)
                 if member.isfile() and match and match.group(2) in GROUPS:
-                    yield match.groups(), archive.extractfile(member).read()
-    except (tarfile.TarError, OSError, EOFError) as error:
+                    raw = archive.extractfile(member).read()
+                    yield f"{path}:{member.name}", match.groups(), raw
+    except READ_ERRORS as error:
         raise DataError(
             f"Cannot read the 20 Newsgroups archive {path} ({error}). Replace it with the "
             "original 20news-bydate.tar.gz."
@@ -64,14 +69,20 @@ def _posts_from_tarball(path: pathlib.Path):
 
 
 def _posts_from_folders(folder: pathlib.Path):
-    for part in ("train", "test"):
+    for part in PARTS:
         for group in GROUPS:
             for path in sorted((folder / f"20news-bydate-{part}" / group).glob("*")):
-                yield (part, group, path.name), path.read_bytes()
+                if path.is_file():
+                    yield str(path), (part, group, path.name), path.read_bytes()
 
 
-def load(data_dir: pathlib.Path) -> TextDataset:
-    folder = data_dir / "20news"
+def read_posts(folder: pathlib.Path) -> list[Example]:
+    """The posts of the two groups, cleaned, in id order.
+
+    Raises:
+      DataError: naming the file when a group folder holds a file whose name is not a
+        post number or a post twice, or when a part lacks one of the groups.
+    """
     if (folder / "20news-bydate-train").is_dir():
         source = _posts_from_folders(folder)
     elif (folder / TARBALL).is_file():
@@ -82,22 +93,41 @@ def load(data_dir: pathlib.Path) -> TextDataset:
             "20news-bydate-train/ and 20news-bydate-test/. Download the bydate archive "
             "and put it there."
         )
-    posts = []
-    for (part, group, post_id), raw in source:
+    posts, seen = [], set()
+    found = {(part, group): 0 for part in PARTS for group in GROUPS}
+    for where, (part, group, post_id), raw in source:
+        if post_id.startswith("."):
+            continue  # hidden files such as macOS's ._* and .DS_Store
+        if not _POST_ID.fullmatch(post_id):
+            raise DataError(
+                f"{where}: unexpected file in a newsgroup folder (posts are named by their "
+                f"number, such as 52550). {RESTORE}"
+            )
+        example_id = f"{part}-{group}-{post_id}"
+        if example_id in seen:
+            raise DataError(f"{where}: the post {part}/{group}/{post_id} occurs twice. {RESTORE}")
+        seen.add(example_id)
+        found[part, group] += 1
         posts.append(
             Example(
-                id=f"{part}-{group}-{post_id}",
+                id=example_id,
+                # Posts are latin-1, where every byte is a character: decoding cannot fail.
                 tokens=tokenize(clean_post(raw.decode("latin-1"))),
                 label=GROUPS[group],
             )
         )
-    found = {label: sum(p.label == label for p in posts) for label in GROUPS.values()}
-    if not all(found.values()):
+    empty = [f"20news-bydate-{part}/{group}/" for (part, group), n in found.items() if n == 0]
+    if empty:
         raise DataError(
-            f"The 20 Newsgroups data in {folder} lacks posts of {GROUPS} (found {found}). "
-            "Restore the complete bydate archive."
+            f"The 20 Newsgroups data in {folder} has no posts in {', '.join(empty)}. {RESTORE}"
         )
     posts.sort(key=lambda p: p.id)
+    return posts
+
+
+def load(data_dir: pathlib.Path) -> TextDataset:
+    folder = data_dir / "20news"
+    posts = read_posts(folder)
     rest, test = seeded_split(posts, TEST_FRACTION, SPLIT_SEED, labels=[p.label for p in posts])
     train, dev = seeded_split(rest, DEV_FRACTION, SPLIT_SEED, labels=[p.label for p in rest])
     return TextDataset(

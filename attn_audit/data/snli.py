@@ -12,10 +12,20 @@ import json
 import logging
 import pathlib
 
-from attn_audit.data.dataset import DataError, Example, TextDataset, malformed, seeded_split
+from attn_audit.data.dataset import (
+    READ_ERRORS,
+    DataError,
+    Example,
+    TextDataset,
+    malformed,
+    seeded_split,
+    utf8_lines,
+)
 from attn_audit.data.text import tokenize
 
 LABELS = ("entailment", "neutral", "contradiction")
+FIELDS = ("gold_label", "sentence1", "sentence2")
+NO_GOLD_LABEL = "-"
 HELD_OUT_FRACTION = 0.15
 SPLIT_SEED = 16377
 
@@ -27,37 +37,78 @@ def _find(folder: pathlib.Path, split: str) -> pathlib.Path | None:
     return None
 
 
+def parse_pair(line: str, path: pathlib.Path, line_number: int) -> dict | None:
+    """One JSON line as ``{gold_label, sentence1, sentence2, pairID?}``; ``None`` for a blank line.
+
+    Raises:
+      DataError: the line is not a JSON object with the three string fields, or its
+        gold label is not one of ``LABELS`` or ``-``.
+    """
+    if not line.strip():
+        return None
+    try:
+        pair = json.loads(line)
+    except (ValueError, RecursionError) as error:
+        raise malformed(path, line_number, f"not a JSON line ({error})", line) from None
+    if not isinstance(pair, dict):
+        raise malformed(path, line_number, "expected a JSON object {...}", line)
+    missing = [field for field in FIELDS if field not in pair]
+    if missing:
+        raise malformed(path, line_number, f"not an SNLI pair: it lacks {', '.join(missing)}", line)
+    for field in FIELDS:
+        if not isinstance(pair[field], str):
+            raise malformed(
+                path,
+                line_number,
+                f"the field {field} should be a string, got {type(pair[field]).__name__}",
+                line,
+            )
+    if pair["gold_label"] not in (*LABELS, NO_GOLD_LABEL):
+        raise malformed(
+            path,
+            line_number,
+            f"unknown gold_label {pair['gold_label']!r} (expected one of {LABELS} or "
+            f"{NO_GOLD_LABEL!r})",
+            line,
+        )
+    return pair
+
+
 def read_jsonl(path: pathlib.Path, split: str) -> list[Example]:
+    """The pairs with a gold label, from a ``.jsonl`` or ``.jsonl.gz`` file.
+
+    Raises:
+      DataError: naming the file (and the line, where the damage is in one) when the
+        file cannot be read or decompressed, a line is not UTF-8 or not an SNLI pair, or
+        the file holds no pair with a gold label.
+    """
     opener = gzip.open if path.suffix == ".gz" else open
     examples = []
+    line_number = 0
     try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for line_number, line in enumerate(f, start=1):
-                if not line.strip():
+        with opener(path, "rb") as f:
+            for line_number, line in enumerate(utf8_lines(f, path), start=1):
+                pair = parse_pair(line, path, line_number)
+                if pair is None or pair["gold_label"] == NO_GOLD_LABEL:
                     continue
-                try:
-                    pair = json.loads(line)
-                    gold, premise, hypothesis = (
-                        pair["gold_label"],
-                        pair["sentence1"],
-                        pair["sentence2"],
-                    )
-                except (json.JSONDecodeError, KeyError, TypeError) as error:
-                    raise malformed(path, line_number, f"not an SNLI JSON pair ({error})") from None
-                if gold == "-":
-                    continue
-                if gold not in LABELS:
-                    raise malformed(path, line_number, f"unknown gold_label {gold!r}")
                 examples.append(
                     Example(
                         id=str(pair.get("pairID", f"{split}-{line_number}")),
-                        tokens=tokenize(premise),
-                        label=LABELS.index(gold),
-                        question=tokenize(hypothesis),
+                        tokens=tokenize(pair["sentence1"]),
+                        label=LABELS.index(pair["gold_label"]),
+                        question=tokenize(pair["sentence2"]),
                     )
                 )
-    except (OSError, EOFError, UnicodeDecodeError) as error:
-        raise DataError(f"Cannot read {path} ({error}). Restore the original file.") from None
+    except READ_ERRORS as error:
+        raise DataError(
+            f"Cannot read {path}{f' after line {line_number}' if line_number else ''} "
+            f"({error}). Restore the original file (download it again)."
+        ) from None
+    if not examples:
+        raise DataError(
+            f"{path} holds no SNLI pair with a gold label, so the {split} split would be "
+            "empty. Restore the original file."
+        )
     return examples
 
 

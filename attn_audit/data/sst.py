@@ -10,39 +10,110 @@ becomes a space (JW's cleaning; punctuation disappears).
 import pathlib
 import re
 
-from attn_audit.data.dataset import Example, TextDataset, malformed, require_file
+from attn_audit.data.dataset import (
+    DataError,
+    Example,
+    TextDataset,
+    malformed,
+    require_file,
+    utf8_lines,
+)
 from attn_audit.data.text import tokenize
 
-_ROOT_LABEL = re.compile(r"^\(\s*(\d)\s")
-_LEAF = re.compile(r"\(\d ([^()\s]+)\)")
+# PTB separates tokens by ASCII spaces; a word may hold other white space: SST writes the
+# film "8 1/2" as one leaf with a no-break space, ``(2 8\xa01\\/2)``.
+_TREE_TOKEN = re.compile(r"[()]|[^ \t\r\n\f\v()]+")
+_LABELS = ("0", "1", "2", "3", "4")
 _PTB_ESCAPES = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "``": '"', "''": '"'}
+_NOT_A_TREE = "not a labelled PTB tree such as '(3 (2 It) (3 works))'"
 SPLIT_FILES = {"train": "train.txt", "dev": "dev.txt", "test": "test.txt"}
+
+
+class TreeSyntaxError(ValueError):
+    """A line that is not a labelled PTB tree; ``column`` (0-based) says where."""
+
+    def __init__(self, problem: str, column: int):
+        super().__init__(f"{problem} (column {column + 1})")
+        self.problem, self.column = problem, column
 
 
 def parse_tree(line: str) -> tuple[int, list[str]]:
     """The root label (0–4) and the leaves of one PTB tree line.
 
-    Raises ValueError when the line is not a tree.
+    A tree is ``(label child ...)``: the label one of 0–4, the children either one word
+    (a leaf, ``(2 film)``) or one or more trees. PTB escapes are undone in the leaves.
+    Parsing the whole tree (rather than picking leaves out with a pattern) is what
+    catches a label out of range, a missing parenthesis and a word no leaf holds.
+
+    Raises:
+      TreeSyntaxError (a ValueError): the line is not such a tree; says what and where.
     """
-    line = line.strip()
-    match = _ROOT_LABEL.match(line)
-    leaves = _LEAF.findall(line)
-    if match is None or not leaves or line.count("(") != line.count(")"):
-        raise ValueError("not a labelled PTB tree such as '(3 (2 It) (3 works))'")
-    return int(match.group(1)), [_PTB_ESCAPES.get(leaf, leaf) for leaf in leaves]
+    # One entry per node still open, innermost last: [label, words, subtrees].
+    open_nodes: list[list] = []
+    root_label, leaves = None, []
+    for match in _TREE_TOKEN.finditer(line):
+        token, column = match.group(), match.start()
+        if root_label is not None:
+            raise TreeSyntaxError("text after the end of the tree", column)
+        if token == "(":
+            if open_nodes:
+                parent = open_nodes[-1]
+                if parent[0] is None:
+                    raise TreeSyntaxError("a node without a label", column)
+                if parent[1]:
+                    raise TreeSyntaxError("a node holds both a word and a subtree", column)
+                parent[2] += 1
+            open_nodes.append([None, 0, 0])
+        elif token == ")":
+            if not open_nodes:
+                raise TreeSyntaxError("unbalanced parentheses: a ')' closes no node", column)
+            label, words, subtrees = open_nodes.pop()
+            if label is None or not (words or subtrees):
+                raise TreeSyntaxError(
+                    "an empty node (a label and a word or subtree needed)", column
+                )
+            if not open_nodes:
+                root_label = label
+        elif not open_nodes:
+            raise TreeSyntaxError(_NOT_A_TREE, column)
+        elif open_nodes[-1][0] is None:
+            if token not in _LABELS:
+                raise TreeSyntaxError(f"a node's label must be 0-4, got {token!r}", column)
+            open_nodes[-1][0] = int(token)
+        else:
+            node = open_nodes[-1]
+            if node[2]:
+                raise TreeSyntaxError("a node holds both a word and a subtree", column)
+            if node[1]:
+                raise TreeSyntaxError("a leaf holds one word, this one holds more", column)
+            node[1] = 1
+            leaves.append(_PTB_ESCAPES.get(token, token))
+    if open_nodes:
+        raise TreeSyntaxError(
+            f"unbalanced parentheses: {len(open_nodes)} node(s) still open at the end of the line",
+            len(line.rstrip()),
+        )
+    if root_label is None:
+        raise TreeSyntaxError(_NOT_A_TREE, 0)
+    return root_label, leaves
 
 
 def read_split(path: pathlib.Path, split: str) -> list[Example]:
-    """Binary examples from one tree file; neutral roots are dropped."""
+    """Binary examples from one tree file; neutral roots are dropped.
+
+    Raises:
+      DataError: naming the file and line of a line that is not a labelled tree or not
+        UTF-8, or when the file holds no tree with a positive or negative root.
+    """
     examples = []
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for line_number, line in enumerate(utf8_lines(f, path), start=1):
             if not line.strip():
                 continue
             try:
                 root_label, leaves = parse_tree(line)
-            except ValueError as error:
-                raise malformed(path, line_number, str(error)) from None
+            except TreeSyntaxError as error:
+                raise malformed(path, line_number, str(error), line, at=error.column) from None
             if root_label == 2:
                 continue
             text = " ".join(leaves)
@@ -54,6 +125,11 @@ def read_split(path: pathlib.Path, split: str) -> list[Example]:
                     text=text,
                 )
             )
+    if not examples:
+        raise DataError(
+            f"{path} holds no tree with a positive (3, 4) or negative (0, 1) root, so the "
+            f"{split} split would be empty. Restore the original SST file."
+        )
     return examples
 
 

@@ -52,3 +52,35 @@ def test_real_agnews(real_data_dir):
     sizes = {s: len(e) for s, e in dataset.splits.items()}
     assert sum(sizes.values()) == 3800  # 1,900 World + 1,900 Business test rows
     assert sizes["test"] == 1140
+
+
+def append_to_test_csv(folder, payload: bytes):
+    write_agnews(folder)
+    with open(folder / "ag_news" / "test.csv", "ab") as f:
+        f.write(payload)
+
+
+@pytest.mark.parametrize(
+    "bad_row, message",
+    [
+        (b'"1","title only"\n', r"line 81: expected 3 columns .*, got 2: '1,title only'"),
+        (b'"3","a","b","c"\n', r"line 81: expected 3 columns .*, got 4: '3,a,b,c'"),
+        (b'"0","title","text"\n', r"line 81: expected .* got the class '0': '0,title,text'"),
+        (b'"World","title","text"\n', r"line 81: .*got the class 'World'"),
+        (b"\n", r"line 81: expected 3 columns .*, got 0: ''"),
+        (b'"3","title","unfinished\n', r"line 81: not valid CSV \(unexpected end of data\)"),
+        (b'"3","ti"tle","text"\n', r"line 81: not valid CSV \(',' expected after '\"'\)"),
+        (b'"3","title","caf\xe9"\n', r"line 81: byte 0xe9 at column 17 is not UTF-8"),
+    ],
+)
+def test_bad_row_names_file_line_and_text(tmp_path, bad_row, message):
+    append_to_test_csv(tmp_path, bad_row)
+    with pytest.raises(data.DataError, match=r"ag_news/test\.csv, " + message):
+        data.load_dataset("agnews", tmp_path)
+
+
+def test_a_file_without_world_or_business_rows_is_an_error(tmp_path):
+    (tmp_path / "ag_news").mkdir()
+    (tmp_path / "ag_news" / "test.csv").write_text('"2","Sports","text"\n"4","Sci","text"\n')
+    with pytest.raises(data.DataError, match=r"test\.csv holds no World \(1\) or Business"):
+        data.load_dataset("agnews", tmp_path)

@@ -28,9 +28,10 @@ def write_babi(folder, stories=STORY * 10, with_10k_task3=False):
             files[f"{root}/en-10k/{stem}_train.txt"] = stories + stories
     with tarfile.open(folder / "babi" / "tasks_1-20_v1-2.partial.tar.gz", "w:gz") as archive:
         for name, text in files.items():
+            payload = text if isinstance(text, bytes) else text.encode()
             info = tarfile.TarInfo(name)
-            info.size = len(text.encode())
-            archive.addfile(info, io.BytesIO(text.encode()))
+            info.size = len(payload)
+            archive.addfile(info, io.BytesIO(payload))
     return folder
 
 
@@ -64,3 +65,67 @@ def test_real_babi_task3_fallback(real_data_dir):
     dataset = data.load_dataset("babi3", real_data_dir)
     assert len(dataset.splits["train"]) + len(dataset.splits["dev"]) == 1000
     assert len(dataset.splits["test"]) == 1000 and dataset.notes
+
+
+@pytest.mark.parametrize(
+    "bad_story, message",
+    [
+        ("1 Mary moved.\n3 John went.\n", r"line 2: the line is numbered 3 after 1; .*again at 1"),
+        ("1 Mary moved.\n2 John went.\n2 Where?\tx\n", r"line 3: the line is numbered 2 after 2"),
+        ("2 Mary moved.\n", r"line 1: the line is numbered 2 after 0"),
+        ("1 Mary moved.\n2 Where is Mary?\t\t1\n", r"line 2: a question needs '<question>"),
+        ("1 Mary moved.\n2 Where?\tx\t1\textra\n", r"line 2: a question needs"),
+        ("1 Mary moved.\n2 Where is Mary?\tbathroom\t5\n", r"line 2: the supporting facts '5'"),
+        ("1 Mary moved.\n2 Where is Mary?\tbathroom\tone\n", r"line 2: the supporting facts"),
+        ("1 Mary moved.\nMary came back.\n", r"line 2: expected '<number> <sentence>'"),
+        ("1 Mary moved.\n2 John went.\n", r"holds no question"),
+    ],
+)
+def test_bad_story_names_file_line_and_text(tmp_path, bad_story, message):
+    write_babi(tmp_path, stories=bad_story)
+    where = r"tasks_1-20_v1-2\.partial\.tar\.gz:tasks_1-20_v1-2/en-10k/qa1_single-supporting-fact_"
+    with pytest.raises(data.DataError, match=where + r"train\.txt(, | )" + message):
+        data.load_dataset("babi1", tmp_path)
+
+
+def test_bytes_that_are_not_utf8_name_member_and_line(tmp_path):
+    write_babi(tmp_path, stories=STORY.encode() + b"1 Mary went to the caf\xe9.\n")
+    with pytest.raises(
+        data.DataError,
+        match=r"qa1_single-supporting-fact_train\.txt, line 8: byte 0xe9 at column 23 is not "
+        r"UTF-8 .*'1 Mary went to the caf\\xe9\.'",
+    ):
+        data.load_dataset("babi1", tmp_path)
+
+
+def test_an_answer_the_train_file_lacks_names_the_line(tmp_path):
+    write_babi(tmp_path)
+    archive = tmp_path / "babi" / "tasks_1-20_v1-2.partial.tar.gz"
+    with tarfile.open(archive, "r:gz") as source:
+        files = {m.name: source.extractfile(m).read() for m in source.getmembers()}
+    test = "tasks_1-20_v1-2/en-10k/qa1_single-supporting-fact_test.txt"
+    files[test] += b"1 Mary moved to the attic.\n2 Where is Mary?\tattic\t1\n"
+    with tarfile.open(archive, "w:gz") as target:
+        for name, payload in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            target.addfile(info, io.BytesIO(payload))
+    with pytest.raises(data.DataError, match=test + r", line 72: the answer 'attic' never occurs"):
+        data.load_dataset("babi1", tmp_path)
+
+
+def test_damaged_archive_names_the_file(tmp_path):
+    archive = write_babi(tmp_path) / "babi" / "tasks_1-20_v1-2.partial.tar.gz"
+    archive.write_bytes(archive.read_bytes()[:200])
+    with pytest.raises(data.DataError, match=r"Cannot read the bAbI archive .*partial\.tar\.gz"):
+        data.load_dataset("babi2", tmp_path)
+
+
+def test_extracted_folder_is_checked_too(tmp_path):
+    folder = tmp_path / "babi" / "tasks_1-20_v1-2" / "en-10k"
+    folder.mkdir(parents=True)
+    for stem in data.babi.TASK_FILES.values():
+        (folder / f"{stem}_train.txt").write_text(STORY)
+        (folder / f"{stem}_test.txt").write_text(STORY + "1 Mary moved.\n5 John went.\n")
+    with pytest.raises(data.DataError, match=r"en-10k/qa2_two-supporting-facts_test\.txt, line 9"):
+        data.load_dataset("babi2", tmp_path)

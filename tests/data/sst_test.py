@@ -33,6 +33,65 @@ def test_parse_tree_rejects_unbalanced_brackets():
         sst.parse_tree("(3 (2 It) (3 works)")
 
 
+@pytest.mark.parametrize(
+    "bad_tree, message",
+    [
+        ("(7 (2 bad) (2 tree))", r"a node's label must be 0-4, got '7' \(column 2\)"),
+        ("(3 (2 It) (9 works))", r"a node's label must be 0-4, got '9' \(column 12\)"),
+        ("(3 (2 It) (3 works)", r"unbalanced parentheses: 1 node\(s\) still open"),
+        ("(3 (2 It))) ((3 works)", r"text after the end of the tree \(column 11\)"),
+        ("(3 (2 It) ((3 works)))", r"a node without a label"),
+        ("(3 (2 great film))", r"a leaf holds one word, this one holds more"),
+        ("(3 (2 It) works)", r"a node holds both a word and a subtree"),
+        ("(3 ())", r"an empty node"),
+    ],
+)
+def test_bad_tree_names_file_line_and_text(tmp_path, bad_tree, message):
+    write_sst(tmp_path, TREES[:1] + [bad_tree])
+    with pytest.raises(data.DataError, match=r"sst/train\.txt, line 2: " + message) as error:
+        data.load_dataset("sst", tmp_path)
+    assert repr(bad_tree) in str(error.value) and "restore the original file" in str(error.value)
+
+
+def test_bytes_that_are_not_utf8_name_file_line_and_column(tmp_path):
+    write_sst(tmp_path)
+    # Windows-1252 quotes (0x91, 0x92), as an editor that saved the file in that encoding writes.
+    (tmp_path / "sst" / "dev.txt").write_bytes(
+        TREES[0].encode() + b"\n(3 (3 \x91Good\x92) (2 film))\n"
+    )
+    with pytest.raises(
+        data.DataError,
+        match=r"sst/dev\.txt, line 2: byte 0x91 at column 7 is not UTF-8 \(was the file saved "
+        r"as WINDOWS-1252\?\): '\(3 \(3 \\x91Good\\x92\) \(2 film\)\)'\. .*iconv",
+    ):
+        data.load_dataset("sst", tmp_path)
+
+
+def test_a_utf16_file_is_named_as_such(tmp_path):
+    write_sst(tmp_path)
+    (tmp_path / "sst" / "test.txt").write_text("\n".join(TREES), encoding="utf-16")
+    with pytest.raises(data.DataError, match=r"test\.txt, line 1: byte 0xff .*saved as UTF-16"):
+        data.load_dataset("sst", tmp_path)
+
+
+def test_a_utf8_byte_order_mark_is_read_past(tmp_path):
+    write_sst(tmp_path)
+    (tmp_path / "sst" / "train.txt").write_text("\n".join(TREES), encoding="utf-8-sig")
+    assert len(data.load_dataset("sst", tmp_path).splits["train"]) == 3
+
+
+def test_a_file_without_a_polar_tree_is_an_error(tmp_path):
+    write_sst(tmp_path)
+    (tmp_path / "sst" / "dev.txt").write_text(TREES[1] + "\n\n")
+    with pytest.raises(data.DataError, match=r"dev\.txt holds no tree with a positive"):
+        data.load_dataset("sst", tmp_path)
+
+
+def test_a_word_with_a_no_break_space_is_one_leaf():
+    # SST writes the film "8 1/2" so (train.txt, line 4342); a pattern over leaves lost it.
+    assert sst.parse_tree("(1 (2 like) (2 8\xa01\\/2))") == (1, ["like", "8\xa01\\/2"])
+
+
 def test_real_sst_matches_the_paper(real_data_dir):
     dataset = data.load_dataset("sst", real_data_dir)
     assert {s: len(e) for s, e in dataset.splits.items()} == {
