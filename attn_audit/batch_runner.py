@@ -36,6 +36,34 @@ from attn_audit.report.records import read_records, write_records
 COMPILE_THREADS = 2
 
 
+class NonFiniteError(ValueError):
+    """A prediction or score of an instance is NaN or infinite; the message names it."""
+
+
+def require_finite(instance: dict, values: dict) -> None:
+    """Raises ``NonFiniteError`` if a value (a number, or nested lists of them) is NaN or ±inf.
+
+    ``None`` means undefined and passes (e.g. a τ of one token). Called on each record before
+    its batch is written, so the run stops at the batch where the problem appears.
+
+    Args:
+      instance: the record, for its ``id`` and ``index``.
+      values: field name → value to check.
+    """
+    for field, value in values.items():
+        if value is None:
+            continue
+        numbers = np.asarray(value, dtype=float)
+        if not np.isfinite(numbers).all():
+            shown = np.array2string(numbers.ravel()[:8], precision=4, separator=", ")
+            raise NonFiniteError(
+                f"Instance {instance['id']!r} (index {instance['index']}) has a non-finite "
+                f"{field}: {shown}{' …' if numbers.size > 8 else ''}. Its batch was not "
+                "written. The model's parameters or this input hold NaN or inf: check the run "
+                "folder's checkpoint (training.load_run verifies it), or retrain the model."
+            )
+
+
 def first_instances(split: data.EncodedSplit, limit: int | None) -> data.EncodedSplit:
     """The first ``limit`` instances of ``split`` (all if ``limit`` is None)."""
     if limit is None:
@@ -69,7 +97,7 @@ def check_options(out_dir: pathlib.Path, options: dict, file_name: str) -> None:
             )
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
-        saved_path.write_text(json.dumps(options, indent=2))
+        saved_path.write_text(json.dumps(options, indent=2, allow_nan=False))
 
 
 def program_name(program) -> str:
@@ -184,7 +212,7 @@ def _logged_timings(log: pathlib.Path, timings: dict) -> list[dict]:
     """Appends this process's ``timings`` to ``log`` (if it ran a batch); returns every run's."""
     if timings["batches"]:
         with open(log, "a") as f:
-            f.write(json.dumps(timings) + "\n")
+            f.write(json.dumps(timings, allow_nan=False) + "\n")
     if not log.exists():
         return []
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
@@ -213,4 +241,4 @@ def _check_plan(parts: pathlib.Path, plan: list[dict], boundaries, batch_size: i
                 f"{part} holds other instances than batch {number} of this run (parts of "
                 f"another plan); delete {parts.parent} to start over."
             )
-    saved.write_text(json.dumps(content))
+    saved.write_text(json.dumps(content, allow_nan=False))

@@ -16,7 +16,6 @@ reported apart in summary.json's timings), about 20 s with warm ones (compiled a
 exported programs kept in $ATTN_AUDIT_JAX_CACHE).
 """
 
-import json
 import platform
 import sys
 import time
@@ -24,7 +23,7 @@ import time
 import jax
 from absl import app, flags, logging
 
-from attn_audit import data
+from attn_audit import data, report
 from attn_audit.audits import AUDITS, AuditOptions, auditable_model, checked_audits, run_audit
 from attn_audit.audits.exported import ProgramCache
 from attn_audit.data import wordpiece
@@ -95,7 +94,7 @@ def main(argv):
     }  # fmt: skip
     label_names = run.config["data"]["label_names"]
     summary = summarize(records, label_names, provenance)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out_dir / "summary.json").write_text(report.summary_json(summary))
     markdown = summary_markdown(
         summary, paper_row(dataset.name, run.model_config.encoder, label_names)
     )

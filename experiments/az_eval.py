@@ -29,7 +29,6 @@ every layer, rollout highest and flow lowest from layer 3 up.
 """
 
 import concurrent.futures
-import json
 import multiprocessing
 import pathlib
 import sys
@@ -38,7 +37,7 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
-from attn_audit import data
+from attn_audit import data, report
 from attn_audit.audits import AUDITS, AuditOptions, auditable_model, run_audit
 from attn_audit.audits.runner import first_instances
 from attn_audit.evaluations import az_report, az_sweep
@@ -151,7 +150,7 @@ def main(argv):
         "info": info, "timings": timings, "trend_holds": holds, "trend": trend_text,
         "rows": az_report.table_rows(rho, dataset_name, name), "jw": jw_summary,
     }  # fmt: skip
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out_dir / "summary.json").write_text(report.summary_json(summary))
     logging.info("Wrote %s, the az_%s section of %s and %s.", csv_path, name,
                  results / "RESULTS.md", out_dir)  # fmt: skip
     print(markdown)

@@ -44,7 +44,7 @@ def main(argv):
         "selected_epoch": run.best_epoch,
         "source_run": str(run.workdir),
     }
-    (out / "config.json").write_text(json.dumps(config, indent=2))
+    (out / "config.json").write_text(json.dumps(config, indent=2, allow_nan=False))
     print(f"Wrote {out / 'model.npz'} ({len(state_dict)} tensors) and {out / 'config.json'}.")
 
 

@@ -16,7 +16,6 @@ test split (all four audits), and writes
 Finished runs and audits are reused, so the command can be stopped and started again.
 """
 
-import json
 import pathlib
 import shutil
 import sys
@@ -25,7 +24,7 @@ import time
 import jax
 from absl import app, flags, logging
 
-from attn_audit import data, training
+from attn_audit import data, report, training
 from attn_audit.audits import AuditOptions, JWModel, run_audit
 from attn_audit.report import figures, paper_row, summarize
 from attn_audit.training.run_folder import load_run
@@ -160,7 +159,7 @@ def main(argv):
                 )  # fmt: skip
                 label_names = run.config["data"]["label_names"]
                 summary = summarize(records, label_names, {"timings": timings})
-                (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+                (out_dir / "summary.json").write_text(report.summary_json(summary))
                 rows += table_rows(name, encoder, attention, summary, history["test"])
                 if (encoder, attention) == ("lstm", "tanh"):
                     for path in figures.write_all(records, label_names, out_dir):

@@ -115,7 +115,8 @@ def main(argv):
             **settings_from_flags(),
         )
         history = training.run_training(config, _WORKDIR.value, _DATA_DIR.value)
-    except (data.DataError, CheckpointError, ValueError, FileNotFoundError, ImportError) as error:
+    except (data.DataError, CheckpointError, ValueError, FileNotFoundError, ImportError,
+            training.TrainingDiverged) as error:  # fmt: skip
         sys.exit(f"error: {error}")
     test = history["test"]
     logging.info("Run folder: %s", _WORKDIR.value)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from attn_audit import report
-from attn_audit.batch_runner import run_batches
+from attn_audit.batch_runner import NonFiniteError, require_finite, run_batches
 from tests.audits.runner_test import toy_split
 
 
@@ -76,3 +76,14 @@ def test_a_resumed_run_keeps_the_timings_of_the_runs_before_it(tmp_path):
     assert [run["batches"] for run in resumed["runs"]] == [first["batches"], 1]
     _, finished = run_batches(CountingEngine(), split, (8, 16), 2, tmp_path, records_of)
     assert finished["batches"] == 0 and finished["runs"] == resumed["runs"]  # nothing new ran
+
+
+def test_require_finite_names_the_instance_and_the_field():
+    record = {"id": "sst-7", "index": 7}
+    require_finite(record, {"prediction": [0.2, 0.8], "tau": None, "scores": [[1.0], [2.0]]})
+    with pytest.raises(
+        NonFiniteError, match=r"'sst-7' \(index 7\) has a non-finite loo: \[ 1\., nan\]"
+    ):
+        require_finite(record, {"prediction": [0.2, 0.8], "loo": [1.0, float("nan")]})
+    with pytest.raises(NonFiniteError, match="non-finite gap"):
+        require_finite(record, {"gap": float("-inf")})

@@ -15,7 +15,14 @@ import numpy as np
 from attn_audit import data, stats
 from attn_audit.audits.adversarial import AdversarySettings
 from attn_audit.audits.engine import AUDITS, BatchAuditor
-from attn_audit.batch_runner import check_options, first_instances, run_batches, split_boundaries
+from attn_audit.batch_runner import (
+    NonFiniteError,  # noqa: F401 (re-exported: the error a run raises)
+    check_options,
+    first_instances,
+    require_finite,
+    run_batches,
+    split_boundaries,
+)
 from attn_audit.models import is_real_token
 
 TAU_PAIRS = {
@@ -59,6 +66,12 @@ def _none_if_nan(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
 
 
+# Record fields that must be finite numbers (null only where a field is undefined).
+FINITE_FIELDS = ("prediction", "attention", "max_attention", "gradient", "loo",
+                 "permutation_median_tvd", "adversarial_attention", "adversarial_max_jsd",
+                 "adversarial_tvd")  # fmt: skip
+
+
 def batch_records(batch: dict, results: dict, split: data.EncodedSplit) -> list[dict]:
     """One record per real row of ``batch`` (fields: ``attn_audit.report.records``)."""
     num_positions = batch["token_ids"].shape[1]
@@ -96,6 +109,7 @@ def batch_records(batch: dict, results: dict, split: data.EncodedSplit) -> list[
             record["adversarial_attention"] = adversary.tolist() if found else None
             record["adversarial_max_jsd"] = float(results["adversarial_max_jsd"][row])
             record["adversarial_tvd"] = float(results["adversarial_selected_tvd"][row])
+        require_finite(record, {field: record.get(field) for field in FINITE_FIELDS})
         records.append(record)
     return records
 

@@ -11,7 +11,13 @@ import pathlib
 import numpy as np
 
 from attn_audit import data
-from attn_audit.batch_runner import check_options, first_instances, run_batches, split_boundaries
+from attn_audit.batch_runner import (
+    check_options,
+    first_instances,
+    require_finite,
+    run_batches,
+    split_boundaries,
+)
 from attn_audit.explainers.engine import DEFAULT_EXPLAINERS, BatchExplainer, ExplainerSettings
 
 
@@ -33,6 +39,10 @@ class ExplainOptions:
         content = dataclasses.asdict(self)
         content["explainers"] = list(self.explainers)
         return content
+
+
+# Per-instance diagnostics of the explainers, checked finite with the scores.
+_DIAGNOSTICS = ("integrated_gradients_completeness_gap", "shapley_sampling_standard_error")
 
 
 def explanation_records(
@@ -71,6 +81,8 @@ def explanation_records(
         if "shapley_sampling" in explainers:
             error = results["shapley_sampling_standard_error"][row][real]
             record["shapley_sampling_standard_error"] = error.tolist()
+        require_finite(record, {field: record.get(field) for field in
+                                ("prediction", *explainers, *_DIAGNOSTICS)})  # fmt: skip
         records.append(record)
     return records
 

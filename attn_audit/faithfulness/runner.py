@@ -16,7 +16,13 @@ import pathlib
 import numpy as np
 
 from attn_audit import data
-from attn_audit.batch_runner import check_options, first_instances, run_batches, split_boundaries
+from attn_audit.batch_runner import (
+    check_options,
+    first_instances,
+    require_finite,
+    run_batches,
+    split_boundaries,
+)
 from attn_audit.explainers.runner import ExplainOptions, run_explain
 from attn_audit.faithfulness.agreement import pairwise_agreement
 from attn_audit.faithfulness.engine import (
@@ -105,6 +111,13 @@ def metric_records(batch, results, split, explainers, settings, agreement: bool)
                 entry["flip_fraction"] = float(results["flip_fraction"][row, column])
                 entry["flipped"] = bool(results["flipped"][row, column])
                 entry["top1_flip"] = bool(results["top1_flip"][row, column])
+            checked = {
+                f"{name} {curve}": list(entry[curve].values())
+                for curve in ("comprehensiveness", "sufficiency")
+                if curve in entry
+            }
+            checked[f"{name} flip_fraction"] = entry.get("flip_fraction")
+            require_finite(record, checked)  # fmt: skip
             record["metrics"][name] = entry
         if agreement:
             record["agreement"] = {

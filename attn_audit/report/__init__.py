@@ -14,7 +14,12 @@ from attn_audit.report.figures import (
     write_all,
 )
 from attn_audit.report.paper import JW_TABLE2, paper_row
-from attn_audit.report.records import RecordsFormatError, read_records, write_records
+from attn_audit.report.records import (
+    RecordsFormatError,
+    read_records,
+    summary_json,
+    write_records,
+)
 from attn_audit.report.summary import format_tau_cell, summarize, summary_markdown
 
 __all__ = [
@@ -30,6 +35,7 @@ __all__ = [
     "paper_row",
     "permutation_violin",
     "read_records",
+    "summary_json",
     "summarize",
     "summary_markdown",
     "tau_histograms",

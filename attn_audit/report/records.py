@@ -107,6 +107,12 @@ def read_records(path: str | os.PathLike) -> list[dict]:
     return records
 
 
+def summary_json(summary: dict) -> str:
+    """``summary`` as strict JSON text (indent 2): numpy values as Python ones, NaN/±inf as
+    null (undefined, as in the records), so no file the project writes holds NaN."""
+    return json.dumps(_to_json_value(summary, "summary"), indent=2, allow_nan=False)
+
+
 def _to_json_value(value, where: str):
     """``value`` with numpy arrays/scalars as lists/Python scalars and non-finite floats as None."""
     if isinstance(value, dict):

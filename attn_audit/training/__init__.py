@@ -17,14 +17,15 @@ from attn_audit.training.evaluate import (
     predict_split,
     selection_metric,
 )
-from attn_audit.training.loop import load_guide, run_training, train_step
+from attn_audit.training.loop import TrainingDiverged, load_guide, run_training, train_step
 from attn_audit.training.objectives import Guide, adversarial_terms, guide_outputs, loss_fn
 from attn_audit.training.optimizer import freezes_encoder, make_optimizer
 from attn_audit.training.run_folder import Run, load_run, read_json, write_json
 
 __all__ = [
     "CheckpointError", "EVAL_BATCH_SIZE", "Guide", "MINILM_TRAIN_SIZES", "Predictions", "Run",
-    "RunCheckpoints", "TRAIN_ENCODERS", "TrainConfig", "adversarial_terms", "evaluate",
+    "RunCheckpoints", "TRAIN_ENCODERS", "TrainConfig", "TrainingDiverged", "adversarial_terms",
+    "evaluate",
     "freezes_encoder", "guide_outputs", "load_guide", "load_run", "loss_fn", "make_optimizer",
     "paper_defaults", "predict", "predict_batch", "predict_split", "read_json", "run_training",
     "selection_metric", "train_step", "write_json",

@@ -1,6 +1,7 @@
 """What to train: ``TrainConfig`` and JW's per-data-set budgets (SPEC §2)."""
 
 import dataclasses
+import math
 from typing import Any
 
 from attn_audit import models
@@ -47,9 +48,23 @@ class TrainConfig:
     finetune_encoder: bool = False
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "embed_dim", "hidden_size"):
+        for name in ("epochs", "batch_size", "embed_dim", "hidden_size", "num_layers",
+                     "num_heads", "ff_dim"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        # `not (x > 0)` also catches NaN, which fails every comparison.
+        if not (0 < self.learning_rate < math.inf):
+            raise ValueError(
+                f"learning_rate must be a finite number above 0, got {self.learning_rate} "
+                "(a negative rate ascends the loss; NaN or inf ruins the parameters)."
+            )
+        for name in ("weight_decay", "adversarial_lambda"):
+            if not (0 <= getattr(self, name) < math.inf):
+                raise ValueError(
+                    f"{name} must be a finite number of at least 0, got {getattr(self, name)}."
+                )
+        if self.pooling not in models.POOLINGS:
+            raise ValueError(f"pooling must be one of {models.POOLINGS}, got {self.pooling!r}.")
         if self.encoder not in TRAIN_ENCODERS:
             raise ValueError(
                 f"Unknown encoder {self.encoder!r}; choose one of {', '.join(TRAIN_ENCODERS)}."

@@ -29,6 +29,9 @@ from attn_audit.training.objectives import Guide, loss_fn
 from attn_audit.training.optimizer import freezes_encoder, make_optimizer
 from attn_audit.training.run_folder import load_run, read_json, write_json
 
+# Steps between checks for a non-finite loss or gradient norm (one device transfer each).
+CHECK_EVERY = 50
+
 
 @functools.partial(
     jax.jit,
@@ -39,12 +42,40 @@ def train_step(
     params, opt_state, batch, pos_weight, guide_params=None, *, model_config, optimizer,
     guide=None, freeze_encoder=False,
 ):  # fmt: skip
-    """One optimiser step; returns ``(params, opt_state, loss)``."""
+    """One optimiser step; returns ``(params, opt_state, loss, gradient norm)``.
+
+    The gradient norm is the global L2 norm over every parameter (``optax.tree.norm``);
+    the loop checks it and the loss for non-finite values (``TrainingDiverged``).
+    """
     loss, grads = jax.value_and_grad(loss_fn)(
         params, model_config, batch, pos_weight, guide_params, guide, freeze_encoder
     )
     updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
+    return optax.apply_updates(params, updates), opt_state, loss, optax.tree.norm(grads)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient norm became NaN or infinite; the message names the step."""
+
+
+def _check_finite(losses, norms, first_step: int, epoch: int, train_config, workdir,
+                  last_good_epoch: int | None) -> None:  # fmt: skip
+    """Raises ``TrainingDiverged`` at the first step (from ``first_step``) with a non-finite
+    loss or gradient norm. One transfer for all the steps given."""
+    losses, norms = jax.device_get((jnp.stack(losses), jnp.stack(norms)))
+    bad = np.flatnonzero(~(np.isfinite(losses) & np.isfinite(norms)))
+    if not bad.size:
+        return
+    step = first_step + int(bad[0])
+    kept = (f"the run folder keeps epoch {last_good_epoch}'s checkpoints"
+            if last_good_epoch else "no epoch finished, so no checkpoint was written")  # fmt: skip
+    raise TrainingDiverged(
+        f"Training diverged at epoch {epoch}, step {step}: loss {losses[bad[0]]}, gradient "
+        f"norm {norms[bad[0]]}. Nothing of this epoch was saved; {kept}. Likely cause: the "
+        f"learning rate ({train_config.learning_rate}) is too high for this model, or the "
+        f"inputs hold non-finite values. Train again in a new --workdir (or delete {workdir}) "
+        "with a lower --learning_rate."
+    )
 
 
 def load_guide(train_config: TrainConfig, vocab) -> tuple[Guide | None, Any]:
@@ -223,17 +254,21 @@ def _train_epochs(
     for epoch in range(first_epoch, train_config.epochs + 1):
         epoch_start = time.perf_counter()
         shuffle = np.random.default_rng([train_config.seed, epoch])
-        losses = []
+        losses, norms = [], []
         for step, batch in enumerate(
             data.batches(train_split, train_config.batch_size, boundaries, rng=shuffle), start=1
         ):
-            params, opt_state, loss = train_step(
+            params, opt_state, loss, norm = train_step(
                 params, opt_state, model_inputs(batch), pos_weight, guide_params,
                 model_config=model_config, optimizer=optimizer, guide=guide,
                 freeze_encoder=freezes_encoder(train_config),
             )  # fmt: skip
             losses.append(loss)
-            if step % 50 == 0 or step == batches_per_epoch:
+            norms.append(norm)
+            if step % CHECK_EVERY == 0 or step == batches_per_epoch:
+                checked = (step - 1) // CHECK_EVERY * CHECK_EVERY
+                _check_finite(losses[checked:], norms[checked:], checked + 1, epoch,
+                              train_config, workdir, epoch - 1)  # fmt: skip
                 elapsed = time.perf_counter() - epoch_start
                 logging.info(
                     "epoch %d: %d/%d batches, %.0f instances/s, epoch ETA %s",

@@ -25,7 +25,7 @@ def write_json(path: pathlib.Path, content: Any) -> None:
     """Writes JSON atomically (temporary file, then rename), so a crash never leaves half a file."""
     temporary = path.with_suffix(path.suffix + ".tmp")
     with open(temporary, "w", encoding="utf-8") as f:
-        json.dump(content, f, indent=2)
+        json.dump(content, f, indent=2, allow_nan=False)  # NaN is not JSON
     os.replace(temporary, path)
 
 

@@ -108,3 +108,13 @@ def test_first_instances():
     np.testing.assert_array_equal(first.labels, split.labels[:2])
     with pytest.raises(ValueError, match="--limit must be at least 1"):
         runner.first_instances(split, 0)
+
+
+def test_a_model_with_non_finite_parameters_stops_at_its_first_batch(tmp_path):
+    model, params = tiny_model("lstm", "tanh")
+    broken = jax.tree.map(lambda leaf: jnp.full_like(leaf, jnp.nan), params)
+    with pytest.raises(
+        runner.NonFiniteError, match=r"Instance 'x(\d)' \(index \1\) has a non-finite prediction"
+    ):
+        runner.run_audit(model, broken, toy_split(), BOUNDARIES, tmp_path / "audit", OPTIONS)
+    assert not list((tmp_path / "audit" / "parts").glob("*.jsonl"))  # nothing null was written

@@ -89,3 +89,20 @@ def test_train_command_trains_a_transformer_and_its_run_reloads(tmp_path, capsys
     with pytest.raises(SystemExit) as bad:
         run_train(*options[:3], "--encoder=lstm", "--attention=self")
     assert bad.value.code != 0 and "attention='self'" in str(bad.value.code)
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--learning_rate=nan", "learning_rate must be a finite number above 0, got nan"),
+        ("--learning_rate=-1", "a negative rate ascends the loss"),
+        ("--epochs=0", "epochs must be at least 1"),
+    ],
+)
+def test_out_of_range_flags_are_one_line_errors_and_write_nothing(tmp_path, flag, message):
+    _, run_train = command_runner("train")
+    workdir = tmp_path / "run"
+    with pytest.raises(SystemExit) as bad:
+        run_train(*_train_flags(write_toy_sst(tmp_path / "data", n=20), workdir, 1)[:-5], flag)
+    assert message in str(bad.value.code)
+    assert not workdir.exists()

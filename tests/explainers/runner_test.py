@@ -79,3 +79,11 @@ def test_other_options_are_refused(explained):
     other = explainers.ExplainOptions(**{**OPTIONS.__dict__, "seed": 1})
     with pytest.raises(ValueError, match="holds a run with other options"):
         explainers.run_explain(model, params, toy_split(), BOUNDARIES, out_dir, other)
+
+
+def test_non_finite_scores_stop_the_run_at_their_batch(tmp_path):
+    model, params = tiny_model("average", "tanh", num_classes=3)
+    broken = jax.tree.map(lambda leaf: leaf * np.float32("inf"), params)
+    with pytest.raises(ValueError, match="non-finite prediction"):
+        explainers.run_explain(model, broken, toy_split(), BOUNDARIES, tmp_path / "e", OPTIONS)
+    assert not list((tmp_path / "e" / "parts").glob("*.jsonl"))

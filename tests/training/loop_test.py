@@ -31,11 +31,11 @@ def test_one_step_changes_every_parameter(tmp_path, encoder, attention):
     before = jax.tree.map(np.array, params)
     optimizer = training.make_optimizer(config)
     inputs = {k: jnp.asarray(v) for k, v in batch.items() if k != "index"}
-    after, _, loss = training.train_step(
+    after, _, loss, norm = training.train_step(
         params, optimizer.init(params), inputs, jnp.float32(1.0),
         model_config=model_config, optimizer=optimizer,
     )  # fmt: skip
-    assert np.isfinite(float(loss))
+    assert np.isfinite(float(loss)) and float(norm) > 0
     unchanged = [
         jax.tree_util.keystr(path)
         for path, old, new in zip(
@@ -109,7 +109,7 @@ def test_a_short_training_run_decreases_the_loss():
     opt_state = optimizer.init(params)
     losses = []
     for batch in cue_batches(60):
-        params, opt_state, loss = training.train_step(
+        params, opt_state, loss, _ = training.train_step(
             params, opt_state, batch, jnp.float32(1.0), model_config=config, optimizer=optimizer
         )
         losses.append(float(loss))
@@ -117,3 +117,42 @@ def test_a_short_training_run_decreases_the_loss():
     # Every parameter tensor moved.
     moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), params, first)
     assert all(jax.tree.leaves(moved))
+
+
+def test_training_stops_at_the_first_non_finite_step_and_keeps_the_last_good_epoch(
+    tmp_path, monkeypatch
+):
+    from attn_audit.training import loop
+
+    dataset = data.load_dataset("sst", write_toy_sst(tmp_path / "data", n=120))
+    config = training.TrainConfig(epochs=3, **TINY)
+    real_step, calls, bad_call = loop.train_step, [], []
+
+    def step(*args, **kwargs):
+        params, opt_state, loss, norm = real_step(*args, **kwargs)
+        calls.append(None)
+        if len(calls) == (bad_call[0] if bad_call else -1):
+            norm = jnp.float32(jnp.inf)  # as an exploding gradient would
+        return params, opt_state, loss, norm
+
+    monkeypatch.setattr(loop, "train_step", step)
+    history = training.run_training(config, tmp_path / "good", dataset=dataset)
+    steps_per_epoch = len(calls) // 3
+    assert all(np.isfinite(e["train_loss"]) for e in history["epochs"])
+
+    calls.clear()
+    bad_call.append(steps_per_epoch + 3)  # epoch 2, step 3
+    with pytest.raises(
+        training.TrainingDiverged,
+        match="epoch 2, step 3: loss .*, gradient "
+        "norm inf.*keeps epoch 1's checkpoints.*lower --learning_rate",
+    ):
+        training.run_training(config, tmp_path / "bad", dataset=dataset)
+    saved = json.loads((tmp_path / "bad" / "metrics.json").read_text())  # strict JSON
+    assert [e["epoch"] for e in saved["epochs"]] == [1] and "test" not in saved
+    assert training.RunCheckpoints(tmp_path / "bad").latest_epoch() == 1
+
+    calls.clear()
+    bad_call[0] = 2  # epoch 1: no checkpoint yet
+    with pytest.raises(training.TrainingDiverged, match="epoch 1, step 2.*no checkpoint"):
+        training.run_training(config, tmp_path / "first", dataset=dataset)
