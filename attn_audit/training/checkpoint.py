@@ -4,11 +4,20 @@ Two ``orbax.checkpoint.CheckpointManager`` folders under ``<workdir>/checkpoints
 ``latest/`` (params and optimiser state after the last finished epoch, to resume)
 and ``best/`` (the params of the epoch selected on dev). Each keeps one step,
 numbered by epoch.
+
+Each save also writes ``<kind>.sha256.json``: the epoch and a SHA-256 over every array's
+dtype, shape and bytes. A restore recomputes it and checks that every floating value is
+finite, so damaged bytes or diverged parameters are an error, not a silent model.
 """
 
+import hashlib
+import json
+import logging
+import os
 import pathlib
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -28,10 +37,18 @@ class RunCheckpoints:
         }
 
     def save(self, kind: str, epoch: int, state) -> None:
-        """Saves ``state`` (a pytree) as ``kind`` at ``epoch`` and waits until it is on disk."""
+        """Saves ``state`` (a pytree) as ``kind`` at ``epoch``, waits until it is on disk, then
+        writes its checksum."""
         manager = self._managers[kind]
         manager.save(epoch, args=ocp.args.StandardSave(state), force=True)
         manager.wait_until_finished()
+        record = self._checksum_file(kind)
+        partial = record.with_name(record.name + ".tmp")
+        partial.write_text(json.dumps({"epoch": epoch, "sha256": checksum(state)}))
+        os.replace(partial, record)
+
+    def _checksum_file(self, kind: str) -> pathlib.Path:
+        return self.directory / f"{kind}.sha256.json"
 
     def latest_epoch(self, kind: str = "latest") -> int | None:
         return self._managers[kind].latest_step()
@@ -58,8 +75,43 @@ class RunCheckpoints:
                 f"({type(error).__name__}: {error}). Delete that folder to fall back to an "
                 "earlier state, or delete the run folder and train again."
             ) from None
+        self._verify(kind, epoch, state)
         return epoch, state
+
+    def _verify(self, kind: str, epoch: int, state) -> None:
+        where = self.directory / kind / str(epoch)
+        remedy = ("Delete the run folder and train again" if kind == "best" else
+                  f"Delete {where} and resume from an earlier epoch, or delete the run "
+                  "folder and train again")  # fmt: skip
+        record = self._checksum_file(kind)
+        saved = json.loads(record.read_text()) if record.exists() else None
+        if saved is None or saved.get("epoch") != epoch:
+            logging.warning("%s has no checksum (written by an older version, or interrupted "
+                            "before it); it is loaded unverified.", where)  # fmt: skip
+        elif saved["sha256"] != checksum(state):
+            raise CheckpointError(
+                f"The {kind} checkpoint {where} is damaged: its arrays differ from the ones "
+                f"saved (SHA-256 mismatch against {record.name}). {remedy}."
+            )
+        for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+            leaf = np.asarray(leaf)
+            if np.issubdtype(leaf.dtype, np.floating) and not np.isfinite(leaf).all():
+                raise CheckpointError(
+                    f"The {kind} checkpoint {where} holds NaN or inf in "
+                    f"{jax.tree_util.keystr(path)}: the model diverged before it was saved. "
+                    f"{remedy} with a lower learning rate."
+                )
 
     def close(self) -> None:
         for manager in self._managers.values():
             manager.close()
+
+
+def checksum(state) -> str:
+    """SHA-256 over every leaf of ``state`` in tree order: its dtype, shape and bytes."""
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(state):
+        leaf = np.ascontiguousarray(jax.device_get(leaf))
+        digest.update(f"{leaf.dtype}{leaf.shape}".encode())
+        digest.update(leaf.tobytes())
+    return digest.hexdigest()
