@@ -30,6 +30,7 @@ import numpy as np
 
 from attn_audit import data
 from attn_audit._progress import format_duration
+from attn_audit.folder_lock import folder_lock
 from attn_audit.report.records import read_records, write_records
 
 # Threads that compile programs: two cores' worth (the main thread runs batches).
@@ -138,7 +139,16 @@ def run_batches(
       this process; ``runs``: every process's timings that worked on ``out_dir`` (oldest
       first, this one last; saved in ``out_dir/timings.jsonl``), so a resumed run still
       says what the whole took.
+
+    Raises:
+      FolderBusyError: another process is writing ``out_dir`` (``folder_lock``).
     """
+    with folder_lock(out_dir):
+        return _run_batches(engine, split, boundaries, batch_size, pathlib.Path(out_dir),
+                            make_records)  # fmt: skip
+
+
+def _run_batches(engine, split, boundaries, batch_size, out_dir, make_records):
     parts = out_dir / "parts"
     parts.mkdir(parents=True, exist_ok=True)
     plan = list(data.batches(split, batch_size, tuple(boundaries)))

@@ -7,7 +7,19 @@ import subprocess
 
 import jax
 
+from attn_audit import data
+from attn_audit.batch_runner import NonFiniteError
+from attn_audit.folder_lock import FolderBusyError
+from attn_audit.report import RecordsFormatError
+from attn_audit.training import CheckpointError, TrainingDiverged
+
 CACHE_ENV_VAR = "ATTN_AUDIT_JAX_CACHE"
+# What a command reports as one line (``error: ...``) instead of a traceback: bad input or a
+# damaged folder, each with a message that says what to do.
+USER_ERRORS = (
+    data.DataError, CheckpointError, ValueError, FileNotFoundError, NotADirectoryError,
+    FolderBusyError, TrainingDiverged, NonFiniteError, RecordsFormatError,
+)  # fmt: skip
 
 
 class _DropLibraryInfo(logging.Filter):

@@ -28,9 +28,8 @@ from attn_audit.audits import AUDITS, AuditOptions, auditable_model, checked_aud
 from attn_audit.audits.exported import ProgramCache
 from attn_audit.data import wordpiece
 from attn_audit.report import figures, paper_row, summarize, summary_markdown
-from attn_audit.training.checkpoint import CheckpointError
 from attn_audit.training.run_folder import load_run
-from experiments._setup import code_version, setup
+from experiments._setup import USER_ERRORS, code_version, setup
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder of a trained model.", required=True)
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "dev", "test"], "Split to audit.")
@@ -71,7 +70,7 @@ def main(argv):
             auditable_model(run.model_config), run.params, split, None, out_dir, options,
             program_cache,
         )  # fmt: skip
-    except (data.DataError, CheckpointError, ValueError, FileNotFoundError) as error:
+    except USER_ERRORS as error:
         sys.exit(f"error: {error}")
     timings["process_seconds"] = time.perf_counter() - start
     provenance = {

@@ -43,9 +43,8 @@ from attn_audit.audits.runner import first_instances
 from attn_audit.evaluations import az_report, az_sweep
 from attn_audit.report import summarize
 from attn_audit.report.tables import replace_section, write_csv
-from attn_audit.training.checkpoint import CheckpointError
 from attn_audit.training.run_folder import load_run
-from experiments._setup import setup
+from experiments._setup import USER_ERRORS, setup
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder of a trained transformer (required).")
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "dev", "test"], "Split to evaluate.")
@@ -120,7 +119,7 @@ def main(argv):
             )  # fmt: skip
             jw_summary = summarize(records, run.config["data"]["label_names"])
             jw_seconds = time.perf_counter() - start
-    except (data.DataError, CheckpointError, ValueError, FileNotFoundError) as error:
+    except USER_ERRORS as error:
         sys.exit(f"error: {error}")
 
     dataset_name = dataset.name

@@ -37,9 +37,8 @@ from attn_audit.explainers import (
 from attn_audit.explainers.gradients import IG_RULES
 from attn_audit.explainers.perturbation import REMOVALS
 from attn_audit.report.explanations import explanations_markdown, summarize_explanations
-from attn_audit.training.checkpoint import CheckpointError
 from attn_audit.training.run_folder import load_run
-from experiments._setup import code_version, setup
+from experiments._setup import USER_ERRORS, code_version, setup
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder of a trained model.", required=True)
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "dev", "test"], "Split to explain.")
@@ -102,7 +101,7 @@ def main(argv):
         records, timings = run_explain(
             auditable_model(run.model_config), run.params, split, None, out_dir, options
         )
-    except (data.DataError, CheckpointError, ValueError, FileNotFoundError) as error:
+    except USER_ERRORS as error:
         sys.exit(f"error: {error}")
     timings["process_seconds"] = time.perf_counter() - start
     provenance = {

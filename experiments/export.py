@@ -16,8 +16,8 @@ import numpy as np
 from absl import app, flags
 
 from attn_audit import interop
-from attn_audit.training.checkpoint import CheckpointError
 from attn_audit.training.run_folder import load_run
+from experiments._setup import USER_ERRORS
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder to export.", required=True)
 _OUT = flags.DEFINE_string("out", None, "Output folder.", required=True)
@@ -27,7 +27,7 @@ def main(argv):
     del argv
     try:
         run = load_run(_WORKDIR.value)
-    except (CheckpointError, ValueError, FileNotFoundError) as error:
+    except USER_ERRORS as error:
         sys.exit(f"error: {error}")
     out = pathlib.Path(_OUT.value)
     out.mkdir(parents=True, exist_ok=True)

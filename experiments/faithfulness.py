@@ -47,9 +47,8 @@ from attn_audit.faithfulness import (
 from attn_audit.faithfulness.summary import summarize_faithfulness
 from attn_audit.report.faithfulness import faithfulness_markdown
 from attn_audit.report.faithfulness_figures import write_faithfulness_figures
-from attn_audit.training.checkpoint import CheckpointError
 from attn_audit.training.run_folder import load_run
-from experiments._setup import code_version, setup
+from experiments._setup import USER_ERRORS, code_version, setup
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder of a trained model.", required=True)
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "dev", "test"], "Split to measure.")
@@ -120,7 +119,7 @@ def main(argv):
         metric_records, randomised, timings = run_faithfulness(
             auditable_model(run.model_config), run.params, split, out_dir, options, explain_dir
         )
-    except (data.DataError, CheckpointError, ValueError, FileNotFoundError) as error:
+    except USER_ERRORS as error:
         sys.exit(f"error: {error}")
     timings["process_seconds"] = time.perf_counter() - start
     provenance = {

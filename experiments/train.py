@@ -36,9 +36,8 @@ import sys
 
 from absl import app, flags, logging
 
-from attn_audit import data, training
-from attn_audit.training.checkpoint import CheckpointError
-from experiments._setup import setup
+from attn_audit import training
+from experiments._setup import USER_ERRORS, setup
 
 _DATASET = flags.DEFINE_string("dataset", "sst", "Data set name (sst, agnews, ...) or tfds:<name>.")
 _ENCODER = flags.DEFINE_enum("encoder", "lstm", list(training.TRAIN_ENCODERS), "Encoder.")
@@ -115,8 +114,7 @@ def main(argv):
             **settings_from_flags(),
         )
         history = training.run_training(config, _WORKDIR.value, _DATA_DIR.value)
-    except (data.DataError, CheckpointError, ValueError, FileNotFoundError, ImportError,
-            training.TrainingDiverged) as error:  # fmt: skip
+    except (*USER_ERRORS, ImportError) as error:
         sys.exit(f"error: {error}")
     test = history["test"]
     logging.info("Run folder: %s", _WORKDIR.value)

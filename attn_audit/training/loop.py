@@ -21,6 +21,7 @@ from attn_audit import data, models
 from attn_audit._progress import format_duration
 from attn_audit.data import embeddings as embeddings_lib
 from attn_audit.data import wordpiece
+from attn_audit.folder_lock import folder_lock
 from attn_audit.pretrained import minilm
 from attn_audit.training.checkpoint import RunCheckpoints
 from attn_audit.training.config import TrainConfig
@@ -148,9 +149,17 @@ def run_training(
       workdir: the run folder.
       data_dir: the data folder (see ``data.resolve_data_dir``).
       dataset: an already loaded data set (tests); default: load ``train_config.dataset``.
+
+    Raises:
+      FolderBusyError: another process is writing ``workdir``.
+      TrainingDiverged: the loss or gradient norm became NaN or infinite.
     """
     workdir = pathlib.Path(workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
+    with folder_lock(workdir):
+        return _run_training(train_config, workdir, data_dir, dataset)
+
+
+def _run_training(train_config, workdir, data_dir, dataset):
     if dataset is None:
         dataset = data.load_dataset(train_config.dataset, data_dir)
     uses_minilm = train_config.encoder == "minilm"

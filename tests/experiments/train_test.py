@@ -106,3 +106,17 @@ def test_out_of_range_flags_are_one_line_errors_and_write_nothing(tmp_path, flag
         run_train(*_train_flags(write_toy_sst(tmp_path / "data", n=20), workdir, 1)[:-5], flag)
     assert message in str(bad.value.code)
     assert not workdir.exists()
+
+
+def test_a_workdir_that_is_a_file_or_is_being_written_is_a_one_line_error(tmp_path):
+    from attn_audit.folder_lock import folder_lock
+
+    _, run_train = command_runner("train")
+    data_dir = write_toy_sst(tmp_path / "data", n=20)
+    (tmp_path / "file").write_text("not a run")
+    with pytest.raises(SystemExit) as bad:
+        run_train(*_train_flags(data_dir, tmp_path / "file", 1))
+    assert "is a file, not a folder" in str(bad.value.code)
+    with folder_lock(tmp_path / "busy"), pytest.raises(SystemExit) as bad:
+        run_train(*_train_flags(data_dir, tmp_path / "busy", 1))
+    assert f"is writing {tmp_path / 'busy'}" in str(bad.value.code)
