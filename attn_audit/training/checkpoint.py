@@ -40,6 +40,8 @@ class RunCheckpoints:
         """Saves ``state`` (a pytree) as ``kind`` at ``epoch``, waits until it is on disk, then
         writes its checksum."""
         manager = self._managers[kind]
+        if epoch in manager.all_steps():  # left by a run killed after saving it: redo it
+            manager.delete(epoch)
         manager.save(epoch, args=ocp.args.StandardSave(state), force=True)
         manager.wait_until_finished()
         record = self._checksum_file(kind)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import jax
+import numpy as np
 import pytest
 
 from attn_audit import data, training
@@ -29,22 +31,28 @@ def _train_command(data_dir, workdir, epochs):
 
 
 def test_killed_run_resumes_to_the_same_result(tmp_path):
+    """SIGKILL after the first checkpoint, then at a random point (seeded) of a later epoch:
+    the resumed run's losses, test metrics and parameters equal an uninterrupted run's, bit
+    for bit."""
     data_dir = write_toy_sst(tmp_path / "data", n=400)
     epochs = 4
     killed = tmp_path / "killed"
-    process = subprocess.Popen(
-        _train_command(data_dir, killed, epochs), cwd=REPO,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while not (killed / "checkpoints" / "latest" / "1").is_dir():
-        assert process.poll() is None, "training ended before it could be killed"
-        assert time.monotonic() < deadline, "no checkpoint after 120 s"
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    finished = json.loads((killed / "metrics.json").read_text())
-    assert "test" not in finished and len(finished["epochs"]) < epochs
+    rng = np.random.default_rng(18)
+    for kill in range(2):
+        process = subprocess.Popen(
+            _train_command(data_dir, killed, epochs), cwd=REPO,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while not (killed / "checkpoints" / "latest" / str(kill + 1)).is_dir():
+            assert process.poll() is None, "training ended before it could be killed"
+            assert time.monotonic() < deadline, "no checkpoint after 120 s"
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.5))  # somewhere in the next epoch, or in its saving
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        finished = json.loads((killed / "metrics.json").read_text())
+        assert "test" not in finished and len(finished["epochs"]) < epochs
 
     resumed = subprocess.run(
         _train_command(data_dir, killed, epochs), cwd=REPO, capture_output=True, text=True
@@ -59,6 +67,9 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     b = json.loads((straight / "metrics.json").read_text())
     assert [e["train_loss"] for e in a["epochs"]] == [e["train_loss"] for e in b["epochs"]]
     assert a["test"] == b["test"]
+    for x, y in zip(jax.tree.leaves(load_run(killed).params),
+                    jax.tree.leaves(load_run(straight).params), strict=True):  # fmt: skip
+        assert np.array_equal(np.asarray(x), np.asarray(y))
 
 
 def test_train_command_trains_a_transformer_and_its_run_reloads(tmp_path, capsys):

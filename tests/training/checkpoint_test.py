@@ -89,3 +89,15 @@ def test_non_finite_parameters_are_refused_on_load(tmp_path):
     _saved(tmp_path, broken)
     with pytest.raises(CheckpointError, match="holds NaN or inf in .*diverged"):
         _restore(tmp_path, params)
+
+
+def test_a_step_left_by_a_killed_run_is_saved_again(tmp_path):
+    """A run killed after saving ``best`` for an epoch but before ``latest`` redoes that epoch
+    on resume, and saves the same step again."""
+    params = initial_params(tiny_config(3, "mean"), seed=2)
+    _saved(tmp_path, params, epoch=3)
+    again = jax.tree.map(lambda leaf: leaf * 2, params)
+    _saved(tmp_path, again, epoch=3)
+    epoch, restored = _restore(tmp_path, params)
+    assert epoch == 3
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), restored, again))
