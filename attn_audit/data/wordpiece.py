@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from absl import logging
 
-from attn_audit.data.dataset import DataError, TextDataset
+from attn_audit.data.dataset import DataError, TextDataset, excerpt
 from attn_audit.data.pipeline import EncodedSplit, encode_split, kept_examples
 from attn_audit.data.vocab import PAD, Vocabulary
 
@@ -101,7 +101,14 @@ def encode_text(tokenizer, text: str | Sequence[str]) -> WordPieces:
 
     Returns:
       ``WordPieces``.
+
+    Raises:
+      DataError: the text holds a lone surrogate (text decoded with
+        ``errors="surrogateescape"``), which is not Unicode and which the tokenizer
+        cannot take.
     """
+    for word in [text] if isinstance(text, str) else text:
+        _require_unicode(word)
     if isinstance(text, str):
         encoding = tokenizer.encode(text)
         normalised = tokenizer.normalizer.normalize_str(text)
@@ -118,6 +125,18 @@ def encode_text(tokenizer, text: str | Sequence[str]) -> WordPieces:
         )  # fmt: skip
     word_index = np.asarray([-1 if w is None else w for w in encoding.word_ids], np.int32)
     return WordPieces(np.asarray(encoding.ids, np.int32), word_index, words)
+
+
+def _require_unicode(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise DataError(
+            f"The text {excerpt(text, error.start)} holds the lone surrogate "
+            f"U+{ord(text[error.start]):04X} at position {error.start}, which is not Unicode "
+            "and which MiniLM's tokenizer cannot read. Decode the source bytes strictly (or "
+            "with errors='replace'), not with errors='surrogateescape'."
+        ) from None
 
 
 def word_scores(

@@ -111,3 +111,16 @@ def test_a_text_over_512_pieces_is_cut_with_a_warning(caplog):
         pieces = wordpiece.encode_text(tokenizer, "word " * 600)
     assert pieces.ids.shape == (512,)
     assert "more than 512 word pieces" in caplog.text
+
+
+@needs_tokenizer
+def test_a_lone_surrogate_is_a_clear_error():
+    """Bytes decoded with errors="surrogateescape" are not Unicode; the tokenizer's own error
+    was 'TypeError: TextInputSequence must be str'."""
+    tokenizer = wordpiece.load_tokenizer()
+    with pytest.raises(
+        data.DataError, match=r"'caf\\udce9 au lait' holds the lone surrogate U\+DCE9"
+    ):
+        wordpiece.encode_text(tokenizer, "caf\udce9 au lait")
+    with pytest.raises(data.DataError, match=r"lone surrogate U\+D800 at position 1"):
+        wordpiece.encode_text(tokenizer, ("fine", "a\ud800"))
