@@ -148,7 +148,28 @@ def run_batches(
                             make_records)  # fmt: skip
 
 
+def check_split(split: data.EncodedSplit) -> None:
+    """Raises ValueError, naming the instance, if ``split`` cannot be run: lists of different
+    lengths, or an instance without a token between its first and last id (SOS/EOS, or a
+    transformer's CLS/SEP)."""
+    counts = {"examples": len(split.examples), "token_ids": len(split.token_ids),
+              "labels": len(split.labels)}  # fmt: skip
+    if split.question_ids is not None:
+        counts["question_ids"] = len(split.question_ids)
+    if len(set(counts.values())) > 1:
+        raise ValueError(f"The split's lists differ in length ({counts}); build it with "
+                         "data.encode_split or data.wordpiece.split_encoder.")  # fmt: skip
+    for index, ids in enumerate(split.token_ids):
+        if len(ids) < 3:
+            raise ValueError(
+                f"Instance {split.examples[index].id!r} (index {index}) has no token between "
+                "its start and end ids: there is nothing to attend to or explain. Drop it from "
+                "the split (the data loaders drop empty texts)."
+            )
+
+
 def _run_batches(engine, split, boundaries, batch_size, out_dir, make_records):
+    check_split(split)
     parts = out_dir / "parts"
     parts.mkdir(parents=True, exist_ok=True)
     plan = list(data.batches(split, batch_size, tuple(boundaries)))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from attn_audit import report
-from attn_audit.batch_runner import NonFiniteError, require_finite, run_batches
+from attn_audit.batch_runner import NonFiniteError, check_split, require_finite, run_batches
 from tests.audits.runner_test import toy_split
 
 
@@ -87,3 +87,14 @@ def test_require_finite_names_the_instance_and_the_field():
         require_finite(record, {"prediction": [0.2, 0.8], "loo": [1.0, float("nan")]})
     with pytest.raises(NonFiniteError, match="non-finite gap"):
         require_finite(record, {"gap": float("-inf")})
+
+
+def test_a_split_that_cannot_run_is_named_before_any_batch():
+    split = toy_split()
+    broken = split.__class__(split.examples, split.token_ids[:-1], split.labels)
+    with pytest.raises(ValueError, match="lists differ in length"):
+        check_split(broken)
+    empty = list(split.token_ids)
+    empty[2] = empty[2][[0, -1]]  # SOS, EOS and nothing between
+    with pytest.raises(ValueError, match=r"Instance 'x2' \(index 2\) has no token between"):
+        check_split(split.__class__(split.examples, empty, split.labels))
