@@ -118,3 +118,12 @@ def test_a_model_with_non_finite_parameters_stops_at_its_first_batch(tmp_path):
     ):
         runner.run_audit(model, broken, toy_split(), BOUNDARIES, tmp_path / "audit", OPTIONS)
     assert not list((tmp_path / "audit" / "parts").glob("*.jsonl"))  # nothing null was written
+
+
+def test_a_second_audit_of_the_same_folder_is_refused(tmp_path):
+    from attn_audit.folder_lock import FolderBusyError, folder_lock
+
+    model, params = tiny_model("lstm", "tanh")
+    with folder_lock(tmp_path / "audit"):  # as another process auditing it would
+        with pytest.raises(FolderBusyError, match=f"is writing {tmp_path / 'audit'}"):
+            runner.run_audit(model, params, toy_split(), BOUNDARIES, tmp_path / "audit", OPTIONS)
