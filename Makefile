@@ -27,7 +27,7 @@ audit: $(VENV)/.installed
 ## make test: the whole test suite (lint included), on up to 4 worker processes (pytest-xdist).
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
-	ATTN_AUDIT_DATA=$(DATA) $(PY) -m pytest -q --numprocesses=auto --maxprocesses=4 --dist=worksteal
+	ATTN_AUDIT_DATA=$(DATA) $(PY) -m pytest -q --numprocesses=auto --maxprocesses=4 --dist=worksteal --durations=25
 
 ## make fuzz: the fuzz suite (tests/fuzz) under Hypothesis's "fuzz" profile: loaders on damaged
 ## files, tokenizers on any Unicode, over 10,000 generated cases; prints how many ran and what

@@ -92,6 +92,12 @@ _MODEL_LIMITS = flags.DEFINE_list(
 _RANDOMISATION_LIMIT = flags.DEFINE_integer(
     "randomisation_limit", 20, "Instances of the randomisation check per model."
 )
+_MEASURE = flags.DEFINE_bool(
+    "measure",
+    True,
+    "Train and measure; --nomeasure only rebuilds the table and the section "
+    "from the summaries in results/faithfulness/.",
+)
 _RUNS_DIR = flags.DEFINE_string("runs_dir", "runs/reproduce", "Where the runs go.")
 _RESULTS_DIR = flags.DEFINE_string("results_dir", "results", "Where the table goes.")
 _EPOCHS = flags.DEFINE_integer("epochs", None, "Override every run's epochs (tests).")
@@ -283,7 +289,7 @@ def main(argv):
     for item in _DATASET_LIMITS.value + _MODEL_LIMITS.value:
         name, _, count = item.partition(":")
         limits[name] = int(count)
-    for name in _DATASETS.value:
+    for name in _DATASETS.value if _MEASURE.value else []:
         try:
             dataset = data.load_dataset(name, _DATA_DIR.value)
         except data.DataError as error:
@@ -301,6 +307,8 @@ def main(argv):
     rows, sections = [], []
     for summary in measured_summaries(results):
         found = summary["provenance"]
+        path = summary_file(results, found["dataset"], found["model"])
+        path.write_text(json.dumps(rounded(summary), indent=1, allow_nan=False) + "\n")
         accuracy = found["test_accuracy"]
         rows += model_rows(found["dataset"], found["model"], accuracy, summary)
         sections += model_section(found["dataset"], found["model"], accuracy, summary)

@@ -3,6 +3,7 @@ section, reusing the runs that experiments.reproduce trains."""
 
 import csv
 import json
+import shutil
 
 import pytest
 
@@ -59,6 +60,18 @@ def test_faithfulness_results_writes_the_table_and_the_section(tmp_path, monkeyp
     text = (tmp_path / "results" / "RESULTS.md").read_text()
     for model in ("average+tanh", "average+dot", "tiny_transformer"):
         assert f"### sst, {model}" in text
+
+    # --nomeasure rebuilds the section from the committed summaries alone, without the runs.
+    shutil.rmtree(tmp_path / "runs")
+    (tmp_path / "results" / "RESULTS.md").write_text("")
+    run(
+        f"--results_dir={tmp_path / 'results'}",
+        f"--runs_dir={tmp_path / 'runs'}",
+        "--nomeasure",
+        "--transformers=",
+    )
+    assert (tmp_path / "results" / "RESULTS.md").read_text().count("### sst, ") == 3
+    assert not (tmp_path / "runs").exists()
 
 
 def test_an_unknown_transformer_is_named(tmp_path):
