@@ -5,9 +5,11 @@ Two ``orbax.checkpoint.CheckpointManager`` folders under ``<workdir>/checkpoints
 and ``best/`` (the params of the epoch selected on dev). Each keeps one step,
 numbered by epoch.
 
-Each save also writes ``<kind>.sha256.json``: the epoch and a SHA-256 over every array's
-dtype, shape and bytes. A restore recomputes it and checks that every floating value is
-finite, so damaged bytes or diverged parameters are an error, not a silent model.
+Each save also writes ``<kind>.sha256.json``: the epoch, a SHA-256 over every array's
+dtype, shape and bytes, and the size of every file saved. A restore first checks the files
+(a missing or truncated one is an error before orbax reads anything), then recomputes the
+SHA-256 and checks that every floating value is finite, so damaged bytes or diverged
+parameters are an error, not a silent model.
 """
 
 import hashlib
@@ -46,7 +48,8 @@ class RunCheckpoints:
         manager.wait_until_finished()
         record = self._checksum_file(kind)
         partial = record.with_name(record.name + ".tmp")
-        partial.write_text(json.dumps({"epoch": epoch, "sha256": checksum(state)}))
+        files = _file_sizes(self.directory / kind / str(epoch))
+        partial.write_text(json.dumps({"epoch": epoch, "sha256": checksum(state), "files": files}))
         os.replace(partial, record)
 
     def _checksum_file(self, kind: str) -> pathlib.Path:
@@ -68,17 +71,39 @@ class RunCheckpoints:
                 f"No {kind} checkpoint in {self.directory / kind}. Train the run first "
                 "(python -m experiments.train --workdir=...)."
             )
+        self._check_files(kind, epoch)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
         try:
             state = manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
         except Exception as error:  # orbax raises many kinds for damaged files
+            reason = str(error).split(" [tensorstore_spec=")[0]
             raise CheckpointError(
                 f"The {kind} checkpoint {self.directory / kind / str(epoch)} is unreadable "
-                f"({type(error).__name__}: {error}). Delete that folder to fall back to an "
-                "earlier state, or delete the run folder and train again."
+                f"({type(error).__name__}: {reason[:400]}). Delete that folder to fall back to "
+                "an earlier state, or delete the run folder and train again."
             ) from None
         self._verify(kind, epoch, state)
         return epoch, state
+
+    def _check_files(self, kind: str, epoch: int) -> None:
+        """Every file the save wrote is there at its size: a missing or truncated file is an
+        error here, before orbax reads it (whose failure leaves tracebacks at exit)."""
+        record = self._checksum_file(kind)
+        saved = json.loads(record.read_text()) if record.exists() else {}
+        if saved.get("epoch") != epoch or "files" not in saved:
+            return
+        folder = self.directory / kind / str(epoch)
+        found = _file_sizes(folder)
+        for name, size in saved["files"].items():
+            if found.get(name) != size:
+                problem = "is missing" if name not in found else (
+                    f"has {found[name]} bytes, not the {size} saved")  # fmt: skip
+                raise CheckpointError(
+                    f"The {kind} checkpoint {folder} is damaged: its file {name} {problem}. "
+                    + ("Delete the run folder and train again." if kind == "best" else
+                       f"Delete {folder} and resume from an earlier epoch, or delete the run "
+                       "folder and train again.")
+                )  # fmt: skip
 
     def _verify(self, kind: str, epoch: int, state) -> None:
         where = self.directory / kind / str(epoch)
@@ -107,6 +132,11 @@ class RunCheckpoints:
     def close(self) -> None:
         for manager in self._managers.values():
             manager.close()
+
+
+def _file_sizes(folder: pathlib.Path) -> dict[str, int]:
+    return {str(path.relative_to(folder)): path.stat().st_size
+            for path in sorted(folder.rglob("*")) if path.is_file()}  # fmt: skip
 
 
 def checksum(state) -> str:
