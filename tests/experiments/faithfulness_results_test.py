@@ -50,27 +50,19 @@ def test_faithfulness_results_writes_the_table_and_the_section(tmp_path, monkeyp
     assert "<!-- faithfulness start -->" in text and "Training: training budget" in text
     assert (tmp_path / "runs" / "sst" / "average_tanh" / "faithfulness" / "test_sample12").is_dir()
 
-    # Another invocation adds its model to the section; the saved summaries stay in it.
-    run(
-        "--datasets=sst", f"--data_dir={data_dir}", f"--runs_dir={tmp_path / 'runs'}",
-        f"--results_dir={tmp_path / 'results'}", "--epochs=1", "--encoders=average",
-        "--attentions=dot", "--explainers=attention,gradient,occlusion,random", "--limit=12",
-        "--randomisation_limit=4", "--transformers=",
-    )  # fmt: skip
+    # --nomeasure rebuilds the section from the committed summaries alone, without the runs,
+    # including a summary another invocation saved (here: a copy under another model name).
+    saved = tmp_path / "results" / "faithfulness"
+    other = json.loads((saved / "sst_average_tanh.json").read_text())
+    other["provenance"]["model"] = "average+dot"
+    (saved / "sst_average_dot.json").write_text(json.dumps(other))
+    shutil.rmtree(tmp_path / "runs")
+    (tmp_path / "results" / "RESULTS.md").write_text("")
+    run(f"--results_dir={tmp_path / 'results'}", f"--runs_dir={tmp_path / 'runs'}",
+        "--nomeasure", "--transformers=")  # fmt: skip
     text = (tmp_path / "results" / "RESULTS.md").read_text()
     for model in ("average+tanh", "average+dot", "tiny_transformer"):
         assert f"### sst, {model}" in text
-
-    # --nomeasure rebuilds the section from the committed summaries alone, without the runs.
-    shutil.rmtree(tmp_path / "runs")
-    (tmp_path / "results" / "RESULTS.md").write_text("")
-    run(
-        f"--results_dir={tmp_path / 'results'}",
-        f"--runs_dir={tmp_path / 'runs'}",
-        "--nomeasure",
-        "--transformers=",
-    )
-    assert (tmp_path / "results" / "RESULTS.md").read_text().count("### sst, ") == 3
     assert not (tmp_path / "runs").exists()
 
 
