@@ -43,9 +43,11 @@ from attn_audit.explainers import (
     checked_explainers,
 )
 from attn_audit.faithfulness import (
+    METRICS,
     FaithfulnessOptions,
     FaithfulnessSettings,
     blocks_without_parameters,
+    checked_metrics,
     run_faithfulness,
 )
 from attn_audit.faithfulness.summary import summarize_faithfulness
@@ -89,6 +91,7 @@ _DATASET_LIMITS = flags.DEFINE_list(
 _MODEL_LIMITS = flags.DEFINE_list(
     "model_limits", [], f"Per transformer --limit, as name:N (defaults {MODEL_LIMITS})."
 )
+_METRICS = flags.DEFINE_list("metrics", list(METRICS), f"Metrics, from {list(METRICS)}.")
 _RANDOMISATION_LIMIT = flags.DEFINE_integer(
     "randomisation_limit", 20, "Instances of the randomisation check per model."
 )
@@ -149,7 +152,7 @@ def model_section(dataset, model, accuracy, summary) -> list[str]:
     minutes = found.get("stage_minutes", {})
     lines = [
         f"### {dataset}, {model} (test accuracy {accuracy:.3f}; {summary['instances']} "
-        f"instances, randomisation {summary['randomisation_instances']})",
+        f"instances, randomisation {summary['randomisation_instances'] or 'not measured'})",
         "",
         f"Training: {found.get('budget', 'not recorded')}, "
         f"{found.get('training_minutes', float('nan')):.1f} min. Faithfulness: "
@@ -249,6 +252,7 @@ def measure(dataset, model: str, fields: dict, budget: dict, limit: int, runs: p
     options = FaithfulnessOptions(
         explain=ExplainOptions(explainers=explainers,
                                settings=ExplainerSettings(mask_token_id=mask_token_id)),
+        metrics=checked_metrics(_METRICS.value),
         randomisation_limit=_RANDOMISATION_LIMIT.value,
         settings=FaithfulnessSettings(mask_token_id=mask_token_id),
     )  # fmt: skip
@@ -275,6 +279,7 @@ def main(argv):
     setup()
     try:
         explainers = checked_explainers(_EXPLAINERS.value)
+        checked_metrics(_METRICS.value)
         unknown = sorted(set(_TRANSFORMERS.value) - set(TRANSFORMER_RECIPES))
         if unknown:
             raise ValueError(

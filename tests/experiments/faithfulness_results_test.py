@@ -64,6 +64,10 @@ def test_faithfulness_results_writes_the_table_and_the_section(tmp_path, monkeyp
     for model in ("average+tanh", "average+dot", "tiny_transformer"):
         assert f"### sst, {model}" in text
     assert not (tmp_path / "runs").exists()
+    # A model measured without the randomisation check (--metrics) says so.
+    other.update(randomisation={}, randomisation_instances=0)
+    section = "\n".join(module.model_section("sst", "average+dot", 0.8, other))
+    assert "randomisation not measured" in section and "| – | " in section
 
 
 def test_an_unknown_transformer_is_named(tmp_path):
