@@ -16,5 +16,9 @@ def test_corrupt_checkpoint_and_missing_run_are_clear_errors(tmp_path):
     for path in (tmp_path / "run" / "checkpoints" / "best").rglob("*"):
         if path.is_file() and path.stat().st_size > 0 and "metadata" not in path.name:
             path.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="is damaged: its file .* has 7 bytes, not the"):
+        load_run(tmp_path / "run")
+    # A checkpoint of an older version (no record of its files) fails in orbax, as clearly.
+    (tmp_path / "run" / "checkpoints" / "best.sha256.json").unlink()
     with pytest.raises(CheckpointError, match="is unreadable"):
         load_run(tmp_path / "run")
