@@ -35,7 +35,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     the resumed run's losses, test metrics and parameters equal an uninterrupted run's, bit
     for bit."""
     data_dir = write_toy_sst(tmp_path / "data", n=400)
-    epochs = 4
+    epochs = 8  # a warm epoch of this toy run takes ~0.05 s: enough left to kill in
     killed = tmp_path / "killed"
     rng = np.random.default_rng(18)
     for kill in range(2):
@@ -47,8 +47,8 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
         while not (killed / "checkpoints" / "latest" / str(kill + 1)).is_dir():
             assert process.poll() is None, "training ended before it could be killed"
             assert time.monotonic() < deadline, "no checkpoint after 120 s"
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 0.5))  # somewhere in the next epoch, or in its saving
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0.0, 0.02))  # somewhere in the next epoch, or in its saving
         process.send_signal(signal.SIGKILL)
         process.wait()
         finished = json.loads((killed / "metrics.json").read_text())
