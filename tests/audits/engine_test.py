@@ -141,7 +141,10 @@ SHARDED_SCRIPT = textwrap.dedent(
 def test_sharded_over_8_host_devices_equals_one_device(tmp_path):
     script = tmp_path / "sharded.py"
     script.write_text(SHARDED_SCRIPT.format(repo=REPO))
-    environment = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    environment = dict(
+        os.environ,
+        XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8",
+    )
     result = subprocess.run(
         [sys.executable, str(script)], cwd=REPO, env=environment, capture_output=True, text=True
     )
