@@ -40,6 +40,55 @@ class TreeSyntaxError(ValueError):
 def parse_tree(line: str) -> tuple[int, list[str]]:
     """The root label (0–4) and the leaves of one PTB tree line.
 
+    The same grammar and checks as ``parse_tree_with_columns``, about 3× faster (no match
+    objects, no columns): a line it rejects is parsed again by that one, for the error.
+
+    Raises:
+      TreeSyntaxError (a ValueError): the line is not such a tree; says what and where.
+    """
+    # Per open node, innermost last: its label (None until read) and what it holds so far
+    # (0 nothing, 1 a word, 2 subtrees).
+    labels: list = []
+    holds: list = []
+    leaves: list[str] = []
+    root_label = None
+    for token in _TREE_TOKEN.findall(line):
+        if root_label is not None:
+            break
+        if token == "(":
+            if labels:
+                if labels[-1] is None or holds[-1] == 1:
+                    break
+                holds[-1] = 2
+            labels.append(None)
+            holds.append(0)
+        elif token == ")":
+            if not labels or labels[-1] is None or not holds[-1]:
+                break
+            label = labels.pop()
+            holds.pop()
+            if not labels:
+                root_label = label
+        elif not labels:
+            break
+        elif labels[-1] is None:
+            if token not in _LABELS:
+                break
+            labels[-1] = int(token)
+        else:
+            if holds[-1]:
+                break
+            holds[-1] = 1
+            leaves.append(_PTB_ESCAPES.get(token, token))
+    else:
+        if not labels and root_label is not None:
+            return root_label, leaves
+    return parse_tree_with_columns(line)  # raises, naming the problem and its column
+
+
+def parse_tree_with_columns(line: str) -> tuple[int, list[str]]:
+    """The root label (0–4) and the leaves of one PTB tree line (the reference parser).
+
     A tree is ``(label child ...)``: the label one of 0–4, the children either one word
     (a leaf, ``(2 film)``) or one or more trees. PTB escapes are undone in the leaves.
     Parsing the whole tree (rather than picking leaves out with a pattern) is what
