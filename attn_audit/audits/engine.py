@@ -10,6 +10,7 @@ several host devices, GPUs or TPUs. Randomness is per instance: the key of
 instance ``i`` is ``fold_in(role_key, i)``, so results do not depend on batching or sharding.
 """
 
+import concurrent.futures
 import functools
 
 import jax
@@ -245,11 +246,26 @@ class BatchAuditor:
         """
         arguments = self._arguments(batch, ())  # the programs differ in static arguments only
         dynamic = tuple(a for i, a in enumerate(arguments) if i not in _STATIC)
+        executables = [self._executable(batch, arguments, audits) for audits in self.programs]
+
+        def run(executable):
+            return jax.device_get(executable(*dynamic))
+
+        # The programs are independent: run side by side, one thread each (XLA:CPU runs two
+        # programs dispatched from one thread one after the other). SST's 55 test batches on
+        # 2 cores: 8.1 s one after the other, 6.8 s side by side.
+        if len(executables) > 1:
+            found = list(_PROGRAM_THREADS.map(run, executables))
+        else:
+            found = [run(executables[0])]
         results = {}
-        for audits in self.programs:
-            found = self._executable(batch, arguments, audits)(*dynamic)
-            results = {**found, **results}  # attention and probabilities: the first program's
-        return jax.tree.map(np.asarray, jax.device_get(results))
+        for one in found:
+            results = {**one, **results}  # attention and probabilities: the first program's
+        return jax.tree.map(np.asarray, results)
+
+
+# Threads that run one batch's programs side by side (``BatchAuditor.__call__``).
+_PROGRAM_THREADS = concurrent.futures.ThreadPoolExecutor(len(PROGRAMS), "audit-program")
 
 
 # audit_batch's static arguments: model, audits, positions_per_chunk, num_permutations, settings.
