@@ -59,7 +59,10 @@ def test_arrays_that_differ_from_the_saved_ones_are_refused(tmp_path):
 @pytest.mark.parametrize(
     "damage, message",
     [
-        ("flipped", "is damaged: its arrays differ"),  # orbax itself loaded these silently
+        # Orbax alone loaded such arrays silently. Where the flipped bytes land in the
+        # file's compressed or index bytes, orbax's read fails first (seen in CI): either
+        # way the damaged checkpoint is refused by name, never loaded.
+        ("flipped", "is damaged: its arrays differ|is unreadable"),
         ("deleted", "is damaged: its file .* is missing"),
         ("truncated", "is damaged: its file .* has [0-9]+ bytes, not the [0-9]+ saved"),
     ],
