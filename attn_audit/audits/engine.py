@@ -254,10 +254,7 @@ class BatchAuditor:
         # The programs are independent: run side by side, one thread each (XLA:CPU runs two
         # programs dispatched from one thread one after the other). SST's 55 test batches on
         # 2 cores: 8.1 s one after the other, 6.8 s side by side.
-        if len(executables) > 1:
-            found = list(_PROGRAM_THREADS.map(run, executables))
-        else:
-            found = [run(executables[0])]
+        found = list(_PROGRAM_THREADS.map(run, executables))
         results = {}
         for one in found:
             results = {**one, **results}  # attention and probabilities: the first program's
