@@ -1,7 +1,8 @@
 """A faithfulness run over a split: explanations → metrics → per-instance records, resumable.
 
 Three stages, each through ``attn_audit.batch_runner`` (parts written as batches finish,
-the same command resumes, compile seconds reported apart per program):
+the same command resumes, a finished run gains a stage it lacks, compile seconds reported
+apart per program):
 
 1. the explanations (``explainers.run_explain``; reused when already there);
 2. ``metrics/``: ERASER's curves and the decision flips of every explainer, and the
@@ -11,6 +12,7 @@ the same command resumes, compile seconds reported apart per program):
 """
 
 import dataclasses
+import json
 import pathlib
 
 import numpy as np
@@ -47,7 +49,8 @@ def checked_metrics(names) -> tuple[str, ...]:
 
 @dataclasses.dataclass(frozen=True)
 class FaithfulnessOptions:
-    """What to measure; saved as ``faithfulness_config.json`` and checked on resume.
+    """What to measure; each stage's part is saved in its folder and checked on resume
+    (``check_stage_options``).
 
     ``explain`` says which explanations (split, explainers, seed, limit, settings);
     ``randomisation_limit`` bounds the instances of the randomisation check.
@@ -70,6 +73,44 @@ class FaithfulnessOptions:
             "explain": self.explain.to_dict(), "metrics": list(self.metrics),
             "settings": self.settings.to_dict(), "randomisation_limit": self.randomisation_limit,
         }  # fmt: skip
+
+
+def stage_options(saved: dict) -> dict[str, dict]:
+    """The options each stage's records depend on, from ``FaithfulnessOptions.to_dict()``:
+    ``{"metrics": ..., "randomisation": ...}``, a stage only where ``saved`` asks for it."""
+    metrics = [name for name in saved["metrics"] if name != "randomisation"]
+    stages = {}
+    if metrics:
+        stages["metrics"] = {"explain": saved["explain"], "metrics": metrics,
+                             "settings": saved["settings"]}  # fmt: skip
+    if "randomisation" in saved["metrics"]:
+        stages["randomisation"] = {"explain": saved["explain"],
+                                   "randomisation_limit": saved["randomisation_limit"]}  # fmt: skip
+    return stages
+
+
+def check_stage_options(out_dir: pathlib.Path, options: FaithfulnessOptions) -> None:
+    """Saves or checks each requested stage's options in its own folder.
+
+    A stage's records depend only on its own options, so a finished run can gain a stage
+    (``randomisation`` added to ``eraser,flip,agreement``) without redoing the others, while
+    a stage asked for with other options than its records were made with is refused. Run
+    folders from before per-stage options hold one ``faithfulness_config.json``: their stage
+    folders are taken to have been made with it. That file is rewritten with the latest
+    request, for reading.
+    """
+    requested = options.to_dict()
+    whole_path = out_dir / "faithfulness_config.json"
+    earlier = json.loads(whole_path.read_text()) if whole_path.exists() else None
+    made_with = stage_options(earlier) if earlier else {}
+    for stage, stage_request in stage_options(requested).items():
+        stage_dir, file_name = out_dir / stage, f"{stage}_config.json"
+        if stage in made_with and stage_dir.exists() and not (stage_dir / file_name).exists():
+            stage_dir.joinpath(file_name).write_text(
+                json.dumps(made_with[stage], indent=2, allow_nan=False)
+            )
+        check_options(stage_dir, stage_request, file_name)
+    whole_path.write_text(json.dumps(requested, indent=2, allow_nan=False))
 
 
 def _listed(values: np.ndarray, available: bool):
@@ -168,7 +209,8 @@ def run_faithfulness(
     import jax  # only here: keeps `import attn_audit.faithfulness.runner` light
 
     out_dir = pathlib.Path(out_dir)
-    check_options(out_dir, options.to_dict(), "faithfulness_config.json")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    check_stage_options(out_dir, options)
     explain_dir = out_dir / "explain" if explain_dir is None else pathlib.Path(explain_dir)
     explain = options.explain
     explanations, explain_timings = run_explain(model, params, split, None, explain_dir, explain)

@@ -3,7 +3,9 @@ instance in data order (reusing the explanations), randomisation records for the
 instances, resumes to the same records, refuses other options; the summary's means and
 CIs are the bootstrap's of the records."""
 
+import dataclasses
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -84,6 +86,35 @@ def test_resumes_to_the_same_records_and_refuses_other_options(measured):
     other = FaithfulnessOptions(explain=EXPLAIN, randomisation_limit=4)
     with pytest.raises(ValueError, match="holds a run with other options"):
         run_faithfulness(model, params, toy_split(), out_dir, other)
+
+
+def test_a_finished_run_gains_a_stage_without_redoing_the_others(measured, tmp_path):
+    model, params, out_dir, (metric_records, randomised, _) = measured
+    # A run folder from before per-stage options, made without the randomisation check.
+    old = tmp_path / "faithfulness"
+    for stage in ("explain", "metrics"):
+        shutil.copytree(out_dir / stage, old / stage)
+    (old / "metrics" / "metrics_config.json").unlink()
+    without = dataclasses.replace(OPTIONS, metrics=("eraser", "flip", "agreement"))
+    (old / "faithfulness_config.json").write_text(json.dumps(without.to_dict()))
+    again, randomised_again, timings = run_faithfulness(model, params, toy_split(), old, OPTIONS)
+    assert again == metric_records and randomised_again == randomised
+    assert timings["explain"]["batches"] == timings["metrics"]["batches"] == 0
+    assert timings["randomisation"]["batches"] > 0
+    assert json.loads((old / "metrics" / "metrics_config.json").read_text())["metrics"] == [
+        "eraser", "flip", "agreement"]  # fmt: skip
+    assert json.loads((old / "faithfulness_config.json").read_text()) == OPTIONS.to_dict()
+    # A stage asked for again with other options than its records were made with is refused.
+    for other in (
+        dataclasses.replace(OPTIONS, randomisation_limit=4),
+        dataclasses.replace(OPTIONS, metrics=("eraser", "randomisation")),
+        dataclasses.replace(OPTIONS, settings=FaithfulnessSettings(removals=("mask",))),
+    ):
+        with pytest.raises(ValueError, match="randomisation holds|metrics holds"):
+            run_faithfulness(model, params, toy_split(), old, other)
+    # Stages not asked for are not checked: the metrics alone resume as they were.
+    alone, _, _ = run_faithfulness(model, params, toy_split(), old, without)
+    assert alone == metric_records
 
 
 def test_summary_means_and_cis_are_the_bootstraps(measured):
