@@ -8,14 +8,18 @@ For every data set × encoder × attention: trains with the paper's recipe (or t
 budget of ``experiments._budgets``, for the sets too large for a 2-core CPU), audits the
 test split (all four audits), and writes
 
-- ``results/table2.csv``: one row per data set × encoder × attention × predicted class;
-- ``results/RESULTS.md`` (section ``reproduce``): our numbers beside the paper's, and the
-  paper's findings checked one by one;
+- ``results/table2/<dataset>_<encoder>_<attention>.json``: each model's rows, budget, data
+  notes, accuracy and minutes; a run replaces only the models it measures;
+- ``results/table2.csv``: one row per data set × encoder × attention × predicted class,
+  of every model under ``results/table2/``;
+- ``results/RESULTS.md`` (section ``reproduce``): our mean τ_g against JW's with the
+  difference, and every class's numbers beside the paper's;
 - ``results/figures/<dataset>_lstm_tanh_*.png``: the BiLSTM+tanh figures of each set.
 
 Finished runs and audits are reused, so the command can be stopped and started again.
 """
 
+import json
 import pathlib
 import shutil
 import sys
@@ -32,13 +36,18 @@ from experiments._budgets import SAMPLE_SEED, apply_budget
 from experiments._setup import setup
 
 DATASETS = ("sst", "agnews", "20news", "imdb", "snli", "babi1", "babi2", "babi3")
+ENCODERS = ("lstm", "cnn", "average")
+ATTENTIONS = ("tanh", "dot")
 _DATASETS = flags.DEFINE_list("datasets", list(DATASETS), "Data sets.")
-_ENCODERS = flags.DEFINE_list("encoders", ["lstm", "cnn", "average"], "Encoders.")
-_ATTENTIONS = flags.DEFINE_list("attentions", ["tanh", "dot"], "Attentions.")
+_ENCODERS = flags.DEFINE_list("encoders", list(ENCODERS), "Encoders.")
+_ATTENTIONS = flags.DEFINE_list("attentions", list(ATTENTIONS), "Attentions.")
 _RUNS_DIR = flags.DEFINE_string("runs_dir", "runs/reproduce", "Where the runs go.")
 _RESULTS_DIR = flags.DEFINE_string("results_dir", "results", "Where tables and figures go.")
 _FULL_BUDGET = flags.DEFINE_bool("full_budget", False, "Ignore REDUCED_BUDGETS.")
 _EPOCHS = flags.DEFINE_integer("epochs", None, "Override every run's epochs (tests).")
+_MEASURE = flags.DEFINE_bool(
+    "measure", True, "Train and audit; --nomeasure only rebuilds the tables from results/table2/."
+)
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Folder with the original data files (default: $ATTN_AUDIT_DATA)."
 )
@@ -84,36 +93,102 @@ def _cell(mean, std=None, frac=None):
     return text + (f" ({frac:.2f})" if frac is not None else "")
 
 
-def markdown_section(rows, budgets, notes, wall_minutes) -> str:
+def model_file(results: pathlib.Path, dataset: str, encoder: str, attention: str):
+    return results / "table2" / f"{dataset}_{encoder}_{attention}.json"
+
+
+def measured_models(results: pathlib.Path) -> list[dict]:
+    """Every model's entry under ``results/table2/``, in data set, encoder, attention order."""
+    order = {name: i for i, name in enumerate(DATASETS + ENCODERS + ATTENTIONS)}
+    models = [json.loads(path.read_text()) for path in (results / "table2").glob("*.json")]
+    return sorted(models, key=lambda m: tuple(
+        order.get(m[key], len(order)) for key in ("dataset", "encoder", "attention")
+    ))  # fmt: skip
+
+
+def budget_text(budget: dict) -> str:
+    kept = {key: value for key, value in budget.items() if value is not None}
+    return ", ".join(f"{key} {value}" for key, value in kept.items()) or "the paper's"
+
+
+def _minutes(value) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def comparison_lines(models) -> list[str]:
+    """Ours against JW's mean τ_g (tanh attention), one row per model JW published."""
+    lines = [
+        "### Ours against JW, mean τ_g over classes (tanh attention)", "",
+        "Ours: the mean over predicted classes of the per-class means (bAbI: over all "
+        "instances, as JW's cell is); **bold**: more than 0.08 from JW. acc: our test "
+        "accuracy, and in brackets that of the BiLSTM + tanh run committed with JW's code "
+        "where known. Minutes: training, and the audit process that measured the model.", "",
+        "| data | model | budget | acc (JW's code) | τ_g ours | τ_g JW | ours − JW | "
+        "train min | audit min |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for model in models:
+        published = report.JW_MEAN_TAU_G.get(model["dataset"], {}).get(model["encoder"])
+        ours = report.mean_tau_g(model["dataset"], model["rows"])
+        if model["attention"] != "tanh" or published is None or ours is None:
+            continue
+        difference = ours - published
+        shown = f"{difference:+.3f}"
+        if abs(difference) > 0.08:
+            shown = f"**{shown}**"
+        code = report.JW_CODE_ACCURACY.get(model["dataset"]) if model["encoder"] == "lstm" else None
+        accuracy = f"{model['test_accuracy']:.3f}" + (f" ({code:.3f})" if code else "")
+        lines.append(
+            f"| {model['dataset']} | {model['encoder']}+tanh | {budget_text(model['budget'])} | "
+            f"{accuracy} | {ours:.3f} | {published:.3f} | {shown} | "
+            f"{_minutes(model.get('training_minutes'))} | {_minutes(model.get('audit_minutes'))} |"
+        )
+    return lines + [""]
+
+
+def markdown_section(models, wall_minutes) -> str:
     lines = [
         "## JW's Table 2, reproduced", "",
-        "Command: `python -m experiments.reproduce`. Cells are mean ± std (Sig. Frac.) of "
+        "Command: `python -m experiments.reproduce`. Each model's entry is in "
+        "`results/table2/`; a run of some data sets or models replaces only theirs. Cells "
+        "are mean ± std (Sig. Frac.) of "
         "Kendall τ-b per predicted class; JW's published cells in the rows marked *JW*. "
         "perm = median over instances of the permutation median TVD; adv ≥ 0.6 = share of "
         "instances whose adversarial max JSD is at least 0.6.", "",
+        *comparison_lines(models),
+        "### Per class", "",
         "| data | model | class | n | acc | AUC | τ_g | τ_loo | τ_g,loo | perm | adv ≥ 0.6 |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
-    for row in rows:
-        lines.append(
-            f"| {row['dataset']} | {row['encoder']}+{row['attention']} | {row['class']} | "
-            f"{row['n']} | {row['test_accuracy']:.3f} | {row['test_roc_auc']:.3f} | "
-            f"{_cell(row['tau_g_mean'], row['tau_g_std'], row['tau_g_sig_frac'])} | "
-            f"{_cell(row['tau_loo_mean'], row['tau_loo_std'], row['tau_loo_sig_frac'])} | "
-            f"{_cell(row['tau_g_loo_mean'])} | {_cell(row['perm_median_tvd_median'])} | "
-            f"{_cell(row['adv_share_jsd_ge_0_6'])} |"
-        )
+    for model in models:
         published = None
-        if row["attention"] == "tanh":
-            published = paper_row(row["dataset"], row["encoder"], row["label_names"])
-        if published:
+        if model["attention"] == "tanh":
+            published = paper_row(model["dataset"], model["encoder"], model["label_names"])
+        for row in model["rows"]:
             lines.append(
-                f"| | *JW* | | | | | {published.get('tau_gradient', {}).get(row['class'], '—')}"
-                f" | {published.get('tau_loo', {}).get(row['class'], '—')} | | | |"
+                f"| {row['dataset']} | {row['encoder']}+{row['attention']} | {row['class']} | "
+                f"{row['n']} | {row['test_accuracy']:.3f} | {row['test_roc_auc']:.3f} | "
+                f"{_cell(row['tau_g_mean'], row['tau_g_std'], row['tau_g_sig_frac'])} | "
+                f"{_cell(row['tau_loo_mean'], row['tau_loo_std'], row['tau_loo_sig_frac'])} | "
+                f"{_cell(row['tau_g_loo_mean'])} | {_cell(row['perm_median_tvd_median'])} | "
+                f"{_cell(row['adv_share_jsd_ge_0_6'])} |"
             )
+            if published:
+                lines.append(
+                    f"| | *JW* | | | | | {published.get('tau_gradient', {}).get(row['class'], '—')}"
+                    f" | {published.get('tau_loo', {}).get(row['class'], '—')} | | | |"
+                )
     lines += ["", "Budgets and data notes:", ""]
-    lines += [f"- {name}: {budget}" for name, budget in budgets.items()]
-    lines += [f"- {note}" for note in notes]
+    budgets, notes = {}, []
+    for model in models:
+        name = f"{model['encoder']}+{model['attention']}"
+        budgets.setdefault(model["dataset"], {}).setdefault(budget_text(model["budget"]), [])
+        budgets[model["dataset"]][budget_text(model["budget"])].append(name)
+        notes += [f"{model['dataset']}: {n}" for n in model["data_notes"] if n not in notes]
+    for dataset, by_budget in budgets.items():
+        parts = [f"{budget} ({', '.join(names)})" for budget, names in by_budget.items()]
+        lines.append(f"- {dataset}: {'; '.join(parts)}")
+    lines += [f"- {note}" for note in dict.fromkeys(notes)]
     lines += ["", f"Wall time of the last command: {wall_minutes:.1f} min.", ""]
     return "\n".join(lines)
 
@@ -125,18 +200,17 @@ def main(argv):
 
     root, results = pathlib.Path(_RUNS_DIR.value), pathlib.Path(_RESULTS_DIR.value)
     (results / "figures").mkdir(parents=True, exist_ok=True)
+    (results / "table2").mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    rows, budgets, notes = [], {}, []
-    for name in _DATASETS.value:
+    skipped = []
+    for name in _DATASETS.value if _MEASURE.value else []:
         try:
             dataset = data.load_dataset(name, _DATA_DIR.value)
         except data.DataError as error:
             logging.warning("Skipping %s: %s", name, error)
-            notes.append(f"{name}: skipped ({error})")
+            skipped.append(f"{name}: skipped ({error})")
             continue
         budget, train_limit, audit_limit = apply_budget(dataset, _FULL_BUDGET.value, _EPOCHS.value)
-        budgets[name] = {**budget, "train_limit": train_limit, "audit_limit": audit_limit}
-        notes += [f"{name}: {note}" for note in dataset.notes]
         for encoder in _ENCODERS.value:
             for attention in _ATTENTIONS.value:
                 config = training.TrainConfig(
@@ -160,15 +234,32 @@ def main(argv):
                 label_names = run.config["data"]["label_names"]
                 summary = summarize(records, label_names, {"timings": timings})
                 (out_dir / "summary.json").write_text(report.summary_json(summary))
-                rows += table_rows(name, encoder, attention, summary, history["test"])
+                model = {
+                    "dataset": name, "encoder": encoder, "attention": attention,
+                    "run": f"{name}/{workdir.name}", "label_names": list(label_names),
+                    "budget": {**budget, "train_limit": train_limit, "audit_limit": audit_limit},
+                    "data_notes": list(dataset.notes),
+                    "test_accuracy": history["test"]["accuracy"],
+                    "test_roc_auc": history["test"]["roc_auc"],
+                    "training_minutes": history.get("total_train_seconds", 0.0) / 60,
+                    "audit_minutes": timings["wall_seconds"] / 60,
+                    "rows": [{c: r[c] for c in COLUMNS} for r in table_rows(
+                        name, encoder, attention, summary, history["test"])],
+                }  # fmt: skip
+                model_file(results, name, encoder, attention).write_text(
+                    json.dumps(model, indent=1, allow_nan=False) + "\n"
+                )
                 if (encoder, attention) == ("lstm", "tanh"):
                     for path in figures.write_all(records, label_names, out_dir):
                         shutil.copy(path, results / "figures" / f"{name}_lstm_tanh_{path.name}")
                 # This model's programs are not needed again; a long sweep that keeps every
                 # compiled program runs out of memory maps ("LLVM ... Cannot allocate memory").
                 jax.clear_caches()
-    tables.write_csv(results / "table2.csv", [{c: r[c] for c in COLUMNS} for r in rows])
-    section = markdown_section(rows, budgets, notes, (time.perf_counter() - start) / 60)
+    models = measured_models(results)
+    tables.write_csv(results / "table2.csv", [row for model in models for row in model["rows"]])
+    section = markdown_section(models, (time.perf_counter() - start) / 60)
+    if skipped:
+        section += "\n" + "\n".join(f"- {note}" for note in skipped) + "\n"
     tables.replace_section(results / "RESULTS.md", "reproduce", section)
     print(section)
 

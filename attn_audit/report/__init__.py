@@ -13,7 +13,13 @@ from attn_audit.report.figures import (
     tau_histograms,
     write_all,
 )
-from attn_audit.report.paper import JW_TABLE2, paper_row
+from attn_audit.report.paper import (
+    JW_CODE_ACCURACY,
+    JW_MEAN_TAU_G,
+    JW_TABLE2,
+    mean_tau_g,
+    paper_row,
+)
 from attn_audit.report.records import (
     RecordsFormatError,
     read_records,
@@ -23,6 +29,8 @@ from attn_audit.report.records import (
 from attn_audit.report.summary import format_tau_cell, summarize, summary_markdown
 
 __all__ = [
+    "JW_CODE_ACCURACY",
+    "JW_MEAN_TAU_G",
     "JW_TABLE2",
     "MAX_ATTENTION_BINS",
     "MAX_ATTENTION_EDGES",
@@ -32,6 +40,7 @@ __all__ = [
     "attention_heatmaps",
     "figures",
     "format_tau_cell",
+    "mean_tau_g",
     "paper_row",
     "permutation_violin",
     "read_records",

@@ -46,3 +46,37 @@ def paper_row(dataset: str, encoder: str, label_names) -> dict[str, dict[str, st
     return {
         measure: dict(zip(label_names, values, strict=True)) for measure, values in cells.items()
     }
+
+
+# JW's mean τ_g over classes, tanh attention (SPEC §3): for the binary sets the mean of the
+# two per-class cells above; SNLI's three class cells and bAbI's one cell over all instances
+# as printed (SNLI's class order in JW's code is not known here, only their mean is used).
+JW_MEAN_TAU_G = {
+    **{
+        dataset: {
+            encoder: sum(float(cell.split()[0]) for cell in cells["tau_gradient"])
+            / len(cells["tau_gradient"])
+            for encoder, cells in encoders.items()
+        }
+        for dataset, encoders in JW_TABLE2.items()
+    },
+    "snli": {"lstm": (0.36 + 0.42 + 0.40) / 3, "average": (0.54 + 0.59 + 0.53) / 3},
+    "babi1": {"lstm": 0.23, "average": 0.66},
+    "babi2": {"lstm": 0.17, "average": 0.84},
+    "babi3": {"lstm": 0.30, "average": 0.76},
+}
+# bAbI's τ_g is JW's over all instances; the other sets' is per class, then averaged.
+INSTANCE_WEIGHTED = ("babi1", "babi2", "babi3")
+# Test accuracy of the BiLSTM + tanh runs committed with JW's code (issue 19's table).
+JW_CODE_ACCURACY = {"sst": 0.808, "babi1": 1.000, "babi2": 0.653, "babi3": 0.643}
+
+
+def mean_tau_g(dataset: str, rows) -> float | None:
+    """Our τ_g averaged as JW's cell is: the mean over classes of the per-class means (rows:
+    ``{"n", "tau_g_mean"}`` per predicted class), or over instances for bAbI."""
+    rows = [row for row in rows if row["n"] and row["tau_g_mean"] is not None]
+    if not rows:
+        return None
+    if dataset in INSTANCE_WEIGHTED:
+        return sum(row["n"] * row["tau_g_mean"] for row in rows) / sum(row["n"] for row in rows)
+    return sum(row["tau_g_mean"] for row in rows) / len(rows)

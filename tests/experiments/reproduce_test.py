@@ -1,8 +1,12 @@
-"""experiments.reproduce on toy data: table2.csv rows and the RESULTS.md section."""
+"""experiments.reproduce on toy data: table2.csv rows and the RESULTS.md section; a run of one
+model keeps the others' entries."""
 
 import csv
+import json
 
-from attn_audit import data
+import pytest
+
+from attn_audit import data, report
 from tests._fixtures import command_runner, tiny_paper_recipe, write_toy_sst
 
 
@@ -26,3 +30,38 @@ def test_reproduce_writes_table2_and_results(tmp_path, monkeypatch, capsys):
     text = (tmp_path / "results" / "RESULTS.md").read_text()
     assert "*JW*" in text and "babi1: skipped" in text
     assert (tmp_path / "results" / "figures" / "sst_lstm_tanh_attention_heatmaps.png").exists()
+    entry = json.loads((tmp_path / "results" / "table2" / "sst_lstm_tanh.json").read_text())
+    assert entry["rows"] == [{**r, "n": int(r["n"])} for r in _numbers(rows)]
+    assert entry["budget"] == {"epochs": 1, "train_limit": None, "audit_limit": None}
+    # Another model of the same set: the first one's entry and rows stay.
+    run(
+        "--datasets=sst", f"--data_dir={data_dir}", f"--runs_dir={tmp_path / 'runs'}",
+        f"--results_dir={tmp_path / 'results'}", "--epochs=1", "--encoders=average",
+        "--attentions=tanh",
+    )  # fmt: skip
+    with open(tmp_path / "results" / "table2.csv") as f:
+        both = list(csv.DictReader(f))
+    assert [r for r in both if r["encoder"] == "lstm"] == rows
+    assert {r["encoder"] for r in both} == {"lstm", "average"}
+    text = (tmp_path / "results" / "RESULTS.md").read_text()
+    for encoder in ("lstm", "average"):
+        entry = json.loads(
+            (tmp_path / "results" / "table2" / f"sst_{encoder}_tanh.json").read_text()
+        )
+        ours = report.mean_tau_g("sst", entry["rows"])
+        jw = report.JW_MEAN_TAU_G["sst"][encoder]
+        assert f"| sst | {encoder}+tanh | epochs 1 | " in text
+        assert f"| {ours:.3f} | {jw:.3f} | " in text
+        assert entry["training_minutes"] > 0 and entry["audit_minutes"] > 0
+
+
+def _numbers(rows):
+    return [{k: (v if k in ("dataset", "encoder", "attention", "class") else
+                 float(v) if v else None) for k, v in r.items()} for r in rows]  # fmt: skip
+
+
+def test_mean_tau_g_averages_as_jw_did():
+    rows = [{"n": 3, "tau_g_mean": 0.2}, {"n": 1, "tau_g_mean": 0.6}, {"n": 0, "tau_g_mean": None}]
+    assert report.mean_tau_g("sst", rows) == pytest.approx(0.4)  # over classes
+    assert report.mean_tau_g("babi2", rows) == pytest.approx(0.3)  # over instances
+    assert report.JW_MEAN_TAU_G["agnews"]["lstm"] == pytest.approx((0.42 + 0.35) / 2)
