@@ -184,7 +184,7 @@ def markdown_section(models, wall_minutes) -> str:
         name = f"{model['encoder']}+{model['attention']}"
         budgets.setdefault(model["dataset"], {}).setdefault(budget_text(model["budget"]), [])
         budgets[model["dataset"]][budget_text(model["budget"])].append(name)
-        notes += [f"{model['dataset']}: {n}" for n in model["data_notes"] if n not in notes]
+        notes += [f"{model['dataset']}: {n}" for n in model["data_notes"]]
     for dataset, by_budget in budgets.items():
         parts = [f"{budget} ({', '.join(names)})" for budget, names in by_budget.items()]
         lines.append(f"- {dataset}: {'; '.join(parts)}")
@@ -242,7 +242,8 @@ def main(argv):
                     "test_accuracy": history["test"]["accuracy"],
                     "test_roc_auc": history["test"]["roc_auc"],
                     "training_minutes": history.get("total_train_seconds", 0.0) / 60,
-                    "audit_minutes": timings["wall_seconds"] / 60,
+                    # Every process that worked on the audit (a resumed one too).
+                    "audit_minutes": sum(r["wall_seconds"] for r in timings["runs"]) / 60,
                     "rows": [{c: r[c] for c in COLUMNS} for r in table_rows(
                         name, encoder, attention, summary, history["test"])],
                 }  # fmt: skip
@@ -256,6 +257,11 @@ def main(argv):
                 # compiled program runs out of memory maps ("LLVM ... Cannot allocate memory").
                 jax.clear_caches()
     models = measured_models(results)
+    if not models and not _MEASURE.value:
+        raise app.UsageError(
+            f"--nomeasure rebuilds the table from {results / 'table2'}/*.json, but there are "
+            "none: run without --nomeasure first, or pass the --results_dir that holds them."
+        )
     tables.write_csv(results / "table2.csv", [row for model in models for row in model["rows"]])
     section = markdown_section(models, (time.perf_counter() - start) / 60)
     if skipped:

@@ -5,6 +5,7 @@ import csv
 import json
 
 import pytest
+from absl import app
 
 from attn_audit import data, report
 from tests._fixtures import command_runner, tiny_paper_recipe, write_toy_sst
@@ -53,6 +54,22 @@ def test_reproduce_writes_table2_and_results(tmp_path, monkeypatch, capsys):
         assert f"| sst | {encoder}+tanh | epochs 1 | " in text
         assert f"| {ours:.3f} | {jw:.3f} | " in text
         assert entry["training_minutes"] > 0 and entry["audit_minutes"] > 0
+    # Run again: nothing is redone, and the audit's minutes are still the first process's.
+    first = json.loads((tmp_path / "results" / "table2" / "sst_average_tanh.json").read_text())
+    run(
+        "--datasets=sst", f"--data_dir={data_dir}", f"--runs_dir={tmp_path / 'runs'}",
+        f"--results_dir={tmp_path / 'results'}", "--epochs=1", "--encoders=average",
+        "--attentions=tanh",
+    )  # fmt: skip
+    again = json.loads((tmp_path / "results" / "table2" / "sst_average_tanh.json").read_text())
+    assert again["rows"] == first["rows"]
+    assert again["audit_minutes"] >= first["audit_minutes"]
+
+
+def test_nomeasure_without_entries_names_the_fix(tmp_path):
+    _, run = command_runner("reproduce")
+    with pytest.raises(app.UsageError, match="run without --nomeasure first"):
+        run("--nomeasure", f"--results_dir={tmp_path / 'results'}")
 
 
 def _numbers(rows):
