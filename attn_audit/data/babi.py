@@ -13,6 +13,8 @@ import pathlib
 import re
 import tarfile
 
+import numpy as np
+
 from attn_audit.data.dataset import (
     READ_ERRORS,
     DataError,
@@ -211,3 +213,90 @@ def load(data_dir: pathlib.Path, task: int) -> TextDataset:
         length_filter=False,
         notes=notes,
     )
+
+
+# bAbI 1–2's sentences, by the word after the actor: "<actor> <verb> [back] to the <place>",
+# "<actor> <verb> [up|down] the <object> [there]".
+_TAKE_VERBS = frozenset({"got", "grabbed", "took", "picked"})
+_DROP_VERBS = frozenset({"dropped", "discarded", "left", "put"})
+
+
+def story_answer(statements: list[tuple[str, ...]], question: tuple[str, ...]) -> str | None:
+    """The answer bAbI 1 or 2's rules give for ``statements`` in this order, or None.
+
+    bAbI 1 asks "where is <actor> ?": the place of the actor's last move. bAbI 2 asks
+    "where is the <object> ?": its holder's place, or the place where it was dropped.
+    None where the order breaks the rules (an object taken while someone else holds it,
+    dropped by someone who does not) or leaves the answer unknown.
+
+    Args:
+      statements: the passage's sentences, tokenised, in story order.
+      question: the question's tokens.
+    """
+    place, holder, resting = {}, {}, {}
+    for words in statements:
+        actor, verb = words[0], words[1]
+        if "to" in words:
+            place[actor] = words[-1]
+            continue
+        thing = words[words.index("the") + 1]
+        if verb in _TAKE_VERBS:
+            if holder.get(thing) not in (None, actor):
+                return None
+            holder[thing] = actor
+        elif verb in _DROP_VERBS:
+            if holder.get(thing) != actor:
+                return None
+            holder[thing], resting[thing] = None, place.get(actor)
+        else:
+            raise ValueError(f"Not a bAbI 1–2 sentence: {' '.join(words)!r}.")
+    asked = question[-2]
+    if question[2] != "the":  # bAbI 1: an actor
+        return place.get(asked)
+    if holder.get(asked) is not None:
+        return place.get(holder[asked])
+    return resting.get(asked)
+
+
+def passage_statements(tokens: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """A passage's sentences (the loader joined them with " . ")."""
+    sentences, current = [], []
+    for token in tokens:
+        if token == ".":
+            sentences.append(tuple(current))
+            current = []
+        else:
+            current.append(token)
+    return sentences + [tuple(current)] if current else sentences
+
+
+def order_free_ceiling(
+    examples, label_names, num_orders: int, rng: np.random.Generator
+) -> tuple[float, float]:
+    """How well any model blind to sentence order can answer, estimated by shuffling.
+
+    A model whose output depends on the passage only through its bag of tokens (the
+    Average encoder: ``h_t`` from ``e_t`` alone, ``α_t`` from ``h_t`` and the question)
+    gives one answer for every valid order of a story's sentences. If the orders of a
+    story's sentences are equally likely, its expected accuracy on that story is at most
+    ``max_a P(answer = a)`` over the orders; averaged over stories, that is the ceiling.
+    Each story draws ``num_orders`` shuffles and keeps those that obey the rules.
+
+    Returns:
+      ``(ceiling, agreement)``: the mean ceiling over ``examples``, and the share of
+      examples whose answer ``story_answer`` gives in the original order matches the
+      gold label (1.0 checks the rules against the data).
+    """
+    ceilings, agreeing = [], 0
+    for example in examples:
+        statements = passage_statements(example.tokens)
+        agreeing += story_answer(statements, example.question) == label_names[example.label]
+        answers = []
+        for _ in range(num_orders):
+            order = rng.permutation(len(statements))
+            answer = story_answer([statements[i] for i in order], example.question)
+            if answer is not None:
+                answers.append(answer)
+        counts = np.unique(answers, return_counts=True)[1] if answers else np.array([1])
+        ceilings.append(counts.max() / max(len(answers), 1))
+    return float(np.mean(ceilings)), agreeing / len(examples)

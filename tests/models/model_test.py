@@ -244,3 +244,21 @@ def test_probabilities_binary_is_one_minus_sigmoid_and_sigmoid():
     np.testing.assert_allclose(probabilities[:, 0], 1 - expected_positive, rtol=1e-6)
     with pytest.raises(ValueError, match="output_dim"):
         models.probabilities(jnp.zeros((2, 3)), config)
+
+
+@pytest.mark.parametrize("encoder,invariant", [("average", True), ("lstm", False)])
+def test_only_the_average_encoder_is_blind_to_token_order(encoder, invariant):
+    # The premise of data.babi.order_free_ceiling: the Average model's answer depends on the
+    # passage only through its bag of tokens.
+    config = tiny_config(encoder, "tanh", "qa", 4)
+    params = initial_params(config)
+    token_ids, length = padded(np.arange(4, 12), 10)
+    question_ids, question_length = padded([5, 7], 5)
+    shuffled = token_ids.copy()
+    shuffled[1:9] = np.random.default_rng(0).permutation(token_ids[1:9])  # SOS, EOS stay
+    logits = [
+        forward(params, config, ids, length, question_ids=question_ids,
+                question_length=question_length)[0]
+        for ids in (token_ids, shuffled)
+    ]  # fmt: skip
+    assert np.allclose(logits[0], logits[1], atol=1e-6) == invariant
