@@ -15,6 +15,8 @@ from attn_audit.report.figures import (
 )
 from attn_audit.report.paper import (
     JW_CODE_ACCURACY,
+    JW_CODE_MEAN_TAU_G,
+    JW_CODE_TAU_G,
     JW_MEAN_TAU_G,
     JW_TABLE2,
     mean_tau_g,
@@ -30,6 +32,8 @@ from attn_audit.report.summary import format_tau_cell, summarize, summary_markdo
 
 __all__ = [
     "JW_CODE_ACCURACY",
+    "JW_CODE_MEAN_TAU_G",
+    "JW_CODE_TAU_G",
     "JW_MEAN_TAU_G",
     "JW_TABLE2",
     "MAX_ATTENTION_BINS",

@@ -67,6 +67,27 @@ JW_MEAN_TAU_G = {
 }
 # bAbI's τ_g is JW's over all instances; the other sets' is per class, then averaged.
 INSTANCE_WEIGHTED = ("babi1", "babi2", "babi3")
+# τ_g of the runs committed with JW's code, per predicted class (bAbI: over all instances):
+# successar/AttentionExplanation, graph_outputs/GradientPval_kendalltau/<set>+<encoder>+tanh.csv
+# at its last commit (752b779, 2019-05-15; babi_1 and babi_3 Average: d74cab1, 2019-04-25).
+# The statistic of the paper's cells (Kendall τ between attention and |∇ŷ·e| over the real
+# tokens, Trainers/PlottingQA.py and PlottingBC.py's plot_grads), from JW's own runs; they
+# differ from the published cells by up to 0.19 (bAbI 2 BiLSTM). JW's bAbI 2 Average run
+# predicted one answer for every question (its file has a single class row).
+JW_CODE_TAU_G = {
+    "sst": {"lstm": (0.3432, 0.3637), "average": (0.6112, 0.5996)},
+    "agnews": {"lstm": (0.3579, 0.4187), "average": (0.7818, 0.7592)},
+    "20news": {"lstm": (0.0662, 0.2096), "average": (0.7868, 0.7538)},
+    "imdb": {"lstm": (0.4420, 0.4319), "average": (0.6743, 0.6752)},
+    "snli": {"lstm": (0.3059, 0.3262, 0.3071), "average": (0.5875, 0.5847, 0.5736)},
+    "babi1": {"lstm": (0.2508,), "average": (0.7174,)},
+    "babi2": {"lstm": (-0.0168,), "average": (0.6777,)},
+    "babi3": {"lstm": (0.2390,), "average": (0.6073,)},
+}
+JW_CODE_MEAN_TAU_G = {
+    dataset: {encoder: sum(cells) / len(cells) for encoder, cells in encoders.items()}
+    for dataset, encoders in JW_CODE_TAU_G.items()
+}
 # Test accuracy of the BiLSTM + tanh runs committed with JW's code (issue 19's table).
 JW_CODE_ACCURACY = {"sst": 0.808, "babi1": 1.000, "babi2": 0.653, "babi3": 0.643}
 

@@ -53,6 +53,8 @@ def test_reproduce_writes_table2_and_results(tmp_path, monkeypatch, capsys):
         jw = report.JW_MEAN_TAU_G["sst"][encoder]
         assert f"| sst | {encoder}+tanh | epochs 1 | " in text
         assert f"| {ours:.3f} | {jw:.3f} | " in text
+        code = report.JW_CODE_MEAN_TAU_G["sst"][encoder]
+        assert f" | {code:.3f} | {ours - code:+.3f} | " in text.replace("**", "")
         assert entry["training_minutes"] > 0 and entry["audit_minutes"] > 0
     # Run again: nothing is redone, and the audit's minutes are still the first process's.
     first = json.loads((tmp_path / "results" / "table2" / "sst_average_tanh.json").read_text())

@@ -11,3 +11,14 @@ def test_paper_rows_name_our_classes():
     }
     assert paper_row("sst", "cnn", ("negative", "positive")) is None
     assert paper_row("babi1", "lstm", ("a", "b")) is None
+
+
+def test_jw_code_tau_g_covers_every_published_row_with_a_cell_per_class():
+    from attn_audit import report
+
+    for dataset, encoders in report.JW_MEAN_TAU_G.items():
+        for encoder in encoders:
+            cells = report.JW_CODE_TAU_G[dataset][encoder]
+            classes = 1 if dataset.startswith("babi") else 3 if dataset == "snli" else 2
+            assert len(cells) == classes and all(-1 <= cell <= 1 for cell in cells)
+            assert report.JW_CODE_MEAN_TAU_G[dataset][encoder] == sum(cells) / classes
