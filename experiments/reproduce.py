@@ -138,9 +138,8 @@ def comparison_lines(models) -> list[str]:
         "JW's code: the same statistic from the runs committed with JW's code "
         "(`report.JW_CODE_TAU_G` says where), which differ from the paper's by up to "
         f"{_paper_code_spread():.2f}. "
-        "acc: our test accuracy, and in brackets that of the BiLSTM + tanh run committed with "
-        "JW's code where known. Minutes: training, and the audit process that measured the "
-        "model.", "",
+        "acc: our test accuracy, and in brackets that of the run committed with JW's code. "
+        "Minutes: training, and the audit process that measured the model.", "",
         "| data | model | budget | acc (JW's code) | τ_g ours | τ_g JW | ours − JW | "
         "τ_g JW's code | ours − code | train min | audit min |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -153,7 +152,7 @@ def comparison_lines(models) -> list[str]:
         from_code = report.JW_CODE_MEAN_TAU_G.get(model["dataset"], {}).get(model["encoder"])
         code_cells = ("—", "—") if from_code is None else (
             f"{from_code:.3f}", _difference(ours - from_code))  # fmt: skip
-        code = report.JW_CODE_ACCURACY.get(model["dataset"]) if model["encoder"] == "lstm" else None
+        code = report.JW_CODE_ACCURACY.get(model["dataset"], {}).get(model["encoder"])
         accuracy = f"{model['test_accuracy']:.3f}" + (f" ({code:.3f})" if code else "")
         lines.append(
             f"| {model['dataset']} | {model['encoder']}+tanh | {budget_text(model['budget'])} | "
