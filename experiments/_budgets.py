@@ -22,8 +22,12 @@ REDUCED_BUDGETS = {
 SAMPLE_SEED = 20190602  # any fixed seed: the budgets' samples (data.sample_indices)
 
 
-def apply_budget(dataset, full_budget: bool = False, epochs: int | None = None):
+def apply_budget(
+    dataset, full_budget: bool = False, epochs: int | None = None, train_limit: int | None = None
+):
     """Keeps the budget's sample of ``dataset``'s training split (in place).
+
+    ``epochs`` and ``train_limit`` override the budget's (runs that isolate a cause).
 
     Returns:
       ``(training overrides, train_limit, audit_limit)``: the overrides go into
@@ -32,8 +36,14 @@ def apply_budget(dataset, full_budget: bool = False, epochs: int | None = None):
     budget = {} if full_budget else dict(REDUCED_BUDGETS.get(dataset.name, {}))
     if epochs:
         budget["epochs"] = epochs
-    train_limit = budget.pop("train_limit", None)
+    train_limit = train_limit or budget.pop("train_limit", None)
+    budget.pop("train_limit", None)
     audit_limit = budget.pop("audit_limit", None)
+    if train_limit and train_limit >= len(dataset.splits["train"]):
+        raise ValueError(
+            f"train_limit={train_limit} keeps all {len(dataset.splits['train'])} training "
+            f"instances of {dataset.name}: drop it, or pass a smaller one."
+        )
     if train_limit:
         kept = data.sample_indices(len(dataset.splits["train"]), train_limit, SAMPLE_SEED)
         dataset.splits["train"] = [dataset.splits["train"][i] for i in kept]

@@ -2,7 +2,7 @@ r"""Reproduces JW's Table 2 and figures: train (or reuse) and audit every model.
 
   python -m experiments.reproduce [--datasets=sst,agnews,20news,imdb,snli,babi1,babi2,babi3 \
       --encoders=lstm,cnn,average --attentions=tanh,dot --runs_dir=runs/reproduce \
-      --results_dir=results --data_dir=DIR]
+      --results_dir=results --data_dir=DIR --full_budget --epochs=N --train_limit=N]
 
 For every data set × encoder × attention: trains with the paper's recipe (or the reduced
 budget of ``experiments._budgets``, for the sets too large for a 2-core CPU), audits the
@@ -45,6 +45,9 @@ _RUNS_DIR = flags.DEFINE_string("runs_dir", "runs/reproduce", "Where the runs go
 _RESULTS_DIR = flags.DEFINE_string("results_dir", "results", "Where tables and figures go.")
 _FULL_BUDGET = flags.DEFINE_bool("full_budget", False, "Ignore REDUCED_BUDGETS.")
 _EPOCHS = flags.DEFINE_integer("epochs", None, "Override every run's epochs (tests).")
+_TRAIN_LIMIT = flags.DEFINE_integer(
+    "train_limit", None, "Train every model on a seeded sample of N training instances."
+)
 _MEASURE = flags.DEFINE_bool(
     "measure", True, "Train and audit; --nomeasure only rebuilds the tables from results/table2/."
 )
@@ -227,7 +230,9 @@ def main(argv):
             logging.warning("Skipping %s: %s", name, error)
             skipped.append(f"{name}: skipped ({error})")
             continue
-        budget, train_limit, audit_limit = apply_budget(dataset, _FULL_BUDGET.value, _EPOCHS.value)
+        budget, train_limit, audit_limit = apply_budget(
+            dataset, _FULL_BUDGET.value, _EPOCHS.value, _TRAIN_LIMIT.value
+        )
         for encoder in _ENCODERS.value:
             for attention in _ATTENTIONS.value:
                 config = training.TrainConfig(
