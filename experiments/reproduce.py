@@ -209,7 +209,9 @@ def markdown_section(models, wall_minutes) -> str:
         parts = [f"{budget} ({', '.join(names)})" for budget, names in by_budget.items()]
         lines.append(f"- {dataset}: {'; '.join(parts)}")
     lines += [f"- {note}" for note in dict.fromkeys(notes)]
-    lines += ["", f"Wall time of the last command: {wall_minutes:.1f} min.", ""]
+    if wall_minutes is not None:  # None: rebuilt without measuring (--nomeasure)
+        lines += ["", f"Wall time of the last command: {wall_minutes:.1f} min."]
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -285,7 +287,8 @@ def main(argv):
             "none: run without --nomeasure first, or pass the --results_dir that holds them."
         )
     tables.write_csv(results / "table2.csv", [row for model in models for row in model["rows"]])
-    section = markdown_section(models, (time.perf_counter() - start) / 60)
+    wall_minutes = (time.perf_counter() - start) / 60 if _MEASURE.value else None
+    section = markdown_section(models, wall_minutes)
     if skipped:
         section += "\n" + "\n".join(f"- {note}" for note in skipped) + "\n"
     tables.replace_section(results / "RESULTS.md", "reproduce", section)
