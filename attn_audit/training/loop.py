@@ -100,6 +100,8 @@ def _check_same_run(workdir: pathlib.Path, config: dict) -> None:
     # Fields added since a run was written take their defaults, so older runs still resume.
     defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
     saved["train"] = {**defaults, **saved["train"]}
+    if config["train"]["encoder"] != "cnn":  # filters of an encoder the run does not have
+        saved["train"]["cnn_filters"] = config["train"]["cnn_filters"]
     if saved["train"] != config["train"] or saved["data"]["name"] != config["data"]["name"]:
         raise ValueError(
             f"{workdir} holds a run with a different configuration:\n  saved:     "
@@ -129,6 +131,7 @@ def _model_config(train_config: TrainConfig, dataset, vocab, boundaries) -> mode
         task=dataset.task,
         embed_dim=train_config.embed_dim,
         hidden_size=train_config.hidden_size,
+        cnn_filters=train_config.cnn_filters,
         **sizes,
     )
 

@@ -156,3 +156,22 @@ def test_training_stops_at_the_first_non_finite_step_and_keeps_the_last_good_epo
     bad_call[0] = 2  # epoch 1: no checkpoint yet
     with pytest.raises(training.TrainingDiverged, match="epoch 1, step 2.*no checkpoint"):
         training.run_training(config, tmp_path / "first", dataset=dataset)
+
+
+def test_cnn_filters_reach_the_model_and_matter_only_to_a_cnn_run(tmp_path):
+    dataset = data.load_dataset("sst", write_toy_sst(tmp_path / "data", n=40))
+    cnn = training.TrainConfig(epochs=1, encoder="cnn", cnn_filters=2, **TINY)
+    training.run_training(cnn, tmp_path / "cnn", dataset=dataset)
+    assert load_run(tmp_path / "cnn").model_config.cnn_filters == 2
+    with pytest.raises(ValueError, match="different configuration"):
+        training.run_training(
+            dataclasses.replace(cnn, cnn_filters=3), tmp_path / "cnn", dataset=dataset
+        )
+    # A BiLSTM run has no filters: it resumes under another value (bAbI's recipe changed it).
+    lstm = training.TrainConfig(epochs=1, **TINY)
+    history = training.run_training(lstm, tmp_path / "lstm", dataset=dataset)
+    again = training.run_training(
+        dataclasses.replace(lstm, cnn_filters=3), tmp_path / "lstm", dataset=dataset
+    )
+    assert again["test"] == history["test"]
+    assert training.paper_defaults("babi2")["cnn_filters"] == 8  # JW: hidden_size // 4
