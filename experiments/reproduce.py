@@ -109,6 +109,12 @@ def measured_models(results: pathlib.Path) -> list[dict]:
     ))  # fmt: skip
 
 
+def _measured_at_paper_budget(results: pathlib.Path, dataset, encoder, attention) -> bool:
+    """Whether the model's entry exists and was measured at the paper's budget."""
+    path = model_file(results, dataset, encoder, attention)
+    return path.exists() and budget_text(json.loads(path.read_text())["budget"]) == "the paper's"
+
+
 def budget_text(budget: dict) -> str:
     kept = {key: value for key, value in budget.items() if value is not None}
     return ", ".join(f"{key} {value}" for key, value in kept.items()) or "the paper's"
@@ -242,6 +248,17 @@ def main(argv):
                     **{**training.paper_defaults(name), **budget},
                 )  # fmt: skip
                 workdir = root / name / f"{encoder}_{attention}"
+                this_budget = {**budget, "train_limit": train_limit, "audit_limit": audit_limit}
+                if _measured_at_paper_budget(results, name, encoder, attention) and (
+                    budget_text(this_budget) != "the paper's"
+                ):
+                    logging.warning(
+                        "Keeping %s: it was measured at the paper's budget, this run's is "
+                        "smaller (%s). Pass --full_budget to measure it again, or delete it.",
+                        model_file(results, name, encoder, attention),
+                        budget_text(this_budget),
+                    )
+                    continue
                 logging.info("reproduce: %s %s+%s", name, encoder, attention)
                 history = training.run_training(config, workdir, dataset=dataset)
                 run = load_run(workdir)
@@ -261,7 +278,7 @@ def main(argv):
                 model = {
                     "dataset": name, "encoder": encoder, "attention": attention,
                     "run": f"{name}/{workdir.name}", "label_names": list(label_names),
-                    "budget": {**budget, "train_limit": train_limit, "audit_limit": audit_limit},
+                    "budget": this_budget,
                     "data_notes": list(dataset.notes),
                     "test_accuracy": history["test"]["accuracy"],
                     "test_roc_auc": history["test"]["roc_auc"],

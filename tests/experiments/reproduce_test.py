@@ -84,3 +84,22 @@ def test_mean_tau_g_averages_as_jw_did():
     assert report.mean_tau_g("sst", rows) == pytest.approx(0.4)  # over classes
     assert report.mean_tau_g("babi2", rows) == pytest.approx(0.3)  # over instances
     assert report.JW_MEAN_TAU_G["agnews"]["lstm"] == pytest.approx((0.42 + 0.35) / 2)
+
+
+def test_a_smaller_budget_keeps_an_entry_measured_at_the_papers(tmp_path, monkeypatch):
+    tiny_paper_recipe(monkeypatch)
+    data_dir = write_toy_sst(tmp_path / "data", n=60)
+    entries = tmp_path / "results" / "table2"
+    entries.mkdir(parents=True)
+    kept = {"dataset": "sst", "encoder": "lstm", "attention": "tanh", "run": "sst/lstm_tanh",
+            "label_names": ["negative", "positive"], "data_notes": [], "test_accuracy": 0.9,
+            "budget": {"train_limit": None, "audit_limit": None}, "rows": []}  # fmt: skip
+    (entries / "sst_lstm_tanh.json").write_text(json.dumps(kept))
+    _, run = command_runner("reproduce")
+    run(
+        "--datasets=sst", f"--data_dir={data_dir}", f"--runs_dir={tmp_path / 'runs'}",
+        f"--results_dir={tmp_path / 'results'}", "--epochs=1", "--encoders=lstm",
+        "--attentions=tanh",
+    )  # fmt: skip
+    assert json.loads((entries / "sst_lstm_tanh.json").read_text()) == kept
+    assert not (tmp_path / "runs" / "sst" / "lstm_tanh").exists()  # nothing trained
