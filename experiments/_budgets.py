@@ -36,8 +36,8 @@ def apply_budget(
     budget = {} if full_budget else dict(REDUCED_BUDGETS.get(dataset.name, {}))
     if epochs:
         budget["epochs"] = epochs
-    train_limit = train_limit or budget.pop("train_limit", None)
-    budget.pop("train_limit", None)
+    budget_limit = budget.pop("train_limit", None)
+    train_limit = train_limit or budget_limit
     audit_limit = budget.pop("audit_limit", None)
     if train_limit and train_limit >= len(dataset.splits["train"]):
         raise ValueError(
