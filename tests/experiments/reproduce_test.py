@@ -15,11 +15,7 @@ def test_reproduce_writes_table2_and_results(tmp_path, monkeypatch, capsys):
     tiny_paper_recipe(monkeypatch)  # the command's outputs, at a size that compiles in seconds
     data_dir = write_toy_sst(tmp_path / "data", n=60)
     _, run = command_runner("reproduce")
-    run(
-        "--datasets=sst,babi1", f"--data_dir={data_dir}", f"--runs_dir={tmp_path / 'runs'}",
-        f"--results_dir={tmp_path / 'results'}", "--epochs=1", "--encoders=lstm",
-        "--attentions=tanh",
-    )  # fmt: skip
+    _toy_run(run, tmp_path, data_dir, "sst,babi1", "lstm")
     assert "*JW*" in capsys.readouterr().out  # ran to its end: the section it prints
     with open(tmp_path / "results" / "table2.csv") as f:
         rows = list(csv.DictReader(f))
@@ -35,11 +31,7 @@ def test_reproduce_writes_table2_and_results(tmp_path, monkeypatch, capsys):
     assert entry["rows"] == [{**r, "n": int(r["n"])} for r in _numbers(rows)]
     assert entry["budget"] == {"epochs": 1, "train_limit": None, "audit_limit": None}
     # Another model of the same set: the first one's entry and rows stay.
-    run(
-        "--datasets=sst", f"--data_dir={data_dir}", f"--runs_dir={tmp_path / 'runs'}",
-        f"--results_dir={tmp_path / 'results'}", "--epochs=1", "--encoders=average",
-        "--attentions=tanh",
-    )  # fmt: skip
+    _toy_run(run, tmp_path, data_dir, "sst", "average")
     with open(tmp_path / "results" / "table2.csv") as f:
         both = list(csv.DictReader(f))
     assert [r for r in both if r["encoder"] == "lstm"] == rows
@@ -58,11 +50,7 @@ def test_reproduce_writes_table2_and_results(tmp_path, monkeypatch, capsys):
         assert entry["training_minutes"] > 0 and entry["audit_minutes"] > 0
     # Run again: nothing is redone, and the audit's minutes are still the first process's.
     first = json.loads((tmp_path / "results" / "table2" / "sst_average_tanh.json").read_text())
-    run(
-        "--datasets=sst", f"--data_dir={data_dir}", f"--runs_dir={tmp_path / 'runs'}",
-        f"--results_dir={tmp_path / 'results'}", "--epochs=1", "--encoders=average",
-        "--attentions=tanh",
-    )  # fmt: skip
+    _toy_run(run, tmp_path, data_dir, "sst", "average")
     again = json.loads((tmp_path / "results" / "table2" / "sst_average_tanh.json").read_text())
     assert again["rows"] == first["rows"]
     assert again["audit_minutes"] >= first["audit_minutes"]
@@ -96,10 +84,15 @@ def test_a_smaller_budget_keeps_an_entry_measured_at_the_papers(tmp_path, monkey
             "budget": {"train_limit": None, "audit_limit": None}, "rows": []}  # fmt: skip
     (entries / "sst_lstm_tanh.json").write_text(json.dumps(kept))
     _, run = command_runner("reproduce")
-    run(
-        "--datasets=sst", f"--data_dir={data_dir}", f"--runs_dir={tmp_path / 'runs'}",
-        f"--results_dir={tmp_path / 'results'}", "--epochs=1", "--encoders=lstm",
-        "--attentions=tanh",
-    )  # fmt: skip
+    _toy_run(run, tmp_path, data_dir, "sst", "lstm")
     assert json.loads((entries / "sst_lstm_tanh.json").read_text()) == kept
     assert not (tmp_path / "runs" / "sst" / "lstm_tanh").exists()  # nothing trained
+
+
+def _toy_run(run, tmp_path, data_dir, datasets: str, encoder: str):
+    """``experiments.reproduce`` for one encoder with tanh attention, 1 epoch, under tmp_path."""
+    run(
+        f"--datasets={datasets}", f"--data_dir={data_dir}", f"--runs_dir={tmp_path / 'runs'}",
+        f"--results_dir={tmp_path / 'results'}", "--epochs=1", f"--encoders={encoder}",
+        "--attentions=tanh",
+    )  # fmt: skip
