@@ -229,7 +229,8 @@ def summary_vector(config: ModelConfig, states: jax.Array, length: jax.Array) ->
     """The question vector ``q`` read off a question encoder's states (JW's ``last_hidden``).
 
     - lstm: ``[h_fwd at length-1, h_bwd at 0]``, the final state of each direction;
-    - cnn: max over the valid positions of each feature;
+    - cnn: max over the real tokens of each feature (JW zeroes SOS, EOS and PAD
+      before pooling ReLU features, so they never win);
     - average: mean over the valid positions (SOS and EOS included).
 
     Args:
@@ -255,9 +256,10 @@ def _lstm_summary(states: jax.Array, length: jax.Array) -> jax.Array:
 
 
 def _cnn_summary(states: jax.Array, length: jax.Array) -> jax.Array:
-    is_valid = valid_mask(length, states.shape[0])
-    largest = jnp.max(jnp.where(is_valid[:, None], states, -jnp.inf), axis=0)
-    return jnp.where(length > 0, largest, 0.0)
+    # ReLU states are >= 0, so a zero floor equals JW's max over zeroed positions, and
+    # a sequence without real tokens (a padding row) gives 0.
+    is_real = _layers.real_token_mask(length, states.shape[0])
+    return jnp.max(jnp.where(is_real[:, None], states, 0.0), axis=0)
 
 
 def _average_summary(states: jax.Array, length: jax.Array) -> jax.Array:

@@ -15,7 +15,7 @@ The parameter tree:
 
     {"encoder": {"embedding": ..., "rnn" | "convolutions" | "projection": ...},
      "question_encoder": {same layout}          # qa only, a separate encoder
-     "attention": {...},                        # see attention.py; no weight decay
+     "attention": {...},                        # see attention.py; decayed for qa only
      "decoder": {...}}                          # see decoder.py
 """
 
@@ -57,12 +57,18 @@ def init(key: jax.Array, config: ModelConfig) -> Params:
 
 
 def weight_decay_mask(params: Params) -> Params:
-    """True for every leaf that takes weight decay: all but the ``"attention"`` subtree (SPEC §2).
+    """True for every leaf that takes weight decay (SPEC §2).
 
-    Fits ``optax.add_decayed_weights(weight_decay, mask=weight_decay_mask)``.
+    JW's classifiers have two optimisers and leave the ``"attention"`` subtree undecayed;
+    their QA/NLI model has one optimiser that decays everything. A qa model is recognised
+    by its ``"question_encoder"``. Fits
+    ``optax.add_decayed_weights(weight_decay, mask=weight_decay_mask)``.
     """
+    decays_attention = "question_encoder" in params
     return {
-        name: jax.tree.map(lambda _, decays=(name != "attention"): decays, subtree)
+        name: jax.tree.map(
+            lambda _, decays=(decays_attention or name != "attention"): decays, subtree
+        )
         for name, subtree in params.items()
     }
 

@@ -1,7 +1,8 @@
-"""JW's optimiser: AMSGrad with coupled L2 weight decay off the attention (SPEC §2).
+"""JW's optimiser: AMSGrad with coupled L2 weight decay (SPEC §2).
 
 PyTorch's ``Adam(weight_decay=...)``: ``g ← g + λθ`` before the moments, on every
-parameter except the attention's; a frozen (pretrained) encoder gets no update at all.
+parameter except a classifier's attention (``models.weight_decay_mask``: JW's QA/NLI model
+decays its attention too); a frozen (pretrained) encoder gets no update at all.
 """
 
 import functools
@@ -19,8 +20,8 @@ def freezes_encoder(train_config: TrainConfig) -> bool:
 
 
 def make_optimizer(train_config: TrainConfig) -> optax.GradientTransformation:
-    """AMSGrad with coupled weight decay off the attention; cached, so runs with the same
-    settings share one optimiser object and hence one compiled ``train_step``.
+    """AMSGrad with coupled weight decay (off a classifier's attention); cached, so runs
+    with the same settings share one optimiser object and hence one compiled ``train_step``.
 
     A frozen encoder gets zero updates (no decay either) and no optimiser state.
     """

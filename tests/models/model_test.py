@@ -98,12 +98,16 @@ def test_init_is_reproducible_and_key_dependent():
     )
 
 
-def test_weight_decay_mask_spares_only_attention():
-    params = models.init(jax.random.key(0), tiny_config("average", "tanh", "qa", 4))
+@pytest.mark.parametrize("task,num_classes", [("classification", 2), ("qa", 4)])
+def test_weight_decay_mask_spares_attention_in_classifiers_only(task, num_classes):
+    """JW decay everything in their one-optimiser QA/NLI model, all but attention elsewhere."""
+    params = models.init(jax.random.key(0), tiny_config("average", "tanh", task, num_classes))
     mask = models.weight_decay_mask(params)
     assert jax.tree.structure(mask) == jax.tree.structure(params)
+    assert "attention" in mask and jax.tree.leaves(mask["attention"])
     for name, subtree in mask.items():
-        assert all(leaf == (name != "attention") for leaf in jax.tree.leaves(subtree))
+        expected = task == "qa" or name != "attention"
+        assert all(leaf == expected for leaf in jax.tree.leaves(subtree))
 
 
 @pytest.mark.parametrize("task,num_classes", TASKS)

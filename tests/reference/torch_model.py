@@ -56,7 +56,8 @@ class TorchEncoder(nn.Module):
 
         Returns:
           states ``[B, T, H]`` (zero at padding) and the summary ``[B, H]`` used as
-          the question vector (final LSTM states / max / mean over valid positions).
+          the question vector (final LSTM states / max over real tokens / mean over valid
+          positions).
         """
         num_positions = token_ids.shape[1]
         valid = _valid_mask(lengths, num_positions)
@@ -76,7 +77,10 @@ class TorchEncoder(nn.Module):
             channels_first = embedded.transpose(1, 2)  # [B, E, T]
             features = torch.cat([conv(channels_first) for conv in self.convolutions], dim=1)
             states = torch.relu(features).transpose(1, 2) * valid[..., None]
-            summary = states.masked_fill(~valid[..., None], -math.inf).max(dim=1).values
+            # JW's EncoderCNN: zero SOS, EOS and PAD (its `masks`), then max-pool over T.
+            positions = torch.arange(num_positions, device=lengths.device)
+            real = (positions >= 1) & (positions[None] <= lengths[:, None] - 2)
+            summary = (states * real[..., None]).max(dim=1).values
             return states, summary
         states = torch.tanh(self.projection(embedded)) * valid[..., None]
         summary = states.sum(dim=1) / lengths[:, None].to(states.dtype)

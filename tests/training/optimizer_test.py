@@ -1,5 +1,5 @@
-"""attn_audit.training.optimizer: AMSGrad with coupled L2 decay off the attention, a frozen
-MiniLM encoder, and one optimiser object per setting."""
+"""attn_audit.training.optimizer: AMSGrad with coupled L2 decay (off a classifier's
+attention), a frozen MiniLM encoder, and one optimiser object per setting."""
 
 import dataclasses
 
@@ -14,6 +14,7 @@ from tests._fixtures import initial_params, tiny_config
 
 # A qa model: encoder, question encoder, attention and decoder subtrees.
 CONFIG = tiny_config("average", "tanh", "qa", 4)
+CLASSIFIER = tiny_config("average", "tanh", "classification", 2)
 
 
 def updates_of(optimizer, gradients, params):
@@ -21,16 +22,21 @@ def updates_of(optimizer, gradients, params):
     return updates
 
 
-def test_attention_params_take_no_weight_decay():
-    """With zero gradients only the decay moves a parameter: the attention's not at all,
-    every other non-zero parameter towards 0."""
-    params = initial_params(CONFIG)
+@pytest.mark.parametrize("config", [CLASSIFIER, CONFIG], ids=["classifier", "qa"])
+def test_decay_moves_every_parameter_but_a_classifiers_attention(config):
+    """With zero gradients only the decay moves a parameter: a classifier's attention not
+    at all (JW's two optimisers), every other non-zero parameter towards 0 (the qa model's
+    attention too: JW's one optimiser there)."""
+    params = initial_params(config)
     optimizer = training.make_optimizer(training.TrainConfig(weight_decay=1e-3))
     zeros = jax.tree.map(jnp.zeros_like, params)
     updates = updates_of(optimizer, zeros, params)
-    for leaf in jax.tree.leaves(updates["attention"]):
-        np.testing.assert_array_equal(leaf, 0.0)
-    decayed = {name: subtree for name, subtree in updates.items() if name != "attention"}
+    if config.task == "classification":
+        for leaf in jax.tree.leaves(updates["attention"]):
+            np.testing.assert_array_equal(leaf, 0.0)
+        decayed = {name: subtree for name, subtree in updates.items() if name != "attention"}
+    else:
+        decayed = updates
     for update, param in zip(
         jax.tree.leaves(decayed),
         jax.tree.leaves({name: params[name] for name in decayed}),
@@ -42,8 +48,9 @@ def test_attention_params_take_no_weight_decay():
 
 
 def test_decay_is_coupled_before_the_amsgrad_moments():
-    """PyTorch's Adam(weight_decay=λ): AMSGrad sees g + λθ off the attention and g on it."""
-    params = initial_params(CONFIG)
+    """PyTorch's Adam(weight_decay=λ): AMSGrad sees g + λθ off a classifier's attention and
+    g on it."""
+    params = initial_params(CLASSIFIER)
     config = training.TrainConfig(learning_rate=0.01, weight_decay=0.1)
     leaves, tree = jax.tree.flatten(params)
     keys = jax.random.split(jax.random.key(1), len(leaves))
