@@ -68,16 +68,22 @@ def test_valid_reversal_index_is_an_involution():
     np.testing.assert_array_equal(index[index], np.arange(7))
 
 
-@pytest.mark.parametrize("encoder,reduce", [("cnn", np.max), ("average", np.mean)])
-def test_question_vector_is_max_or_mean_over_valid_positions(encoder, reduce):
+@pytest.mark.parametrize("encoder,positions", [("cnn", slice(1, 4)), ("average", slice(0, 5))])
+def test_question_vector_is_max_over_real_tokens_or_mean_over_valid_positions(
+    encoder, positions
+):
+    """CNN: the max over the real tokens (JW zero SOS and EOS before pooling); Average: the
+    mean over SOS, the real tokens and EOS (JW's sum over the sequence ÷ its length)."""
     config = tiny_config(encoder, "dot", "qa", 4)
     params = initial_params(config)
-    question_ids, question_length = padded([7, 12, 5], 9)
+    question_ids, question_length = padded([7, 12, 5], 9)  # SOS 7 12 5 EOS, then PAD
+    assert int(question_length) == 5
     question_params = {"encoder": params["question_encoder"]}
     embedded = models.embed(question_params, config, question_ids)
     states = np.asarray(models.encode(question_params, config, embedded, question_length))
     question = models.question_vector(params, config, question_ids, question_length)
-    np.testing.assert_allclose(question, reduce(states[:question_length], axis=0), atol=1e-6)
+    reduce = np.max if encoder == "cnn" else np.mean
+    np.testing.assert_allclose(question, reduce(states[positions], axis=0), atol=1e-6)
 
 
 def test_pad_embedding_row_gets_no_gradient():
