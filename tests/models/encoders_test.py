@@ -69,9 +69,7 @@ def test_valid_reversal_index_is_an_involution():
 
 
 @pytest.mark.parametrize("encoder,positions", [("cnn", slice(1, 4)), ("average", slice(0, 5))])
-def test_question_vector_is_max_over_real_tokens_or_mean_over_valid_positions(
-    encoder, positions
-):
+def test_question_vector_is_max_over_real_tokens_or_mean_over_valid_positions(encoder, positions):
     """CNN: the max over the real tokens (JW zero SOS and EOS before pooling); Average: the
     mean over SOS, the real tokens and EOS (JW's sum over the sequence ÷ its length)."""
     config = tiny_config(encoder, "dot", "qa", 4)
