@@ -1,11 +1,14 @@
 """bAbI tasks 1–3 (en-10k) as (passage, question, answer) (JW, SPEC §1).
 
 Reads ``babi/tasks_1-20_v1-2/`` if extracted, else the tarball in place. A
-story's statements up to a question form the passage, joined with " . ";
-the answer (one word for tasks 1–3) is the label, an index into the sorted
-answers of the train split. 15% of train is held out as dev (seed 16377).
-Task 3's 10k training file is missing from ../shared/data: the loader then
-falls back to the 1k file in ``en/`` and says so.
+story's statements up to a question form the passage, joined with " . "; the
+question loses its "?" (JW's ``query[:-1]``). The answer (one word for tasks 1–3)
+is the label, an index into JW's candidate answers: every word of the training
+passages and questions of tasks 1–3 together (their ``entity_list``), so the
+output layer spans that vocabulary (36 words), not only the 6 places that are ever
+correct. 15% of train is held out as dev (seed 16377). Task 3's 10k training file
+is missing from ../shared/data: the loader then falls back to the 1k file in
+``en/`` and says so.
 """
 
 import logging
@@ -92,7 +95,7 @@ def parse_stories(lines: list[str], path: str, split: str) -> list[tuple[str, tu
                 (
                     f"{split}-{line_number}",
                     tokenize(passage),
-                    tokenize(fields[0]),
+                    tokenize(fields[0].strip().removesuffix("?")),
                     fields[1].strip().lower(),
                 )
             )
@@ -159,35 +162,59 @@ class _Source:
         )
 
 
+def _task_file(source: _Source, task: int, part: str) -> tuple[str, str | None]:
+    """The file of ``task``'s ``part`` (10k, else 1k) and a note when it is the 1k file."""
+    stem = TASK_FILES[task]
+    relative = f"en-10k/{stem}_{part}.txt"
+    if source.exists(relative):
+        return relative, None
+    fallback = f"en/{stem}_{part}.txt"
+    if not source.exists(fallback):
+        raise DataError(
+            f"Missing bAbI file {source.where(relative)} (and {fallback}). Restore the "
+            "complete tasks_1-20_v1-2 archive."
+        )
+    return fallback, (
+        f"bAbI task {task}: {relative} is missing, so the {part} split comes from the 1k file "
+        f"{fallback} (JW used the 10k file)."
+    )
+
+
+def candidate_answers(source: _Source, parsed_train: dict[int, list]) -> tuple[str, ...]:
+    """JW's answer candidates: the sorted words of tasks 1–3's training passages and questions.
+
+    JW fit one vocabulary on the three training files and took every word of it as a
+    candidate answer (``entity_list``; the entity mask is all ones, SPEC §2). ``parsed_train``
+    holds tasks already parsed; the others are read here.
+    """
+    words = set()
+    for task in TASK_FILES:
+        if task not in parsed_train:
+            relative, _ = _task_file(source, task, "train")
+            parsed_train[task] = parse_stories(
+                source.read(relative), source.where(relative), "train"
+            )
+        for _, passage, question, _ in parsed_train[task]:
+            words.update(passage, question)
+    return tuple(sorted(words))
+
+
 def load(data_dir: pathlib.Path, task: int) -> TextDataset:
     if task not in TASK_FILES:
         raise ValueError(f"bAbI task must be one of {sorted(TASK_FILES)}, got {task}.")
     source = _Source(data_dir / "babi")
-    stem = TASK_FILES[task]
     notes = []
     files = {}
     for part in ("train", "test"):
-        relative = f"en-10k/{stem}_{part}.txt"
-        if not source.exists(relative):
-            fallback = f"en/{stem}_{part}.txt"
-            if not source.exists(fallback):
-                raise DataError(
-                    f"Missing bAbI file {source.where(relative)} (and {fallback}). Restore the "
-                    "complete tasks_1-20_v1-2 archive."
-                )
-            message = (
-                f"bAbI task {task}: {relative} is missing, so the {part} split comes from the "
-                f"1k file {fallback} (JW used the 10k file)."
-            )
-            logging.warning(message)
-            notes.append(message)
-            relative = fallback
-        files[part] = relative
+        files[part], note = _task_file(source, task, part)
+        if note:
+            logging.warning(note)
+            notes.append(note)
     parsed = {
         part: parse_stories(source.read(relative), source.where(relative), part)
         for part, relative in files.items()
     }
-    answers = tuple(sorted({answer for *_, answer in parsed["train"]}))
+    answers = candidate_answers(source, {task: parsed["train"]})
 
     def to_examples(part):
         examples = []
@@ -196,8 +223,8 @@ def load(data_dir: pathlib.Path, task: int) -> TextDataset:
                 line_number = example_id.rsplit("-", 1)[1]
                 raise DataError(
                     f"{source.where(files[part])}, line {line_number}: the answer {answer!r} "
-                    f"never occurs in the train file {source.where(files['train'])}, so no "
-                    "model can predict it. Restore the original bAbI files."
+                    f"is no word of the bAbI 1–3 training files, so no model can predict it. "
+                    "Restore the original bAbI files."
                 )
             examples.append(Example(example_id, passage, answers.index(answer), question))
         return examples
@@ -224,14 +251,14 @@ _DROP_VERBS = frozenset({"dropped", "discarded", "left", "put"})
 def story_answer(statements: list[tuple[str, ...]], question: tuple[str, ...]) -> str | None:
     """The answer bAbI 1 or 2's rules give for ``statements`` in this order, or None.
 
-    bAbI 1 asks "where is <actor> ?": the place of the actor's last move. bAbI 2 asks
-    "where is the <object> ?": its holder's place, or the place where it was dropped.
+    bAbI 1 asks "where is <actor>": the place of the actor's last move. bAbI 2 asks
+    "where is the <object>": its holder's place, or the place where it was dropped.
     None where the order breaks the rules (an object taken while someone else holds it,
     dropped by someone who does not) or leaves the answer unknown.
 
     Args:
       statements: the passage's sentences, tokenised, in story order.
-      question: the question's tokens.
+      question: the question's tokens (a final "?" is ignored).
     """
     place, holder, resting = {}, {}, {}
     for words in statements:
@@ -250,7 +277,8 @@ def story_answer(statements: list[tuple[str, ...]], question: tuple[str, ...]) -
             holder[thing], resting[thing] = None, place.get(actor)
         else:
             raise ValueError(f"Not a bAbI 1–2 sentence: {' '.join(words)!r}.")
-    asked = question[-2]
+    question = tuple(word for word in question if word != "?")
+    asked = question[-1]
     if question[2] != "the":  # bAbI 1: an actor
         return place.get(asked)
     if holder.get(asked) is not None:

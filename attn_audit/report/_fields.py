@@ -82,10 +82,23 @@ def predicted_classes(records: Sequence[dict]) -> np.ndarray:
     return np.array(classes, dtype=np.int64)
 
 
+# A label set this small is listed in full, so a class nobody is predicted shows as 0
+# (JW's classification and NLI sets); a larger one (bAbI's 36 candidate answers, most never
+# correct) lists only the classes predicted.
+LISTED_IN_FULL = 3
+
+
 def class_order(classes: np.ndarray, label_names: Sequence[str] | None) -> list[int]:
-    """Every class of ``label_names`` (even with no instances), then any other predicted class."""
+    """The classes to report, in label order, then any other predicted class.
+
+    Every class of ``label_names`` when there are at most ``LISTED_IN_FULL`` (even with no
+    instances), else only those in ``classes``.
+    """
+    predicted = {int(c) for c in classes.tolist()}
     known = list(range(len(label_names))) if label_names is not None else []
-    extra = sorted(int(c) for c in set(classes.tolist()) if int(c) not in known)
+    if len(known) > LISTED_IN_FULL:
+        known = [c for c in known if c in predicted]
+    extra = sorted(c for c in predicted if c not in known)
     return known + extra
 
 

@@ -39,13 +39,18 @@ def write_babi(folder, stories=STORY * 10, with_10k_task3=False):
 def test_passages_questions_answers(tmp_path):
     dataset = data.load_dataset("babi1", write_babi(tmp_path))
     test = dataset.splits["test"]
-    assert len(test) == 30 and dataset.label_names == ("bathroom", "hallway", "office")
+    # JW's candidates: every word of tasks 1–3's training passages and questions, "?" dropped.
+    assert len(test) == 30 and dataset.label_names == (
+        ".", "back", "bathroom", "daniel", "hallway", "is", "john", "journeyed", "mary", "moved",
+        "office", "sandra", "the", "to", "went", "where",
+    )  # fmt: skip
     second = test[1]
     assert second.tokens == (
         "mary", "moved", "to", "the", "bathroom", ".", "john", "went", "to", "the", "hallway",
         ".", "daniel", "went", "back", "to", "the", "hallway",
     )  # fmt: skip
-    assert second.question == ("where", "is", "daniel", "?") and second.label == 1
+    assert second.question == ("where", "is", "daniel")
+    assert dataset.label_names[second.label] == "hallway"
     assert len(dataset.splits["train"]) + len(dataset.splits["dev"]) == 60  # the 10k file
 
 
@@ -66,6 +71,15 @@ def test_real_babi_task3_fallback(real_data_dir):
     dataset = data.load_dataset("babi3", real_data_dir)
     assert len(dataset.splits["train"]) + len(dataset.splits["dev"]) == 1000
     assert len(dataset.splits["test"]) == 1000 and dataset.notes
+
+
+@pytest.mark.parametrize("task, jw_vocabulary", [(1, 24), (2, 38), (3, 39)])
+def test_real_babi_candidates_are_jw_entity_list(real_data_dir, task, jw_vocabulary):
+    dataset = data.load_dataset(f"babi{task}", real_data_dir)
+    examples = dataset.splits["train"] + dataset.splits["dev"]
+    words = {w for e in examples for w in e.tokens + e.question}
+    assert len(words) + 4 == jw_vocabulary  # JW's vocabulary counts PAD, UNK, SOS and EOS
+    assert set(dataset.label_names) >= words and len(dataset.label_names) == 36
 
 
 @pytest.mark.parametrize(
@@ -99,19 +113,37 @@ def test_bytes_that_are_not_utf8_name_member_and_line(tmp_path):
         data.load_dataset("babi1", tmp_path)
 
 
-def test_an_answer_the_train_file_lacks_names_the_line(tmp_path):
-    write_babi(tmp_path)
-    archive = tmp_path / "babi" / "tasks_1-20_v1-2.partial.tar.gz"
+def add_lines(archive, member, lines: bytes):
     with tarfile.open(archive, "r:gz") as source:
         files = {m.name: source.extractfile(m).read() for m in source.getmembers()}
-    test = "tasks_1-20_v1-2/en-10k/qa1_single-supporting-fact_test.txt"
-    files[test] += b"1 Mary moved to the attic.\n2 Where is Mary?\tattic\t1\n"
+    files[f"tasks_1-20_v1-2/{member}"] += lines
     with tarfile.open(archive, "w:gz") as target:
         for name, payload in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(payload)
             target.addfile(info, io.BytesIO(payload))
-    with pytest.raises(data.DataError, match=test + r", line 72: the answer 'attic' never occurs"):
+
+
+def test_candidates_are_the_words_of_all_three_training_files(tmp_path):
+    archive = write_babi(tmp_path) / "babi" / "tasks_1-20_v1-2.partial.tar.gz"
+    two_train, three_train = (
+        "en-10k/qa2_two-supporting-facts_train.txt",
+        "en/qa3_three-supporting-facts_train.txt",
+    )
+    add_lines(archive, two_train, b"1 John got the milk.\n2 Where is John?\toffice\t1\n")
+    add_lines(archive, three_train, b"1 Mary took the apple.\n2 Where is Mary?\toffice\t1\n")
+    one, two = data.load_dataset("babi1", tmp_path), data.load_dataset("babi2", tmp_path)
+    assert {"got", "milk", "took", "apple"} <= set(one.label_names)
+    assert one.label_names == two.label_names
+
+
+def test_an_answer_the_train_file_lacks_names_the_line(tmp_path):
+    archive = write_babi(tmp_path) / "babi" / "tasks_1-20_v1-2.partial.tar.gz"
+    test = "en-10k/qa1_single-supporting-fact_test.txt"
+    add_lines(archive, test, b"1 Mary moved to the attic.\n2 Where is Mary?\tattic\t1\n")
+    with pytest.raises(
+        data.DataError, match=test + r", line 72: the answer 'attic' is no word of the bAbI 1–3 tr"
+    ):
         data.load_dataset("babi1", tmp_path)
 
 

@@ -113,6 +113,15 @@ def test_absent_audits_are_omitted(records):
     assert "table2" not in report.summarize(bare, LABELS)
 
 
+def test_a_vocabulary_of_classes_lists_only_those_predicted(records):
+    # bAbI: 36 candidate answers, a handful ever predicted.
+    vocabulary = ("negative", "positive", "x", "y", "z")
+    negatives = [r for r in records if r["predicted_class"] == 0]
+    assert report.summarize(negatives, vocabulary)["class_counts"] == {"negative": len(negatives)}
+    counts = report.summarize(records, vocabulary)["class_counts"]
+    assert list(counts) == ["negative", "positive"] and sum(counts.values()) == len(records)
+
+
 def test_class_without_instances_has_empty_statistics(records):
     negatives = [r for r in records if r["predicted_class"] == 0]
     summary = report.summarize(negatives, LABELS)
