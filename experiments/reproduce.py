@@ -16,7 +16,10 @@ test split (all four audits), and writes
   difference, and every class's numbers beside the paper's;
 - ``results/figures/<dataset>_lstm_tanh_*.png``: the BiLSTM+tanh figures of each set.
 
-Finished runs and audits are reused, so the command can be stopped and started again.
+A model whose dev accuracy is no better than always giving the most frequent answer has
+learnt nothing (a bAbI model can stay at the answer prior for all 100 epochs); it is trained
+again with the next seed, up to ``--max_seeds`` (``training.train_until_learnt``), and the table
+says so. Finished runs and audits are reused, so the command can be stopped and started again.
 """
 
 import json
@@ -44,6 +47,9 @@ _ATTENTIONS = flags.DEFINE_list("attentions", list(ATTENTIONS), "Attentions.")
 _RUNS_DIR = flags.DEFINE_string("runs_dir", "runs/reproduce", "Where the runs go.")
 _RESULTS_DIR = flags.DEFINE_string("results_dir", "results", "Where tables and figures go.")
 _FULL_BUDGET = flags.DEFINE_bool("full_budget", False, "Ignore REDUCED_BUDGETS.")
+_MAX_SEEDS = flags.DEFINE_integer(
+    "max_seeds", 3, "Seeds to try while a model learns nothing (training.train_until_learnt)."
+)
 _EPOCHS = flags.DEFINE_integer("epochs", None, "Override every run's epochs (tests).")
 _TRAIN_LIMIT = flags.DEFINE_integer(
     "train_limit", None, "Train every model on a seeded sample of N training instances."
@@ -211,6 +217,12 @@ def markdown_section(models, wall_minutes) -> str:
         budgets.setdefault(model["dataset"], {}).setdefault(budget_text(model["budget"]), [])
         budgets[model["dataset"]][budget_text(model["budget"])].append(name)
         notes += [f"{model['dataset']}: {n}" for n in model["data_notes"]]
+        if model.get("seeds_that_learnt_nothing"):
+            seeds = ", ".join(str(s) for s in model["seeds_that_learnt_nothing"])
+            notes.append(
+                f"{model['dataset']} {name}: seed(s) {seeds} learnt nothing (dev accuracy not "
+                f"above always giving the most frequent answer); seed {model['seed']} is kept."
+            )
     for dataset, by_budget in budgets.items():
         parts = [f"{budget} ({', '.join(names)})" for budget, names in by_budget.items()]
         lines.append(f"- {dataset}: {'; '.join(parts)}")
@@ -260,7 +272,9 @@ def main(argv):
                     )
                     continue
                 logging.info("reproduce: %s %s+%s", name, encoder, attention)
-                history = training.run_training(config, workdir, dataset=dataset)
+                history, workdir, learnt_nothing = training.train_until_learnt(
+                    config, workdir, dataset, _MAX_SEEDS.value
+                )
                 run = load_run(workdir)
                 test = data.encode_split(dataset, "test", run.vocab)
                 if audit_limit:
@@ -280,6 +294,8 @@ def main(argv):
                     "run": f"{name}/{workdir.name}", "label_names": list(label_names),
                     "budget": this_budget,
                     "data_notes": list(dataset.notes),
+                    "seed": run.config["train"]["seed"],
+                    "seeds_that_learnt_nothing": learnt_nothing,
                     "test_accuracy": history["test"]["accuracy"],
                     "test_roc_auc": history["test"]["roc_auc"],
                     "training_minutes": history.get("total_train_seconds", 0.0) / 60,

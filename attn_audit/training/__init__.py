@@ -17,7 +17,13 @@ from attn_audit.training.evaluate import (
     predict_split,
     selection_metric,
 )
-from attn_audit.training.loop import TrainingDiverged, load_guide, run_training, train_step
+from attn_audit.training.loop import (
+    TrainingDiverged,
+    load_guide,
+    run_training,
+    train_step,
+    train_until_learnt,
+)
 from attn_audit.training.objectives import Guide, adversarial_terms, guide_outputs, loss_fn
 from attn_audit.training.optimizer import freezes_encoder, make_optimizer
 from attn_audit.training.run_folder import Run, load_run, read_json, write_json
@@ -28,5 +34,5 @@ __all__ = [
     "evaluate",
     "freezes_encoder", "guide_outputs", "load_guide", "load_run", "loss_fn", "make_optimizer",
     "paper_defaults", "predict", "predict_batch", "predict_split", "read_json", "run_training",
-    "selection_metric", "train_step", "write_json",
+    "selection_metric", "train_step", "train_until_learnt", "write_json",
 ]  # fmt: skip

@@ -20,12 +20,13 @@ import optax
 from attn_audit import data, models
 from attn_audit._progress import format_duration
 from attn_audit.data import embeddings as embeddings_lib
-from attn_audit.data import wordpiece
+from attn_audit.data import pipeline, wordpiece
 from attn_audit.folder_lock import folder_lock
 from attn_audit.pretrained import minilm
 from attn_audit.training.checkpoint import RunCheckpoints
 from attn_audit.training.config import TrainConfig
 from attn_audit.training.evaluate import evaluate, model_inputs, selection_metric
+from attn_audit.training.metrics import beats_majority
 from attn_audit.training.objectives import Guide, loss_fn
 from attn_audit.training.optimizer import freezes_encoder, make_optimizer
 from attn_audit.training.run_folder import load_run, read_json, write_json
@@ -160,6 +161,53 @@ def run_training(
     workdir = pathlib.Path(workdir).resolve()
     with folder_lock(workdir):
         return _run_training(train_config, workdir, data_dir, dataset)
+
+
+def train_until_learnt(
+    train_config: TrainConfig,
+    workdir: str | pathlib.Path,
+    dataset: data.TextDataset,
+    max_seeds: int = 3,
+) -> tuple[dict, pathlib.Path, list[int]]:
+    """``run_training``, again with the next seed while the model has learnt nothing.
+
+    A model has learnt nothing when its selected epoch's dev accuracy is not significantly
+    above always giving the most frequent dev answer (``metrics.beats_majority``): a bAbI
+    model stuck at the answer prior gives one answer to every question, and its audit would
+    describe a constant. Seeds ``seed, seed + 1, ...`` train in ``workdir`` and then in
+    ``workdir_seed<S>`` beside it; every run is kept and resumable.
+
+    Args:
+      train_config: what to train; its ``seed`` is the first tried.
+      workdir: the first seed's run folder.
+      dataset: the loaded data set.
+      max_seeds: how many seeds to try at most.
+
+    Returns:
+      The kept run's ``metrics.json`` content, its folder, and the seeds that learnt nothing
+      before it (all ``max_seeds`` of them, the kept one included, when none learnt).
+    """
+    if max_seeds < 1:
+        raise ValueError(f"max_seeds must be at least 1, got {max_seeds}.")
+    workdir = pathlib.Path(workdir)
+    dev_labels = np.asarray([e.label for e in pipeline.kept_examples(dataset, "dev")])
+    learnt_nothing = []
+    for attempt in range(max_seeds):
+        seed = train_config.seed + attempt
+        folder = workdir if attempt == 0 else workdir.with_name(f"{workdir.name}_seed{seed}")
+        config = dataclasses.replace(train_config, seed=seed)
+        history = run_training(config, folder, dataset=dataset)
+        best = next(e for e in history["epochs"] if e["epoch"] == history["best_epoch"])
+        if beats_majority(best["dev"]["accuracy"], dev_labels):
+            return history, folder, learnt_nothing
+        learnt_nothing.append(seed)
+        logging.warning(
+            "%s (seed %d) learnt nothing: dev accuracy %.3f is not above always giving the "
+            "most frequent answer. %s",
+            folder, seed, best["dev"]["accuracy"],
+            "Trying the next seed." if attempt + 1 < max_seeds else "Keeping it; no seed learnt.",
+        )  # fmt: skip
+    return history, folder, learnt_nothing
 
 
 def _run_training(train_config, workdir, data_dir, dataset):

@@ -1,6 +1,11 @@
 """Classification metrics on the host (numpy): accuracy, ROC-AUC, macro-F1."""
 
 import numpy as np
+from scipy import stats
+
+# A model has learnt something when a one-sided binomial test puts its accuracy above the
+# majority answer's at this level.
+LEARNT_SIGNIFICANCE = 0.01
 
 
 def accuracy(labels: np.ndarray, probabilities: np.ndarray) -> float:
@@ -70,3 +75,24 @@ def classification_report(labels: np.ndarray, probabilities: np.ndarray) -> dict
         "macro_f1": macro_f1(labels, probabilities),
         "n": int(len(labels)),
     }
+
+
+def beats_majority(accuracy_value: float, labels: np.ndarray) -> bool:
+    """Whether ``accuracy_value`` on ``labels`` is significantly above always giving one answer.
+
+    The best constant answer, the most frequent label, scores its share ``p0`` of ``labels``;
+    a model that gives one answer to (nearly) every instance, as a QA model stuck at the
+    answer prior does, scores about ``p0``. One-sided binomial test of ``k = round(acc · N)``
+    correct out of ``N`` against ``p0``, at ``LEARNT_SIGNIFICANCE``.
+
+    Args:
+      accuracy_value: the model's accuracy on ``labels``.
+      labels: int ``[N]``, N ≥ 1.
+    """
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        raise ValueError("beats_majority needs at least one label.")
+    majority_share = np.bincount(labels).max() / labels.size
+    correct = int(round(accuracy_value * labels.size))
+    test = stats.binomtest(correct, labels.size, majority_share, alternative="greater")
+    return bool(test.pvalue < LEARNT_SIGNIFICANCE)

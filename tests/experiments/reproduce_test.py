@@ -30,6 +30,11 @@ def test_reproduce_writes_table2_and_results(tmp_path, monkeypatch, capsys):
     entry = json.loads((tmp_path / "results" / "table2" / "sst_lstm_tanh.json").read_text())
     assert entry["rows"] == [{**r, "n": int(r["n"])} for r in _numbers(rows)]
     assert entry["budget"] == {"epochs": 1, "train_limit": None, "audit_limit": None}
+    # One epoch on the toy set may learn nothing; then the next seed was tried, and said.
+    tried = entry["seeds_that_learnt_nothing"]
+    assert tried in ([], [0], [0, 1]) and entry["seed"] == min(len(tried), 1)
+    note = f"sst lstm+tanh: seed(s) {', '.join(map(str, tried))} learnt nothing"
+    assert (note in text) == bool(tried)
     # Another model of the same set: the first one's entry and rows stay.
     _toy_run(run, tmp_path, data_dir, "sst", "average")
     with open(tmp_path / "results" / "table2.csv") as f:
@@ -94,5 +99,5 @@ def _toy_run(run, tmp_path, data_dir, datasets: str, encoder: str):
     run(
         f"--datasets={datasets}", f"--data_dir={data_dir}", f"--runs_dir={tmp_path / 'runs'}",
         f"--results_dir={tmp_path / 'results'}", "--epochs=1", f"--encoders={encoder}",
-        "--attentions=tanh",
+        "--attentions=tanh", "--max_seeds=2",
     )  # fmt: skip

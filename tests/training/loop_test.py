@@ -175,3 +175,25 @@ def test_cnn_filters_reach_the_model_and_matter_only_to_a_cnn_run(tmp_path):
     )
     assert again["test"] == history["test"]
     assert training.paper_defaults("babi2")["cnn_filters"] == 8  # JW: hidden_size // 4
+
+
+def test_train_until_learnt_tries_the_next_seed_only_while_nothing_is_learnt(tmp_path):
+    dataset = data.load_dataset("sst", write_toy_sst(tmp_path / "data", n=200))
+    config = training.TrainConfig(epochs=5, learning_rate=0.02, **TINY)
+    history, folder, learnt_nothing = training.train_until_learnt(config, tmp_path / "run", dataset)
+    assert folder == tmp_path / "run" and learnt_nothing == [] and history["test"]["accuracy"] > 0.9
+
+    # Labels drawn at random, independently of the text: no seed can learn them.
+    rng = np.random.default_rng(0)
+    noise = dataclasses.replace(dataset, splits={
+        name: [dataclasses.replace(e, label=int(rng.integers(2))) for e in examples]
+        for name, examples in dataset.splits.items()
+    })  # fmt: skip
+    config = training.TrainConfig(epochs=1, **TINY)
+    history, folder, learnt_nothing = training.train_until_learnt(
+        config, tmp_path / "noise", noise, max_seeds=2
+    )
+    assert learnt_nothing == [0, 1] and folder == tmp_path / "noise_seed1"
+    assert load_run(folder).config["train"]["seed"] == 1 and (tmp_path / "noise").is_dir()
+    with pytest.raises(ValueError, match="max_seeds must be at least 1"):
+        training.train_until_learnt(config, tmp_path / "x", noise, max_seeds=0)

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -37,3 +39,21 @@ def test_macro_f1_and_accuracy_by_hand():
     assert metrics.accuracy(labels, probabilities) == pytest.approx(3 / 5)
     # class 0: TP1 FP1 FN1 → 0.5; class 1: TP2 FP1 FN0 → 0.8; class 2: TP0 FP0 FN1 → 0.
     assert metrics.macro_f1(labels, probabilities) == pytest.approx((0.5 + 0.8 + 0.0) / 3)
+
+
+def binomial_upper_tail(correct, n, p):
+    """P(X ≥ correct) for X ~ Binomial(n, p), summed term by term."""
+    return sum(math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(correct, n + 1))
+
+
+@pytest.mark.parametrize("correct", [0, 50, 55, 60, 62, 63, 64, 70, 100])
+def test_beats_majority_is_a_one_sided_binomial_test_against_the_majority_share(correct):
+    labels = np.array([0] * 50 + [1] * 30 + [2] * 20)  # the constant answer 0 scores 0.5
+    expected = binomial_upper_tail(correct, 100, 0.5) < metrics.LEARNT_SIGNIFICANCE
+    assert metrics.beats_majority(correct / 100, labels) == expected
+    assert metrics.beats_majority(0.5, labels) is False and metrics.beats_majority(0.7, labels)
+
+
+def test_beats_majority_needs_labels():
+    with pytest.raises(ValueError, match="at least one label"):
+        metrics.beats_majority(0.5, np.array([], dtype=int))
