@@ -25,7 +25,11 @@ from attn_audit.training.loop import (
     train_until_learnt,
 )
 from attn_audit.training.objectives import Guide, adversarial_terms, guide_outputs, loss_fn
-from attn_audit.training.optimizer import freezes_encoder, make_optimizer
+from attn_audit.training.optimizer import (
+    freezes_encoder,
+    make_optimizer,
+    scale_by_torch_amsgrad,
+)
 from attn_audit.training.run_folder import Run, load_run, read_json, write_json
 
 __all__ = [
@@ -34,5 +38,6 @@ __all__ = [
     "evaluate",
     "freezes_encoder", "guide_outputs", "load_guide", "load_run", "loss_fn", "make_optimizer",
     "paper_defaults", "predict", "predict_batch", "predict_split", "read_json", "run_training",
+    "scale_by_torch_amsgrad",
     "selection_metric", "train_step", "train_until_learnt", "write_json",
 ]  # fmt: skip

@@ -1,13 +1,19 @@
-"""JW's optimiser: AMSGrad with coupled L2 weight decay (SPEC §2).
+"""JW's optimiser: PyTorch's AMSGrad with coupled L2 weight decay (SPEC §2).
 
 PyTorch's ``Adam(weight_decay=...)``: ``g ← g + λθ`` before the moments, on every
 parameter except a classifier's attention (``models.weight_decay_mask``: JW's QA/NLI model
 decays its attention too); a frozen (pretrained) encoder gets no update at all.
+
+PyTorch's AMSGrad keeps the maximum of the *raw* second moment and divides it by the bias
+correction afterwards; ``optax.amsgrad`` keeps the maximum of the bias-corrected moment,
+which holds the first steps' large gradients for the whole run (``scale_by_torch_amsgrad``).
 """
 
 import functools
+from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from attn_audit import models
@@ -36,7 +42,8 @@ def _optimizer(
 ) -> optax.GradientTransformation:
     optimizer = optax.chain(
         optax.add_decayed_weights(weight_decay, mask=models.weight_decay_mask),
-        optax.amsgrad(learning_rate),
+        scale_by_torch_amsgrad(),
+        optax.scale(-learning_rate),
     )
     if freeze_encoder:
         optimizer = optax.multi_transform(
@@ -50,3 +57,40 @@ def _encoder_frozen_labels(params):
         name: jax.tree.map(lambda _, n=name: "freeze" if n == "encoder" else "train", subtree)
         for name, subtree in params.items()
     }
+
+
+class TorchAmsgradState(NamedTuple):
+    count: jax.Array  # int32 []
+    mu: optax.Updates
+    nu: optax.Updates
+    nu_max: optax.Updates
+
+
+def scale_by_torch_amsgrad(
+    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+) -> optax.GradientTransformation:
+    """``torch.optim.Adam(amsgrad=True)``'s step direction (before the learning rate).
+
+    With ``m_t = b1·m + (1 − b1)·g``, ``v_t = b2·v + (1 − b2)·g²`` and
+    ``v_max = max(v_max, v_t)`` (raw, not bias-corrected):
+    ``update = (m_t / (1 − b1^t)) / (sqrt(v_max) / sqrt(1 − b2^t) + eps)``.
+    """
+
+    def init_fn(params):
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        return TorchAmsgradState(jnp.zeros([], jnp.int32), zeros, zeros, zeros)
+
+    def update_fn(updates, state, params=None):
+        del params
+        count = state.count + 1
+        mu = jax.tree.map(lambda g, m: b1 * m + (1 - b1) * g, updates, state.mu)
+        nu = jax.tree.map(lambda g, v: b2 * v + (1 - b2) * g * g, updates, state.nu)
+        nu_max = jax.tree.map(jnp.maximum, state.nu_max, nu)
+        correction1 = 1 - b1 ** count.astype(jnp.float32)
+        correction2_sqrt = jnp.sqrt(1 - b2 ** count.astype(jnp.float32))
+        updates = jax.tree.map(
+            lambda m, v: (m / correction1) / (jnp.sqrt(v) / correction2_sqrt + eps), mu, nu_max
+        )
+        return updates, TorchAmsgradState(count, mu, nu, nu_max)
+
+    return optax.GradientTransformation(init_fn, update_fn)

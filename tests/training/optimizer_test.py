@@ -62,11 +62,12 @@ def test_decay_is_coupled_before_the_amsgrad_moments():
         lambda g, p, decays: g + 0.1 * p if decays else g,
         gradients, params, models.weight_decay_mask(params),
     )  # fmt: skip
-    expected = updates_of(optax.amsgrad(0.01), coupled, params)
+    torch_amsgrad = optax.chain(training.scale_by_torch_amsgrad(), optax.scale(-0.01))
+    expected = updates_of(torch_amsgrad, coupled, params)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
     # Without the mask the attention would have moved differently.
-    uncoupled = updates_of(optax.amsgrad(0.01), gradients, params)["attention"]
+    uncoupled = updates_of(torch_amsgrad, gradients, params)["attention"]
     for a, b in zip(jax.tree.leaves(got["attention"]), jax.tree.leaves(uncoupled), strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -94,3 +95,34 @@ def test_equal_settings_share_one_optimizer():
     other = dataclasses.replace(config, learning_rate=0.02)
     assert training.make_optimizer(config) is not training.make_optimizer(other)
     assert not training.freezes_encoder(config)
+
+
+def test_matches_torch_adam_amsgrad_with_weight_decay_over_many_steps():
+    """JW's torch.optim.Adam(lr, weight_decay, amsgrad=True), step by step, with gradients
+    that start large and shrink (where optax.amsgrad, which keeps the maximum of the
+    bias-corrected moment, takes steps several times smaller)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=(5, 3)).astype(np.float32)
+    gradients = [rng.normal(size=(5, 3)).astype(np.float32) * 10.0 / (1 + t) for t in range(60)]
+    parameter = torch.nn.Parameter(torch.tensor(start))
+    reference = torch.optim.Adam([parameter], lr=0.01, weight_decay=0.1, amsgrad=True)
+    optimizer = training.make_optimizer(training.TrainConfig(learning_rate=0.01, weight_decay=0.1))
+    params = {"encoder": {"w": jnp.asarray(start)}}  # decayed, as every encoder parameter
+    state = optimizer.init(params)
+    for gradient in gradients:
+        parameter.grad = torch.tensor(gradient)
+        reference.step()
+        updates, state = optimizer.update({"encoder": {"w": jnp.asarray(gradient)}}, state, params)
+        params = optax.apply_updates(params, updates)
+    np.testing.assert_allclose(params["encoder"]["w"], parameter.detach().numpy(), atol=2e-6)
+    # optax.amsgrad ends elsewhere on the same gradients.
+    optax_params, optax_state = {"w": jnp.asarray(start)}, None
+    optax_optimizer = optax.chain(optax.add_decayed_weights(0.1), optax.amsgrad(0.01))
+    optax_state = optax_optimizer.init(optax_params)
+    for gradient in gradients:
+        updates, optax_state = optax_optimizer.update(
+            {"w": jnp.asarray(gradient)}, optax_state, optax_params
+        )
+        optax_params = optax.apply_updates(optax_params, updates)
+    assert np.abs(optax_params["w"] - parameter.detach().numpy()).max() > 1e-3
