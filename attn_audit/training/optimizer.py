@@ -77,8 +77,9 @@ def scale_by_torch_amsgrad(
     """
 
     def init_fn(params):
-        zeros = jax.tree.map(jnp.zeros_like, params)
-        return TorchAmsgradState(jnp.zeros([], jnp.int32), zeros, zeros, zeros)
+        # Three separate buffers: the training step donates the state.
+        mu, nu, nu_max = (jax.tree.map(jnp.zeros_like, params) for _ in range(3))
+        return TorchAmsgradState(jnp.zeros([], jnp.int32), mu, nu, nu_max)
 
     def update_fn(updates, state, params=None):
         del params
