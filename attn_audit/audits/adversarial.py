@@ -1,8 +1,8 @@
 """The adversarial attention search (JW §3.3, SPEC §3.5).
 
 Per instance, K attention distributions are parameterised as free logits
-(initialised at ``3·N(0, 1)``, masked like α) and trained with AMSGrad
-(lr 0.01, 500 steps) on
+(initialised at ``3·N(0, 1)``, masked like α) and trained with PyTorch's AMSGrad
+(JW's ``torch.optim.Adam(amsgrad=True)``, lr 0.01, 500 steps) on
 
     L = Σ_k [ −JSD(α_k, α̂) + 500·ReLU(TVD(ŷ(α_k), ŷ(α̂)) − 0.01) ] − mean_{k1<k2} JSD(α_k1, α_k2)
 
@@ -20,6 +20,7 @@ import optax
 from attn_audit import stats
 from attn_audit.audits._instance import original_pass
 from attn_audit.models import masked_softmax, real_token_mask
+from attn_audit.training.optimizer import scale_by_torch_amsgrad
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +93,7 @@ def adversarial_search(model, params, instance, key, settings=JW_ADVERSARY) -> d
     def objective(logits):
         return adversarial_objective(logits, decode_fn, alpha, probabilities, mask, settings)
 
-    optimizer = optax.amsgrad(settings.learning_rate)
+    optimizer = optax.chain(scale_by_torch_amsgrad(), optax.scale(-settings.learning_rate))
     # Drawn as [T, K] and transposed: position t's draws do not depend on the padded width T
     # (JAX's counter-based bits), so an instance gets the same adversary at any bucket width.
     noise = jax.random.normal(key, (num_positions, settings.num_candidates)).T
