@@ -1,6 +1,7 @@
-"""All 18 bAbI models: the 6-answer layer (6c37829) against JW's candidates (52d4468) and JW's runs.
+"""All 18 bAbI models: 6c37829 (6 answers, optax) against the current rows and JW's runs.
 
-Reads ``results/table2/babi*.json`` at both commits (``git show``) and writes
+Reads ``results/table2/babi*.json`` at 6c37829 (``git show``) and in the working tree;
+writes
 ``compare.csv`` beside this file. τ_g is the instance-weighted mean over predicted classes
 (JW's bAbI cell). JW's runs: successar/AttentionExplanation, ``graph_outputs/evaluate/`` and
 ``graph_outputs/GradientPval_kendalltau/`` (``cnn`` is their ``cnn(1,3,5,7)``).
