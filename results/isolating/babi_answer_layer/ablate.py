@@ -24,6 +24,16 @@ VARIANTS = {  # name: (JW's 36 candidates?, question keeps "?"?)
 }
 
 
+def append_row(path: pathlib.Path, row: dict) -> None:
+    """Appends ``row`` to the CSV at ``path``, with a header when the file is new."""
+    new_file = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(row))
+        if new_file:
+            writer.writeheader()
+        writer.writerow(row)
+
+
 def variant(dataset: data.TextDataset, wide: bool, question_mark: bool) -> data.TextDataset:
     names = dataset.label_names
     places = tuple(sorted({names[e.label] for e in dataset.splits["train"]}))
@@ -59,12 +69,7 @@ def main(dataset_name: str, encoder: str, attention: str, seeds: list[int]) -> N
                 "variant": name, "test_accuracy": history["test"]["accuracy"],
                 "best_epoch": history["best_epoch"],
             }  # fmt: skip
-            new_file = not out.exists()
-            with out.open("a", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=list(row))
-                if new_file:
-                    writer.writeheader()
-                writer.writerow(row)
+            append_row(out, row)
             print(row, flush=True)
 
 

@@ -6,12 +6,14 @@ the commit they were measured at. Data from ``ATTN_AUDIT_DATA``.
     python results/isolating/babi_answer_layer/seeds.py DATASET ENCODER ATTENTION SEED...
 """
 
-import csv
 import pathlib
 import subprocess
 import sys
 
 from attn_audit import data, training
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from ablate import append_row  # noqa: E402
 
 
 def main(name: str, encoder: str, attention: str, seeds: list[int]) -> None:
@@ -34,12 +36,7 @@ def main(name: str, encoder: str, attention: str, seeds: list[int]) -> None:
             "test_accuracy": history["test"]["accuracy"], "best_epoch": history["best_epoch"],
             "commit": commit,
         }  # fmt: skip
-        new_file = not out.exists()
-        with out.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(row))
-            if new_file:
-                writer.writeheader()
-            writer.writerow(row)
+        append_row(out, row)
         print(row, flush=True)
 
 

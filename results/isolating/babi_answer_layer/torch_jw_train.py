@@ -12,7 +12,6 @@ Rows are appended to ``torch_jw_train.csv`` beside this file.
         VARIANT SEED...      # VARIANT: one of ablate.VARIANTS' keys, e.g. "36 answers, no ?"
 """
 
-import csv
 import pathlib
 import sys
 
@@ -24,7 +23,7 @@ from attn_audit.data import pipeline
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3]))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from ablate import VARIANTS, variant  # noqa: E402
+from ablate import VARIANTS, append_row, variant  # noqa: E402
 
 from tests.reference.torch_model import TorchModel  # noqa: E402
 
@@ -102,12 +101,7 @@ def main(name: str, encoder: str, attention: str, variant_name: str, seeds: list
             "variant": variant_name, "test_accuracy": best["test"], "best_epoch": best["epoch"],
             "dev_accuracy": best["dev"],
         }  # fmt: skip
-        new_file = not out.exists()
-        with out.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(row))
-            if new_file:
-                writer.writeheader()
-            writer.writerow(row)
+        append_row(out, row)
         print(row, flush=True)
 
 
