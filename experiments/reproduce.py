@@ -48,7 +48,10 @@ _RUNS_DIR = flags.DEFINE_string("runs_dir", "runs/reproduce", "Where the runs go
 _RESULTS_DIR = flags.DEFINE_string("results_dir", "results", "Where tables and figures go.")
 _FULL_BUDGET = flags.DEFINE_bool("full_budget", False, "Ignore REDUCED_BUDGETS.")
 _MAX_SEEDS = flags.DEFINE_integer(
-    "max_seeds", 3, "Seeds to try while a model learns nothing (training.train_until_learnt)."
+    "max_seeds",
+    3,
+    "Seeds to try while a model learns nothing (training.train_until_learnt).",
+    lower_bound=1,
 )
 _EPOCHS = flags.DEFINE_integer("epochs", None, "Override every run's epochs (tests).")
 _TRAIN_LIMIT = flags.DEFINE_integer(

@@ -20,7 +20,7 @@ import optax
 from attn_audit import stats
 from attn_audit.audits._instance import original_pass
 from attn_audit.models import masked_softmax, real_token_mask
-from attn_audit.training.optimizer import scale_by_torch_amsgrad
+from attn_audit.training.optimizer import torch_amsgrad
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +93,7 @@ def adversarial_search(model, params, instance, key, settings=JW_ADVERSARY) -> d
     def objective(logits):
         return adversarial_objective(logits, decode_fn, alpha, probabilities, mask, settings)
 
-    optimizer = optax.chain(scale_by_torch_amsgrad(), optax.scale(-settings.learning_rate))
+    optimizer = torch_amsgrad(settings.learning_rate)
     # Drawn as [T, K] and transposed: position t's draws do not depend on the padded width T
     # (JAX's counter-based bits), so an instance gets the same adversary at any bucket width.
     noise = jax.random.normal(key, (num_positions, settings.num_candidates)).T

@@ -189,12 +189,11 @@ def candidate_answers(source: _Source, parsed_train: dict[int, list]) -> tuple[s
     """
     words = set()
     for task in TASK_FILES:
-        if task not in parsed_train:
+        examples = parsed_train.get(task)
+        if examples is None:
             relative, _ = _task_file(source, task, "train")
-            parsed_train[task] = parse_stories(
-                source.read(relative), source.where(relative), "train"
-            )
-        for _, passage, question, _ in parsed_train[task]:
+            examples = parse_stories(source.read(relative), source.where(relative), "train")
+        for _, passage, question, _ in examples:
             words.update(passage, question)
     return tuple(sorted(words))
 

@@ -29,6 +29,7 @@ from attn_audit.training.optimizer import (
     freezes_encoder,
     make_optimizer,
     scale_by_torch_amsgrad,
+    torch_amsgrad,
 )
 from attn_audit.training.run_folder import Run, load_run, read_json, write_json
 
@@ -39,5 +40,5 @@ __all__ = [
     "freezes_encoder", "guide_outputs", "load_guide", "load_run", "loss_fn", "make_optimizer",
     "paper_defaults", "predict", "predict_batch", "predict_split", "read_json", "run_training",
     "scale_by_torch_amsgrad",
-    "selection_metric", "train_step", "train_until_learnt", "write_json",
+    "selection_metric", "torch_amsgrad", "train_step", "train_until_learnt", "write_json",
 ]  # fmt: skip

@@ -42,8 +42,7 @@ def _optimizer(
 ) -> optax.GradientTransformation:
     optimizer = optax.chain(
         optax.add_decayed_weights(weight_decay, mask=models.weight_decay_mask),
-        scale_by_torch_amsgrad(),
-        optax.scale(-learning_rate),
+        torch_amsgrad(learning_rate),
     )
     if freeze_encoder:
         optimizer = optax.multi_transform(
@@ -57,6 +56,11 @@ def _encoder_frozen_labels(params):
         name: jax.tree.map(lambda _, n=name: "freeze" if n == "encoder" else "train", subtree)
         for name, subtree in params.items()
     }
+
+
+def torch_amsgrad(learning_rate: float) -> optax.GradientTransformation:
+    """``torch.optim.Adam(lr=learning_rate, amsgrad=True)`` without weight decay."""
+    return optax.chain(scale_by_torch_amsgrad(), optax.scale(-learning_rate))
 
 
 class TorchAmsgradState(NamedTuple):

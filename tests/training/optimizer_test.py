@@ -62,7 +62,7 @@ def test_decay_is_coupled_before_the_amsgrad_moments():
         lambda g, p, decays: g + 0.1 * p if decays else g,
         gradients, params, models.weight_decay_mask(params),
     )  # fmt: skip
-    torch_amsgrad = optax.chain(training.scale_by_torch_amsgrad(), optax.scale(-0.01))
+    torch_amsgrad = training.torch_amsgrad(0.01)
     expected = updates_of(torch_amsgrad, coupled, params)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
