@@ -280,6 +280,14 @@ def _run_training(train_config, workdir, data_dir, dataset):
     history = {"epochs": [], "selection_metric": selection_metric(model_config, guide)}
     checkpoints = RunCheckpoints(workdir)
     try:
+        finished = _finished_history(workdir, train_config, checkpoints)
+        if finished is not None:
+            # Nothing restored: a finished run is reused even when its optimiser state was
+            # saved by another version of the optimiser.
+            logging.info(
+                "%s already finished %d epochs; nothing to do.", workdir, len(finished["epochs"])
+            )
+            return finished
         if checkpoints.latest_epoch() is not None:
             epoch, state = checkpoints.restore("latest", {"params": params, "opt_state": opt_state})
             params, opt_state = state["params"], state["opt_state"]
@@ -295,6 +303,17 @@ def _run_training(train_config, workdir, data_dir, dataset):
     return history
 
 
+def _finished_history(workdir, train_config, checkpoints) -> dict | None:
+    """``metrics.json`` of a run that trained all its epochs and was tested, else None."""
+    latest = checkpoints.latest_epoch()
+    if latest is None or latest < train_config.epochs or not (workdir / "metrics.json").exists():
+        return None
+    history = read_json(workdir / "metrics.json")
+    if "test" not in history or len(history["epochs"]) < train_config.epochs:
+        return None
+    return history
+
+
 def _train_epochs(
     train_config, model_config, params, opt_state, optimizer, splits, boundaries, history,
     checkpoints, workdir, guide=None, guide_params=None,
@@ -307,9 +326,6 @@ def _train_epochs(
         1 for _ in data.batches(train_split, train_config.batch_size, boundaries)
     )
     first_epoch = len(history["epochs"]) + 1
-    if first_epoch > train_config.epochs and "test" in history:
-        logging.info("%s already finished %d epochs; nothing to do.", workdir, train_config.epochs)
-        return history
     start = time.perf_counter()
     for epoch in range(first_epoch, train_config.epochs + 1):
         epoch_start = time.perf_counter()

@@ -7,6 +7,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from attn_audit import data, models, training
@@ -197,3 +198,24 @@ def test_train_until_learnt_tries_the_next_seed_only_while_nothing_is_learnt(tmp
     assert load_run(folder).config["train"]["seed"] == 1 and (tmp_path / "noise").is_dir()
     with pytest.raises(ValueError, match="max_seeds must be at least 1"):
         training.train_until_learnt(config, tmp_path / "x", noise, max_seeds=0)
+
+
+def test_a_finished_run_is_reused_without_restoring_its_optimiser_state(tmp_path, monkeypatch):
+    dataset = data.load_dataset("sst", write_toy_sst(tmp_path / "data", n=40))
+    config = training.TrainConfig(epochs=1, **TINY)
+    history = training.run_training(config, tmp_path / "run", dataset=dataset)
+
+    # An optimiser whose state has another structure (as after an optimiser change) cannot
+    # restore the saved state; a finished run must not need it.
+    def other_optimizer(train_config):
+        return optax.chain(optax.identity(), training.make_optimizer(train_config))
+
+    monkeypatch.setattr("attn_audit.training.loop.make_optimizer", other_optimizer)
+    assert training.run_training(config, tmp_path / "run", dataset=dataset) == history
+    # An unfinished run still restores it, and says why it cannot.
+    longer = dataclasses.replace(config, epochs=2)
+    (tmp_path / "run" / "config.json").write_text(
+        (tmp_path / "run" / "config.json").read_text().replace('"epochs": 1', '"epochs": 2')
+    )
+    with pytest.raises(training.CheckpointError, match="unreadable"):
+        training.run_training(longer, tmp_path / "run", dataset=dataset)
