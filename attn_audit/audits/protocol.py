@@ -105,8 +105,9 @@ class JWModel:
 
         Each leaf of the returned states has a leading axis of 2; they hold the
         readouts only (``"keys"``, ``"projected"``), which the BiLSTM computes
-        without materialising the variants' states. ``None`` where re-encoding is
-        as cheap (cnn). The question is not touched.
+        without materialising the variants' states and the CNN by re-convolving only
+        the states next to the deleted token. ``None`` for an encoder without a
+        shortcut (``deletion_shortcut.has_deletion_shortcut``). The question is not touched.
         """
         if not deletion_shortcut.has_deletion_shortcut(self.config):
             return None

@@ -7,6 +7,9 @@ backward suffix unchanged").
 - BiLSTM: the forward prefix before the deleted position and the backward suffix after it
   are unchanged; only the two new chains run. The variants without ``p`` and without its
   mirror ``n − 1 − p`` share single-direction lanes (``bilstm_states_without_pair``).
+- CNN: a state sees ``r`` tokens either side (``r`` the widest kernel's half), so only the
+  ``2r`` states around the deleted position change; the rest are the original states,
+  shifted (``cnn_states_without``).
 
 ``audits.JWModel.deletion_states`` uses it; every path is tested equal to re-encoding.
 """
@@ -18,6 +21,7 @@ from attn_audit.models._layers import valid_mask
 from attn_audit.models.config import ModelConfig
 from attn_audit.models.encoders import (
     Params,
+    cnn_states,
     encode_states,
     lstm_cell,
     lstm_input_gates,
@@ -224,19 +228,71 @@ def bilstm_states_without_pair(
     return jnp.stack([without_position, without_mirror])
 
 
+def cnn_states_without(
+    convolutions: Params,
+    config: ModelConfig,
+    context: dict,
+    length: jax.Array,
+    position: jax.Array,
+    readout: jax.Array | None = None,
+) -> jax.Array:
+    """CNN states of the sequence without ``p = position``, re-computing ``2r`` of them.
+
+    With ``r = max_k (k − 1) / 2``, variant state ``j`` reads the variant's tokens
+    ``j − r … j + r``. For ``j < p − r`` they are the original ``j − r … j + r``, and for
+    ``j ≥ p + r`` the original ``j + 1 − r … j + 1 + r``: the state is the original
+    ``h_j``, or ``h_{j+1}``. Only ``j ∈ [p − r, p + r)`` are new; they are the
+    convolution of the variant's tokens ``p − 2r … p + 2r − 1`` (zero outside the sequence),
+    whose middle ``2r`` outputs see no padding of that window. Equal to ``encode_states``
+    on the deleted sequence (tested).
+
+    Args:
+      convolutions: the encoder's ``"convolutions"`` subtree.
+      config: ``config.cnn_kernel_sizes``.
+      context: ``{"embedded": [T, E] zero at t >= length, "states": [T, H]}`` of the
+        original sequence (``deletion_context``).
+      length: scalar int n of the original sequence; the variant has n − 1.
+      position: scalar int p in ``[0, n)``.
+      readout: optional linear ``[H, F]``: returns ``states @ readout`` (the original
+        states' readout is computed once, outside any vmap over positions).
+
+    Returns:
+      ``[T, H]`` (``[T, F]`` with ``readout``), zero at ``t >= n − 1``.
+    """
+    embedded, states = context["embedded"], context["states"]
+    if readout is not None:
+        states = states @ readout
+    num_positions = states.shape[0]
+    positions = jnp.arange(num_positions)
+    shifted = states[jnp.minimum(positions + (positions >= position), num_positions - 1)]
+    reach = max((kernel_size - 1) // 2 for kernel_size in config.cnn_kernel_sizes)
+    if reach:
+        window = position - 2 * reach + jnp.arange(4 * reach)  # variant positions
+        source = window + (window >= position)  # their original positions
+        inside = (window >= 0) & (source < num_positions)
+        tokens = jnp.where(inside[:, None], embedded[jnp.clip(source, 0, num_positions - 1)], 0)
+        new = cnn_states(convolutions, config, tokens)[reach : 3 * reach]  # j ∈ [p − r, p + r)
+        if readout is not None:
+            new = new @ readout
+        offset = positions - (position - reach)
+        is_new = (offset >= 0) & (offset < 2 * reach)
+        shifted = jnp.where(is_new[:, None], new[jnp.clip(offset, 0, 2 * reach - 1)], shifted)
+    return jnp.where((positions < length - 1)[:, None], shifted, 0.0)
+
+
 def has_deletion_shortcut(config: ModelConfig) -> bool:
-    """Whether ``states_without_pair`` beats re-encoding a deleted sequence (lstm, average)."""
-    return config.encoder in ("lstm", "average")
+    """Whether ``states_without_pair`` beats re-encoding a deleted sequence (all three)."""
+    return config.encoder in ("lstm", "cnn", "average")
 
 
 def deletion_context(
     encoder_params: Params, config: ModelConfig, embedded: jax.Array, length: jax.Array
 ) -> dict:
-    """What all leave-one-out variants of one sequence share (lstm and average only).
+    """What all leave-one-out variants of one sequence share.
 
     Args:
       encoder_params: an encoder subtree.
-      config: ``config.encoder`` in ``("lstm", "average")``.
+      config: ``config.encoder`` in ``("lstm", "cnn", "average")``.
       embedded: ``[T, E]``; positions ``t >= length`` are read as zeros.
       length: scalar int.
 
@@ -248,6 +304,9 @@ def deletion_context(
     if config.encoder == "average":
         return {"states": encode_states(encoder_params, config, embedded, length)}
     embedded = jnp.where(valid_mask(length, embedded.shape[0])[:, None], embedded, 0.0)
+    if config.encoder == "cnn":
+        states = encode_states(encoder_params, config, embedded, length)
+        return {"embedded": embedded, "states": states}
     return bilstm_deletion_context(encoder_params["rnn"], embedded, length)
 
 
@@ -263,7 +322,8 @@ def states_without_pair(
 
     - average: ``h_t`` depends on ``x_t`` alone, so a variant's states are the
       original ones with one row removed;
-    - lstm: ``bilstm_states_without_pair`` (the two variants share their lanes).
+    - lstm: ``bilstm_states_without_pair`` (the two variants share their lanes);
+    - cnn: ``cnn_states_without``, once per variant.
 
     With a linear ``readout [H, F]``, returns the states' readout ``states @ readout``
     instead (for the BiLSTM without materialising the states).
@@ -274,6 +334,12 @@ def states_without_pair(
     if config.encoder == "lstm":
         rnn = encoder_params["rnn"]
         return bilstm_states_without_pair(rnn, context, length, position, readout)
+    if config.encoder == "cnn":
+        convolutions = encoder_params["convolutions"]
+        return jnp.stack([
+            cnn_states_without(convolutions, config, context, length, deleted, readout)
+            for deleted in (position, length - 1 - position)
+        ])  # fmt: skip
     states = context["states"] if readout is None else context["states"] @ readout
     num_positions = states.shape[0]
     positions = jnp.arange(num_positions)

@@ -202,7 +202,7 @@ def _bilstm_states(rnn: Params, embedded: jax.Array, length: jax.Array) -> jax.A
     return jnp.concatenate([forward_states, backward_states], axis=-1)
 
 
-def _cnn_states(convolutions: Params, config: ModelConfig, embedded: jax.Array) -> jax.Array:
+def cnn_states(convolutions: Params, config: ModelConfig, embedded: jax.Array) -> jax.Array:
     """``ReLU(concat_k Conv1d_k(e))`` with same padding ``(k-1)//2``; ``[T, K·F]``.
 
     PAD embeddings are zero and the convolution pads with zeros, so a valid
@@ -292,7 +292,7 @@ _KINDS = {
     ),
     "cnn": _Kind(
         init=lambda key, config: {"convolutions": _init_convolutions(key, config)},
-        states=lambda params, config, embedded, length: _cnn_states(
+        states=lambda params, config, embedded, length: cnn_states(
             params["convolutions"], config, embedded
         ),
         summary=_cnn_summary,

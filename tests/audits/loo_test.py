@@ -1,5 +1,7 @@
 """attn_audit.audits.loo: leave-one-out against a loop of deletions, in chunks and at once."""
 
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -43,3 +45,25 @@ def test_loo_in_chunks_equals_loo_at_once():
         np.testing.assert_allclose(chunked, at_once, atol=1e-6)
     assert audits.engine.loo_positions_per_chunk(32, 64) is None
     assert audits.engine.loo_positions_per_chunk(32, 512) == 16
+
+
+@dataclasses.dataclass(frozen=True)
+class ReEncoding(audits.JWModel):
+    """A JW model without the deletion shortcut: leave-one-out re-encodes every variant."""
+
+    def deletion_states(self, params, instance, embedded, states):
+        return None
+
+
+@pytest.mark.parametrize("encoder, attention, task, num_classes", CASES)
+def test_the_deletion_shortcut_equals_re_encoding_every_variant(
+    encoder, attention, task, num_classes
+):
+    model, params = tiny_model(encoder, attention, task, num_classes)
+    instances = audits.engine.instances_from_batch(
+        {k: jnp.asarray(v) for k, v in tiny_batch(questions=task == "qa").items()}
+    )
+    assert model.deletion_states is not None
+    shortcut = audits.engine.loo_batch(model, params, instances)
+    re_encoded = audits.engine.loo_batch(ReEncoding(model.config), params, instances)
+    np.testing.assert_allclose(shortcut, re_encoded, atol=1e-6)

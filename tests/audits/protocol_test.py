@@ -61,7 +61,10 @@ def test_hand_computable_two_token_case():
     assert set(np.round(tvds.astype(float), 6)) <= {0.0, round(abs(swapped - sigma), 6)}
 
 
-@pytest.mark.parametrize("encoder, task", [("lstm", "classification"), ("average", "qa")])
+@pytest.mark.parametrize(
+    "encoder, task", [("lstm", "classification"), ("average", "qa"), ("cnn", "classification"),
+                      ("cnn", "qa")]
+)  # fmt: skip
 def test_deletion_shortcut_equals_re_encoding_the_deleted_sequence(encoder, task):
     model, params = tiny_model(encoder, "tanh", task, 2 if task == "classification" else 3)
     batch = tiny_batch(questions=task == "qa")
@@ -81,13 +84,6 @@ def test_deletion_shortcut_equals_re_encoding_the_deleted_sequence(encoder, task
                     np.testing.assert_allclose(
                         got[key][member], expected[key], atol=1e-6, err_msg=f"{key} {deleted}"
                     )
-
-
-def test_cnn_has_no_deletion_shortcut():
-    model, params = tiny_model("cnn", "dot")
-    instance = instance_of(tiny_batch(), 0)
-    embedded = model.embed(params, instance)
-    assert model.deletion_states(params, instance, embedded, None) is None
 
 
 @pytest.mark.parametrize("encoder, attention, task, num_classes", CASES)

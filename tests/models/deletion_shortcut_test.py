@@ -1,5 +1,7 @@
 """attn_audit.models.deletion_shortcut: the states without a token equal re-encoding."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,14 +12,14 @@ from attn_audit.models import deletion_shortcut
 from tests._fixtures import initial_params, padded, tiny_config
 
 
-@pytest.mark.parametrize("encoder", ["lstm", "average"])
+@pytest.mark.parametrize("encoder", ["lstm", "cnn", "average"])
 def test_states_without_pair_equal_encoding_each_deleted_sequence(encoder):
     """Both variants of every pair (p, n − 1 − p), SOS and EOS included, as states and through
     a random linear readout, against encoding the shorter sequence from scratch."""
     config = tiny_config(encoder, "tanh")
     params = initial_params(config)
     readout = jax.random.normal(jax.random.key(5), (config.state_dim, 3))
-    for length in (3, 6, 10):
+    for length in (3, 6, 10, 12):
         token_ids, length = padded(list(range(4, 4 + length - 2)), 12)
         embedded = models.embed(params, config, token_ids)
         context = deletion_shortcut.deletion_context(params["encoder"], config, embedded, length)
@@ -36,3 +38,26 @@ def test_states_without_pair_equal_encoding_each_deleted_sequence(encoder):
                 )
                 np.testing.assert_allclose(pair[0][member], expected, atol=1e-6)
                 np.testing.assert_allclose(pair[1][member], expected @ readout, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel_sizes", [(1,), (3,), (5, 1), (1, 3, 5, 7)])
+def test_cnn_states_without_equal_encoding_the_deleted_sequence_at_any_reach(kernel_sizes):
+    """Every deleted position of sequences shorter and longer than the re-convolved window
+    (4r), in a bucket wider than both."""
+    config = dataclasses.replace(tiny_config("cnn", "tanh"), cnn_kernel_sizes=kernel_sizes)
+    params = initial_params(config)
+    width = 24
+    for length in (3, 9, 20):
+        token_ids, length = padded(list(range(4, 4 + length - 2)), width)
+        embedded = models.embed(params, config, token_ids)
+        context = deletion_shortcut.deletion_context(params["encoder"], config, embedded, length)
+        for position in range(length):
+            got = deletion_shortcut.cnn_states_without(
+                params["encoder"]["convolutions"], config, context, length, jnp.int32(position)
+            )
+            kept = [t for t in range(width) if t != position] + [width - 1]
+            shorter = jnp.where(jnp.arange(width) < length - 1, token_ids[jnp.array(kept)], 0)
+            expected = models.encode(
+                params, config, models.embed(params, config, shorter), length - 1
+            )
+            np.testing.assert_allclose(got, expected, atol=1e-6, err_msg=f"{length} {position}")
