@@ -10,16 +10,23 @@ Rows are appended to ``torch_jw_train.csv`` beside this file.
 
     python results/isolating/babi_answer_layer/torch_jw_train.py DATASET ENCODER ATTENTION \
         VARIANT SEED...      # VARIANT: one of ablate.VARIANTS' keys, e.g. "36 answers, no ?"
+
+A seed written ``jax:S`` starts from our JAX initialisation of seed S instead (the weights
+``training.run_training`` starts from with ``seed=S``, loaded through
+``interop.to_torch_state_dict``), with the loop's own randomness seeded by S: JW's loop on
+our starting point. Its rows say so in ``variant``.
 """
 
 import pathlib
 import sys
 
+import jax
 import numpy as np
 import torch
 
 from attn_audit import data, models
 from attn_audit.data import pipeline
+from attn_audit.interop import to_torch_state_dict
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3]))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -52,7 +59,9 @@ def accuracy(model: TorchModel, split: pipeline.EncodedSplit) -> float:
     return correct / len(split)
 
 
-def train(dataset: data.TextDataset, encoder: str, attention: str, seed: int) -> dict:
+def train(
+    dataset: data.TextDataset, encoder: str, attention: str, seed: int, jax_init: bool = False
+) -> dict:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     vocab = pipeline.vocabulary_for(dataset)
@@ -62,6 +71,10 @@ def train(dataset: data.TextDataset, encoder: str, attention: str, seed: int) ->
         attention=attention, task="qa", embed_dim=50, hidden_size=32, cnn_filters=8,
     )  # fmt: skip
     model = TorchModel(config)
+    if jax_init:  # as training.loop: init_key, embedding_key = split(key(seed))
+        init_key, _ = jax.random.split(jax.random.key(seed))
+        state = to_torch_state_dict(models.init(init_key, config), config)
+        model.load_state_dict({k: torch.tensor(v) for k, v in state.items()}, strict=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-5, amsgrad=True)
     train_split = splits["train"]
     lengths = np.array([len(ids) for ids in train_split.token_ids])
@@ -90,15 +103,18 @@ def train(dataset: data.TextDataset, encoder: str, attention: str, seed: int) ->
     return best
 
 
-def main(name: str, encoder: str, attention: str, variant_name: str, seeds: list[int]):
+def main(name: str, encoder: str, attention: str, variant_name: str, seeds: list[str]):
     wide, question_mark = VARIANTS[variant_name]
     dataset = variant(data.load_dataset(name), wide, question_mark)
     out = pathlib.Path(__file__).with_name("torch_jw_train.csv")
-    for seed in seeds:
-        best = train(dataset, encoder, attention, seed)
+    for written in seeds:
+        jax_init = written.startswith("jax:")
+        seed = int(written.removeprefix("jax:"))
+        best = train(dataset, encoder, attention, seed, jax_init)
         row = {
             "dataset": name, "model": f"{encoder}+{attention}", "seed": seed,
-            "variant": variant_name, "test_accuracy": best["test"], "best_epoch": best["epoch"],
+            "variant": variant_name + (", our JAX init" if jax_init else ""),
+            "test_accuracy": best["test"], "best_epoch": best["epoch"],
             "dev_accuracy": best["dev"],
         }  # fmt: skip
         append_row(out, row)
@@ -106,4 +122,4 @@ def main(name: str, encoder: str, attention: str, variant_name: str, seeds: list
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5], [int(s) for s in sys.argv[5:]])
+    main(*sys.argv[1:5], sys.argv[5:])
