@@ -129,20 +129,29 @@ def batches(
     if rng is not None:
         plan = [plan[i] for i in rng.permutation(len(plan))]
     for width, rows in plan:
-        text_width = width[0] if isinstance(width, tuple) else width
-        token_ids, lengths = _pad([data.token_ids[i] for i in rows], batch_size, text_width)
-        batch = {
-            "token_ids": token_ids,
-            "lengths": lengths,
-            "labels": np.zeros(batch_size, np.int32),
-            "index": np.full(batch_size, -1, np.int32),
-            "weights": np.zeros(batch_size, np.float32),
-        }
-        batch["labels"][: len(rows)] = data.labels[rows]
-        batch["index"][: len(rows)] = rows
-        batch["weights"][: len(rows)] = 1.0
-        if data.question_ids is not None:
-            batch["question_ids"], batch["question_lengths"] = _pad(
-                [data.question_ids[i] for i in rows], batch_size, width[1]
-            )
-        yield batch
+        text_width, question_width = width if isinstance(width, tuple) else (width, None)
+        yield batch_of_rows(data, rows, batch_size, text_width, question_width)
+
+
+def batch_of_rows(
+    data: EncodedSplit, rows: np.ndarray, batch_size: int, text_width: int,
+    question_width: int | None = None,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """The instances ``rows`` of ``data`` as one batch of ``batch_size`` rows (see ``batches``),
+    texts padded to ``text_width`` and, for QA/NLI, questions to ``question_width``."""
+    token_ids, lengths = _pad([data.token_ids[i] for i in rows], batch_size, text_width)
+    batch = {
+        "token_ids": token_ids,
+        "lengths": lengths,
+        "labels": np.zeros(batch_size, np.int32),
+        "index": np.full(batch_size, -1, np.int32),
+        "weights": np.zeros(batch_size, np.float32),
+    }
+    batch["labels"][: len(rows)] = data.labels[rows]
+    batch["index"][: len(rows)] = rows
+    batch["weights"][: len(rows)] = 1.0
+    if data.question_ids is not None:
+        batch["question_ids"], batch["question_lengths"] = _pad(
+            [data.question_ids[i] for i in rows], batch_size, question_width
+        )
+    return batch

@@ -36,25 +36,9 @@ def jw_batches(split, batch_size, boundaries, rng=None):
     for start in rng.permutation(np.arange(0, len(order), batch_size)):
         rows = order[start : start + batch_size]
         text_width = batching.bucket_of(max(lengths[rows]), boundaries)
-        token_ids, token_lengths = batching._pad(
-            [split.token_ids[i] for i in rows], batch_size, text_width
-        )
-        batch = {
-            "token_ids": token_ids,
-            "lengths": token_lengths,
-            "labels": np.zeros(batch_size, np.int32),
-            "index": np.full(batch_size, -1, np.int32),
-            "weights": np.zeros(batch_size, np.float32),
-        }
-        batch["labels"][: len(rows)] = split.labels[rows]
-        batch["index"][: len(rows)] = rows
-        batch["weights"][: len(rows)] = 1.0
-        questions = [split.question_ids[i] for i in rows]
-        question_width = batching.bucket_of(max(len(q) for q in questions), boundaries)
-        batch["question_ids"], batch["question_lengths"] = batching._pad(
-            questions, batch_size, question_width
-        )
-        yield batch
+        questions = max(len(split.question_ids[i]) for i in rows)
+        question_width = batching.bucket_of(questions, boundaries)
+        yield batching.batch_of_rows(split, rows, batch_size, text_width, question_width)
 
 
 def main(name: str, encoder: str, attention: str, seeds: list[int]) -> None:
