@@ -60,8 +60,14 @@ def accuracy(model: TorchModel, split: pipeline.EncodedSplit) -> float:
 
 
 def train(
-    dataset: data.TextDataset, encoder: str, attention: str, seed: int, jax_init: bool = False
+    dataset: data.TextDataset,
+    encoder: str,
+    attention: str,
+    seed: int,
+    jax_init: bool = False,
+    keep_state: bool = False,
 ) -> dict:
+    """The best dev epoch's ``{"dev", "test", "epoch"}`` (+ ``"state"``, ``"config"``)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     vocab = pipeline.vocabulary_for(dataset)
@@ -99,6 +105,9 @@ def train(
         dev = accuracy(model, splits["dev"])
         if dev > best["dev"] and epoch > 0:
             best = {"dev": dev, "test": accuracy(model, splits["test"]), "epoch": epoch + 1}
+            if keep_state:
+                best["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best["config"] = config
         print(f"epoch {epoch + 1}: loss {loss.item():.4f} dev {dev:.4f}", flush=True)
     return best
 
