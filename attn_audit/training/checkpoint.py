@@ -6,10 +6,11 @@ and ``best/`` (the params of the epoch selected on dev). Each keeps one step,
 numbered by epoch.
 
 Each save also writes ``<kind>.sha256.json``: the epoch, a SHA-256 over every array's
-dtype, shape and bytes, and the size of every file saved. A restore first checks the files
-(a missing or truncated one is an error before orbax reads anything), then recomputes the
-SHA-256 and checks that every floating value is finite, so damaged bytes or diverged
-parameters are an error, not a silent model.
+dtype, shape and bytes, and the size and SHA-256 of every file saved. A restore first checks
+the files (a missing, truncated or altered one is an error before orbax reads anything: an
+orbax read that fails half-way leaves its other reads running, to report errors later),
+then recomputes the arrays' SHA-256 and checks that every floating value is finite, so
+damaged bytes or diverged parameters are an error, not a silent model.
 """
 
 import hashlib
@@ -48,7 +49,7 @@ class RunCheckpoints:
         manager.wait_until_finished()
         record = self._checksum_file(kind)
         partial = record.with_name(record.name + ".tmp")
-        files = _file_sizes(self.directory / kind / str(epoch))
+        files = _file_records(self.directory / kind / str(epoch))
         partial.write_text(json.dumps({"epoch": epoch, "sha256": checksum(state), "files": files}))
         os.replace(partial, record)
 
@@ -86,18 +87,26 @@ class RunCheckpoints:
         return epoch, state
 
     def _check_files(self, kind: str, epoch: int) -> None:
-        """Every file the save wrote is there at its size: a missing or truncated file is an
-        error here, before orbax reads it (whose failure leaves tracebacks at exit)."""
+        """Every file the save wrote is there, at its size and with its SHA-256: a missing,
+        truncated or altered file is an error here, before orbax reads it (whose failure
+        half-way leaves reads running that report errors later). Records written before
+        the files' SHA-256 was kept hold sizes only."""
         record = self._checksum_file(kind)
         saved = json.loads(record.read_text()) if record.exists() else {}
         if saved.get("epoch") != epoch or "files" not in saved:
             return
         folder = self.directory / kind / str(epoch)
-        found = _file_sizes(folder)
-        for name, size in saved["files"].items():
-            if found.get(name) != size:
-                problem = "is missing" if name not in found else (
-                    f"has {found[name]} bytes, not the {size} saved")  # fmt: skip
+        sizes = {name: path.stat().st_size for name, path in _files(folder).items()}
+        for name, saved_file in saved["files"].items():
+            size, digest = (saved_file, None) if isinstance(saved_file, int) else saved_file
+            problem = None
+            if name not in sizes:
+                problem = "is missing"
+            elif sizes[name] != size:
+                problem = f"has {sizes[name]} bytes, not the {size} saved"
+            elif digest is not None and _file_sha256(folder / name) != digest:
+                problem = "differs from the one saved (SHA-256 mismatch)"
+            if problem:
                 raise CheckpointError(
                     f"The {kind} checkpoint {folder} is damaged: its file {name} {problem}. "
                     + ("Delete the run folder and train again." if kind == "best" else
@@ -134,9 +143,20 @@ class RunCheckpoints:
             manager.close()
 
 
-def _file_sizes(folder: pathlib.Path) -> dict[str, int]:
-    return {str(path.relative_to(folder)): path.stat().st_size
+def _files(folder: pathlib.Path) -> dict[str, pathlib.Path]:
+    return {str(path.relative_to(folder)): path
             for path in sorted(folder.rglob("*")) if path.is_file()}  # fmt: skip
+
+
+def _file_sha256(path: pathlib.Path) -> str:
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def _file_records(folder: pathlib.Path) -> dict[str, tuple[int, str]]:
+    """``{path relative to folder: (bytes, SHA-256)}`` for every file under ``folder``."""
+    return {name: (path.stat().st_size, _file_sha256(path))
+            for name, path in _files(folder).items()}  # fmt: skip
 
 
 def checksum(state) -> str:
