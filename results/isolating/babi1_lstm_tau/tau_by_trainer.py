@@ -47,38 +47,46 @@ DATASET, ENCODER, ATTENTION = "babi1", "lstm", "tanh"
 
 def jw_gradient_tau(model: TorchModel, split: pipeline.EncodedSplit) -> np.ndarray:
     """Kendall τ-b per question between attention and JW's |Σ_d g·e| (``[N]``)."""
-    taus = []
+    captured = []
+
+    def as_leaf(module, inputs, output):  # the passage's embedding output, JW's `embedding`
+        captured.append(output.detach().requires_grad_(True))
+        return captured[-1]
+
+    hook = model.encoder.embedding.register_forward_hook(as_leaf)
+    try:
+        return np.array(
+            [tau for batch in _batches(split) for tau in _taus(model, captured, *batch)]
+        )
+    finally:
+        hook.remove()
+
+
+def _batches(split: pipeline.EncodedSplit):
     for start in range(0, len(split), 50):
         part = slice(start, start + 50)
-        tokens, lengths = padded(split.token_ids[part])
-        questions, question_lengths = padded(split.question_ids[part])
-        embedded = model.encoder.embedding(tokens).detach().requires_grad_(True)
-        masked = embedded * (tokens != 0)[..., None]
-        packed = torch.nn.utils.rnn.pack_padded_sequence(
-            masked, lengths, batch_first=True, enforce_sorted=False
-        )
-        states, _ = torch.nn.utils.rnn.pad_packed_sequence(
-            model.encoder.rnn(packed)[0], batch_first=True, total_length=tokens.shape[1]
-        )
-        _, question = model.question_encoder(questions, question_lengths)
-        decoder = model.decoder
-        positions = torch.arange(tokens.shape[1])[None, :]
-        real = (positions >= 1) & (positions <= lengths[:, None] - 2)
-        scores = decoder.attention(states, question).masked_fill(~real, -np.inf)
-        attention = torch.softmax(scores, dim=-1).detach()  # JW: batch_data.detach = True
-        context = (attention[..., None] * states).sum(1)
-        logits = decoder.linear_2(
-            torch.tanh(decoder.linear_1p(context) + decoder.linear_1q(question))
-        )
-        probabilities = torch.softmax(logits, dim=-1)
-        probabilities.max(dim=-1).values.sum().backward()
-        importance = (embedded.grad * embedded).sum(-1).abs().detach().numpy()
-        for row, length in enumerate(lengths.tolist()):
-            tau = scipy.stats.kendalltau(
-                attention[row, 1 : length - 1].numpy(), importance[row, 1 : length - 1]
-            ).statistic
-            taus.append(tau)
-    return np.array(taus)
+        yield (*padded(split.token_ids[part]), *padded(split.question_ids[part]))
+
+
+def _taus(model, captured, tokens, lengths, questions, question_lengths) -> list[float]:
+    states, _ = model.encoder(tokens, lengths)
+    embedded = captured.pop()
+    _, question = model.question_encoder(questions, question_lengths)
+    decoder = model.decoder
+    positions = torch.arange(tokens.shape[1])[None, :]
+    real = (positions >= 1) & (positions <= lengths[:, None] - 2)
+    scores = decoder.attention(states, question).masked_fill(~real, -np.inf)
+    attention = torch.softmax(scores, dim=-1).detach()  # JW: batch_data.detach = True
+    context = (attention[..., None] * states).sum(1)
+    logits = decoder.linear_2(torch.tanh(decoder.linear_1p(context) + decoder.linear_1q(question)))
+    torch.softmax(logits, dim=-1).max(dim=-1).values.sum().backward()
+    importance = (embedded.grad * embedded).sum(-1).abs().detach().numpy()
+    return [
+        scipy.stats.kendalltau(
+            attention[row, 1 : length - 1].numpy(), importance[row, 1 : length - 1]
+        ).statistic
+        for row, length in enumerate(lengths.tolist())
+    ]
 
 
 def ours(dataset: data.TextDataset, seed: int) -> tuple[TorchModel, dict, pipeline.EncodedSplit]:
