@@ -96,7 +96,7 @@ def encode_text(tokenizer, text: str | Sequence[str]) -> WordPieces:
     """Tokenises a text, or a sequence of words (each word's pieces stay its own).
 
     Args:
-      tokenizer: from ``load_tokenizer``.
+      tokenizer: from ``load_tokenizer``, or a checkpoint's ``hf_tokenizer.PieceTokenizer``.
       text: a string, or pre-split words (e.g. JW's tokens, to score the same words).
 
     Returns:
@@ -107,8 +107,10 @@ def encode_text(tokenizer, text: str | Sequence[str]) -> WordPieces:
         ``errors="surrogateescape"``), which is not Unicode and which the tokenizer
         cannot take.
     """
+    if hasattr(tokenizer, "pieces"):  # a checkpoint's tokenizer (data.hf_tokenizer)
+        return tokenizer.pieces(text)
     for word in [text] if isinstance(text, str) else text:
-        _require_unicode(word)
+        require_unicode(word)
     if isinstance(text, str):
         encoding = tokenizer.encode(text)
         normalised = tokenizer.normalizer.normalize_str(text)
@@ -127,7 +129,7 @@ def encode_text(tokenizer, text: str | Sequence[str]) -> WordPieces:
     return WordPieces(np.asarray(encoding.ids, np.int32), word_index, words)
 
 
-def _require_unicode(text: str) -> None:
+def require_unicode(text: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as error:

@@ -24,6 +24,15 @@ POOLINGS = ("cls", "mean")
 STOP_ATTENTION_GRADIENT = ("none", "audited", "all")
 # BERT's number of learned positions; training raises it when a data set needs more.
 DEFAULT_MAX_POSITIONS = 512
+# The transformer's feed-forward activation: exact (erf) GELU, its tanh approximation
+# (Hugging Face's "gelu_new" / "gelu_pytorch_tanh"), or ReLU.
+HIDDEN_ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
+# The activation of the layer between the pooled vector and the classifier: none (ours: the
+# classifier reads the pooled vector), tanh (BERT's pooler, RoBERTa's head), relu (DistilBERT's
+# pre_classifier), gelu (ELECTRA's head).
+CLASSIFIER_ACTIVATIONS = ("none", "tanh", "relu", "gelu")
+# How two classes are read out: one sigmoid logit (JW) or two softmax logits (Hugging Face).
+TWO_CLASS_OUTPUTS = ("sigmoid", "softmax")
 
 # JW's convolutional encoder: kernels 1, 3, 5, 7 with 32 filters each (SPEC §2).
 DEFAULT_CNN_KERNEL_SIZES = (1, 3, 5, 7)
@@ -59,6 +68,18 @@ class ModelConfig:
         SOS for JW's layout, ``[CLS]`` for BERT) or ``"mean"`` (over the non-PAD
         positions, SOS/EOS included, as sentence-transformers).
       layer_norm_eps: the transformer's layer-norm epsilon (BERT: 1e-12).
+      hidden_act: the feed-forward activation, one of ``HIDDEN_ACTIVATIONS``.
+      classifier_activation: ``"none"``: the classifier reads the pooled vector; else a
+        ``D -> D`` layer with this activation comes first (BERT's pooler, DistilBERT's
+        pre_classifier, RoBERTa's and ELECTRA's ``classifier.dense``).
+      token_types: rows of the token-type embedding (BERT 2, RoBERTa 1; 0: none). Every
+        token has type 0 (one segment), so row 0 is added at every position.
+      position_offset: the position id of the first token (RoBERTa: ``padding_idx + 1``).
+      projection_after_norm: the ``E -> D`` projection comes after the embedding layer
+        norm (ELECTRA's ``embeddings_project``: positions and norm are E wide) instead of
+        before the positions are added.
+      two_class_output: two classes as one sigmoid logit (``"sigmoid"``, JW) or as two
+        softmax logits (``"softmax"``, Hugging Face's sequence classifiers).
     """
 
     vocab_size: int
@@ -76,6 +97,12 @@ class ModelConfig:
     max_positions: int = DEFAULT_MAX_POSITIONS
     pooling: str = "cls"
     layer_norm_eps: float = 1e-12
+    hidden_act: str = "gelu"
+    classifier_activation: str = "none"
+    token_types: int = 0
+    position_offset: int = 0
+    projection_after_norm: bool = False
+    two_class_output: str = "sigmoid"
 
     def __post_init__(self):
         # JSON gives lists; keep the config hashable for jax.jit.
@@ -119,12 +146,16 @@ class ModelConfig:
 
     @property
     def binary(self) -> bool:
-        """True for two-class classification, which has one sigmoid output."""
-        return self.task == "classification" and self.num_classes == 2
+        """True for two-class classification read out as one sigmoid output."""
+        return (
+            self.task == "classification"
+            and self.num_classes == 2
+            and self.two_class_output == "sigmoid"
+        )
 
     @property
     def output_dim(self) -> int:
-        """Number of logits: 1 for binary classification, else ``num_classes``."""
+        """Number of logits: 1 for one-sigmoid binary classification, else ``num_classes``."""
         return 1 if self.binary else self.num_classes
 
     @property
@@ -186,6 +217,23 @@ def _check_transformer(config: ModelConfig) -> None:
         )
     if not config.layer_norm_eps > 0:
         raise ValueError(f"layer_norm_eps must be positive; got {config.layer_norm_eps!r}.")
+    _check_choice("hidden_act", config.hidden_act, HIDDEN_ACTIVATIONS)
+    _check_choice("classifier_activation", config.classifier_activation, CLASSIFIER_ACTIVATIONS)
+    _check_choice("two_class_output", config.two_class_output, TWO_CLASS_OUTPUTS)
+    for name in ("token_types", "position_offset"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0; got {value!r}.")
+    if config.position_offset >= config.max_positions:
+        raise ValueError(
+            f"position_offset={config.position_offset} leaves no position of the "
+            f"{config.max_positions} learned ones."
+        )
+    if config.projection_after_norm and config.embed_dim == config.hidden_size:
+        raise ValueError(
+            "projection_after_norm needs an embedding projection (embed_dim != hidden_size); "
+            f"both are {config.hidden_size}."
+        )
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -27,7 +27,8 @@ are stacked along a leading axis so that they run under one ``lax.scan``):
 
     {"encoder": {"embedding": {"weight": [V, E]},
                  "embedding_projection": {"weight": [D, E], "bias": [D]},  # only if E != D
-                 "position_embedding": {"weight": [P, D]},
+                 "position_embedding": {"weight": [P, D]},     # [P, E] if projection_after_norm
+                 "token_type_embedding": {"weight": [types, D]},  # only if token_types
                  "embedding_norm": {"weight": [D], "bias": [D]},
                  "layers": {"query" | "key" | "value" | "attention_output":
                                 {"weight": [L, D, D], "bias": [L, D]},
@@ -35,7 +36,13 @@ are stacked along a leading axis so that they run under one ``lax.scan``):
                             "intermediate": {"weight": [L, F, D], "bias": [L, F]},
                             "output": {"weight": [L, D, F], "bias": [L, D]},
                             "output_norm": {"weight": [L, D], "bias": [L, D]}}},
-     "decoder": {"linear_1": {"weight": [O, D], "bias": [O]}}}
+     "decoder": {"pre_classifier": {"weight": [D, D], "bias": [D]},  # if classifier_activation
+                 "linear_1": {"weight": [O, D], "bias": [O]}}}
+
+The same function covers the Hugging Face families (SPEC §10) through the config: the
+feed-forward activation, RoBERTa's position offset, ELECTRA's projection after the
+embedding norm, the token-type row 0 added at every position, and the heads' layer
+before the classifier. ``attn_audit.pretrained.hf`` imports their checkpoints.
 
 ``attn_audit.pretrained.bert`` maps it to and from BERT's names.
 """
@@ -75,11 +82,19 @@ def init(key: jax.Array, config: ModelConfig) -> Params:
     )
     del key  # not used anymore
     width, depth = config.hidden_size, config.num_layers
+    position_key, type_key = jax.random.split(keys["position"])
+    embedding_width = embedding_norm_width(config)
     encoder = {
         "embedding": {"weight": _normal(keys["embedding"], (config.vocab_size, config.embed_dim))},
-        "position_embedding": {"weight": _normal(keys["position"], (config.max_positions, width))},
-        "embedding_norm": _layer_norm_params((), width),
+        "position_embedding": {
+            "weight": _normal(position_key, (config.max_positions, embedding_width))
+        },
+        "embedding_norm": _layer_norm_params((), embedding_width),
     }
+    if config.token_types:
+        encoder["token_type_embedding"] = {
+            "weight": _normal(type_key, (config.token_types, embedding_width))
+        }
     if config.embed_dim != width:
         encoder["embedding_projection"] = {
             "weight": _normal(keys["projection"], (width, config.embed_dim)),
@@ -104,8 +119,30 @@ def init(key: jax.Array, config: ModelConfig) -> Params:
     layers["attention_norm"] = _layer_norm_params((depth,), width)
     layers["output_norm"] = _layer_norm_params((depth,), width)
     encoder["layers"] = layers
-    decoder = {"linear_1": _layers.init_linear(keys["decoder"], width, config.output_dim)}
-    return {"encoder": encoder, "decoder": decoder}
+    return {"encoder": encoder, "decoder": init_classifier(keys["decoder"], config)}
+
+
+def init_classifier(key: jax.Array, config: ModelConfig) -> Params:
+    """A new classification head: ``linear_1``, after ``pre_classifier`` if the config has one.
+
+    ``linear_1`` is ``torch.nn.Linear``'s default (JW's decoders); ``pre_classifier``
+    (``D -> D``) is BERT's N(0, 0.02) with a zero bias.
+    """
+    pre_key, linear_key = jax.random.split(key)
+    width = config.hidden_size
+    decoder = {"linear_1": _layers.init_linear(linear_key, width, config.output_dim)}
+    if config.classifier_activation != "none":
+        decoder["pre_classifier"] = {
+            "weight": _normal(pre_key, (width, width)),
+            "bias": jnp.zeros((width,), jnp.float32),
+        }
+    return decoder
+
+
+def embedding_norm_width(config: ModelConfig) -> int:
+    """Width of the position embedding and the embedding layer norm: E for ELECTRA's layout
+    (``projection_after_norm``), else D."""
+    return config.embed_dim if config.projection_after_norm else config.hidden_size
 
 
 def _normal(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
@@ -160,7 +197,7 @@ def block_output(
         layer["attention_norm"], inputs + _layers.linear(layer["attention_output"], mixed),
         config.layer_norm_eps,
     )  # fmt: skip
-    hidden = jax.nn.gelu(_layers.linear(layer["intermediate"], attended), approximate=False)
+    hidden = activation(config.hidden_act, _layers.linear(layer["intermediate"], attended))
     return _layers.layer_norm(
         layer["output_norm"],
         attended + _layers.linear(layer["output"], hidden),
@@ -174,6 +211,22 @@ def _block(layer, config, inputs, key_mask, stop_gradient):
         maps = jax.lax.stop_gradient(maps)
     values = _split_heads(config, _layers.linear(layer["value"], inputs))
     return block_output(layer, config, inputs, values, maps), maps
+
+
+def activation(name: str, inputs: jax.Array) -> jax.Array:
+    """A named activation: ``"gelu"`` (exact, erf), ``"gelu_tanh"``, ``"relu"``, ``"tanh"``,
+    or ``"none"`` (the identity)."""
+    if name == "gelu":
+        return jax.nn.gelu(inputs, approximate=False)
+    if name == "gelu_tanh":
+        return jax.nn.gelu(inputs, approximate=True)
+    if name == "relu":
+        return jax.nn.relu(inputs)
+    if name == "tanh":
+        return jnp.tanh(inputs)
+    if name == "none":
+        return inputs
+    raise ValueError(f"Unknown activation {name!r}.")
 
 
 def _check_config(config: ModelConfig) -> None:
@@ -236,19 +289,26 @@ def encode(
             f"got {stop_attention_gradient!r}."
         )
     num_positions = embedded.shape[0]
-    if num_positions > config.max_positions:
+    usable = config.max_positions - config.position_offset
+    if num_positions > usable:
         raise ValueError(
-            f"The sequence has {num_positions} positions but the model has "
-            f"max_positions={config.max_positions}; build the model with a larger "
-            "max_positions or use shorter buckets."
+            f"The sequence has {num_positions} positions but the model has {usable} "
+            f"(max_positions={config.max_positions}, position_offset={config.position_offset}); "
+            "build the model with a larger max_positions or use shorter buckets."
         )
     encoder = params["encoder"]
     key_mask = jnp.arange(num_positions) < length
     inputs = embedded
-    if "embedding_projection" in encoder:
-        inputs = _layers.linear(encoder["embedding_projection"], inputs)
-    inputs = inputs + encoder["position_embedding"]["weight"][:num_positions]
+    projection = encoder.get("embedding_projection")
+    if projection is not None and not config.projection_after_norm:
+        inputs = _layers.linear(projection, inputs)
+    offset = config.position_offset
+    inputs = inputs + encoder["position_embedding"]["weight"][offset : offset + num_positions]
+    if "token_type_embedding" in encoder:  # one segment: every token has type 0
+        inputs = inputs + encoder["token_type_embedding"]["weight"][0]
     inputs = _layers.layer_norm(encoder["embedding_norm"], inputs, config.layer_norm_eps)
+    if projection is not None and config.projection_after_norm:
+        inputs = _layers.linear(projection, inputs)
 
     layers = encoder["layers"]
     stop_all = stop_attention_gradient == "all"
@@ -308,9 +368,15 @@ def pool(config: ModelConfig, states: jax.Array, length: jax.Array) -> jax.Array
     return total / jnp.maximum(length, 1).astype(states.dtype)
 
 
-def classify(params: Params, pooled: jax.Array) -> jax.Array:
-    """``Linear(D -> O)`` on the pooled vector: logits ``[O]``."""
-    return _layers.linear(params["decoder"]["linear_1"], pooled)
+def classify(params: Params, config: ModelConfig, pooled: jax.Array) -> jax.Array:
+    """Logits ``[O]`` of the pooled vector ``[D]``: ``Linear(D -> O)``, after
+    ``act(Linear(D -> D))`` when the config has a ``classifier_activation``."""
+    decoder = params["decoder"]
+    if "pre_classifier" in decoder:
+        pooled = activation(
+            config.classifier_activation, _layers.linear(decoder["pre_classifier"], pooled)
+        )
+    return _layers.linear(decoder["linear_1"], pooled)
 
 
 def audited_attention(maps: jax.Array, length: jax.Array) -> jax.Array:
@@ -368,7 +434,7 @@ def forward_from_embedded(
         "context": pooled,
         "question": None,
     }
-    return classify(params, pooled), aux
+    return classify(params, config, pooled), aux
 
 
 def forward(
