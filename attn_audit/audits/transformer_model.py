@@ -83,7 +83,7 @@ class TransformerModel:
         # A batch's padding row (length 0) keeps its zero state, as in the forward pass.
         cls_state = jnp.where(length > 0, cls_state, 0.0)
         pooled = transformer.pool(self.config, states["states"].at[0].set(cls_state), length)
-        return models.probabilities(transformer.classify(params, pooled), self.config)
+        return models.probabilities(transformer.classify(params, self.config, pooled), self.config)
 
 
 def mix_heads(
