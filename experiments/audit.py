@@ -26,7 +26,6 @@ from absl import app, flags, logging
 from attn_audit import data, report
 from attn_audit.audits import AUDITS, AuditOptions, auditable_model, checked_audits, run_audit
 from attn_audit.audits.exported import ProgramCache
-from attn_audit.data import wordpiece
 from attn_audit.report import figures, paper_row, summarize, summary_markdown
 from attn_audit.training.run_folder import load_run
 from experiments._setup import USER_ERRORS, code_version, setup
@@ -57,7 +56,7 @@ def main(argv):
             )
         run = load_run(_WORKDIR.value)
         dataset = data.load_dataset(run.config["data"]["name"], _DATA_DIR.value)
-        split = wordpiece.split_encoder(run.vocab)(dataset, _SPLIT.value)
+        split = run.split_encoder()(dataset, _SPLIT.value)
         options = AuditOptions(
             split=_SPLIT.value, audits=audits,
             seed=_SEED.value, batch_size=_BATCH_SIZE.value, limit=_LIMIT.value,

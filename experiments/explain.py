@@ -24,7 +24,6 @@ from absl import app, flags, logging
 
 from attn_audit import data
 from attn_audit.audits import auditable_model
-from attn_audit.data import wordpiece
 from attn_audit.explainers import (
     DEFAULT_EXPLAINERS,
     EXPLAINERS,
@@ -85,13 +84,13 @@ def main(argv):
         if run.model_config.is_transformer and not _EXPLAINERS.present:
             explainers = checked_explainers(explainers + MAP_EXPLAINERS)  # rollout and flow too
         settings = ExplainerSettings(
-            mask_token_id=data.UNK if run.vocab is not None else wordpiece.UNK_ID,
+            mask_token_id=run.mask_token_id,
             removal=_REMOVAL.value, ig_points=_IG_POINTS.value, ig_rule=_IG_RULE.value,
             shapley_permutations=_PERMUTATIONS.value, kernel_samples=_KERNEL_SAMPLES.value,
             lime_samples=_LIME_SAMPLES.value,
         )  # fmt: skip
         dataset = data.load_dataset(run.config["data"]["name"], _DATA_DIR.value)
-        split = wordpiece.split_encoder(run.vocab)(dataset, _SPLIT.value)
+        split = run.split_encoder()(dataset, _SPLIT.value)
         options = ExplainOptions(
             split=_SPLIT.value, explainers=explainers, seed=_SEED.value,
             batch_size=_BATCH_SIZE.value, limit=_LIMIT.value, num_buckets=_BUCKETS.value,

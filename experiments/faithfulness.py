@@ -26,7 +26,6 @@ from absl import app, flags, logging
 
 from attn_audit import data
 from attn_audit.audits import auditable_model
-from attn_audit.data import wordpiece
 from attn_audit.explainers import (
     DEFAULT_EXPLAINERS,
     EXPLAINERS,
@@ -97,7 +96,7 @@ def main(argv):
         run = load_run(_WORKDIR.value)
         if run.model_config.is_transformer and not _EXPLAINERS.present:
             explainers = checked_explainers(explainers + MAP_EXPLAINERS)
-        mask_token_id = data.UNK if run.vocab is not None else wordpiece.UNK_ID
+        mask_token_id = run.mask_token_id
         explain = ExplainOptions(
             split=_SPLIT.value, explainers=explainers, seed=_SEED.value,
             batch_size=_BATCH_SIZE.value, limit=_LIMIT.value, num_buckets=_BUCKETS.value,
@@ -113,7 +112,7 @@ def main(argv):
                                           flip_removal=_FLIP_REMOVAL.value),
         )  # fmt: skip
         dataset = data.load_dataset(run.config["data"]["name"], _DATA_DIR.value)
-        split = wordpiece.split_encoder(run.vocab)(dataset, _SPLIT.value)
+        split = run.split_encoder()(dataset, _SPLIT.value)
         out_dir = run.workdir / "faithfulness" / _SPLIT.value
         explain_dir = reusable_explanations(run.workdir / "explain" / _SPLIT.value, explain)
         metric_records, randomised, timings = run_faithfulness(

@@ -34,7 +34,6 @@ from absl import app, flags, logging
 
 from attn_audit import data, training
 from attn_audit.audits import auditable_model
-from attn_audit.data import wordpiece
 from attn_audit.explainers import (
     DEFAULT_EXPLAINERS,
     MAP_EXPLAINERS,
@@ -246,8 +245,8 @@ def measure(dataset, model: str, fields: dict, budget: dict, limit: int, runs: p
     run = load_run(workdir)
     if run.model_config.is_transformer and not _EXPLAINERS.present:
         explainers = checked_explainers(explainers + MAP_EXPLAINERS)
-    mask_token_id = data.UNK if run.vocab is not None else wordpiece.UNK_ID
-    test = wordpiece.split_encoder(run.vocab)(dataset, "test")
+    mask_token_id = run.mask_token_id
+    test = run.split_encoder()(dataset, "test")
     test = data.subset_split(test, data.sample_indices(len(test), limit, SAMPLE_SEED))
     options = FaithfulnessOptions(
         explain=ExplainOptions(explainers=explainers,

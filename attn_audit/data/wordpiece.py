@@ -213,13 +213,16 @@ def pad_pieces(sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]
     return ids, np.asarray([len(s) for s in sequences], np.int32)
 
 
-def split_encoder(vocab: Vocabulary | None) -> Callable[[TextDataset, str], EncodedSplit]:
-    """How a run encodes a split: with its JW ``vocab``, or (``None``) as MiniLM word pieces.
+def split_encoder(
+    vocab: Vocabulary | None, tokenizer=None
+) -> Callable[[TextDataset, str], EncodedSplit]:
+    """How a run encodes a split: with its JW ``vocab``, with ``tokenizer`` (an imported
+    checkpoint's ``hf_tokenizer.PieceTokenizer``), or else as MiniLM word pieces.
 
     Returns:
       ``encode(dataset, split) -> EncodedSplit``; the word-piece tokenizer is loaded once.
     """
     if vocab is not None:
         return lambda dataset, split: encode_split(dataset, split, vocab)
-    tokenizer = load_tokenizer()
+    tokenizer = tokenizer or load_tokenizer()
     return lambda dataset, split: encode_pieces_split(dataset, split, tokenizer)

@@ -2,7 +2,8 @@
 
 ```
 <workdir>/config.json     the training config, the model config, the data set and tokenizer
-<workdir>/vocab.json      the vocabulary (index → token)
+<workdir>/vocab.json      the vocabulary (index → token), JW's models
+<workdir>/checkpoint/     an imported Hugging Face-layout model's config.json and tokenizer files
 <workdir>/metrics.json    per-epoch metrics, the selected epoch, and a "test" entry
 <workdir>/checkpoints/    orbax: latest/ (to resume) and best/ (the selected epoch)
 ```
@@ -17,7 +18,8 @@ from typing import Any
 import jax
 
 from attn_audit import models
-from attn_audit.data.vocab import Vocabulary
+from attn_audit.data import wordpiece
+from attn_audit.data.vocab import UNK, Vocabulary
 from attn_audit.training.checkpoint import RunCheckpoints
 
 
@@ -48,8 +50,9 @@ def read_json(path: pathlib.Path) -> Any:
 class Run:
     """A trained run, loaded: its configs, vocabulary and the selected parameters.
 
-    ``vocab`` is None for word-piece runs (``encoder="minilm"``): their tokenizer is
-    ``attn_audit.data.wordpiece.load_tokenizer()``, recorded in ``config["tokenizer"]``.
+    ``vocab`` is None for word-piece runs: MiniLM's (``encoder="minilm"``) tokenizer is
+    ``attn_audit.data.wordpiece.load_tokenizer()``; an imported checkpoint's
+    (``encoder="pretrained"``) is ``tokenizer``, read from ``<workdir>/checkpoint/``.
     """
 
     workdir: pathlib.Path
@@ -59,6 +62,19 @@ class Run:
     params: dict
     best_epoch: int
     metrics: dict
+    tokenizer: object = None
+
+    def split_encoder(self):
+        """``encode(dataset, split) -> EncodedSplit`` with this run's vocabulary or tokenizer."""
+        return wordpiece.split_encoder(self.vocab, self.tokenizer)
+
+    @property
+    def mask_token_id(self) -> int:
+        """What explainers and metrics put in place of a token by default: JW's UNK, MiniLM's
+        [UNK], an imported checkpoint's own mask token ([MASK], <mask>; SPEC §10)."""
+        if self.tokenizer is not None:
+            return self.tokenizer.mask_id
+        return UNK if self.vocab is not None else wordpiece.UNK_ID
 
 
 def load_run(workdir: str | pathlib.Path) -> Run:
@@ -71,8 +87,16 @@ def load_run(workdir: str | pathlib.Path) -> Run:
         )
     config = read_json(workdir / "config.json")
     model_config = models.ModelConfig.from_dict(config["model"])
-    vocab = None  # a word-piece run (MiniLM) has its tokenizer, not a vocab.json
-    if config.get("tokenizer", {}).get("kind") != "wordpiece":
+    vocab = tokenizer = None  # a word-piece run has its tokenizer, not a vocab.json
+    kind = config.get("tokenizer", {}).get("kind")
+    if kind == "checkpoint":
+        from attn_audit.data.hf_tokenizer import load_tokenizer_folder
+
+        tokenizer = load_tokenizer_folder(
+            workdir / "checkpoint", model_config.vocab_size,
+            model_config.max_positions - model_config.position_offset,
+        )  # fmt: skip
+    elif kind != "wordpiece":
         vocab = Vocabulary.load(workdir / "vocab.json")
     if vocab is not None and len(vocab) != model_config.vocab_size:
         raise ValueError(
@@ -87,4 +111,4 @@ def load_run(workdir: str | pathlib.Path) -> Run:
     finally:
         checkpoints.close()
     metrics = read_json(workdir / "metrics.json") if (workdir / "metrics.json").exists() else {}
-    return Run(workdir, config, model_config, vocab, params, best_epoch, metrics)
+    return Run(workdir, config, model_config, vocab, params, best_epoch, metrics, tokenizer)
