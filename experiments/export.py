@@ -6,6 +6,14 @@ Writes ``OUT/model.npz`` (float32; keys are the state-dict names of JW's PyTorch
 code, prefixed ``encoder.`` / ``decoder.``, see ``attn_audit/interop/export.py``)
 and ``OUT/config.json`` (encoder, attention, task, sizes, the vocabulary as a list
 index → token, the special ids and the tokenizer settings). Takes a second.
+
+  python -m experiments.export --workdir=runs/sst_mymodel --out=export/sst_mymodel --format=hf
+
+writes a run of an imported Hugging Face-layout checkpoint (``--encoder=pretrained``)
+back in that layout: ``config.json`` (the original, with the data set's labels),
+``model.safetensors`` and the tokenizer files. ``transformers``'
+``AutoModelForSequenceClassification.from_pretrained(OUT)`` loads it and gives the same
+logits (``attn_audit/pretrained/hf.py``).
 """
 
 import json
@@ -16,17 +24,39 @@ import numpy as np
 from absl import app, flags
 
 from attn_audit import interop
+from attn_audit.pretrained import hf
 from attn_audit.training.run_folder import load_run
 from experiments._setup import USER_ERRORS
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder to export.", required=True)
 _OUT = flags.DEFINE_string("out", None, "Output folder.", required=True)
+_FORMAT = flags.DEFINE_enum(
+    "format", "npz", ["npz", "hf"],
+    "npz: JW's PyTorch state-dict names; hf: the Hugging Face layout of an imported checkpoint.",
+)  # fmt: skip
+
+
+def export_hf(run, out: pathlib.Path) -> pathlib.Path:
+    """Writes a ``--encoder=pretrained`` run as a Hugging Face-layout folder."""
+    if run.config["tokenizer"].get("kind") != "checkpoint":
+        raise ValueError(
+            f"{run.workdir} is not a run of an imported checkpoint (--encoder=pretrained); "
+            "--format=hf writes only those back. Use --format=npz."
+        )
+    source = run.workdir / "checkpoint"
+    hf_config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+    labels = tuple(run.config["data"]["label_names"])
+    return hf.save_checkpoint(out, run.params, run.model_config, hf_config, labels, source)
 
 
 def main(argv):
     del argv
     try:
         run = load_run(_WORKDIR.value)
+        if _FORMAT.value == "hf":
+            folder = export_hf(run, pathlib.Path(_OUT.value))
+            print(f"Wrote {folder} (config.json, model.safetensors, tokenizer files).")
+            return
     except USER_ERRORS as error:
         sys.exit(f"error: {error}")
     out = pathlib.Path(_OUT.value)

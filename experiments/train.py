@@ -21,6 +21,17 @@ Transformers (attention is their own, --attention=self, the default for them):
   python -m experiments.train --dataset=sst --encoder=minilm --workdir=runs/sst_minilm \
       [--pooling=cls --finetune_encoder --learning_rate=2e-5]
 
+Hugging Face-layout checkpoints (BERT, DistilBERT, RoBERTa, ELECTRA sequence classifiers;
+a folder with config.json, model.safetensors and the tokenizer files, see
+attn_audit/pretrained/hf.py):
+
+  python -m experiments.train --dataset=sst --encoder=pretrained --checkpoint=DIR \
+      --workdir=runs/sst_mymodel [--epochs=3 --learning_rate=2e-5 | --no_train]
+
+fine-tunes the whole model (its own classifier when the label count fits, else a new one;
+3 epochs at 2e-5 unless given), or with --no_train takes it as it is (its label count must
+be the data set's) and only evaluates it.
+
 ``transformer`` trains a post-LN encoder from scratch on JW's vocabulary (GloVe
 50-d words projected to --hidden_size); ``minilm`` reads MiniLM's word pieces of
 the raw text and trains a classifier on the pretrained all-MiniLM-L6-v2, frozen
@@ -68,6 +79,12 @@ _FF_DIM = flags.DEFINE_integer("ff_dim", None, "Transformer feed-forward width (
 _POOLING = flags.DEFINE_enum(
     "pooling", None, ["cls", "mean"], "What a transformer's classifier reads (default cls)."
 )
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", None, "--encoder=pretrained: a Hugging Face-layout checkpoint folder."
+)
+_NO_TRAIN = flags.DEFINE_bool(
+    "no_train", False, "--encoder=pretrained: take the checkpoint's classifier as it is."
+)
 _FINETUNE_ENCODER = flags.DEFINE_bool(
     "finetune_encoder", False, "minilm: train the pretrained encoder too, not only the classifier."
 )
@@ -96,6 +113,17 @@ def settings_from_flags() -> dict:
         settings.update(training.MINILM_TRAIN_SIZES, embeddings="random")
         if _FINETUNE_ENCODER.value:
             settings["learning_rate"] = 2e-5
+    if encoder == "pretrained":
+        # The checkpoint brings its sizes and embeddings; BERT-style fine-tuning budget.
+        sizes = training.MINILM_TRAIN_SIZES
+        given = [f"--{name}" for name in sizes if flags_by_field[name].present]
+        if given or _EMBEDDINGS.present:
+            raise ValueError(
+                "--encoder=pretrained takes its sizes and embeddings from the checkpoint; drop "
+                f"{' '.join(given + ['--embeddings'] * _EMBEDDINGS.present)}."
+            )
+        settings.update(embeddings="random", epochs=3, learning_rate=2e-5)
+        settings.pop("embed_dim", None)
     for name, flag in flags_by_field.items():
         if flag.value is not None:
             settings[name] = flag.value
@@ -111,6 +139,8 @@ def main(argv):
             encoder=_ENCODER.value,
             seed=_SEED.value,
             finetune_encoder=_FINETUNE_ENCODER.value,
+            checkpoint=_CHECKPOINT.value,
+            no_train=_NO_TRAIN.value,
             **settings_from_flags(),
         )
         history = training.run_training(config, _WORKDIR.value, _DATA_DIR.value)
@@ -122,6 +152,7 @@ def main(argv):
         f"{config.dataset} {config.encoder}+{config.attention}: test accuracy "
         f"{test['accuracy']:.4f}, ROC-AUC {test['roc_auc']:.4f}, macro-F1 {test['macro_f1']:.4f} "
         f"(epoch {test['epoch']}, {history['total_train_seconds']:.0f} s of training)"
+        + (" (the checkpoint as it is, not trained)" if config.no_train else "")
     )
 
 

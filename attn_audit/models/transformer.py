@@ -305,7 +305,7 @@ def encode(
     offset = config.position_offset
     inputs = inputs + encoder["position_embedding"]["weight"][offset : offset + num_positions]
     if "token_type_embedding" in encoder:  # one segment: every token has type 0
-        inputs = inputs + encoder["token_type_embedding"]["weight"][0]
+        inputs = inputs + encoder["token_type_embedding"]["weight"][:1]
     inputs = _layers.layer_norm(encoder["embedding_norm"], inputs, config.layer_norm_eps)
     if projection is not None and config.projection_after_norm:
         inputs = _layers.linear(projection, inputs)

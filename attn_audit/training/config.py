@@ -8,8 +8,9 @@ from attn_audit import models
 from attn_audit.data import embeddings as embeddings_lib
 from attn_audit.pretrained.minilm import MINILM_SIZES
 
-# "minilm" is the transformer with all-MiniLM-L6-v2's sizes, weights and tokenizer.
-TRAIN_ENCODERS = models.ENCODERS + models.TRANSFORMER_ENCODERS + ("minilm",)
+# "minilm" is the transformer with all-MiniLM-L6-v2's sizes, weights and tokenizer;
+# "pretrained" a Hugging Face-layout checkpoint folder's (``checkpoint``, pretrained/hf.py).
+TRAIN_ENCODERS = models.ENCODERS + models.TRANSFORMER_ENCODERS + ("minilm", "pretrained")
 # TrainConfig fields that must hold MiniLM's own sizes when encoder="minilm".
 MINILM_TRAIN_SIZES = {
     name: MINILM_SIZES[name]
@@ -48,6 +49,10 @@ class TrainConfig:
     pooling: str = "cls"
     # encoder="minilm": train the pretrained encoder too, not only the new classifier.
     finetune_encoder: bool = False
+    # encoder="pretrained": the checkpoint folder (config.json, weights, tokenizer files).
+    checkpoint: str | None = None
+    # encoder="pretrained": take the checkpoint's classifier as it is (evaluate, no training).
+    no_train: bool = False
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "embed_dim", "hidden_size", "cnn_filters",
@@ -80,6 +85,19 @@ class TrainConfig:
             )
         if self.finetune_encoder and self.encoder != "minilm":
             raise ValueError("finetune_encoder applies to encoder='minilm' only.")
+        if (self.encoder == "pretrained") != bool(self.checkpoint):
+            raise ValueError(
+                "encoder='pretrained' needs checkpoint=<folder of a Hugging Face-layout model>, "
+                f"and checkpoint goes with encoder='pretrained' only (got encoder="
+                f"{self.encoder!r}, checkpoint={self.checkpoint!r})."
+            )
+        if self.no_train and self.encoder != "pretrained":
+            raise ValueError("no_train applies to encoder='pretrained' only.")
+        if self.encoder == "pretrained" and self.embeddings != "random":
+            raise ValueError(
+                "encoder='pretrained' brings its own word-piece embeddings: pass "
+                f"embeddings='random' (got {self.embeddings!r})."
+            )
         if self.encoder == "minilm":
             wrong = {
                 name: getattr(self, name)

@@ -2,7 +2,9 @@
 
 The same loop trains JW's models, the transformer (``encoder="transformer"``, from scratch
 on JW's vocabulary) and the pretrained MiniLM (``encoder="minilm"``: its word pieces, its
-weights, a new classifier; the encoder stays frozen unless ``finetune_encoder``).
+weights, a new classifier; the encoder stays frozen unless ``finetune_encoder``) and a
+Hugging Face-layout checkpoint (``encoder="pretrained"``: its tokenizer and weights, its
+own classifier or a new one; fine-tuned whole, or taken as it is with ``no_train``).
 """
 
 import dataclasses
@@ -22,7 +24,7 @@ from attn_audit._progress import format_duration
 from attn_audit.data import embeddings as embeddings_lib
 from attn_audit.data import pipeline, wordpiece
 from attn_audit.folder_lock import folder_lock
-from attn_audit.pretrained import minilm
+from attn_audit.pretrained import hf, minilm
 from attn_audit.training.checkpoint import RunCheckpoints
 from attn_audit.training.config import TrainConfig
 from attn_audit.training.evaluate import evaluate, model_inputs, selection_metric
@@ -112,7 +114,7 @@ def _check_same_run(workdir: pathlib.Path, config: dict) -> None:
 
 
 def _model_config(train_config: TrainConfig, dataset, vocab, boundaries) -> models.ModelConfig:
-    """The model a training config asks for, sized for the data set."""
+    """The model a training config asks for, sized for the data set (not for "pretrained")."""
     if train_config.encoder == "minilm":
         return minilm.minilm_config(dataset.num_classes, train_config.pooling)
     sizes = {}
@@ -214,20 +216,29 @@ def _run_training(train_config, workdir, data_dir, dataset):
     if dataset is None:
         dataset = data.load_dataset(train_config.dataset, data_dir)
     uses_minilm = train_config.encoder == "minilm"
+    root_key = jax.random.key(train_config.seed)
+    init_key, embedding_key = jax.random.split(root_key)
+    del root_key  # not used anymore
+    checkpoint = None
+    if train_config.encoder == "pretrained":
+        checkpoint = _pretrained_checkpoint(train_config, dataset, init_key)
     split_names = data.dataset.SPLITS
-    vocab = None if uses_minilm else data.vocabulary_for(dataset)
-    encode = wordpiece.split_encoder(vocab)  # MiniLM's word pieces without a vocabulary
+    vocab = None if uses_minilm or checkpoint else data.vocabulary_for(dataset)
+    # Word pieces (MiniLM's, or the checkpoint's tokenizer) without a vocabulary.
+    encode = wordpiece.split_encoder(vocab, checkpoint and checkpoint.tokenizer)
     splits = {name: encode(dataset, name) for name in split_names}
     longest = max(len(ids) for s in splits.values() for ids in s.token_ids)
     if dataset.task == "qa":
         longest = max(longest, max(len(q) for s in splits.values() for q in s.question_ids))
     boundaries = data.bucket_boundaries(longest)
-    model_config = _model_config(train_config, dataset, vocab, boundaries)
+    if checkpoint:
+        model_config = checkpoint.config
+    else:
+        model_config = _model_config(train_config, dataset, vocab, boundaries)
     if model_config.is_transformer:
         # No bucket beyond the learned positions (MiniLM's 512; its tokenizer cuts there).
-        boundaries = tuple(b for b in boundaries if b < model_config.max_positions) + (
-            min(boundaries[-1], model_config.max_positions),
-        )
+        usable = model_config.max_positions - model_config.position_offset
+        boundaries = tuple(b for b in boundaries if b < usable) + (min(boundaries[-1], usable),)
     config = {
         "train": dataclasses.asdict(train_config),
         "model": model_config.to_dict(),
@@ -241,7 +252,8 @@ def _run_training(train_config, workdir, data_dir, dataset):
             "bucket_boundaries": list(boundaries),
             "notes": dataset.notes,
         },
-        "tokenizer": wordpiece.tokenizer_record() if uses_minilm else {
+        "tokenizer": _checkpoint_record(checkpoint) if checkpoint else (
+            wordpiece.tokenizer_record()) if uses_minilm else {
             "lowercase": True,
             "digit_token": data.text.DIGIT_TOKEN,
             "punctuation": dataset.punctuation,
@@ -253,14 +265,17 @@ def _run_training(train_config, workdir, data_dir, dataset):
     else:
         if vocab is not None:
             vocab.save(workdir / "vocab.json")
+        if checkpoint:  # the run folder keeps the tokenizer and config.json it was made from
+            hf.copy_folder_files(pathlib.Path(checkpoint.source["folder"]), workdir / "checkpoint")
         write_json(workdir / "config.json", config)
     for note in dataset.notes:
         logging.warning(note)
 
-    root_key = jax.random.key(train_config.seed)
-    init_key, embedding_key = jax.random.split(root_key)
-    del root_key  # not used anymore
-    if uses_minilm:
+    if checkpoint:
+        params = jax.tree.map(jnp.asarray, checkpoint.params)
+        if train_config.no_train:
+            return _evaluate_as_is(workdir, model_config, params, splits, boundaries)
+    elif uses_minilm:
         params, _, _ = minilm.load_minilm(
             dataset.num_classes, train_config.pooling, init_key, verify=True
         )
@@ -300,6 +315,65 @@ def _run_training(train_config, workdir, data_dir, dataset):
         )  # fmt: skip
     finally:
         checkpoints.close()
+    return history
+
+
+def _pretrained_checkpoint(train_config: TrainConfig, dataset, key) -> hf.Checkpoint:
+    """The checkpoint of ``train_config.checkpoint``, with a classifier of the data set's classes.
+
+    ``no_train`` keeps the checkpoint's own classifier, whose label count must be the
+    data set's; otherwise a checkpoint whose head has another count gets a new one.
+    """
+    if dataset.task != "classification":
+        raise ValueError(
+            f"encoder='pretrained' classifies; {dataset.name} is a {dataset.task} data set."
+        )
+    if not train_config.no_train:
+        return hf.load_checkpoint(train_config.checkpoint, dataset.num_classes, key)
+    checkpoint = hf.load_checkpoint(train_config.checkpoint, None, key)
+    if checkpoint.config.num_classes != dataset.num_classes:
+        raise ValueError(
+            f"{train_config.checkpoint} classifies {checkpoint.config.num_classes} labels "
+            f"{list(checkpoint.label_names)} but {dataset.name} has {dataset.num_classes} "
+            f"({list(dataset.label_names)}); with no_train its classifier must fit the data "
+            "set: fine-tune it instead (drop --no_train)."
+        )
+    return checkpoint
+
+
+def _checkpoint_record(checkpoint: hf.Checkpoint) -> dict:
+    """What a run folder's ``config.json`` records about an imported checkpoint."""
+    return {
+        "kind": "checkpoint",
+        "family": checkpoint.family,
+        "source": checkpoint.source,
+        "own_classifier": checkpoint.has_classifier,
+        "label_names": list(checkpoint.label_names),
+        "special_ids": checkpoint.tokenizer.special_ids,
+        "files": "checkpoint/ (config.json and the tokenizer files, copied)",
+    }
+
+
+def _evaluate_as_is(workdir, model_config, params, splits, boundaries) -> dict:
+    """``no_train``: the checkpoint's parameters become the run's selected (epoch 0) ones."""
+    metrics_path = workdir / "metrics.json"
+    if metrics_path.exists() and "test" in (finished := read_json(metrics_path)):
+        return finished
+    checkpoints = RunCheckpoints(workdir)
+    try:
+        checkpoints.save("best", 0, params)
+    finally:
+        checkpoints.close()
+    history = {
+        "epochs": [],
+        "selection_metric": selection_metric(model_config, None),
+        "best_epoch": 0,
+        "as_is": True,
+        "dev": evaluate(params, model_config, splits["dev"], boundaries),
+        "test": {"epoch": 0, **evaluate(params, model_config, splits["test"], boundaries)},
+        "total_train_seconds": 0.0,
+    }
+    write_json(metrics_path, history)
     return history
 
 

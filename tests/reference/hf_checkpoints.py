@@ -26,6 +26,7 @@ MAX_POSITIONS = 512
 
 def _wordpiece_tokenizer(folder: pathlib.Path):
     from tokenizers import BertWordPieceTokenizer
+    from tokenizers.processors import BertProcessing
     from transformers import BertTokenizerFast
 
     trainer = BertWordPieceTokenizer(lowercase=True, strip_accents=True)
@@ -35,7 +36,13 @@ def _wordpiece_tokenizer(folder: pathlib.Path):
     )  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
     trainer.save_model(str(folder))
-    return BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    vocab = trainer.get_vocab()
+    trainer.post_processor = BertProcessing(("[SEP]", vocab["[SEP]"]), ("[CLS]", vocab["[CLS]"]))
+    # From the trained object: transformers 5 builds an empty vocabulary from vocab_file alone.
+    return BertTokenizerFast(
+        tokenizer_object=trainer._tokenizer, do_lower_case=True, cls_token="[CLS]",
+        sep_token="[SEP]", pad_token="[PAD]", unk_token="[UNK]", mask_token="[MASK]",
+    )  # fmt: skip
 
 
 def _bpe_tokenizer(folder: pathlib.Path):
@@ -57,7 +64,10 @@ def _bpe_tokenizer(folder: pathlib.Path):
     )  # fmt: skip
 
 
-def make_checkpoint(family: str, folder: pathlib.Path, *, seed: int = 0, head: bool = True):
+def make_checkpoint(
+    family: str, folder: pathlib.Path, *, seed: int = 0, head: bool = True,
+    num_labels: int = NUM_LABELS,
+):  # fmt: skip
     """Writes a tiny random ``<Family>ForSequenceClassification`` (or base model) and its
     tokenizer to ``folder``; returns the ``transformers`` model (eval mode, eager attention)."""
     import transformers as tf
@@ -65,7 +75,7 @@ def make_checkpoint(family: str, folder: pathlib.Path, *, seed: int = 0, head: b
     folder = pathlib.Path(folder)
     tokenizer = (_bpe_tokenizer if family == "roberta" else _wordpiece_tokenizer)(folder)
     vocab = len(tokenizer)
-    common = {"vocab_size": vocab, "num_labels": NUM_LABELS, "attn_implementation": "eager"}
+    common = {"vocab_size": vocab, "num_labels": num_labels, "attn_implementation": "eager"}
     if family == "bert":
         config = tf.BertConfig(
             hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
@@ -102,4 +112,6 @@ def make_checkpoint(family: str, folder: pathlib.Path, *, seed: int = 0, head: b
                 parameter.add_(0.1 * torch.randn_like(parameter))
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    if vocab < 100 or len(tokenizer.get_vocab()) != vocab:
+        raise AssertionError(f"the {family} fixture's tokenizer lost its vocabulary")
     return model
