@@ -23,6 +23,7 @@ from attn_audit.batch_runner import (
     run_batches,
     split_boundaries,
 )
+from attn_audit.data import wordpiece
 from attn_audit.models import is_real_token
 
 TAU_PAIRS = {
@@ -44,10 +45,22 @@ class AuditOptions:
     num_permutations: int = 100
     adversary: AdversarySettings = AdversarySettings()
     num_buckets: int = 2
+    # Word-piece models: a word's gradient / LOO score from its pieces' ("sum" or "max");
+    # attention is always summed (SPEC §10).
+    word_reduction: str = "sum"
+
+    def __post_init__(self):
+        if self.word_reduction not in wordpiece.WORD_REDUCTIONS:
+            raise ValueError(
+                f"word_reduction must be one of {wordpiece.WORD_REDUCTIONS}; "
+                f"got {self.word_reduction!r}."
+            )
 
     def to_dict(self) -> dict:
         content = dataclasses.asdict(self)
         content["audits"] = list(self.audits)
+        if self.word_reduction == "sum":  # the default: audit folders saved before it resume
+            del content["word_reduction"]
         return content
 
 
@@ -72,8 +85,40 @@ FINITE_FIELDS = ("prediction", "attention", "max_attention", "gradient", "loo",
                  "adversarial_tvd")  # fmt: skip
 
 
-def batch_records(batch: dict, results: dict, split: data.EncodedSplit) -> list[dict]:
-    """One record per real row of ``batch`` (fields: ``attn_audit.report.records``)."""
+def word_fields(record: dict, example, reduction: str = "sum") -> dict:
+    """A word-piece record's per-word view (SPEC §10): ``words``, ``word_index`` (the word of
+    each real piece), ``word_<field>`` for attention (summed: still a distribution), the
+    adversary's attention (summed), gradient and LOO (``reduction``), and Kendall τ of the
+    per-word attention against the per-word gradient / LOO (``word_tau_*``, ``word_p_*``)."""
+    word_index = np.asarray(example.word_index, np.int64)
+    num_words = len(example.words)
+    fields = {"words": list(example.words), "word_index": word_index.tolist()}
+    for name in ("attention", "adversarial_attention", "gradient", "loo"):
+        if record.get(name) is not None:
+            reduce = reduction if name in ("gradient", "loo") else "sum"
+            scores = np.asarray(record[name], np.float64)
+            fields[f"word_{name}"] = wordpiece.word_scores(
+                scores, word_index, num_words, reduce
+            ).tolist()
+    present = np.zeros(num_words, bool)
+    present[word_index[word_index >= 0]] = True
+    for name in ("gradient", "loo"):
+        if f"word_{name}" in fields:
+            tau, p = stats.kendall_tau_b(
+                np.asarray([fields["word_attention"]]), np.asarray([fields[f"word_{name}"]]),
+                present[None],
+            )  # fmt: skip
+            fields[f"word_tau_{name}"], fields[f"word_p_{name}"] = (
+                _none_if_nan(tau[0]), _none_if_nan(p[0]),
+            )  # fmt: skip
+    return fields
+
+
+def batch_records(
+    batch: dict, results: dict, split: data.EncodedSplit, word_reduction: str = "sum"
+) -> list[dict]:
+    """One record per real row of ``batch`` (fields: ``attn_audit.report.records``); records
+    of word-piece models carry their per-word view too (``word_fields``)."""
     num_positions = batch["token_ids"].shape[1]
     real_mask = is_real_token(np.arange(num_positions)[None, :], batch["lengths"][:, None])
     taus = _tau_fields(results, real_mask)
@@ -110,6 +155,8 @@ def batch_records(batch: dict, results: dict, split: data.EncodedSplit) -> list[
             record["adversarial_max_jsd"] = float(results["adversarial_max_jsd"][row])
             record["adversarial_tvd"] = float(results["adversarial_selected_tvd"][row])
         require_finite(record, {field: record.get(field) for field in FINITE_FIELDS})
+        if example.word_index is not None:
+            record.update(word_fields(record, example, word_reduction))
         records.append(record)
     return records
 
@@ -155,5 +202,5 @@ def run_audit(
     batch_size = -(-options.batch_size // auditor.num_devices) * auditor.num_devices
     return run_batches(
         auditor, split, boundaries, batch_size, out_dir,
-        lambda batch, results: batch_records(batch, results, split),
+        lambda batch, results: batch_records(batch, results, split, options.word_reduction),
     )  # fmt: skip

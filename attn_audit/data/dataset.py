@@ -35,6 +35,8 @@ class Example:
     (SNLI); ``label`` is the index of the answer among ``label_names``.
     ``text`` is the text before JW's cleaning, where a loader keeps it (SST),
     for tokenizers of pretrained models (``attn_audit.pretrained.minilm``).
+    For word-piece models ``tokens`` are the pieces, ``words`` the words of the text and
+    ``word_index`` the word of each piece (SPEC §10: records are reported per word too).
     """
 
     id: str
@@ -42,6 +44,8 @@ class Example:
     label: int
     question: tuple[str, ...] | None = None
     text: str | None = None
+    words: tuple[str, ...] | None = None
+    word_index: tuple[int, ...] | None = None
 
 
 @dataclasses.dataclass

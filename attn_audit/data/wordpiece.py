@@ -185,9 +185,15 @@ def encode_pieces_split(dataset: TextDataset, split: str, tokenizer) -> EncodedS
         raise DataError(f"MiniLM runs classify; {dataset.name} is a {dataset.task} data set.")
     examples, token_ids = [], []
     for example in kept_examples(dataset, split):
-        ids = encode_text(tokenizer, example_text(example)).ids
+        encoded = encode_text(tokenizer, example_text(example))
+        ids = encoded.ids
         pieces = tuple(tokenizer.id_to_token(int(i)) for i in ids[1:-1])
-        examples.append(dataclasses.replace(example, tokens=pieces))
+        examples.append(
+            dataclasses.replace(
+                example, tokens=pieces, words=encoded.words,
+                word_index=tuple(int(w) for w in encoded.word_index[1:-1]),
+            )
+        )  # fmt: skip
         token_ids.append(ids)
     labels = np.asarray([e.label for e in examples], np.int32)
     return EncodedSplit(examples, token_ids, labels)

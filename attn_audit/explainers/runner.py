@@ -18,6 +18,7 @@ from attn_audit.batch_runner import (
     run_batches,
     split_boundaries,
 )
+from attn_audit.data import wordpiece
 from attn_audit.explainers.engine import DEFAULT_EXPLAINERS, BatchExplainer, ExplainerSettings
 
 
@@ -83,8 +84,23 @@ def explanation_records(
             record["shapley_sampling_standard_error"] = error.tolist()
         require_finite(record, {field: record.get(field) for field in
                                 ("prediction", *explainers, *_DIAGNOSTICS)})  # fmt: skip
+        if example.word_index is not None:  # word-piece models: each score per word too
+            record.update(_word_scores(record, example, explainers))
         records.append(record)
     return records
+
+
+def _word_scores(record: dict, example, explainers) -> dict:
+    """``words``, ``word_index`` and ``word_<explainer>``: each word's pieces summed (SPEC §10)."""
+    word_index = np.asarray(example.word_index, np.int64)
+    fields = {"words": list(example.words), "word_index": word_index.tolist()}
+    for name in explainers:
+        if record.get(name) is not None:
+            scores = np.asarray(record[name], np.float64)
+            fields[f"word_{name}"] = wordpiece.word_scores(
+                scores, word_index, len(example.words)
+            ).tolist()
+    return fields
 
 
 def run_explain(

@@ -127,3 +127,37 @@ def test_a_second_audit_of_the_same_folder_is_refused(tmp_path):
     with folder_lock(tmp_path / "audit"):  # as another process auditing it would
         with pytest.raises(FolderBusyError, match=f"is writing {tmp_path / 'audit'}"):
             runner.run_audit(model, params, toy_split(), BOUNDARIES, tmp_path / "audit", OPTIONS)
+
+
+def test_word_fields_of_a_word_piece_record_match_a_plain_loop():
+    example = Example(
+        "x", ("un", "##watch", "##able", "mess", "!"), 0,
+        words=("unwatchable", "mess", "!"), word_index=(0, 0, 0, 1, 2),
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    record = {
+        "attention": list(rng.dirichlet(np.ones(5))),
+        "gradient": list(rng.uniform(size=5)),
+        "loo": list(rng.normal(size=5)),
+        "adversarial_attention": None,
+    }
+    for reduction, reduce in (("sum", sum), ("max", max)):
+        fields = runner.word_fields(record, example, reduction)
+        assert fields["words"] == list(example.words)
+        for name in ("gradient", "loo"):
+            expected = [
+                reduce(v for v, w in zip(record[name], example.word_index, strict=True) if w == j)
+                for j in range(3)
+            ]
+            np.testing.assert_allclose(fields[f"word_{name}"], expected)
+            tau, p = scipy.stats.kendalltau(fields["word_attention"], fields[f"word_{name}"])
+            np.testing.assert_allclose(
+                (fields[f"word_tau_{name}"], fields[f"word_p_{name}"]), (tau, p)
+            )
+        attention = [sum(record["attention"][:3]), record["attention"][3], record["attention"][4]]
+        np.testing.assert_allclose(fields["word_attention"], attention)  # always summed
+        assert "word_adversarial_attention" not in fields
+    with pytest.raises(ValueError, match="word_reduction must be one of"):
+        runner.AuditOptions(word_reduction="mean")
+    assert "word_reduction" not in runner.AuditOptions().to_dict()  # old folders resume
+    assert runner.AuditOptions(word_reduction="max").to_dict()["word_reduction"] == "max"

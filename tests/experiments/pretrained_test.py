@@ -46,6 +46,19 @@ def test_a_checkpoint_fine_tunes_audits_and_exports_back(tmp_path, capsys):
     assert len(records) == 4
     first = json.loads(records[0])
     assert first["tokens"] and all(np.isfinite(first["gradient"]))
+    # Per word as well as per piece (SPEC §10): the words as written, attention summed.
+    dataset = data.load_dataset("sst", data_dir)
+    text = data.pipeline.kept_examples(dataset, "test")[first["index"]].text
+    assert first["words"] and all(word in text for word in first["words"])
+    assert len(first["word_index"]) == len(first["tokens"])
+    assert len(first["word_attention"]) == len(first["words"])
+    np.testing.assert_allclose(sum(first["word_attention"]), 1.0, atol=1e-5)
+    for word in range(len(first["words"])):
+        pieces = [i for i, w in enumerate(first["word_index"]) if w == word]
+        np.testing.assert_allclose(
+            first["word_loo"][word], sum(first["loo"][i] for i in pieces), atol=1e-9
+        )
+    assert "word_tau_loo" in first
 
     out = tmp_path / "export"
     _, run_export = command_runner("export")
@@ -62,7 +75,6 @@ def test_a_checkpoint_fine_tunes_audits_and_exports_back(tmp_path, capsys):
         logits, _ = transformer.forward(params, run.model_config, ids, np.int32(len(ids)))
         np.testing.assert_allclose(np.asarray(logits), theirs[row], atol=1e-5)
 
-    dataset = data.load_dataset("sst", data_dir)
     kept = data.pipeline.kept_examples(dataset, "test")
     assert len(run.split_encoder()(dataset, "test")) == len(kept)
 
