@@ -7,7 +7,8 @@ Blocks, from the output down: ``decoder``, ``attention``, ``encoder``, ``embeddi
   question encoder's) weights, and their ``embedding`` tables.
 - Transformers: the classifier; every block's attention (query, key, value and output
   projections); the rest of the blocks (feed-forward, layer norms); and the embeddings
-  (tokens, positions, their projection and layer norm).
+  (tokens, positions, token types, their projection and layer norm); an imported
+  checkpoint's head (BERT's pooler, ``pre_classifier``) is part of the decoder.
 
 The cascading variant randomises the decoder, then the decoder and attention, and so on
 down to every block; the independent variant one block at a time. Leaves outside the
@@ -37,7 +38,8 @@ def parameter_block(names: tuple[str, ...]) -> str:
         )
     if names[1] == "layers":
         return "attention" if names[2] in _TRANSFORMER_ATTENTION else "encoder"
-    return "embeddings" if names[1].startswith(("embedding", "position_embedding")) else "encoder"
+    embeddings = ("embedding", "position_embedding", "token_type_embedding")
+    return "embeddings" if names[1].startswith(embeddings) else "encoder"
 
 
 def parameter_blocks(params) -> dict:

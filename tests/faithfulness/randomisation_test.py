@@ -2,6 +2,8 @@
 blocks replaces exactly those leaves with a fresh initialisation and leaves the others
 bit-identical, and the variants cascade from the output down."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -32,7 +34,18 @@ def test_blocks_of_jw_models_and_transformers():
     assert transformer["['encoder']['position_embedding']['weight']"] == "embeddings"
     assert transformer["['encoder']['embedding_norm']['bias']"] == "embeddings"
     assert transformer["['decoder']['linear_1']['weight']"] == "decoder"
-    for tree in (lstm_qa, transformer):
+    # An imported BERT's token types, ELECTRA's projection and the head's layer (SPEC §10).
+    imported_config = dataclasses.replace(
+        tiny_transformer_config(embed_dim=8),
+        token_types=2,
+        classifier_activation="tanh",
+        projection_after_norm=True,
+    )
+    imported = leaves_by_block(models.init(jax.random.key(0), imported_config))
+    assert imported["['encoder']['token_type_embedding']['weight']"] == "embeddings"
+    assert imported["['encoder']['embedding_projection']['weight']"] == "embeddings"
+    assert imported["['decoder']['pre_classifier']['weight']"] == "decoder"
+    for tree in (lstm_qa, transformer, imported):
         assert set(tree.values()) == set(randomisation.BLOCKS)
 
 
