@@ -32,8 +32,9 @@ _PUBLIC = {
         ("audits", "data", "evaluations", "explainers", "faithfulness", "interop", "models",
          "pretrained", "report", "stats", "training"), ""),
     **dict.fromkeys(
-        ("AUDITS", "AuditOptions", "AuditableModel", "BatchAuditor", "JWModel",
-         "TransformerModel", "auditable_model", "checked_audits", "run_audit"), "audits"),
+        ("AUDITS", "AuditOptions", "AuditableModel", "BatchAuditor", "FlaxModel",
+         "FlaxTransformerModel", "JWModel", "TransformerModel", "auditable_model",
+         "checked_audits", "flax_model", "run_audit"), "audits"),
     **dict.fromkeys(
         ("EXPLAINERS", "BatchExplainer", "ExplainOptions", "ExplainerSettings", "run_explain"),
         "explainers"),

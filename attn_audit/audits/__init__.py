@@ -9,11 +9,13 @@
 
 Any model with the four functions of ``AuditableModel`` can be audited: ``JWModel``
 adapts JW's models, ``TransformerModel`` the transformer (its last block's CLS
-attention), and ``auditable_model(config)`` picks between them.
+attention), and ``auditable_model(config)`` picks between them; ``flax_model`` adapts a
+user's own Flax model (linen or nnx), its code untouched.
 """
 
 from attn_audit.audits.adversarial import AdversarySettings, adversarial_search
 from attn_audit.audits.engine import AUDITS, BatchAuditor, checked_audits
+from attn_audit.audits.flax_model import FlaxModel, FlaxTransformerModel, flax_model
 from attn_audit.audits.gradient import gradient_importance
 from attn_audit.audits.loo import delete_position, leave_one_out
 from attn_audit.audits.permutation import (
@@ -26,8 +28,9 @@ from attn_audit.audits.runner import AuditOptions, run_audit
 from attn_audit.audits.transformer_model import TransformerModel, auditable_model
 
 __all__ = [
-    "AUDITS", "AdversarySettings", "AuditOptions", "AuditableModel", "BatchAuditor", "JWModel",
-    "TransformerModel", "adversarial_search", "auditable_model", "checked_audits",
-    "delete_position", "gradient_importance", "leave_one_out", "permutation_median_tvd",
-    "permutation_tvds", "permute_real_tokens", "run_audit",
+    "AUDITS", "AdversarySettings", "AuditOptions", "AuditableModel", "BatchAuditor",
+    "FlaxModel", "FlaxTransformerModel", "JWModel", "TransformerModel", "adversarial_search",
+    "auditable_model", "checked_audits", "delete_position", "flax_model",
+    "gradient_importance", "leave_one_out", "permutation_median_tvd", "permutation_tvds",
+    "permute_real_tokens", "run_audit",
 ]  # fmt: skip
