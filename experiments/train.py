@@ -85,6 +85,11 @@ _CHECKPOINT = flags.DEFINE_string(
 _NO_TRAIN = flags.DEFINE_bool(
     "no_train", False, "--encoder=pretrained: take the checkpoint's classifier as it is."
 )
+_LONG_INPUTS = flags.DEFINE_enum(
+    "long_inputs", "error", ["error", "window"],
+    "--encoder=pretrained: a text longer than the model reads is an error, or is read as "
+    "consecutive windows of whole words, each an instance of its own.",
+)  # fmt: skip
 _FINETUNE_ENCODER = flags.DEFINE_bool(
     "finetune_encoder", False, "minilm: train the pretrained encoder too, not only the classifier."
 )
@@ -141,6 +146,7 @@ def main(argv):
             finetune_encoder=_FINETUNE_ENCODER.value,
             checkpoint=_CHECKPOINT.value,
             no_train=_NO_TRAIN.value,
+            long_inputs=_LONG_INPUTS.value,
             **settings_from_flags(),
         )
         history = training.run_training(config, _WORKDIR.value, _DATA_DIR.value)

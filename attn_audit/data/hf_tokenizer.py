@@ -11,7 +11,8 @@ so ids ``0`` and ``pad`` are swapped on the way in (``PieceTokenizer.pieces``) a
 embedding rows likewise on import (``pretrained.hf``): the model sees the same vectors.
 
 Texts become ``[CLS] + pieces + [SEP]``; a text longer than the model's positions is an
-error that names it (never cut silently).
+error that names it (never cut silently), or, with ``long_inputs="window"``, consecutive
+windows of whole words, each an instance of its own (``PieceTokenizer.windows``).
 """
 
 import dataclasses
@@ -25,6 +26,8 @@ from attn_audit.data.dataset import DataError, excerpt
 from attn_audit.data.wordpiece import WordPieces, require_unicode
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json + merges.txt")
+# What to do with a text longer than the model reads: refuse it, or cut it into windows.
+LONG_INPUTS = ("error", "window")
 SPECIAL_ROLES = ("cls", "sep", "pad", "unk", "mask")
 # The family's special tokens when the folder does not name them.
 DEFAULT_SPECIAL_TOKENS = {
@@ -42,12 +45,19 @@ class PieceTokenizer:
       hf_ids: the checkpoint's ids of the special tokens, ``{"cls", "sep", "pad", "unk", "mask"}``.
       max_pieces: the longest sequence the model reads, ``[CLS]`` and ``[SEP]`` included.
       source: the folder it was read from, for messages.
+      long_inputs: ``"error"`` (a longer text is refused) or ``"window"`` (data sets
+        encode it as consecutive windows, ``windows``).
     """
 
     tokenizer: object
     hf_ids: dict
     max_pieces: int
     source: str = ""
+    long_inputs: str = "error"
+
+    def __post_init__(self):
+        if self.long_inputs not in LONG_INPUTS:
+            raise ValueError(f"long_inputs must be one of {LONG_INPUTS}; got {self.long_inputs!r}.")
 
     @property
     def special_ids(self) -> dict:
@@ -97,8 +107,8 @@ class PieceTokenizer:
             raise DataError(
                 f"The text {excerpt(text if isinstance(text, str) else ' '.join(text), 0)} has "
                 f"{len(encoding.ids)} word pieces ([CLS]/[SEP] included) but the model reads at "
-                f"most {self.max_pieces}; shorten it or split it into windows first "
-                "(attn_audit never cuts a text silently)."
+                f"most {self.max_pieces}; shorten it, or read it as consecutive windows of whole "
+                "words (--long_inputs=window). attn_audit never cuts a text silently."
             )
         word_index = np.asarray([-1 if w is None else w for w in encoding.word_ids], np.int32)
         if isinstance(text, str):
@@ -106,6 +116,51 @@ class PieceTokenizer:
         else:
             words = tuple(text)
         return WordPieces(self.to_ours(encoding.ids), word_index, words)
+
+    def windows(self, text: str) -> list[WordPieces]:
+        """A text as consecutive windows of whole words, each ``[CLS] + pieces + [SEP]`` of at
+        most ``max_pieces``; one window when the text fits. Every piece is in exactly one
+        window; word indices and words are the window's own.
+
+        Raises:
+          DataError: as ``pieces``, or one word has more pieces than a window holds.
+        """
+        require_unicode(text)
+        if not text.strip():
+            raise DataError("An empty text has no words to explain; drop it from the input.")
+        encoding = self.tokenizer.encode(text)
+        if len(encoding.ids) <= self.max_pieces:
+            return [self.pieces(text)]
+        word_index = np.asarray([-1 if w is None else w for w in encoding.word_ids], np.int32)
+        words = _word_spans(text, encoding, word_index)
+        ids, word_index = np.asarray(encoding.ids[1:-1], np.int32), word_index[1:-1]
+        budget = self.max_pieces - 2
+        starts = np.flatnonzero(np.diff(word_index, prepend=-2) != 0)  # each word's first piece
+        bounds, first = [], 0
+        for start, end in zip(starts, [*starts[1:], len(ids)], strict=True):
+            if end - start > budget:
+                raise DataError(
+                    f"The word {words[word_index[start]]!r} has {end - start} word pieces, more "
+                    f"than a window of {budget} holds."
+                )
+            if end - first > budget:
+                bounds.append((first, start))
+                first = start
+        bounds.append((first, len(ids)))
+        cls, sep = self.hf_ids["cls"], self.hf_ids["sep"]
+        windows = []
+        for first, last in bounds:
+            local = word_index[first:last] - word_index[first]
+            window_ids = np.concatenate([[cls], ids[first:last], [sep]]).astype(np.int32)
+            first_word = int(word_index[first])
+            windows.append(
+                WordPieces(
+                    self.to_ours(window_ids),
+                    np.concatenate([[-1], local, [-1]]).astype(np.int32),
+                    words[first_word : first_word + int(local.max()) + 1],
+                )
+            )
+        return windows
 
 
 def _word_spans(text: str, encoding, word_index: np.ndarray) -> tuple[str, ...]:
@@ -140,13 +195,16 @@ def _special_tokens(folder: pathlib.Path, kind: str) -> dict:
     return tokens
 
 
-def load_tokenizer_folder(folder: str | pathlib.Path, vocab_size: int, max_pieces: int):
+def load_tokenizer_folder(
+    folder: str | pathlib.Path, vocab_size: int, max_pieces: int, long_inputs: str = "error"
+):
     """The tokenizer of a checkpoint folder, checked against the model's vocabulary.
 
     Args:
       folder: the checkpoint folder.
       vocab_size: rows of the model's word embedding; the tokenizer must not have more ids.
       max_pieces: the longest sequence the model reads.
+      long_inputs: ``"error"`` or ``"window"`` (``PieceTokenizer``).
 
     Returns:
       a ``PieceTokenizer``.
@@ -218,4 +276,4 @@ def load_tokenizer_folder(folder: str | pathlib.Path, vocab_size: int, max_piece
             f"{path} does not wrap a text in {tokens['cls']} ... {tokens['sep']}; attn_audit "
             "needs the classifier's special tokens (add its post-processor)."
         )
-    return PieceTokenizer(tokenizer, hf_ids, max_pieces, str(folder))
+    return PieceTokenizer(tokenizer, hf_ids, max_pieces, str(folder), long_inputs)

@@ -184,17 +184,22 @@ def encode_pieces_split(dataset: TextDataset, split: str, tokenizer) -> EncodedS
     if dataset.task != "classification":
         raise DataError(f"MiniLM runs classify; {dataset.name} is a {dataset.task} data set.")
     examples, token_ids = [], []
+    windowed = getattr(tokenizer, "long_inputs", "error") == "window"
     for example in kept_examples(dataset, split):
-        encoded = encode_text(tokenizer, example_text(example))
-        ids = encoded.ids
-        pieces = tuple(tokenizer.id_to_token(int(i)) for i in ids[1:-1])
-        examples.append(
-            dataclasses.replace(
-                example, tokens=pieces, words=encoded.words,
-                word_index=tuple(int(w) for w in encoded.word_index[1:-1]),
-            )
-        )  # fmt: skip
-        token_ids.append(ids)
+        text = example_text(example)
+        parts = tokenizer.windows(text) if windowed else [encode_text(tokenizer, text)]
+        for number, encoded in enumerate(parts):
+            ids = encoded.ids
+            pieces = tuple(tokenizer.id_to_token(int(i)) for i in ids[1:-1])
+            examples.append(
+                dataclasses.replace(
+                    example, tokens=pieces, words=encoded.words,
+                    word_index=tuple(int(w) for w in encoded.word_index[1:-1]),
+                    # A long text read in windows: each window is an instance of its own.
+                    id=example.id if len(parts) == 1 else f"{example.id}#window{number}",
+                )
+            )  # fmt: skip
+            token_ids.append(ids)
     labels = np.asarray([e.label for e in examples], np.int32)
     return EncodedSplit(examples, token_ids, labels)
 

@@ -400,7 +400,10 @@ def file_sha256(path: pathlib.Path) -> str:
 
 
 def load_checkpoint(
-    folder: str | pathlib.Path, num_classes: int | None = None, key: jax.Array | None = None
+    folder: str | pathlib.Path,
+    num_classes: int | None = None,
+    key: jax.Array | None = None,
+    long_inputs: str = "error",
 ) -> Checkpoint:
     """Imports a Hugging Face-layout checkpoint folder.
 
@@ -411,6 +414,8 @@ def load_checkpoint(
         checkpoint without a classifier, gets a new head (``transformer.init_classifier``,
         key ``key``; BERT's pooler is kept), with a warning when a trained head is dropped.
       key: initialises a new head; default ``jax.random.key(0)``.
+      long_inputs: texts longer than the model reads: ``"error"`` or ``"window"``
+        (``data.hf_tokenizer.PieceTokenizer``).
 
     Returns:
       a ``Checkpoint``.
@@ -459,7 +464,7 @@ def load_checkpoint(
         params["decoder"] = {**new_head, **params["decoder"]}  # keeps a trained pooler
         names = tuple(f"LABEL_{i}" for i in range(wanted))
     tokenizer = load_tokenizer_folder(
-        folder, config.vocab_size, config.max_positions - config.position_offset
+        folder, config.vocab_size, config.max_positions - config.position_offset, long_inputs
     )
     if tokenizer.hf_ids["pad"] != pad_id:
         raise ValueError(

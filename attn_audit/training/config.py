@@ -53,6 +53,9 @@ class TrainConfig:
     checkpoint: str | None = None
     # encoder="pretrained": take the checkpoint's classifier as it is (evaluate, no training).
     no_train: bool = False
+    # encoder="pretrained": a text longer than the model reads is an error, or is read as
+    # consecutive windows of whole words, each an instance ("window").
+    long_inputs: str = "error"
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "embed_dim", "hidden_size", "cnn_filters",
@@ -91,6 +94,10 @@ class TrainConfig:
                 f"and checkpoint goes with encoder='pretrained' only (got encoder="
                 f"{self.encoder!r}, checkpoint={self.checkpoint!r})."
             )
+        if self.long_inputs not in ("error", "window"):
+            raise ValueError(f"long_inputs must be error or window, got {self.long_inputs!r}.")
+        if self.long_inputs != "error" and self.encoder != "pretrained":
+            raise ValueError("long_inputs applies to encoder='pretrained' only.")
         if self.no_train and self.encoder != "pretrained":
             raise ValueError("no_train applies to encoder='pretrained' only.")
         if self.encoder == "pretrained" and self.embeddings != "random":

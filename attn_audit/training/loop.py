@@ -329,8 +329,10 @@ def _pretrained_checkpoint(train_config: TrainConfig, dataset, key) -> hf.Checkp
             f"encoder='pretrained' classifies; {dataset.name} is a {dataset.task} data set."
         )
     if not train_config.no_train:
-        return hf.load_checkpoint(train_config.checkpoint, dataset.num_classes, key)
-    checkpoint = hf.load_checkpoint(train_config.checkpoint, None, key)
+        return hf.load_checkpoint(
+            train_config.checkpoint, dataset.num_classes, key, train_config.long_inputs
+        )
+    checkpoint = hf.load_checkpoint(train_config.checkpoint, None, key, train_config.long_inputs)
     if checkpoint.config.num_classes != dataset.num_classes:
         raise ValueError(
             f"{train_config.checkpoint} classifies {checkpoint.config.num_classes} labels "

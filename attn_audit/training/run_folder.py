@@ -95,6 +95,7 @@ def load_run(workdir: str | pathlib.Path) -> Run:
         tokenizer = load_tokenizer_folder(
             workdir / "checkpoint", model_config.vocab_size,
             model_config.max_positions - model_config.position_offset,
+            config["train"].get("long_inputs", "error"),
         )  # fmt: skip
     elif kind != "wordpiece":
         vocab = Vocabulary.load(workdir / "vocab.json")

@@ -8,6 +8,7 @@ with the same token ids as the ``transformers`` tokenizer. MiniLM's real weights
 checked the same way. Export writes the layout back and ``transformers`` loads it.
 """
 
+import dataclasses
 import json
 import pathlib
 import shutil
@@ -126,6 +127,50 @@ def _text_of_pieces(tokenizer, count):
     text = " ".join(["film"] * words)
     assert len(tokenizer.tokenizer.encode(text).ids) == count
     return text
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_a_long_text_read_in_windows_of_whole_words(checkpoints, family):
+    folder, model = checkpoints[family]
+    checkpoint = hf.load_checkpoint(folder, long_inputs="window")
+    tokenizer = checkpoint.tokenizer
+    text = " ".join([TEXTS[1]] * 60)  # accents and emoji, ~900 pieces
+    whole = tokenizer.tokenizer.encode(text)
+    assert len(whole.ids) > 512
+    windows = tokenizer.windows(text)
+    assert len(windows) >= 2
+    # Every piece in exactly one window, in order; no word split across windows.
+    inner = np.concatenate([w.ids[1:-1] for w in windows])
+    np.testing.assert_array_equal(tokenizer.to_checkpoint(inner), whole.ids[1:-1])
+    words = sum((w.words for w in windows), ())
+    assert (
+        words
+        == wordpiece.encode_text(dataclasses.replace(tokenizer, max_pieces=10_000), text).words
+    )
+    for window in windows:
+        assert len(window.ids) <= 512
+        assert window.word_index[0] == window.word_index[-1] == -1
+        assert window.word_index[1] == 0 and window.word_index[-2] == len(window.words) - 1
+    # Each window is a text of its own for the model: it matches transformers on its ids.
+    ids = [tokenizer.to_checkpoint(w.ids) for w in windows[:2]]
+    width = max(len(i) for i in ids)
+    batch = np.full((2, width), tokenizer.hf_ids["pad"])
+    mask = np.zeros((2, width), np.int64)
+    for row, i in enumerate(ids):
+        batch[row, : len(i)], mask[row, : len(i)] = i, 1
+    with torch.no_grad():
+        theirs = model(
+            input_ids=torch.from_numpy(batch), attention_mask=torch.from_numpy(mask)
+        ).logits.numpy()
+    params = jax.tree.map(jnp.asarray, checkpoint.params)
+    for row, window in enumerate(windows[:2]):
+        logits, _ = transformer.forward(
+            params, checkpoint.config, window.ids, np.int32(len(window.ids))
+        )
+        np.testing.assert_allclose(np.asarray(logits), theirs[row], atol=TOLERANCE)
+    with pytest.raises(DataError, match="--long_inputs=window"):
+        hf.load_checkpoint(folder).tokenizer.pieces(text)
+    assert len(tokenizer.windows(TEXTS[0])) == 1
 
 
 @pytest.mark.parametrize(
