@@ -29,7 +29,7 @@ from attn_audit.models.config import ModelConfig
 Params = dict
 
 # BERT name suffix of each block tensor -> (our layer name, tensor name).
-_BLOCK_TENSORS = {
+BLOCK_TENSORS = {
     "attention.self.query": "query",
     "attention.self.key": "key",
     "attention.self.value": "value",
@@ -82,7 +82,7 @@ def from_bert_state_dict(weights: Mapping[str, np.ndarray], config: ModelConfig)
         },
         "layers": {},
     }
-    for suffix, layer in _BLOCK_TENSORS.items():
+    for suffix, layer in BLOCK_TENSORS.items():
         encoder["layers"][layer] = {
             tensor: np.stack(
                 [take(f"encoder.layer.{i}.{suffix}.{tensor}") for i in range(config.num_layers)]
@@ -129,7 +129,7 @@ def to_bert_state_dict(params: Params, config: ModelConfig) -> dict[str, np.ndar
         "embeddings.LayerNorm.bias": encoder["embedding_norm"]["bias"],
     }
     for i in range(config.num_layers):
-        for suffix, layer in _BLOCK_TENSORS.items():
+        for suffix, layer in BLOCK_TENSORS.items():
             for tensor in ("weight", "bias"):
                 state[f"encoder.layer.{i}.{suffix}.{tensor}"] = encoder["layers"][layer][tensor][i]
     if "decoder" in params:

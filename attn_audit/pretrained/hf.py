@@ -18,7 +18,6 @@ Token ids follow attn_audit's PAD = 0: where the checkpoint's pad id is not 0
 """
 
 import dataclasses
-import hashlib
 import json
 import pathlib
 import shutil
@@ -30,6 +29,8 @@ from absl import logging
 from attn_audit.data.hf_tokenizer import PieceTokenizer, load_tokenizer_folder
 from attn_audit.models import transformer
 from attn_audit.models.config import ModelConfig
+from attn_audit.pretrained.bert import BLOCK_TENSORS
+from attn_audit.pretrained.minilm import file_sha256
 
 FAMILIES = ("bert", "distilbert", "roberta", "electra")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -40,16 +41,7 @@ TOKENIZER_FILES = (
 )  # fmt: skip
 
 # Block tensors: the family's name inside ``<layers>.{i}.`` -> our layer name.
-_BERT_BLOCK = {
-    "attention.self.query": "query",
-    "attention.self.key": "key",
-    "attention.self.value": "value",
-    "attention.output.dense": "attention_output",
-    "attention.output.LayerNorm": "attention_norm",
-    "intermediate.dense": "intermediate",
-    "output.dense": "output",
-    "output.LayerNorm": "output_norm",
-}
+_BERT_BLOCK = BLOCK_TENSORS
 _DISTILBERT_BLOCK = {
     "attention.q_lin": "query",
     "attention.k_lin": "key",
@@ -389,14 +381,6 @@ def _shape(tree, keys) -> tuple[int, ...]:
     for key in keys:
         tree = tree[key]
     return tuple(tree.shape)
-
-
-def file_sha256(path: pathlib.Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_checkpoint(
