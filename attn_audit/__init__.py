@@ -11,6 +11,7 @@ The layout follows the data flow, one sub-package per stage::
     faithfulness ERASER, decision flips, parameter randomisation, agreement between explainers
     evaluations  the papers' protocols: Abnar & Zuidema (az), Wiegreffe & Pinter (wp)
     stats        every statistic once: Kendall τ, Spearman ρ, TVD, KL, JSD, bootstrap CIs
+    multiple_testing  Wilcoxon signed-rank per head, Benjamini–Hochberg across heads
     report       records, summaries, figures, tables
     interop      export to PyTorch state dicts
 
@@ -43,6 +44,8 @@ _PUBLIC = {
     **dict.fromkeys(("attention_flow", "attention_flow_batch", "attention_flow_row"),
                     "audits.flow"),
     **dict.fromkeys(("raw_attention", "residual_attention", "rollout"), "audits.rollout"),
+    **dict.fromkeys(("AttentionView", "audit_views", "view_labels"), "audits.views"),
+    **dict.fromkeys(("benjamini_hochberg", "wilcoxon_greater"), "multiple_testing"),
     **dict.fromkeys(("DataError", "EncodedSplit", "TextDataset", "encode_split", "load_dataset"),
                     "data"),
     "split_encoder": "data.wordpiece",

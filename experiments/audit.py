@@ -2,13 +2,18 @@ r"""Audits a trained run: gradient, leave-one-out, permutation and adversarial (
 
   python -m experiments.audit --workdir=runs/sst_lstm_tanh \
       [--split=test --limit=N --audits=gradient,loo,permutation,adversarial --seed=0 \
-       --batch_size=32 --buckets=2 --data_dir=DIR]
+       --batch_size=32 --buckets=2 --data_dir=DIR --attention_views=all]
 
 Writes ``WORKDIR/audit/<split>/``: ``records.jsonl`` (one JSON object per instance;
 fields documented in ``attn_audit/report/records.py``), ``summary.json`` and
 ``summary.md`` (JW's Table 2 row per predicted class, permutation medians per
 max-attention bin, adversarial max-JSD quantiles, provenance) and PNG figures.
 An interrupted audit resumes: the same command skips the batches already done.
+
+For a transformer, ``--attention_views`` then audits every chosen attention view (each head's
+CLS row per layer, each layer's head mean, rollout, flow; ``attn_audit/audits/views.py``) with
+the same options, into ``WORKDIR/audit/<split>/views/``: ``records.jsonl``, ``views.json`` and
+``views.md`` (layer × head tables, Wilcoxon per head, Benjamini–Hochberg across heads).
 
 Expected on a 2-core CPU for the default SST BiLSTM run (benchmarks/RESULTS.md): about
 32 s for the 1,725 test instances with cold caches (8 s of it waiting for compilation,
@@ -26,7 +31,9 @@ from absl import app, flags, logging
 from attn_audit import data, report
 from attn_audit.audits import AUDITS, AuditOptions, auditable_model, checked_audits, run_audit
 from attn_audit.audits.exported import ProgramCache
+from attn_audit.audits.views import audit_views
 from attn_audit.report import figures, paper_row, summarize, summary_markdown
+from attn_audit.report.views import views_markdown
 from attn_audit.training.run_folder import load_run
 from experiments._setup import USER_ERRORS, code_version, setup
 
@@ -42,6 +49,12 @@ _BUCKETS = flags.DEFINE_integer(
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Folder with the original data files (default: $ATTN_AUDIT_DATA)."
 )
+_ATTENTION_VIEWS = flags.DEFINE_list(
+    "attention_views", [],
+    "Transformers: also audit these attention views, into WORKDIR/audit/<split>/views/: "
+    "'all', 'heads', 'layer_means', 'rollout', 'flow' or labels 'layer<l>/head<h>', "
+    "'layer<l>/mean' (0-based); empty (default): none.",
+)  # fmt: skip
 
 
 def main(argv):
@@ -100,6 +113,16 @@ def main(argv):
     written = figures.write_all(records, label_names, out_dir)
     logging.info("Wrote %s, summary.json, summary.md and %d figures.", out_dir, len(written))
     print(markdown)
+    if _ATTENTION_VIEWS.value:
+        try:  # after the audit above, with its options (attn_audit.audits.views)
+            _, views_summary = audit_views(
+                run.model_config, run.params, split, _ATTENTION_VIEWS.value, out_dir / "views",
+                options,
+            )  # fmt: skip
+        except USER_ERRORS as error:
+            sys.exit(f"error: {error}")
+        logging.info("Wrote %s (views.json, views.md).", out_dir / "views")
+        print(views_markdown(views_summary))
 
 
 if __name__ == "__main__":

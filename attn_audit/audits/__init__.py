@@ -6,6 +6,8 @@
 - ``adversarial_search``: the most different attention with (almost) the same output;
 - ``BatchAuditor`` runs them on sharded batches; ``run_audit`` over a split, resumably;
 - ``rollout`` and ``flow``: Abnar & Zuidema's readings of a transformer's attention maps.
+- ``audit_views``: every head, layer mean, rollout and flow of a transformer audited
+  (``AttentionView``: one head's or one layer's CLS attention as an auditable model).
 
 Any model with the four functions of ``AuditableModel`` can be audited: ``JWModel``
 adapts JW's models, ``TransformerModel`` the transformer (its last block's CLS
@@ -26,6 +28,7 @@ from attn_audit.audits.permutation import (
 from attn_audit.audits.protocol import AuditableModel, JWModel
 from attn_audit.audits.runner import AuditOptions, run_audit
 from attn_audit.audits.transformer_model import TransformerModel, auditable_model
+from attn_audit.audits.views import AttentionView, ViewAuditor, audit_views, view_labels
 
 __all__ = [
     "AUDITS", "AdversarySettings", "AuditOptions", "AuditableModel", "BatchAuditor",
@@ -34,3 +37,4 @@ __all__ = [
     "gradient_importance", "leave_one_out", "permutation_median_tvd", "permutation_tvds",
     "permute_real_tokens", "run_audit",
 ]  # fmt: skip
+__all__ += ["AttentionView", "ViewAuditor", "audit_views", "view_labels"]
