@@ -43,6 +43,11 @@ _LIMIT = flags.DEFINE_integer("limit", None, "Audit only the first N instances o
 _AUDITS = flags.DEFINE_list("audits", list(AUDITS), f"Audits to run, from {list(AUDITS)}.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the permutations and adversary initialisation.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Instances per batch.")
+_WORD_REDUCTION = flags.DEFINE_enum(
+    "word_reduction", "sum", ["sum", "max"],
+    "Word-piece models: a word's gradient / LOO score is the sum or the max of its pieces' "
+    "(its attention is always the sum).",
+)  # fmt: skip
 _BUCKETS = flags.DEFINE_integer(
     "buckets", 2, "Padded widths to audit at (one compiled program each), fitted to the split."
 )
@@ -73,7 +78,7 @@ def main(argv):
         options = AuditOptions(
             split=_SPLIT.value, audits=audits,
             seed=_SEED.value, batch_size=_BATCH_SIZE.value, limit=_LIMIT.value,
-            num_buckets=_BUCKETS.value,
+            num_buckets=_BUCKETS.value, word_reduction=_WORD_REDUCTION.value,
         )  # fmt: skip
         out_dir = run.workdir / "audit" / _SPLIT.value
         # Traced programs live beside the compiled ones: a warm run skips tracing too.
