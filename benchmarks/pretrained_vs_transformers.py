@@ -66,34 +66,42 @@ from attn_audit.training.run_folder import load_run
 from benchmarks import _machine
 from benchmarks.torch_hf_audits import Adversary, HFAudits, length_sorted_batches
 
-_WORKDIR = flags.DEFINE_string("workdir", "runs/sst_minilm_hf", "A --encoder=pretrained run.")
-_LIMIT = flags.DEFINE_integer("limit", None, "First N test instances (default: all).")
 PARTS = ("check", "eager", "cold", "warm", "steady_gradient", "steady_loo",
          "steady_permutation", "steady_adversarial", "ig")  # fmt: skip
 PART_GROUPS = {"processes": ("eager", "cold", "warm"), "steady": PARTS[4:8], "all": PARTS}
-_PARTS = flags.DEFINE_list(
-    "parts", ["all"], f"Parts to run: {', '.join(PARTS)}; groups {', '.join(PART_GROUPS)}; "
-    "'report' only rewrites the results file from the stored figures.",
-)  # fmt: skip
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Data folder (default $ATTN_AUDIT_DATA).")
-_EXPORT_DIR = flags.DEFINE_string(
-    "export_dir",
-    None,
-    "Hugging Face export of the run: reused if it holds one, else written "
-    "(default: a folder under the system's temp dir, named after the run).",
-)
-_STATE = flags.DEFINE_string(
-    "state", None, "JSON file with the figures of the parts run so far (default: temp dir)."
-)
-_CHECK_BATCHES = flags.DEFINE_integer("check_batches", 1, "Audit batches compared in 'check'.")
-_IG_LIMIT = flags.DEFINE_integer("ig_limit", 64, "Instances for integrated gradients.")
-_IG_INTERNAL_BATCH_SIZE = flags.DEFINE_integer(
-    "ig_internal_batch_size", 256, "Captum batched: rows (instances × points) per pass."
-)
-_OUT = flags.DEFINE_string("out", "benchmarks", "Where PRETRAINED_RESULTS.md goes.")
-_ALLOW_UNFINISHED = flags.DEFINE_bool(
-    "allow_unfinished", False, "Run although the run's metrics.json has no 'test' entry yet."
-)
+
+
+def define_flags() -> None:
+    """Defines the command's flags. Called only when this file runs as a program: the tests
+    import its helpers beside other benchmarks whose flags share these names."""
+    global _WORKDIR, _LIMIT, _PARTS, _DATA_DIR, _EXPORT_DIR, _STATE, _CHECK_BATCHES
+    global _IG_LIMIT, _IG_INTERNAL_BATCH_SIZE, _OUT, _ALLOW_UNFINISHED
+    _WORKDIR = flags.DEFINE_string("workdir", "runs/sst_minilm_hf", "A --encoder=pretrained run.")
+    _LIMIT = flags.DEFINE_integer("limit", None, "First N test instances (default: all).")
+    _PARTS = flags.DEFINE_list(
+        "parts", ["all"], f"Parts to run: {', '.join(PARTS)}; groups {', '.join(PART_GROUPS)}; "
+        "'report' only rewrites the results file from the stored figures.",
+    )  # fmt: skip
+    _DATA_DIR = flags.DEFINE_string("data_dir", None, "Data folder (default $ATTN_AUDIT_DATA).")
+    _EXPORT_DIR = flags.DEFINE_string(
+        "export_dir",
+        None,
+        "Hugging Face export of the run: reused if it holds one, else written "
+        "(default: a folder under the system's temp dir, named after the run).",
+    )
+    _STATE = flags.DEFINE_string(
+        "state", None, "JSON file with the figures of the parts run so far (default: temp dir)."
+    )
+    _CHECK_BATCHES = flags.DEFINE_integer("check_batches", 1, "Audit batches compared in 'check'.")
+    _IG_LIMIT = flags.DEFINE_integer("ig_limit", 64, "Instances for integrated gradients.")
+    _IG_INTERNAL_BATCH_SIZE = flags.DEFINE_integer(
+        "ig_internal_batch_size", 256, "Captum batched: rows (instances × points) per pass."
+    )
+    _OUT = flags.DEFINE_string("out", "benchmarks", "Where PRETRAINED_RESULTS.md goes.")
+    _ALLOW_UNFINISHED = flags.DEFINE_bool(
+        "allow_unfinished", False, "Run although the run's metrics.json has no 'test' entry yet."
+    )
+
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 AUDITS = ("gradient", "loo", "permutation", "adversarial")
@@ -1177,4 +1185,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
