@@ -153,6 +153,12 @@ class FlaxModel:
         logits = self._replaced(params, instance, states["embedded"], new.astype(own.dtype))
         return self._probabilities(logits)
 
+    def forward(self, params, instance, embedded):
+        """The user's logits method on ``e``, nothing replaced or held: ``[C]`` probabilities
+        (what the gradient explainers differentiate)."""
+        logits, _ = self._read(params, instance, embedded)
+        return self._probabilities(logits)
+
     # ---------------------------------------------------------------- the user's methods
 
     def _logits_kwargs(self, instance, num_positions: int) -> dict:

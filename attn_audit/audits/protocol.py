@@ -19,6 +19,13 @@ class AuditableModel(Protocol):
     def decode(self, params, instance, states, alpha) -> Array: # ŷ [C], class probabilities
 ```
 
+Optionally, ``forward(params, instance, embedded)`` gives the class probabilities
+``[C]`` with every attention map a function of ``embedded`` (nothing held): the
+gradient explainers differentiate it. Without it they differentiate
+``decode(encode(e), attention(encode(e)))``, which is the model itself only when
+``decode`` lets the gradient through everything α does not replace (JWModel does; the
+transformer adapters hold the other heads' rows and so provide ``forward``).
+
 Optionally, ``deletion_states(params, instance, embedded, states)`` returns a
 function ``p -> states`` (each leaf with a leading axis of 2) of the sequence
 without token p and of the sequence without its mirror ``length − 1 − p`` (or

@@ -63,6 +63,14 @@ class TransformerModel:
             "states": encoded["states"],
         }
 
+    def forward(self, params, instance, embedded):
+        """The model's probabilities ``[C]`` from ``e`` with no attention held (the plain
+        forward pass): what the gradient explainers differentiate."""
+        logits, _ = transformer.forward_from_embedded(
+            params, self.config, embedded, instance["length"]
+        )
+        return models.probabilities(logits, self.config)
+
     def attention_maps(self, params, instance) -> jax.Array:
         """Every block's attention ``[L, H, T, T]`` (rows queries), for rollout and flow."""
         embedded = self.embed(params, instance)

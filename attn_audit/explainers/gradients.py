@@ -17,7 +17,15 @@ IG_RULES = ("gausslegendre", "riemann_trapezoid")
 
 
 def _probability_of_embedded(model, params, instance, target):
-    """``e [T, E] -> p(target | e)``; the token ids only set the length and the question."""
+    """``e [T, E] -> p(target | e)``; the token ids only set the length and the question.
+
+    The model's ``forward`` where it has one (the transformers' adapters: their ``decode``
+    holds the heads' own rows, so its gradient is not the model's), else
+    ``decode(encode(e), attention(encode(e)))``.
+    """
+    forward = getattr(model, "forward", None)
+    if forward is not None:
+        return lambda embedded: forward(params, instance, embedded)[target]
 
     def probability(embedded):
         states = model.encode(params, instance, embedded)

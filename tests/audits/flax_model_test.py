@@ -24,6 +24,7 @@ from attn_audit.audits.flax_model import FlaxTransformerModel, flax_model
 from attn_audit.audits.transformer_model import mix_heads
 from attn_audit.evaluations import az
 from attn_audit.explainers import engine as explainer_engine
+from attn_audit.explainers.gradients import grad_input
 from attn_audit.models import real_token_mask
 from tests._fixtures import padded_batch
 
@@ -453,6 +454,21 @@ def test_audits_equal_the_plain_apply(case):
     for row, expected in enumerate(reference_audits(case, BATCH)):
         for name, value in expected.items():
             np.testing.assert_allclose(found[name][row], value, atol=1e-6, err_msg=name)
+
+
+def test_gradient_explainers_differentiate_the_plain_apply(case):
+    """grad × input is the gradient of the unedited model's output, every attention free
+    (the audit's decode holds the heads' rows; the explainers must not)."""
+    explain = jax.jit(grad_input, static_argnums=0)
+    for token_ids, length in zip(BATCH["token_ids"], BATCH["lengths"], strict=True):
+        instance = {"token_ids": jnp.asarray(token_ids), "length": jnp.asarray(length)}
+        embedded = case.embed(jnp.asarray(token_ids))
+        target = jnp.argmax(case.forward(embedded, length))
+        gradient = jax.grad(lambda e: case.forward(e, length)[target])(embedded)  # noqa: B023
+        real = np.asarray(real_token_mask(length, len(token_ids)))
+        expected = np.where(real, np.sum(np.asarray(gradient * embedded), axis=-1), 0.0)
+        found = np.asarray(explain(case.model, case.params, instance))
+        np.testing.assert_allclose(found, expected, rtol=1e-4, atol=1e-7)
 
 
 def test_the_engine_runs_all_four_audits(case):

@@ -111,11 +111,5 @@ def test_captum_and_the_models_own_gradient_in_jax_agree(ig_figures):
     assert ig_figures["instances"] == len(TEXTS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="TransformerModel.decode stops the gradient of the last layer's [CLS] rows, so "
-    "gradients through the model's own α reach them only through the head mean α: "
-    "attn_audit's IG (and grad × input) of a transformer is not the model's gradient.",
-)
 def test_attn_audits_integrated_gradients_equal_captums(ig_figures):
     assert ig_figures["ours_vs_one"][1] <= bench.IG_RTOL

@@ -8,8 +8,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from attn_audit import audits, models
 from attn_audit.explainers import gradients, perturbation
-from tests._fixtures import CASES, instance_of, tiny_batch, tiny_model
+from tests._fixtures import (
+    CASES,
+    instance_of,
+    tiny_batch,
+    tiny_model,
+    tiny_transformer_config,
+)
 
 MASK_ID = 1
 
@@ -113,3 +120,43 @@ def test_gradient_times_input_is_the_directional_derivative_along_each_embedding
 
     expected = np.where((np.arange(12) >= 1) & (np.arange(12) <= 7), derivatives(directions), 0)
     np.testing.assert_allclose(scores, expected, atol=1e-7)
+
+
+def test_a_transformers_gradient_explainers_differentiate_its_plain_forward_pass():
+    """Every head's rows move with the input: grad × input and IG are the gradients of
+    ``models.forward`` itself, not of the audit's decode (which holds the heads' rows)."""
+    config = tiny_transformer_config(num_heads=3, num_layers=2)
+    params = models.init(jax.random.key(3), config)
+    # Larger query, key and embedding weights: sharp heads that disagree (measured: the held
+    # rows' gradient × input then differs from the model's by half its size).
+    layers, encoder = params["encoder"]["layers"], params["encoder"]
+    for name in ("query", "key"):
+        layers[name]["weight"] = 8.0 * layers[name]["weight"]
+    encoder["embedding"]["weight"] = 10.0 * encoder["embedding"]["weight"]
+    model = audits.TransformerModel(config)
+    instance = instance_of(tiny_batch((9, 5), width=12, seed=6), 0)
+    embedded = embed(model, params, instance)
+    target = int(predicted_class(model, params, instance))
+
+    def plain(e):
+        logits, _ = models.forward_from_embedded(params, config, e, instance["length"])
+        return models.probabilities(logits, config)[target]
+
+    real = (np.arange(12) >= 1) & (np.arange(12) <= 7)
+    expected = np.where(real, np.sum(np.asarray(jax.grad(plain)(embedded) * embedded), -1), 0)
+    scores = jax.jit(gradients.grad_input, static_argnums=0)(model, params, instance)
+    np.testing.assert_allclose(np.asarray(scores), expected, rtol=1e-5, atol=1e-9)
+    # The audit's decode holds the heads' rows, so its gradient differs: the test can fail.
+    held = np.sum(np.asarray(reference_gradient(model, params, instance, target, embedded)
+                             * embedded), -1)  # fmt: skip
+    assert np.max(np.abs(np.where(real, held, 0) - expected)) > 0.05 * np.max(np.abs(expected))
+
+    ig, gap = integrated(model, params, instance, 50, "gausslegendre", None)
+    masked = perturbation.remove_tokens(instance, jnp.zeros(12, bool), "mask", MASK_ID)
+    baseline = embed(model, params, masked)
+    alphas, weights = gradients.integration_points("gausslegendre", 50)
+    total = sum(w * np.asarray(jax.grad(plain)(baseline + a * (embedded - baseline)))
+                for a, w in zip(alphas, weights, strict=True))  # fmt: skip
+    expected_ig = np.where(real, np.sum(np.asarray(embedded - baseline) * total, -1), 0)
+    np.testing.assert_allclose(np.asarray(ig), expected_ig, rtol=1e-4, atol=1e-8)
+    assert float(gap) < 1e-4 * max(abs(float(plain(embedded) - plain(baseline))), 1e-3)
