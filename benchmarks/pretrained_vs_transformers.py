@@ -497,17 +497,19 @@ def forward_flops(config, width: int) -> float:
     return 2.0 * layers * width * per_position
 
 
+def jax_loo_variants(batch: dict) -> int:
+    """Variants ``engine.loo_batch`` runs for a batch: the real deletions, in whole steps."""
+    rows, width = batch["token_ids"].shape
+    real = int(np.sum(np.maximum(np.asarray(batch["lengths"]) - 2, 0)))
+    per_step = engine.loo_variants_per_step(rows, width)
+    return -(-real // per_step) * per_step
+
+
 def work(config, jax_batches, eager_batches) -> dict:
     """Positions (sequence × width) each side runs, padding included, and LOO's FLOPs."""
-    jax_loo = sum(
-        b["token_ids"].shape[0] * (b["token_ids"].shape[1] - 2) for b in jax_batches
-    )  # variants, each at the batch width
-    jax_loo_flops = sum(
-        b["token_ids"].shape[0]
-        * (b["token_ids"].shape[1] - 2)
-        * forward_flops(config, b["token_ids"].shape[1])
-        for b in jax_batches
-    )
+    jax_loo_per_batch = [(jax_loo_variants(b), b["token_ids"].shape[1]) for b in jax_batches]
+    jax_loo = sum(variants for variants, _ in jax_loo_per_batch)  # each at the batch width
+    jax_loo_flops = sum(v * forward_flops(config, width) for v, width in jax_loo_per_batch)
     eager_loo = sum(int((lengths - 2).sum()) for _, _, lengths in eager_batches)
     eager_loo_flops = sum(
         (int(n) - 2) * forward_flops(config, int(n) - 1)
@@ -944,8 +946,9 @@ def render_bounds(state: dict, compile_total: float) -> list[str]:
         f"- **Padding.** attn_audit runs {w['jax_rows']} rows for {w['instances']} instances "
         f"at the split's two widths: {w['jax_positions']:,} positions a pass against the eager "
         f"side's {w['eager_positions']:,} (each batch padded to its own longest; "
-        f"{w['real_positions']:,} real pieces). Leave-one-out re-encodes every position "
-        f"1 … T − 2 of every row as a variant of width T: {w['jax_loo_variants']:,} variants, "
+        f"{w['real_positions']:,} real pieces). Leave-one-out runs the real deletions "
+        f"of a batch, in steps of B · (T − 2) / 16, each variant at the batch's width T: "
+        f"{w['jax_loo_variants']:,} variants, "
         f"{w['jax_loo_gflop']:,.0f} GFLOP, where the eager code runs only the real deletions, "
         f"each n − 1 wide: {w['eager_loo_variants']:,} variants, {w['eager_loo_gflop']:,.0f} "
         f"GFLOP ({w['jax_loo_gflop'] / w['eager_loo_gflop']:.2f}× the arithmetic).",
@@ -1042,9 +1045,11 @@ BASELINES = [
     "- **attn_audit**: `experiments.audit` on the run folder: the imported model in JAX "
     "(`attn_audit/audits/transformer_model.py`: α is the last block's [CLS] row, head mean, "
     "over the real pieces; `decode(α)` re-runs the last block at [CLS] with the rows "
-    '`mix_heads(…, "reweighted")`), each audit vmapped over a batch and jitted, two '
-    "programs per width (gradient + LOO; permutation + adversarial), widths fitted to the "
-    "split, the compiled programs kept in `ATTN_AUDIT_JAX_CACHE`.",
+    '`mix_heads(…, "reweighted")`), each audit vmapped over a batch and jitted (LOO: only '
+    "the real deletions of a batch, gathered and run in steps, "
+    "`audits.loo.leave_one_out_of_batch`), two programs per width (gradient + LOO; "
+    "permutation + adversarial), widths fitted to the split, the compiled programs kept in "
+    "`ATTN_AUDIT_JAX_CACHE`.",
     "- **eager** (`benchmarks/torch_hf_audits.py`, `benchmarks/torch_hf_audit_process.py`): "
     "the exported folder in `transformers` (`BertForSequenceClassification`, eager attention, "
     "eval mode, parameters frozen). Per batch: the states below the last layer once "

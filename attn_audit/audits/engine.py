@@ -20,7 +20,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from attn_audit.audits.adversarial import JW_ADVERSARY, adversarial_search
 from attn_audit.audits.gradient import gradient_importance
-from attn_audit.audits.loo import leave_one_out
+from attn_audit.audits.loo import leave_one_out, leave_one_out_of_batch
 from attn_audit.audits.permutation import NUM_PERMUTATIONS, permutation_median_tvd
 
 AUDITS = ("gradient", "loo", "permutation", "adversarial")
@@ -104,9 +104,42 @@ def loo_positions_per_chunk(batch_size: int, num_positions: int) -> int | None:
     return max(1, LOO_VARIANT_POSITIONS_PER_STEP // (batch_size * num_positions))
 
 
+# A batch's real deletions run in about this many steps (``leave_one_out_of_batch``): the
+# last step is partly empty, so more steps waste less, and fewer keep the matmuls large.
+LOO_STEPS_PER_BATCH = 16
+
+
+def loo_variants_per_step(batch_size: int, num_positions: int) -> int:
+    """Deletion variants per step of ``leave_one_out_of_batch``: a 16th of the batch's
+    ``B · (T − 2)`` candidates, at most ``LOO_VARIANT_POSITIONS_PER_STEP / T``."""
+    candidates = batch_size * max(num_positions - 2, 1)
+    within_budget = max(1, LOO_VARIANT_POSITIONS_PER_STEP // num_positions)
+    return min(within_budget, -(-candidates // LOO_STEPS_PER_BATCH))
+
+
+def uses_deletion_shortcut(model, params, instances) -> bool:
+    """Whether ``model.deletion_states`` supplies the variants' states (decided while
+    tracing: the shortcut is a Python function or None; the traced calls are dropped)."""
+    shortcut = getattr(model, "deletion_states", None)
+    if shortcut is None:
+        return False
+    instance = jax.tree.map(lambda leaf: leaf[0], instances)
+    embedded = model.embed(params, instance)
+    states = model.encode(params, instance, embedded)
+    return shortcut(params, instance, embedded, states) is not None
+
+
 @functools.partial(jax.jit, static_argnames=("model", "positions_per_chunk"))
 def loo_batch(model, params, instances, positions_per_chunk=None):
-    """Leave-one-out output changes ``[B, T]``."""
+    """Leave-one-out output changes ``[B, T]``.
+
+    Models with a deletion shortcut (JW's BiLSTM and CNN): ``leave_one_out`` per row. Others
+    re-run the whole model per variant, so only the real deletions run
+    (``leave_one_out_of_batch``; equal to the per-row function, tested).
+    """
+    if not uses_deletion_shortcut(model, params, instances):
+        steps = loo_variants_per_step(*instances["token_ids"].shape)
+        return leave_one_out_of_batch(model, params, instances, steps)
     return jax.vmap(lambda instance: leave_one_out(model, params, instance, positions_per_chunk))(
         instances
     )

@@ -69,3 +69,67 @@ def leave_one_out(model, params, instance, positions_per_chunk: int | None = Non
     positions = jnp.where(is_real, positions, num_positions)
     changes = jnp.zeros(num_positions, changes.dtype).at[positions].set(changes, mode="drop")
     return jnp.where(real_token_mask(length, num_positions), changes, 0.0)
+
+
+def leave_one_out_of_batch(model, params, instances, variants_per_step: int) -> jax.Array:
+    """``leave_one_out`` of every row of a batch, running only the real deletions.
+
+    The per-instance function re-runs ``T − 2`` variants of every row, padding included;
+    here the (row, position) pairs of real tokens are gathered first and their variants
+    run ``variants_per_step`` at a time, for as many steps as the batch needs
+    (``⌈Σ_b (n_b − 2) / variants_per_step⌉``, a loop whose trip count is data, so one
+    compiled program serves any mix of lengths). For models without a deletion shortcut
+    (transformers, Flax models); each variant is the whole model at width T, as in
+    ``leave_one_out``, whose result this equals.
+
+    Args:
+      instances: a batch of instances, each leaf ``[B, ...]``.
+      variants_per_step: deletion variants run together (one vmapped step).
+
+    Returns:
+      ``[B, T]``, zero off the real tokens.
+    """
+    token_ids = instances["token_ids"]
+    num_rows, num_positions = token_ids.shape
+    lengths = instances["length"]
+    probabilities = jax.vmap(lambda instance: original_pass(model, params, instance)[3])(instances)
+
+    # Every (row, position) pair with position in 1 … T − 2, the real ones first.
+    candidates = jnp.arange(1, max(num_positions - 1, 1))
+    is_real = is_real_token(candidates[None, :], lengths[:, None]).reshape(-1)  # [B · (T − 2)]
+    order = jnp.argsort(~is_real, stable=True)
+    num_real = jnp.sum(is_real)
+    capacity = order.shape[0]
+    num_steps_max = -(-capacity // variants_per_step)
+    padded = jnp.concatenate(
+        [order, jnp.zeros(num_steps_max * variants_per_step - capacity, order.dtype)]
+    )
+    pair_rows = padded // candidates.shape[0]
+    pair_positions = candidates[padded % candidates.shape[0]]
+
+    def change(row, position):
+        instance = jax.tree.map(lambda leaf: leaf[row], instances)
+        variant = dict(instance)
+        variant["token_ids"] = delete_position(instance["token_ids"], position)
+        variant["length"] = instance["length"] - 1
+        embedded = model.embed(params, variant)
+        states = model.encode(params, variant, embedded)
+        alpha = model.attention(params, variant, states)
+        return stats.tvd(model.decode(params, variant, states, alpha), probabilities[row])
+
+    def step(index, changes):
+        start = index * variants_per_step
+        rows = jax.lax.dynamic_slice_in_dim(pair_rows, start, variants_per_step)
+        positions = jax.lax.dynamic_slice_in_dim(pair_positions, start, variants_per_step)
+        found = jax.vmap(change)(rows, positions)
+        return jax.lax.dynamic_update_slice_in_dim(changes, found, start, axis=0)
+
+    num_steps = (num_real + variants_per_step - 1) // variants_per_step
+    changes = jax.lax.fori_loop(0, num_steps, step, jnp.zeros(padded.shape[0], probabilities.dtype))
+    # Pairs past the real ones (never run) are dropped: sent to column T.
+    kept = jnp.arange(padded.shape[0]) < num_real
+    columns = jnp.where(kept, pair_positions, num_positions)
+    result = jnp.zeros((num_rows, num_positions), changes.dtype)
+    result = result.at[pair_rows, columns].set(changes, mode="drop")
+    real = is_real_token(jnp.arange(num_positions)[None, :], lengths[:, None])
+    return jnp.where(real, result, 0.0)

@@ -2,12 +2,20 @@
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attn_audit import audits
-from tests._fixtures import CASES, forward_probabilities, tiny_batch, tiny_model
+from attn_audit import audits, models
+from attn_audit.audits.loo import leave_one_out_of_batch
+from tests._fixtures import (
+    CASES,
+    forward_probabilities,
+    tiny_batch,
+    tiny_model,
+    tiny_transformer_config,
+)
 
 
 @pytest.mark.parametrize("encoder, attention, task, num_classes", CASES)
@@ -67,3 +75,26 @@ def test_the_deletion_shortcut_equals_re_encoding_every_variant(
     shortcut = audits.engine.loo_batch(model, params, instances)
     re_encoded = audits.engine.loo_batch(ReEncoding(model.config), params, instances)
     np.testing.assert_allclose(shortcut, re_encoded, atol=1e-6)
+
+
+@pytest.mark.parametrize("variants_per_step", [1, 7, 64, 1000])
+def test_only_the_real_deletions_of_a_batch_equal_every_rows_own(variants_per_step):
+    """``leave_one_out_of_batch`` (the real (row, position) pairs gathered, run in steps of
+    any size) equals ``leave_one_out`` vmapped over rows, padding row included."""
+    config = tiny_transformer_config(num_heads=3, num_layers=2)
+    model, params = audits.TransformerModel(config), models.init(jax.random.key(5), config)
+    batch = tiny_batch((7, 4, 9, 3), width=12, seed=2)
+    batch["token_ids"][3], batch["lengths"][3] = 0, 0  # a data-layer padding row
+    instances = audits.engine.instances_from_batch({k: jnp.asarray(v) for k, v in batch.items()})
+    per_row = jax.jit(jax.vmap(lambda i: audits.leave_one_out(model, params, i)))(instances)
+    packed = jax.jit(leave_one_out_of_batch, static_argnums=(0, 3))(
+        model, params, instances, variants_per_step
+    )
+    assert np.any(np.asarray(per_row) > 0)
+    np.testing.assert_allclose(np.asarray(packed), np.asarray(per_row), atol=1e-7)
+    # The engine takes this path for a model without a deletion shortcut.
+    np.testing.assert_allclose(
+        audits.engine.loo_batch(model, params, instances), np.asarray(per_row), atol=1e-7
+    )
+    assert audits.engine.loo_variants_per_step(32, 64) == 124  # 32 · 62 / 16
+    assert audits.engine.loo_variants_per_step(32, 4096) == 64  # the memory budget, 2^18 / T
