@@ -1130,7 +1130,7 @@ def main(argv):
         "model": f"a BERT of {config.num_layers} layers, {config.num_heads} heads, width "
                  f"{config.hidden_size}; test accuracy {accuracy:.3f}",
         "limit_note": f" (--limit={_LIMIT.value})" if _LIMIT.value else " (all)",
-        "export": f"`{export_dir}`, {how}",
+        "export": f"`{str(export_dir).replace(tempfile.gettempdir(), '$TMPDIR')}`, {how}",
     }  # fmt: skip
     for part in parts:
         if part == "report":
