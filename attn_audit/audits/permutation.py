@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 
 from attn_audit import stats
-from attn_audit.audits._instance import original_pass
+from attn_audit.audits._instance import chunked_vmap, original_pass
 from attn_audit.models import real_token_mask
 
 NUM_PERMUTATIONS = 100
@@ -23,9 +23,13 @@ def permute_real_tokens(alpha: jax.Array, mask: jax.Array, key: jax.Array) -> ja
 
 
 def permutation_tvds(
-    model, params, instance, key: jax.Array, num_permutations: int = NUM_PERMUTATIONS
-) -> jax.Array:
+    model, params, instance, key: jax.Array, num_permutations: int = NUM_PERMUTATIONS,
+    chunk: int | None = None,
+) -> jax.Array:  # fmt: skip
     """``TVD(ŷ(h, π(α)), ŷ(h, α))`` for ``num_permutations`` shuffles ``π``; states fixed.
+
+    The shuffles are vmapped, ``chunk`` at a time when given (``chunked_vmap``: the same
+    shuffles and results, less memory for a decode that re-runs whole blocks).
 
     Returns:
       ``[num_permutations]``; the audit's statistic is their median.
@@ -37,9 +41,11 @@ def permutation_tvds(
         permuted = permute_real_tokens(alpha, mask, permutation_key)
         return stats.tvd(model.decode(params, instance, states, permuted), probabilities)
 
-    return jax.vmap(one)(jax.random.split(key, num_permutations))
+    return chunked_vmap(one, jax.random.split(key, num_permutations), chunk)
 
 
-def permutation_median_tvd(model, params, instance, key, num_permutations=NUM_PERMUTATIONS):
+def permutation_median_tvd(
+    model, params, instance, key, num_permutations=NUM_PERMUTATIONS, chunk=None
+):
     """The median over shuffles of the output change (a scalar)."""
-    return jnp.median(permutation_tvds(model, params, instance, key, num_permutations))
+    return jnp.median(permutation_tvds(model, params, instance, key, num_permutations, chunk))

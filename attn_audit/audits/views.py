@@ -411,7 +411,7 @@ def view_groups(config: models.ModelConfig, labels) -> tuple[tuple[int, tuple[in
 def audit_instance_views(
     config, params, instance, permutation_key, adversarial_key, *, groups, relevance, audits,
     predictions=True, positions_per_chunk=None, num_permutations=NUM_PERMUTATIONS,
-    settings=JW_ADVERSARY, head_mixing="reweighted",
+    settings=JW_ADVERSARY, head_mixing="reweighted", permutations_per_chunk=None,
 ) -> dict:  # fmt: skip
     """The audits of every view of one instance.
 
@@ -425,6 +425,8 @@ def audit_instance_views(
       predictions: also return the probabilities and every view's α.
       positions_per_chunk, num_permutations, settings: as ``BatchAuditor``'s.
       head_mixing: of the mean views.
+      permutations_per_chunk: shuffles decoded together per view (None: all at once;
+        ``view_permutations_per_chunk`` bounds the memory of a batch).
 
     Returns:
       over the G head/mean views in ``groups`` order: ``attention [G, T]``, ``gradient
@@ -446,7 +448,12 @@ def audit_instance_views(
                 results["gradient"] = gradient_importance(view, params, instance)
             if "permutation" in audits:
                 results["permutation_median_tvd"] = permutation_median_tvd(
-                    view, params, instance, permutation_key, num_permutations
+                    view,
+                    params,
+                    instance,
+                    permutation_key,
+                    num_permutations,
+                    permutations_per_chunk,
                 )
             if "adversarial" in audits:
                 search = adversarial_search(view, params, instance, adversarial_key, settings)
@@ -483,13 +490,28 @@ def audit_instance_views(
 
 
 _STATIC = ("config", "groups", "relevance", "audits", "predictions", "positions_per_chunk",
-           "num_permutations", "settings", "head_mixing")  # fmt: skip
+           "num_permutations", "settings", "head_mixing", "permutations_per_chunk")  # fmt: skip
+
+# A view's decode may re-run whole blocks; a batch's shuffles run in steps of at most this
+# many (row, view, shuffle, position) tuples: about 0.8 GB of MiniLM feed-forward activations.
+VIEW_PERMUTATION_POSITIONS_PER_STEP = 2**17
+
+
+def view_permutations_per_chunk(
+    rows: int, num_positions: int, views_per_layer: int, num_permutations: int
+) -> int | None:
+    """Shuffles per step so that ``B · V · chunk · T`` stays within the budget (None: all)."""
+    per_shuffle = rows * max(views_per_layer, 1) * num_positions
+    if per_shuffle * num_permutations <= VIEW_PERMUTATION_POSITIONS_PER_STEP:
+        return None
+    return max(1, VIEW_PERMUTATION_POSITIONS_PER_STEP // per_shuffle)
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
 def audit_batch_views(
     params, instances, permutation_keys, adversarial_keys, *, config, groups, relevance, audits,
     predictions, positions_per_chunk, num_permutations, settings, head_mixing,
+    permutations_per_chunk=None,
 ):  # fmt: skip
     """``audit_instance_views`` vmapped over a batch: each result with a leading ``[B]``; the
     keyword arguments are static."""
@@ -497,6 +519,7 @@ def audit_batch_views(
         audit_instance_views, config, params, groups=groups, relevance=relevance, audits=audits,
         predictions=predictions, positions_per_chunk=positions_per_chunk,
         num_permutations=num_permutations, settings=settings, head_mixing=head_mixing,
+        permutations_per_chunk=permutations_per_chunk,
     )  # fmt: skip
     return jax.vmap(one)(instances, permutation_keys, adversarial_keys)
 
@@ -569,6 +592,11 @@ class ViewAuditor:
             "positions_per_chunk": loo_positions_per_chunk(*batch["token_ids"].shape),
             "num_permutations": self.num_permutations, "settings": self.adversary,
             "head_mixing": self.head_mixing,
+            "permutations_per_chunk": view_permutations_per_chunk(
+                *batch["token_ids"].shape,
+                max((len(heads) for _, heads in self.groups), default=1),
+                self.num_permutations,
+            ),
         }  # fmt: skip
         return dynamic, static
 

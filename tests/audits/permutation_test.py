@@ -40,3 +40,14 @@ def test_permutations_are_uniform_over_positions():
     share = np.asarray(moved).mean(axis=0)
     np.testing.assert_allclose(share[1:4], 1 / 3, atol=0.03)
     assert share[0] == share[4] == 0
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 30])
+def test_shuffles_in_chunks_equal_shuffles_at_once(chunk):
+    """The same keys, so the same shuffles: chunking only bounds the memory."""
+    model, params = tiny_model("lstm", "tanh")
+    instance = instance_of(tiny_batch(), 2)
+    key = jax.random.key(4)
+    tvds = jax.jit(audits.permutation_tvds, static_argnums=(0, 4, 5))
+    at_once = tvds(model, params, instance, key, 30, None)
+    np.testing.assert_allclose(tvds(model, params, instance, key, 30, chunk), at_once, atol=1e-7)

@@ -255,7 +255,7 @@ def one_view_audit(view, params, instance, permutation_key, adversarial_key, aud
 
 
 @pytest.mark.parametrize("audit", ["gradient", "permutation", "adversarial"])
-def test_the_vmapped_sweep_equals_a_loop_over_views(audit):
+def test_the_vmapped_sweep_equals_a_loop_over_views(audit, monkeypatch):
     """Heads and means of two layers in one program (per layer a vmap over a traced head
     index), on a batch with a padding row: each view's α and audit equal the same audit of that
     view alone (1e-5: XLA fuses the programs differently); rollout and flow are AZ's CLS rows
@@ -268,6 +268,9 @@ def test_the_vmapped_sweep_equals_a_loop_over_views(audit):
     batch = batch_of([REAL, [6, 7, 8, 9, 10, 11, 12, 4], None], 11)
     batch["index"] = np.array([0, 1, -1])
     chosen = (audit, "loo") if audit == "permutation" else (audit,)
+    # The sweep decodes its shuffles two at a time (3 rows, 2 views in layer 0, 11 positions),
+    # the views alone all six at once.
+    monkeypatch.setattr(views, "VIEW_PERMUTATION_POSITIONS_PER_STEP", 2 * 3 * 2 * 11)
     auditor = views.ViewAuditor(
         config, params, SWEPT, chosen, jax.random.key(5), SMALL_ADVERSARY, num_permutations=6
     )
@@ -325,6 +328,15 @@ def test_the_vmapped_sweep_equals_a_loop_over_views(audit):
     for name, values in found.items():
         defined = values[2] if values.ndim < 2 else values[2, :HEADS]  # rollout, flow: NaN
         assert np.isfinite(defined).all(), name
+
+
+def test_a_batchs_shuffles_are_chunked_within_the_memory_budget():
+    budget = views.VIEW_PERMUTATION_POSITIONS_PER_STEP
+    assert views.view_permutations_per_chunk(3, 11, 3, 6) is None  # small: all at once
+    # MiniLM's sweep of a layer's 12 heads and mean, 32 rows of 56 pieces, 100 shuffles.
+    chunk = views.view_permutations_per_chunk(32, 56, 13, 100)
+    assert chunk == budget // (32 * 13 * 56) and 32 * 13 * 56 * chunk <= budget
+    assert views.view_permutations_per_chunk(512, 512, 13, 100) == 1
 
 
 # ---------------------------------------------------------------- the run and its report
