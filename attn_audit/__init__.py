@@ -3,10 +3,12 @@
 The layout follows the data flow, one sub-package per stage::
 
     data         text -> ids -> bucketed batches (one loader per data set, word pieces, GloVe)
-    models       pure-function models: JW's encoders + attention, the transformer; _layers
+    models       pure-function models: JW's encoders + attention, the transformer; primitives
     pretrained   weight importers (MiniLM, BERT names)
     training     config, objectives, optimiser, loop, evaluation, checkpoints, run folders
-    audits       JW's audits (gradient, loo, permutation, adversarial), rollout, flow, engine
+    batch_engine the one batch engine every job subclasses (mesh, sharding, compiled programs)
+    batch_runner a job over a split: resumable per-instance records
+    audits       JW's audits (gradient, loo, permutation, adversarial), rollout, flow, views
     explainers   IG, grad × input, occlusion, Shapley (exact, sampled, KernelSHAP), LIME, random
     faithfulness ERASER, decision flips, parameter randomisation, agreement between explainers
     evaluations  the papers' protocols: Abnar & Zuidema (az), Wiegreffe & Pinter (wp)
@@ -45,6 +47,9 @@ _PUBLIC = {
                     "audits.flow"),
     **dict.fromkeys(("raw_attention", "residual_attention", "rollout"), "audits.rollout"),
     **dict.fromkeys(("AttentionView", "audit_views", "view_labels"), "audits.views"),
+    **dict.fromkeys(("BatchEngine", "ProgramCall", "chunked_vmap", "rounded_batch_size"),
+                    "batch_engine"),
+    **dict.fromkeys(("RunOptions", "record_header", "run_batches"), "batch_runner"),
     **dict.fromkeys(("benjamini_hochberg", "wilcoxon_greater"), "multiple_testing"),
     **dict.fromkeys(("DataError", "EncodedSplit", "TextDataset", "encode_split", "load_dataset"),
                     "data"),

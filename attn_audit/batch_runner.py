@@ -1,7 +1,7 @@
 """Runs compiled programs over a split, batch by batch, into per-instance records, resumably.
 
-Shared by the audits (``audits.runner``) and the explainers (``explainers.runner``).
-An engine is any object with
+Shared by every job (``audits.runner``, ``audits.views``, ``explainers.runner``,
+``faithfulness.runner``). An engine is a ``batch_engine.BatchEngine``, or any object with
 
 - ``programs``: the names of its compiled programs, in the order they run;
 - ``compile(batch, program)``: compiles (or loads) ``program`` at ``batch``'s shape;
@@ -19,6 +19,7 @@ programs are ready (XLA compiles with the interpreter lock released).
 """
 
 import concurrent.futures
+import dataclasses
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ import numpy as np
 
 from attn_audit import data
 from attn_audit._progress import format_duration
+from attn_audit.batch_engine import program_name
 from attn_audit.folder_lock import folder_lock
 from attn_audit.report.records import read_records, write_records
 
@@ -63,6 +65,42 @@ def require_finite(instance: dict, values: dict) -> None:
                 "written. The model's parameters or this input hold NaN or inf: check the run "
                 "folder's checkpoint (training.load_run verifies it), or retrain the model."
             )
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """What every batch run over a split has: the job's options extend it (``AuditOptions``,
+    ``ExplainOptions``); saved in the output folder and checked on resume (``check_options``).
+
+    Attributes:
+      split: the split's name; seed: the run's seed (its random roles split from it).
+      batch_size: rows per batch (rounded up to the devices); limit: the first N instances.
+      num_buckets: padded widths fitted to the split (one compiled program each).
+    """
+
+    split: str = "test"
+    seed: int = 0
+    batch_size: int = 32
+    limit: int | None = None
+    num_buckets: int = 2
+
+
+def record_header(split: data.EncodedSplit, index: int, probabilities: np.ndarray) -> dict:
+    """The fields every per-instance record starts with: ``id``, ``index``, ``tokens``,
+    ``label``, ``prediction`` (the class probabilities ``[C]``), ``predicted_class``, and
+    ``question`` for QA/NLI instances."""
+    example = split.examples[index]
+    record = {
+        "id": example.id,
+        "index": index,
+        "tokens": list(example.tokens),
+        "label": int(split.labels[index]),
+        "prediction": probabilities.tolist(),
+        "predicted_class": int(np.argmax(probabilities)),
+    }
+    if example.question is not None:
+        record["question"] = list(example.question)
+    return record
 
 
 def first_instances(split: data.EncodedSplit, limit: int | None) -> data.EncodedSplit:
@@ -99,11 +137,6 @@ def check_options(out_dir: pathlib.Path, options: dict, file_name: str) -> None:
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
         saved_path.write_text(json.dumps(options, indent=2, allow_nan=False))
-
-
-def program_name(program) -> str:
-    """A program's name in timings: its own, or its audits joined by ``+``."""
-    return program if isinstance(program, str) else "+".join(program)
 
 
 def _batch_shape(batch: dict) -> tuple:

@@ -3,6 +3,7 @@
 import os
 import pathlib
 import platform
+import sys
 
 
 def describe(*libraries: str) -> str:
@@ -16,5 +17,16 @@ def describe(*libraries: str) -> str:
     except OSError:
         pass
     return ", ".join(
-        [f"{model}; {os.cpu_count()} cores; Python {platform.python_version()}", *libraries]
-    )
+        [f"{model}; {os.cpu_count()} cores; Python {platform.python_version()}", *libraries,
+         *jax_devices()]
+    )  # fmt: skip
+
+
+def jax_devices() -> list[str]:
+    """``["JAX devices: 1 × NVIDIA H100 80GB HBM3"]`` when JAX is loaded and runs on an
+    accelerator (a CPU run says so through its backend already); else ``[]``."""
+    jax = sys.modules.get("jax")
+    if jax is None or jax.default_backend() == "cpu":
+        return []
+    kinds = [device.device_kind for device in jax.local_devices()]
+    return [f"JAX devices: {len(kinds)} × {kinds[0]}"]

@@ -55,7 +55,7 @@ import torch
 import transformers
 from absl import app, flags
 
-from attn_audit import audits, data, explainers, models
+from attn_audit import audits, batch_engine, data, explainers, models
 from attn_audit.audits import engine
 from attn_audit.audits.adversarial import JW_ADVERSARY, AdversarySettings
 from attn_audit.audits.permutation import NUM_PERMUTATIONS, permute_real_tokens
@@ -150,7 +150,7 @@ def jax_permutation_sources(batch: dict, seed: int, num_permutations=NUM_PERMUTA
     """The shuffles ``BatchAuditor`` draws for ``batch`` (seed ``seed``), as index arrays
     ``[B, P, T]``: position t of shuffle p takes α of position ``sources[b, p, t]``."""
     permutation_key, _ = jax.random.split(jax.random.key(seed))
-    keys = engine.instance_keys(permutation_key, jnp.asarray(batch["index"]))
+    keys = batch_engine.instance_keys(permutation_key, jnp.asarray(batch["index"]))
     width = batch["token_ids"].shape[1]
 
     def one(key, length):
@@ -167,7 +167,7 @@ def jax_permutation_sources(batch: dict, seed: int, num_permutations=NUM_PERMUTA
 def jax_adversary_noise(batch: dict, seed: int, settings=JW_ADVERSARY) -> np.ndarray:
     """The N(0, 1) draws of ``adversarial_search``'s initial logits, ``[B, K, T]``."""
     _, adversarial_key = jax.random.split(jax.random.key(seed))
-    keys = engine.instance_keys(adversarial_key, jnp.asarray(batch["index"]))
+    keys = batch_engine.instance_keys(adversarial_key, jnp.asarray(batch["index"]))
     width = batch["token_ids"].shape[1]
     noise = jax.vmap(lambda key: jax.random.normal(key, (width, settings.num_candidates)).T)
     return np.asarray(noise(keys))
@@ -191,11 +191,11 @@ def jax_results(model, params, batch: dict, seed: int, settings: AdversarySettin
     """The engine's per-audit programs (``engine.predict_batch``, ``gradient_batch``, ...: the
     functions ``BatchAuditor`` combines) on one padded batch, keyed as ``BatchAuditor`` keys
     them; host arrays."""
-    instances = engine.instances_from_batch({k: jnp.asarray(v) for k, v in batch.items()})
+    instances = batch_engine.instances_from_batch({k: jnp.asarray(v) for k, v in batch.items()})
     permutation_key, adversarial_key = jax.random.split(jax.random.key(seed))
     index = jnp.asarray(batch["index"])
-    permutation_keys = engine.instance_keys(permutation_key, index)
-    adversarial_keys = engine.instance_keys(adversarial_key, index)
+    permutation_keys = batch_engine.instance_keys(permutation_key, index)
+    adversarial_keys = batch_engine.instance_keys(adversarial_key, index)
     results = dict(engine.predict_batch(model, params, instances))
     results["gradient"] = engine.gradient_batch(model, params, instances)
     results["loo"] = engine.loo_batch(
@@ -211,9 +211,9 @@ def jax_results(model, params, batch: dict, seed: int, settings: AdversarySettin
 
 def jax_adversary_candidates(model, params, batch: dict, seed: int, settings) -> np.ndarray:
     """``adversarial_batch``'s candidates ``[B, K, T]`` (keys as ``BatchAuditor``'s)."""
-    instances = engine.instances_from_batch({k: jnp.asarray(v) for k, v in batch.items()})
+    instances = batch_engine.instances_from_batch({k: jnp.asarray(v) for k, v in batch.items()})
     _, adversarial_key = jax.random.split(jax.random.key(seed))
-    keys = engine.instance_keys(adversarial_key, jnp.asarray(batch["index"]))
+    keys = batch_engine.instance_keys(adversarial_key, jnp.asarray(batch["index"]))
     found = engine.adversarial_batch(model, params, instances, keys, settings)
     return np.asarray(found["candidates"])
 

@@ -55,6 +55,21 @@ def setup() -> pathlib.Path | None:
     return enable_compilation_cache()
 
 
+def machine_provenance() -> dict:
+    """What a summary's provenance says about the code and machine that made it:
+    ``code_version``, ``jax``, ``devices`` and ``machine``."""
+    import platform
+
+    import jax
+
+    return {
+        "code_version": code_version(),
+        "jax": jax.__version__,
+        "devices": [str(d) for d in jax.local_devices()],
+        "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
+    }
+
+
 def code_version() -> str:
     """``git describe --always --dirty`` of the code, or "unknown" outside a git checkout."""
     try:

@@ -21,11 +21,9 @@ reported apart in summary.json's timings), about 20 s with warm ones (compiled a
 exported programs kept in $ATTN_AUDIT_JAX_CACHE).
 """
 
-import platform
 import sys
 import time
 
-import jax
 from absl import app, flags, logging
 
 from attn_audit import data, report
@@ -35,7 +33,7 @@ from attn_audit.audits.views import audit_views
 from attn_audit.report import figures, paper_row, summarize, summary_markdown
 from attn_audit.report.views import views_markdown
 from attn_audit.training.run_folder import load_run
-from experiments._setup import USER_ERRORS, code_version, setup
+from experiments._setup import USER_ERRORS, machine_provenance, setup
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder of a trained model.", required=True)
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "dev", "test"], "Split to audit.")
@@ -102,10 +100,7 @@ def main(argv):
             "notes": dataset.notes,
         },
         "audit": options.to_dict(),
-        "code_version": code_version(),
-        "jax": jax.__version__,
-        "devices": [str(d) for d in jax.local_devices()],
-        "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
+        **machine_provenance(),
         "timings": timings,
     }  # fmt: skip
     label_names = run.config["data"]["label_names"]

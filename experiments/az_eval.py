@@ -40,7 +40,8 @@ from absl import app, flags, logging
 from attn_audit import data, report
 from attn_audit.audits import AUDITS, AuditOptions, auditable_model, run_audit
 from attn_audit.audits.runner import first_instances
-from attn_audit.evaluations import az_report, az_sweep
+from attn_audit.evaluations import az_sweep
+from attn_audit.report import az as az_report
 from attn_audit.report import summarize
 from attn_audit.report.tables import replace_section, write_csv
 from attn_audit.training.run_folder import load_run

@@ -15,11 +15,9 @@ when named in ``--explainers``.
 """
 
 import json
-import platform
 import sys
 import time
 
-import jax
 from absl import app, flags, logging
 
 from attn_audit import data
@@ -37,7 +35,7 @@ from attn_audit.explainers.gradients import IG_RULES
 from attn_audit.explainers.perturbation import REMOVALS
 from attn_audit.report.explanations import explanations_markdown, summarize_explanations
 from attn_audit.training.run_folder import load_run
-from experiments._setup import USER_ERRORS, code_version, setup
+from experiments._setup import USER_ERRORS, machine_provenance, setup
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder of a trained model.", required=True)
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "dev", "test"], "Split to explain.")
@@ -107,10 +105,7 @@ def main(argv):
         "run": str(run.workdir),
         "data": {"name": dataset.name, "split": _SPLIT.value, "instances": len(records)},
         "explain": options.to_dict(),
-        "code_version": code_version(),
-        "jax": jax.__version__,
-        "devices": [str(d) for d in jax.local_devices()],
-        "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
+        **machine_provenance(),
         "timings": timings,
     }  # fmt: skip
     summary = summarize_explanations(records, explainers, provenance)

@@ -17,11 +17,9 @@ command skips what is done.
 """
 
 import json
-import platform
 import sys
 import time
 
-import jax
 from absl import app, flags, logging
 
 from attn_audit import data
@@ -43,11 +41,11 @@ from attn_audit.faithfulness import (
     checked_metrics,
     run_faithfulness,
 )
-from attn_audit.faithfulness.summary import summarize_faithfulness
 from attn_audit.report.faithfulness import faithfulness_markdown
 from attn_audit.report.faithfulness_figures import write_faithfulness_figures
+from attn_audit.report.faithfulness_summary import summarize_faithfulness
 from attn_audit.training.run_folder import load_run
-from experiments._setup import USER_ERRORS, code_version, setup
+from experiments._setup import USER_ERRORS, machine_provenance, setup
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder of a trained model.", required=True)
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "dev", "test"], "Split to measure.")
@@ -126,10 +124,7 @@ def main(argv):
         "data": {"name": dataset.name, "split": _SPLIT.value, "instances": len(metric_records)},
         "faithfulness": options.to_dict(),
         "explanations": str(explain_dir or out_dir / "explain"),
-        "code_version": code_version(),
-        "jax": jax.__version__,
-        "devices": [str(d) for d in jax.local_devices()],
-        "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
+        **machine_provenance(),
         "timings": timings,
         "blocks_without_parameters": list(blocks_without_parameters(run.params)),
     }  # fmt: skip

@@ -49,14 +49,13 @@ from attn_audit.faithfulness import (
     checked_metrics,
     run_faithfulness,
 )
-from attn_audit.faithfulness.summary import summarize_faithfulness
 from attn_audit.report import tables
-from attn_audit.report.faithfulness import interval_cell
+from attn_audit.report.faithfulness import model_rows, model_section, rounded
+from attn_audit.report.faithfulness_summary import summarize_faithfulness
 from attn_audit.training.run_folder import load_run
 from experiments._budgets import SAMPLE_SEED, apply_budget
 from experiments._setup import setup
 
-CASCADE_END = "cascade/embeddings"
 DATASETS = ("sst", "agnews", "20news", "imdb", "snli", "babi1", "babi2", "babi3")
 # Long documents cost T² per perturbation explainer: fewer instances there.
 DATASET_LIMITS = {"imdb": 40, "20news": 60}
@@ -108,103 +107,10 @@ _DATA_DIR = flags.DEFINE_string(
 )
 
 
-def model_rows(dataset, model, accuracy, summary) -> list[dict]:
-    """One CSV row per explainer: means and CIs of the headline statistics."""
-    rows = []
-    tau = summary["agreement"].get("tau", {})
-    for rank, name in enumerate(summary["ranking"], start=1):
-        entry = summary["explainers"][name]
-        row = {"dataset": dataset, "model": model, "test_accuracy": accuracy,
-               "instances": summary["instances"], "explainer": name, "rank": rank}  # fmt: skip
-        statistics = {
-            "aopc_comp_delete": entry.get("aopc_comprehensiveness", {}).get("delete"),
-            "aopc_suff_delete": entry.get("aopc_sufficiency", {}).get("delete"),
-            "aopc_comp_mask": entry.get("aopc_comprehensiveness", {}).get("mask"),
-            "aopc_suff_mask": entry.get("aopc_sufficiency", {}).get("mask"),
-            "flip_fraction": entry.get("flip_fraction"),
-            "top1_flip_rate": entry.get("top1_flip_rate"),
-            "rho_randomised": summary["randomisation"].get(CASCADE_END, {}).get(name),
-            "tau_with_attention": tau.get(f"attention|{name}"),
-        }
-        for statistic, found in statistics.items():
-            for part in ("mean", "low", "high"):
-                row[f"{statistic}_{part}"] = None if found is None else found[part]
-        rows.append(row)
-    return rows
-
-
-def _versus_attention(summary, metric: str, higher_is_better: bool) -> str:
-    better, worse = [], []
-    for pair, entry in summary["comparisons"].get(metric, {}).items():
-        first, second = pair.split("|")
-        if "attention" not in (first, second) or not entry["significant"]:
-            continue
-        other = second if first == "attention" else first
-        attention_higher = (entry["mean"] > 0) == (first == "attention")
-        (better if attention_higher == higher_is_better else worse).append(other)
-    return (f"better than {', '.join(better) or 'none'}; "
-            f"worse than {', '.join(worse) or 'none'}")  # fmt: skip
-
-
-def model_section(dataset, model, accuracy, summary) -> list[str]:
-    found = summary["provenance"]
-    minutes = found.get("stage_minutes", {})
-    lines = [
-        f"### {dataset}, {model} (test accuracy {accuracy:.3f}; {summary['instances']} "
-        f"instances, randomisation {summary['randomisation_instances'] or 'not measured'})",
-        "",
-        f"Training: {found.get('budget', 'not recorded')}, "
-        f"{found.get('training_minutes', float('nan')):.1f} min. Faithfulness: "
-        + ", ".join(f"{stage} {value:.1f} min" for stage, value in minutes.items())
-        + ".",
-        "",
-        "| rank | explainer | AOPC comp (delete) ↑ | AOPC suff (delete) ↓ | AOPC comp (mask) ↑ | "
-        "flip fraction ↓ | ρ after full randomisation | τ-b with attention |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    tau = summary["agreement"].get("tau", {})
-    for rank, name in enumerate(summary["ranking"], start=1):
-        entry = summary["explainers"][name]
-        cells = [
-            str(rank), f"**{name}**" if name == "attention" else name,
-            interval_cell(entry.get("aopc_comprehensiveness", {}).get("delete")),
-            interval_cell(entry.get("aopc_sufficiency", {}).get("delete")),
-            interval_cell(entry.get("aopc_comprehensiveness", {}).get("mask")),
-            interval_cell(entry.get("flip_fraction"), "{:.2f}"),
-            interval_cell(summary["randomisation"].get(CASCADE_END, {}).get(name), "{:.2f}"),
-            "–" if name == "attention" else interval_cell(tau.get(f"attention|{name}"), "{:.2f}"),
-        ]  # fmt: skip
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Attention, paired 95% CIs: comprehensiveness "
-        + _versus_attention(summary, "aopc_comprehensiveness/delete", True)
-        + "; sufficiency " + _versus_attention(summary, "aopc_sufficiency/delete", False)
-        + "; flips " + _versus_attention(summary, "flip_fraction", False) + ".",
-        "",
-    ]  # fmt: skip
-    empty = summary["provenance"].get("blocks_without_parameters") or []
-    if empty:
-        lines += [f"No parameters in {', '.join(empty)}: its independent re-initialisation "
-                  "changes nothing (ρ = 1 by construction).", ""]  # fmt: skip
-    return lines
-
-
 def stage_minutes(timings: dict) -> dict[str, float]:
     """Minutes of each stage, summed over every process that worked on it (resumes too)."""
     return {stage: sum(run["wall_seconds"] for run in found.get("runs", [])) / 60
             for stage, found in timings.items() if isinstance(found, dict)}  # fmt: skip
-
-
-def rounded(tree, digits: int = 5):
-    """``tree`` with its floats rounded to ``digits`` decimals (the committed summaries)."""
-    if isinstance(tree, float):
-        return round(tree, digits)
-    if isinstance(tree, dict):
-        return {key: rounded(value, digits) for key, value in tree.items()}
-    if isinstance(tree, list):
-        return [rounded(value, digits) for value in tree]
-    return tree
 
 
 def summary_file(results: pathlib.Path, dataset: str, model: str) -> pathlib.Path:

@@ -13,7 +13,7 @@ and XLA's classic loop emitters instead of its fusion emitters. On this suite's 
 that compiles in about a third of the time and runs fast enough: 795 tests in 6.2 min
 instead of 12.3 at the defaults. The programs compute the same functions (rounding aside,
 which the tests' tolerances allow for); programs compiled with explicit options (the
-audits' ``engine.COMPILER_OPTIONS``) keep them.
+engines' ``batch_engine.COMPILER_OPTIONS``) keep them.
 """
 
 import os

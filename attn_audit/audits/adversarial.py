@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from attn_audit import stats
-from attn_audit.audits._instance import original_pass
+from attn_audit.audits.protocol import original_pass
 from attn_audit.models import masked_softmax, real_token_mask
 from attn_audit.training.optimizer import torch_amsgrad
 

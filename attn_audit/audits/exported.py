@@ -20,6 +20,7 @@ import logging
 import os
 import pathlib
 import tempfile
+from collections.abc import Mapping
 
 import jax
 from jax import export
@@ -43,11 +44,15 @@ def _describe(value) -> str:
     return repr(value)
 
 
-def program_key(name: str, arguments: tuple, static_argnums: tuple[int, ...]) -> str:
-    """The file name of a program: a sha256 of everything its compiled code depends on."""
-    static = [repr(arguments[i]) for i in static_argnums]
-    dynamic = [a for i, a in enumerate(arguments) if i not in static_argnums]
-    leaves, structure = jax.tree.flatten(dynamic)
+def program_key(name: str, static: Mapping, dynamic: Mapping) -> str:
+    """The file name of a program: a sha256 of everything its compiled code depends on.
+
+    Args:
+      name: the program's name.
+      static: its static arguments by name; dynamic: the others by name.
+    """
+    static = [f"{argument}={value!r}" for argument, value in sorted(static.items())]
+    leaves, structure = jax.tree.flatten(dict(dynamic))
     parts = [
         name,
         *static,
@@ -64,39 +69,41 @@ def program_key(name: str, arguments: tuple, static_argnums: tuple[int, ...]) ->
 class ProgramCache:
     """Runs jitted programs through exported copies kept in ``folder``.
 
-    ``cache(name, function, arguments, static_argnums)`` equals
-    ``function(*arguments)`` (tested), where ``function`` is jitted with the
-    arguments at ``static_argnums`` static. The first call of a key exports the
-    program (one trace, as ``jit`` would do) and writes it; later processes read
-    it back. An unreadable file is exported again; if exporting fails, the program
-    runs through ``jit`` as usual, with a warning.
+    ``cache(name, function, static, dynamic)`` equals ``function(**static, **dynamic)``
+    (tested), where ``function`` is jitted with the keys of ``static`` as its static
+    arguments. The first call of a key exports the program (one trace, as ``jit`` would do)
+    and writes it; later processes read it back. An unreadable file is exported again; if
+    exporting fails, the program runs through ``jit`` as usual, with a warning.
     """
 
     def __init__(self, folder: str | os.PathLike):
         self.folder = pathlib.Path(folder)
         self._callables: dict[str, object] = {}
 
-    def __call__(self, name: str, function, arguments: tuple, static_argnums: tuple[int, ...]):
-        exported, dynamic = self._callable(name, function, arguments, static_argnums)
-        return function(*arguments) if exported is None else exported(*dynamic)
+    def __call__(self, name: str, function, static: Mapping, dynamic: Mapping):
+        exported = self._callable(name, function, static, dynamic)
+        return function(**static, **dynamic) if exported is None else exported(**dynamic)
 
-    def lower(self, name: str, function, arguments: tuple, static_argnums: tuple[int, ...]):
+    def lower(self, name: str, function, static: Mapping, dynamic: Mapping):
         """Loads or exports the program; returns it lowered (``jax.stages.Lowered``), to be
-        compiled and then called with the dynamic arguments only."""
-        exported, dynamic = self._callable(name, function, arguments, static_argnums)
-        return function.lower(*arguments) if exported is None else exported.lower(*dynamic)
+        compiled and then called with the dynamic arguments only (by name)."""
+        exported = self._callable(name, function, static, dynamic)
+        if exported is None:
+            return function.lower(**static, **dynamic)
+        return exported.lower(**dynamic)
 
-    def compile(self, name: str, function, arguments: tuple, static_argnums: tuple[int, ...]):
+    def compile(self, name: str, function, static: Mapping, dynamic: Mapping):
         """Loads or exports the program and compiles it, without running it."""
-        self.lower(name, function, arguments, static_argnums).compile()
+        self.lower(name, function, static, dynamic).compile()
 
-    def _callable(self, name, function, arguments, static_argnums):
-        """``(jitted exported program or None if it cannot be exported, dynamic arguments)``."""
-        key = program_key(name, arguments, static_argnums)
+    def _callable(self, name, function, static, dynamic):
+        """The jitted exported program, or None if it cannot be exported."""
+        key = program_key(name, static, dynamic)
         if key not in self._callables:
-            self._callables[key] = self._load(key) or self._export(key, name, function, arguments)
-        dynamic = tuple(a for i, a in enumerate(arguments) if i not in static_argnums)
-        return self._callables[key], dynamic
+            self._callables[key] = self._load(key) or self._export(
+                key, name, function, static, dynamic
+            )
+        return self._callables[key]
 
     def _load(self, key: str):
         path = self.folder / f"{key}.jax"
@@ -108,9 +115,9 @@ class ProgramCache:
             logging.warning("Ignoring the unreadable exported program %s (%s).", path, error)
             return None
 
-    def _export(self, key: str, name: str, function, arguments: tuple):
+    def _export(self, key: str, name: str, function, static: Mapping, dynamic: Mapping):
         try:
-            serialized = export.export(function)(*arguments).serialize()
+            serialized = export.export(function)(**static, **dynamic).serialize()
         except Exception as error:  # noqa: BLE001  (jit still runs what export cannot keep)
             logging.warning(
                 "Not keeping program %s on disk (%s); it is traced each run.", name, error

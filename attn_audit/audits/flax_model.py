@@ -55,7 +55,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from attn_audit import models
-from attn_audit.audits._instance import original_pass
+from attn_audit.audits.protocol import original_pass
 from attn_audit.audits.transformer_model import HEAD_MIXINGS, mix_heads
 from attn_audit.models import real_token_mask, transformer, valid_mask
 

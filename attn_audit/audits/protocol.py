@@ -62,6 +62,16 @@ class AuditableModel(Protocol):
     def decode(self, params: Any, instance: dict, states: Any, alpha: jax.Array) -> jax.Array: ...
 
 
+def original_pass(model, params, instance):
+    """``(embedded [T, E], states, α [T], ŷ [C])`` of the unmodified instance: what every
+    audit, explainer and metric starts from."""
+    embedded = model.embed(params, instance)
+    states = model.encode(params, instance, embedded)
+    alpha = model.attention(params, instance, states)
+    probabilities = model.decode(params, instance, states, alpha)
+    return embedded, states, alpha, probabilities
+
+
 @dataclasses.dataclass(frozen=True)
 class JWModel:
     """attn_audit's JW models (``attn_audit.models``) as an ``AuditableModel``.

@@ -15,10 +15,13 @@ import numpy as np
 from attn_audit import data, stats
 from attn_audit.audits.adversarial import AdversarySettings
 from attn_audit.audits.engine import AUDITS, BatchAuditor
+from attn_audit.batch_engine import rounded_batch_size
 from attn_audit.batch_runner import (
     NonFiniteError,  # noqa: F401 (re-exported: the error a run raises)
+    RunOptions,
     check_options,
     first_instances,
+    record_header,
     require_finite,
     run_batches,
     split_boundaries,
@@ -34,17 +37,12 @@ TAU_PAIRS = {
 
 
 @dataclasses.dataclass(frozen=True)
-class AuditOptions:
+class AuditOptions(RunOptions):
     """What to audit; saved as ``audit_config.json`` and checked on resume."""
 
-    split: str = "test"
     audits: tuple[str, ...] = AUDITS
-    seed: int = 0
-    batch_size: int = 32
-    limit: int | None = None
     num_permutations: int = 100
     adversary: AdversarySettings = AdversarySettings()
-    num_buckets: int = 2
     # Word-piece models: a word's gradient / LOO score from its pieces' ("sum" or "max");
     # attention is always summed (SPEC §10).
     word_reduction: str = "sum"
@@ -127,20 +125,10 @@ def batch_records(
         index = int(batch["index"][row])
         example = split.examples[index]
         real = slice(1, int(batch["lengths"][row]) - 1)
-        probabilities = results["probabilities"][row]
         attention = results["attention"][row]
-        record = {
-            "id": example.id,
-            "index": index,
-            "tokens": list(example.tokens),
-            "label": int(split.labels[index]),
-            "prediction": probabilities.tolist(),
-            "predicted_class": int(np.argmax(probabilities)),
-            "attention": attention[real].tolist(),
-            "max_attention": float(attention[real].max()),
-        }
-        if example.question is not None:
-            record["question"] = list(example.question)
+        record = record_header(split, index, results["probabilities"][row])
+        record["attention"] = attention[real].tolist()
+        record["max_attention"] = float(attention[real].max())
         for name in ("gradient", "loo"):
             if name in results:
                 record[name] = results[name][row][real].tolist()
@@ -199,7 +187,7 @@ def run_audit(
         model, params, options.audits, jax.random.key(options.seed), options.adversary,
         options.num_permutations, program_cache,
     )  # fmt: skip
-    batch_size = -(-options.batch_size // auditor.num_devices) * auditor.num_devices
+    batch_size = rounded_batch_size(options.batch_size, auditor.num_devices)
     return run_batches(
         auditor, split, boundaries, batch_size, out_dir,
         lambda batch, results: batch_records(batch, results, split, options.word_reduction),

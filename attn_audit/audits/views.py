@@ -67,7 +67,6 @@ import pathlib
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 
 from attn_audit import models, stats
 from attn_audit.audits import flow as flow_lib
@@ -75,12 +74,8 @@ from attn_audit.audits import rollout as rollout_lib
 from attn_audit.audits.adversarial import JW_ADVERSARY, adversarial_search
 from attn_audit.audits.engine import (
     AUDITS,
-    COMPILER_OPTIONS,
-    PROGRAMS,
+    audit_programs,
     checked_audits,
-    data_mesh,
-    instance_keys,
-    instances_from_batch,
     loo_positions_per_chunk,
 )
 from attn_audit.audits.gradient import gradient_importance
@@ -88,8 +83,9 @@ from attn_audit.audits.loo import leave_one_out
 from attn_audit.audits.permutation import NUM_PERMUTATIONS, permutation_median_tvd
 from attn_audit.audits.runner import AuditOptions, audit_boundaries
 from attn_audit.audits.transformer_model import HEAD_MIXINGS, TransformerModel, mix_heads
+from attn_audit.batch_engine import BatchEngine, ProgramCall, rounded_batch_size
 from attn_audit.batch_runner import check_options, first_instances, require_finite, run_batches
-from attn_audit.models import _layers, is_real_token, transformer
+from attn_audit.models import is_real_token, primitives, transformer
 from attn_audit.report import views as views_report
 from attn_audit.report.views import RELEVANCE_VIEWS, parse_view_label, view_label
 
@@ -259,7 +255,7 @@ def _block(params, index: int):
 
 def _values(block, config, inputs):
     """``v`` of every position, ``[T, H, d_h]``."""
-    return _layers.linear(block["value"], inputs).reshape(
+    return primitives.linear(block["value"], inputs).reshape(
         inputs.shape[0], config.num_heads, config.head_dim
     )
 
@@ -524,8 +520,8 @@ def audit_batch_views(
     return jax.vmap(one)(instances, permutation_keys, adversarial_keys)
 
 
-class ViewAuditor:
-    """Runs the chosen audits of every view on batches (an engine of ``batch_runner``).
+class ViewAuditor(BatchEngine):
+    """Runs the chosen audits of every view on batches (a ``BatchEngine``).
 
     Args:
       config: the transformer's configuration; params: its parameters.
@@ -554,41 +550,22 @@ class ViewAuditor:
         self.adversary = adversary
         self.num_permutations = num_permutations
         self.head_mixing = head_mixing
-        self.mesh = data_mesh()
-        self._rows = NamedSharding(self.mesh, PartitionSpec("data"))
-        self.params = jax.device_put(params, NamedSharding(self.mesh, PartitionSpec()))
+        # The audits of each program, as BatchAuditor's; the first also gives the predictions.
+        super().__init__(params, audit_programs(self.audits))
         key = jax.random.key(0) if key is None else key
         self.permutation_key, self.adversarial_key = jax.random.split(key)
         del key  # not used anymore
-        self._executables = {}
 
-    @property
-    def num_devices(self) -> int:
-        return self.mesh.size
-
-    @property
-    def programs(self) -> tuple[tuple[str, ...], ...]:
-        """The audits of each compiled program (``PROGRAMS`` restricted to the chosen audits);
-        the first also returns the predictions."""
-        chosen = (tuple(a for a in group if a in self.audits) for group in PROGRAMS)
-        return tuple(group for group in chosen if group) or ((),)
-
-    def _arguments(self, batch: dict, audits: tuple[str, ...]) -> tuple[tuple, dict]:
-        rows = batch["token_ids"].shape[0]
-        if rows % self.num_devices:
-            raise ValueError(
-                f"The batch has {rows} rows, not a multiple of the {self.num_devices} devices; "
-                "use a batch size that is (audit_views rounds it up)."
-            )
-        instances = jax.device_put(instances_from_batch(batch), self._rows)
-        index = jax.device_put(jnp.asarray(batch["index"]), self._rows)
-        dynamic = (
-            self.params, instances, instance_keys(self.permutation_key, index),
-            instance_keys(self.adversarial_key, index),
-        )  # fmt: skip
+    def program_call(self, batch: dict, program: tuple[str, ...], params) -> ProgramCall:
+        """``audit_batch_views`` of the audits in ``program``."""
+        dynamic = {
+            "params": params, "instances": self.instances(batch),
+            "permutation_keys": self.keys(self.permutation_key, batch),
+            "adversarial_keys": self.keys(self.adversarial_key, batch),
+        }  # fmt: skip
         static = {
             "config": self.config, "groups": self.groups, "relevance": self.relevance,
-            "audits": audits, "predictions": audits == self.programs[0],
+            "audits": program, "predictions": program == self.programs[0],
             "positions_per_chunk": loo_positions_per_chunk(*batch["token_ids"].shape),
             "num_permutations": self.num_permutations, "settings": self.adversary,
             "head_mixing": self.head_mixing,
@@ -598,31 +575,11 @@ class ViewAuditor:
                 self.num_permutations,
             ),
         }  # fmt: skip
-        return dynamic, static
-
-    def compile(self, batch: dict, program: tuple[str, ...] | None = None) -> None:
-        """Compiles ``program`` (one of ``programs``; all when None) for ``batch``'s shape."""
-        for audits in self.programs if program is None else (program,):
-            self._executable(batch, audits)
-
-    def _executable(self, batch: dict, audits: tuple[str, ...]):
-        shapes = tuple((name, np.shape(value)) for name, value in sorted(batch.items()))
-        key = (audits, shapes)
-        if key not in self._executables:
-            dynamic, static = self._arguments(batch, audits)
-            lowered = audit_batch_views.lower(*dynamic, **static)
-            compiled = lowered.compile(COMPILER_OPTIONS.get(jax.default_backend()))
-            self._executables.setdefault(key, compiled)
-        return self._executables[key]
+        return ProgramCall(audit_batch_views, static, dynamic)
 
     def __call__(self, batch: dict) -> dict[str, np.ndarray]:
         """Audits every view of one batch; see the class docstring for the keys."""
-        found = {}
-        for audits in self.programs:  # each returns other keys
-            dynamic, _ = self._arguments(batch, audits)
-            outputs = self._executable(batch, audits)(*dynamic)
-            found.update(jax.tree.map(np.asarray, jax.device_get(outputs)))
-        return self._by_label(batch, found)
+        return self._by_label(batch, super().__call__(batch))
 
     def _by_label(self, batch: dict, found: dict) -> dict[str, np.ndarray]:
         """Results over the views in ``labels`` order (rollout and flow after the others)."""
@@ -745,7 +702,7 @@ def audit_views(
         config, params, labels, options.audits, jax.random.key(options.seed), options.adversary,
         options.num_permutations, head_mixing,
     )  # fmt: skip
-    batch_size = -(-options.batch_size // auditor.num_devices) * auditor.num_devices
+    batch_size = rounded_batch_size(options.batch_size, auditor.num_devices)
     records, timings = run_batches(
         auditor, split, audit_boundaries(split, options.num_buckets), batch_size, out_dir,
         lambda batch, results: view_records(batch, results, split, labels),

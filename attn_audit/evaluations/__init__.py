@@ -1,1 +1,2 @@
-"""Evaluations from other papers: Abnar & Zuidema's (``az``, ``az_sweep``, ``az_report``), WP's."""
+"""Evaluations from other papers: Abnar & Zuidema's (``az``, ``az_sweep``; reported by
+``report.az``) and Wiegreffe & Pinter's (``wp``)."""

@@ -29,7 +29,7 @@ a sum keeps a distribution a distribution, and blanking out every piece of a wor
 first order, the sum of blanking each piece.
 
 Every function here works on ONE instance; ``attn_audit.evaluations.az_sweep`` vmaps and
-jits them over batches, ``attn_audit.evaluations.az_report`` writes the tables and figures.
+jits them over batches, ``attn_audit.report.az`` writes the tables and figures.
 """
 
 import jax

@@ -2,8 +2,8 @@
 
 Every explainer is a program of its own per batch shape (``BatchExplainer.programs``),
 so that two threads compile them side by side and the summary can give each its own
-compile and run seconds. The batch is sharded over the local devices like the audits'
-(``audits.engine``), and randomness is per instance (``fold_in(role_key, index)``).
+compile and run seconds. ``BatchExplainer`` is a ``batch_engine.BatchEngine``: the batch is
+sharded over the local devices, and randomness is per instance (``fold_in(role_key, index)``).
 Perturbation explainers evaluate many coalitions per instance; they run
 ``coalitions_per_step`` of them at a time so that a step holds at most
 ``ExplainerSettings.max_sequence_positions`` (sequence, position) pairs.
@@ -11,22 +11,14 @@ Perturbation explainers evaluate many coalitions per instance; they run
 
 import dataclasses
 import functools
-import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 
-from attn_audit.audits.engine import (
-    COMPILER_OPTIONS,
-    data_mesh,
-    instance_keys,
-    instances_from_batch,
-    predict_batch,
-)
+from attn_audit.audits.engine import predict_batch
 from attn_audit.audits.flow import attention_flow_batch
 from attn_audit.audits.gradient import gradient_importance
+from attn_audit.batch_engine import BatchEngine, ProgramCall
 from attn_audit.data.vocab import UNK
 from attn_audit.evaluations import az
 from attn_audit.explainers.gradients import IG_RULES, grad_input, integrated_gradients
@@ -187,8 +179,9 @@ def _last_block_flow(maps: np.ndarray, batch: dict) -> np.ndarray:
     return flows
 
 
-class BatchExplainer:
-    """Runs the chosen explainers on batches, sharded over the local devices.
+class BatchExplainer(BatchEngine):
+    """Runs the chosen explainers on batches, sharded over the local devices (a
+    ``BatchEngine``).
 
     Programs: ``"prediction"`` (the forward pass: probabilities and attention, which is
     the ``attention`` explainer) and one per other explainer.
@@ -212,60 +205,28 @@ class BatchExplainer:
                 "with attention_maps(params, instance)); leave them out for this model."
             )
         self.settings = ExplainerSettings() if settings is None else settings
-        self.mesh = data_mesh()
-        self._rows = NamedSharding(self.mesh, PartitionSpec("data"))
-        self.params = self.replicated(params)
+        programs = ("prediction",) + tuple(e for e in self.explainers if e != "attention")
+        super().__init__(params, programs)
         key = jax.random.key(0) if key is None else key
         self.role_keys = dict(
             zip(RANDOM_EXPLAINERS, jax.random.split(key, len(RANDOM_EXPLAINERS)), strict=True)
         )
         del key  # not used anymore
-        self._executables = {}
-        self.seconds = dict.fromkeys(self.programs, 0.0)
 
-    @property
-    def num_devices(self) -> int:
-        return self.mesh.size
-
-    @property
-    def programs(self) -> tuple[str, ...]:
-        return ("prediction",) + tuple(e for e in self.explainers if e != "attention")
-
-    def _arguments(self, batch: dict, program: str, params=None) -> tuple:
-        params = self.params if params is None else params
-        rows, num_positions = batch["token_ids"].shape
-        if rows % self.num_devices:
-            raise ValueError(
-                f"The batch has {rows} rows, not a multiple of the {self.num_devices} devices; "
-                "use a batch size that is (the explain command rounds it up)."
-            )
-        instances = jax.device_put(instances_from_batch(batch), self._rows)
+    def program_call(self, batch: dict, program: str, params) -> ProgramCall:
+        """``predict_batch`` for ``"prediction"``, else ``explain_batch`` of one explainer."""
+        instances = self.instances(batch)
         if program == "prediction":
-            return (self.model, params, instances), predict_batch, (0,)
-        role_key = self.role_keys.get(program, self.role_keys["random"])
-        keys = instance_keys(role_key, jax.device_put(jnp.asarray(batch["index"]), self._rows))
-        chunk = coalitions_per_step(self.settings.max_sequence_positions, rows, num_positions)
-        arguments = (self.model, params, instances, keys, program, self.settings, chunk)
-        return arguments, explain_batch, (0, 4, 5, 6)
-
-    def _executable(self, batch: dict, program: str, params=None):
-        shapes = tuple((name, np.shape(value)) for name, value in sorted(batch.items()))
-        arguments, function, static = self._arguments(batch, program, params)
-        if (program, shapes) not in self._executables:
-            lowered = function.lower(*arguments)
-            options = COMPILER_OPTIONS.get(jax.default_backend())
-            self._executables.setdefault((program, shapes), lowered.compile(options))
-        dynamic = tuple(a for i, a in enumerate(arguments) if i not in static)
-        return self._executables[(program, shapes)], dynamic
-
-    def compile(self, batch: dict, program: str | None = None) -> None:
-        """Compiles ``program`` (all when None) at ``batch``'s shape without running it."""
-        for name in self.programs if program is None else (program,):
-            self._executable(batch, name)
-
-    def replicated(self, params):
-        """``params`` placed like the model's own (replicated over the devices)."""
-        return jax.device_put(params, NamedSharding(self.mesh, PartitionSpec()))
+            return ProgramCall(predict_batch, {"model": self.model},
+                               {"params": params, "instances": instances})  # fmt: skip
+        rows, num_positions = batch["token_ids"].shape
+        static = {
+            "model": self.model, "explainer": program, "settings": self.settings,
+            "chunk": coalitions_per_step(self.settings.max_sequence_positions, rows, num_positions),
+        }  # fmt: skip
+        keys = self.keys(self.role_keys.get(program, self.role_keys["random"]), batch)
+        return ProgramCall(explain_batch, static,
+                           {"params": params, "instances": instances, "keys": keys})  # fmt: skip
 
     def __call__(self, batch: dict, params=None) -> dict[str, np.ndarray]:
         """Explains one batch; host arrays with a leading batch axis.
@@ -279,15 +240,12 @@ class BatchExplainer:
         """
         results = {}
         for program in self.programs:
-            start = time.perf_counter()
-            executable, dynamic = self._executable(batch, program, params)
-            found = jax.device_get(executable(*dynamic))
-            self.seconds[program] += time.perf_counter() - start
+            found = self.run(batch, program, params)
             if program == "prediction":
                 results.update(found)
                 continue
             if program == "attention_flow":
-                found = {"scores": _last_block_flow(np.asarray(found["maps"]), batch)}
+                found = {"scores": _last_block_flow(found["maps"], batch)}
             results[program] = found.pop("scores")
             results.update({f"{program}_{name}": value for name, value in found.items()})
-        return jax.tree.map(np.asarray, results)
+        return results

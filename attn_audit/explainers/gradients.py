@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attn_audit.audits._instance import chunked_vmap, original_pass
+from attn_audit.audits.protocol import original_pass
+from attn_audit.batch_engine import chunked_vmap
 from attn_audit.explainers.perturbation import remove_tokens
 from attn_audit.models import real_token_mask
 

@@ -12,7 +12,7 @@ distinct words (``bow=True``), not positions.
 import jax
 import jax.numpy as jnp
 
-from attn_audit.audits._instance import original_pass
+from attn_audit.audits.protocol import original_pass
 from attn_audit.explainers.perturbation import (
     coalition_values,
     keep_from_players,

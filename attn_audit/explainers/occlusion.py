@@ -3,7 +3,7 @@
 import jax
 import jax.numpy as jnp
 
-from attn_audit.audits._instance import original_pass
+from attn_audit.audits.protocol import original_pass
 from attn_audit.explainers.perturbation import coalition_values
 from attn_audit.models import real_token_mask
 

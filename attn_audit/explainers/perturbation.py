@@ -9,7 +9,8 @@ one shorter, as JW's leave-one-out does).
 import jax
 import jax.numpy as jnp
 
-from attn_audit.audits._instance import chunked_vmap, original_pass
+from attn_audit.audits.protocol import original_pass
+from attn_audit.batch_engine import chunked_vmap
 from attn_audit.data.vocab import PAD
 from attn_audit.models import real_token_mask
 

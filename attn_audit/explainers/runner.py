@@ -11,9 +11,12 @@ import pathlib
 import numpy as np
 
 from attn_audit import data
+from attn_audit.batch_engine import rounded_batch_size
 from attn_audit.batch_runner import (
+    RunOptions,
     check_options,
     first_instances,
+    record_header,
     require_finite,
     run_batches,
     split_boundaries,
@@ -23,14 +26,10 @@ from attn_audit.explainers.engine import DEFAULT_EXPLAINERS, BatchExplainer, Exp
 
 
 @dataclasses.dataclass(frozen=True)
-class ExplainOptions:
+class ExplainOptions(RunOptions):
     """What to explain; saved as ``explain_config.json`` and checked on resume."""
 
-    split: str = "test"
     explainers: tuple[str, ...] = DEFAULT_EXPLAINERS
-    seed: int = 0
-    batch_size: int = 32
-    limit: int | None = None
     # Perturbations cost about T² per instance: on SST's test set 4 widths do 35% less work
     # than 2 (padding included), for twice the programs to compile.
     num_buckets: int = 4
@@ -61,17 +60,7 @@ def explanation_records(
         index = int(batch["index"][row])
         example = split.examples[index]
         real = slice(1, int(batch["lengths"][row]) - 1)
-        probabilities = results["probabilities"][row]
-        record = {
-            "id": example.id,
-            "index": index,
-            "tokens": list(example.tokens),
-            "label": int(split.labels[index]),
-            "prediction": probabilities.tolist(),
-            "predicted_class": int(np.argmax(probabilities)),
-        }
-        if example.question is not None:
-            record["question"] = list(example.question)
+        record = record_header(split, index, results["probabilities"][row])
         for name in explainers:
             record[name] = results[name][row][real].tolist()
         if "shapley_exact" in explainers and not results["shapley_exact_done"][row]:
@@ -130,7 +119,7 @@ def run_explain(
     explainer = BatchExplainer(
         model, params, options.explainers, jax.random.key(options.seed), options.settings
     )
-    batch_size = -(-options.batch_size // explainer.num_devices) * explainer.num_devices
+    batch_size = rounded_batch_size(options.batch_size, explainer.num_devices)
     records, timings = run_batches(
         explainer, split, boundaries, batch_size, out_dir,
         lambda batch, results: explanation_records(batch, results, split, explainer.explainers),

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attn_audit.audits._instance import original_pass
+from attn_audit.audits.protocol import original_pass
 from attn_audit.explainers.perturbation import (
     coalition_values,
     keep_from_players,

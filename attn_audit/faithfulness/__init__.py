@@ -9,7 +9,7 @@
 - ``ranking``: the shared order (score, ties by position) and ``max(1, ⌈k·n⌉)``.
 
 ``BatchFaithfulness`` runs the metrics as one program per metric and batch shape;
-``run_faithfulness`` over a split, resumably; ``summarize_faithfulness`` gives every
+``run_faithfulness`` over a split, resumably; ``report.faithfulness_summary`` gives every
 mean a 95% bootstrap CI.
 """
 

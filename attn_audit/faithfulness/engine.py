@@ -10,15 +10,13 @@ gives Spearman's ρ between the original and the randomised absolute scores.
 
 import dataclasses
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 
 from attn_audit import models, stats
-from attn_audit.audits.engine import COMPILER_OPTIONS, data_mesh, instances_from_batch
+from attn_audit.batch_engine import BatchEngine, ProgramCall
 from attn_audit.data.vocab import UNK
 from attn_audit.explainers.engine import BatchExplainer, coalitions_per_step
 from attn_audit.explainers.perturbation import REMOVALS, check_removal
@@ -118,8 +116,9 @@ def scores_on_positions(records: dict, batch: dict, explainers) -> tuple[np.ndar
     return scores, available
 
 
-class BatchFaithfulness:
-    """ERASER and decision flips of the explainers' scores, batch by batch.
+class BatchFaithfulness(BatchEngine):
+    """ERASER and decision flips of the explainers' scores, batch by batch (a
+    ``BatchEngine``).
 
     Args:
       model: an ``AuditableModel``; params: its parameters.
@@ -137,60 +136,32 @@ class BatchFaithfulness:
         unknown = sorted(set(programs) - set(METRIC_PROGRAMS))
         if unknown:
             raise ValueError(f"Unknown metrics {unknown}; choose from {list(METRIC_PROGRAMS)}.")
-        self.programs = tuple(m for m in METRIC_PROGRAMS if m in programs)
         self.model = model
         self.explainers = tuple(explainers)
         self.records = records
         self.settings = FaithfulnessSettings() if settings is None else settings
-        self.mesh = data_mesh()
-        self._rows = NamedSharding(self.mesh, PartitionSpec("data"))
-        self.params = jax.device_put(params, NamedSharding(self.mesh, PartitionSpec()))
-        self._executables = {}
-        self.seconds = dict.fromkeys(self.programs, 0.0)
+        super().__init__(params, tuple(m for m in METRIC_PROGRAMS if m in programs))
 
-    @property
-    def num_devices(self) -> int:
-        return self.mesh.size
-
-    def _arguments(self, batch: dict, metric: str, scores: np.ndarray) -> tuple:
+    def program_call(self, batch: dict, program: str, params) -> ProgramCall:
+        """``metric_batch`` of one metric on the batch's scores (``scores_on_positions``)."""
         rows, num_positions = batch["token_ids"].shape
-        instances = jax.device_put(instances_from_batch(batch), self._rows)
         coalitions = len(self.explainers) * (
-            2 * len(self.settings.percents) if metric == "eraser" else num_positions - 2
+            2 * len(self.settings.percents) if program == "eraser" else num_positions - 2
         )
         chunk = coalitions_per_step(self.settings.max_sequence_positions, rows, num_positions)
-        chunk = min(chunk, coalitions)
-        scores = jax.device_put(scores, self._rows)
-        return (self.model, self.params, instances, scores, metric, self.settings, chunk)
-
-    def _executable(self, batch: dict, metric: str, scores: np.ndarray):
-        shapes = tuple((name, np.shape(value)) for name, value in sorted(batch.items()))
-        arguments = self._arguments(batch, metric, scores)
-        if (metric, shapes) not in self._executables:
-            lowered = metric_batch.lower(*arguments)
-            options = COMPILER_OPTIONS.get(jax.default_backend())
-            self._executables.setdefault((metric, shapes), lowered.compile(options))
-        return self._executables[(metric, shapes)], (arguments[1], arguments[2], arguments[3])
-
-    def compile(self, batch: dict, program: str | None = None) -> None:
-        """Compiles ``program`` (all when None) at ``batch``'s shape without running it."""
-        rows, num_positions = batch["token_ids"].shape
-        scores = np.zeros((rows, len(self.explainers), num_positions), np.float32)
-        for name in self.programs if program is None else (program,):
-            self._executable(batch, name, scores)
+        static = {"model": self.model, "metric": program, "settings": self.settings,
+                  "chunk": min(chunk, coalitions)}  # fmt: skip
+        scores, _ = scores_on_positions(self.records, batch, self.explainers)
+        dynamic = {"params": params, "instances": self.instances(batch),
+                   "scores": self.sharded(scores)}  # fmt: skip
+        return ProgramCall(metric_batch, static, dynamic)
 
     def __call__(self, batch: dict) -> dict[str, np.ndarray]:
         """Host arrays: ``comprehensiveness``/``sufficiency [B, R, X, K]``, ``flip_fraction``,
         ``flipped``, ``top1_flip [B, X]``, and the inputs ``scores [B, X, T]`` and
         ``available [B, X]``."""
         scores, available = scores_on_positions(self.records, batch, self.explainers)
-        results = {"scores": scores, "available": available}
-        for metric in self.programs:
-            start = time.perf_counter()
-            executable, dynamic = self._executable(batch, metric, scores)
-            results.update(jax.device_get(executable(*dynamic)))
-            self.seconds[metric] += time.perf_counter() - start
-        return jax.tree.map(np.asarray, results)
+        return {"scores": scores, "available": available, **super().__call__(batch)}
 
 
 @jax.jit

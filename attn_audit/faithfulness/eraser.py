@@ -13,7 +13,7 @@ token in their place) is the other reading, and both are computed.
 import jax
 import jax.numpy as jnp
 
-from attn_audit.audits._instance import original_pass
+from attn_audit.audits.protocol import original_pass
 from attn_audit.explainers.perturbation import coalition_values
 from attn_audit.faithfulness.ranking import PERCENTS, token_ranks, top_count
 

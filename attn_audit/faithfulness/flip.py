@@ -9,7 +9,7 @@ top token alone flips it. Fewer removals mean a more faithful ranking.
 import jax
 import jax.numpy as jnp
 
-from attn_audit.audits._instance import original_pass
+from attn_audit.audits.protocol import original_pass
 from attn_audit.explainers.perturbation import coalition_probabilities
 from attn_audit.faithfulness.ranking import token_ranks
 

@@ -18,6 +18,7 @@ import pathlib
 import numpy as np
 
 from attn_audit import data
+from attn_audit.batch_engine import rounded_batch_size
 from attn_audit.batch_runner import (
     check_options,
     first_instances,
@@ -225,7 +226,7 @@ def run_faithfulness(
             model, params, explainers, {r["index"]: r for r in explanations}, options.settings,
             metric_programs,
         )  # fmt: skip
-        batch_size = -(-explain.batch_size // engine.num_devices) * engine.num_devices
+        batch_size = rounded_batch_size(explain.batch_size, engine.num_devices)
         metric_rows, timings["metrics"] = run_batches(
             engine, split, boundaries, batch_size, out_dir / "metrics",
             lambda batch, results: metric_records(
@@ -246,7 +247,7 @@ def run_faithfulness(
         # Few instances, each explained 8 times: small batches waste little on padding rows,
         # and there are no more widths (programs to compile) than batches.
         batch_size = min(explain.batch_size, RANDOMISATION_BATCH_SIZE)
-        batch_size = -(-batch_size // explainer.num_devices) * explainer.num_devices
+        batch_size = rounded_batch_size(batch_size, explainer.num_devices)
         num_buckets = min(explain.num_buckets, -(-len(subset.labels) // batch_size))
         randomised_rows, timings["randomisation"] = run_batches(
             engine, subset, split_boundaries(subset, num_buckets), batch_size,

@@ -6,13 +6,6 @@ See ``model.py`` for the forward pass and the parameter tree, SPEC §2 for the s
 """
 
 from attn_audit.models import transformer
-from attn_audit.models._layers import (
-    PAD_ID,
-    is_real_token,
-    masked_softmax,
-    real_token_mask,
-    valid_mask,
-)
 from attn_audit.models.attention import (
     attention_keys,
     attention_scores,
@@ -42,6 +35,13 @@ from attn_audit.models.model import (
     probabilities,
     question_vector,
     weight_decay_mask,
+)
+from attn_audit.models.primitives import (
+    PAD_ID,
+    is_real_token,
+    masked_softmax,
+    real_token_mask,
+    valid_mask,
 )
 
 __all__ = [

@@ -23,7 +23,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from attn_audit.models import _layers
+from attn_audit.models import primitives
 from attn_audit.models.config import ModelConfig
 
 Params = dict
@@ -37,18 +37,18 @@ def init_attention(key: jax.Array, config: ModelConfig) -> Params:
     if config.attention == "dot":
         if config.task == "qa":
             return {}
-        return {"attn1": _layers.init_linear(key, state_dim, 1, bias=False)}
+        return {"attn1": primitives.init_linear(key, state_dim, 1, bias=False)}
     if config.task == "qa":
         passage_key, question_key, output_key = jax.random.split(key, 3)
         return {
-            "attn1p": _layers.init_linear(passage_key, state_dim, hidden_dim),
-            "attn1q": _layers.init_linear(question_key, state_dim, hidden_dim),
-            "attn2": _layers.init_linear(output_key, hidden_dim, 1, bias=False),
+            "attn1p": primitives.init_linear(passage_key, state_dim, hidden_dim),
+            "attn1q": primitives.init_linear(question_key, state_dim, hidden_dim),
+            "attn2": primitives.init_linear(output_key, hidden_dim, 1, bias=False),
         }
     hidden_key, output_key = jax.random.split(key)
     return {
-        "attn1": _layers.init_linear(hidden_key, state_dim, hidden_dim),
-        "attn2": _layers.init_linear(output_key, hidden_dim, 1, bias=False),
+        "attn1": primitives.init_linear(hidden_key, state_dim, hidden_dim),
+        "attn2": primitives.init_linear(output_key, hidden_dim, 1, bias=False),
     }
 
 
@@ -109,10 +109,10 @@ def scores_from_keys(
     if config.attention == "dot":
         return keys[:, 0] * (1.0 / math.sqrt(config.state_dim))
     if config.task == "qa":
-        bias = layers["attn1p"]["bias"] + _layers.linear(layers["attn1q"], question)
+        bias = layers["attn1p"]["bias"] + primitives.linear(layers["attn1q"], question)
     else:
         bias = layers["attn1"]["bias"]
-    return _layers.linear(layers["attn2"], jnp.tanh(keys + bias[None, :]))[:, 0]
+    return primitives.linear(layers["attn2"], jnp.tanh(keys + bias[None, :]))[:, 0]
 
 
 def attention_weights(scores: jax.Array, mask: jax.Array) -> jax.Array:
@@ -133,7 +133,7 @@ def attention_weights(scores: jax.Array, mask: jax.Array) -> jax.Array:
         raise ValueError(
             f"scores and mask must have the same shape; got {scores.shape} and {mask.shape}."
         )
-    return _layers.masked_softmax(scores, mask)
+    return primitives.masked_softmax(scores, mask)
 
 
 def uniform_attention(mask: jax.Array) -> jax.Array:

@@ -15,7 +15,7 @@ attention (permutation, adversarial search) while the states stay fixed.
 import jax
 import jax.numpy as jnp
 
-from attn_audit.models import _layers
+from attn_audit.models import primitives
 from attn_audit.models.config import ModelConfig
 
 Params = dict
@@ -25,13 +25,13 @@ def init_decoder(key: jax.Array, config: ModelConfig) -> Params:
     """Initialises the decoder like ``torch.nn.Linear`` defaults."""
     state_dim, output_dim = config.state_dim, config.output_dim
     if config.task == "classification":
-        return {"linear_1": _layers.init_linear(key, state_dim, output_dim)}
+        return {"linear_1": primitives.init_linear(key, state_dim, output_dim)}
     hidden_dim = config.attention_hidden_dim
     passage_key, question_key, output_key = jax.random.split(key, 3)
     return {
-        "linear_1p": _layers.init_linear(passage_key, state_dim, hidden_dim),
-        "linear_1q": _layers.init_linear(question_key, state_dim, hidden_dim),
-        "linear_2": _layers.init_linear(output_key, hidden_dim, output_dim),
+        "linear_1p": primitives.init_linear(passage_key, state_dim, hidden_dim),
+        "linear_1q": primitives.init_linear(question_key, state_dim, hidden_dim),
+        "linear_2": primitives.init_linear(output_key, hidden_dim, output_dim),
     }
 
 
@@ -68,13 +68,14 @@ def decode_context(
     if config.task == "classification":
         if question is not None or answer_mask is not None:
             raise ValueError("Classification takes no question vector and no answer_mask.")
-        return _layers.linear(layers["linear_1"], context)
+        return primitives.linear(layers["linear_1"], context)
     if question is None:
         raise ValueError("task='qa' needs the question vector q [H]; got question=None.")
     hidden = jnp.tanh(
-        _layers.linear(layers["linear_1p"], context) + _layers.linear(layers["linear_1q"], question)
+        primitives.linear(layers["linear_1p"], context)
+        + primitives.linear(layers["linear_1q"], question)
     )
-    logits = _layers.linear(layers["linear_2"], hidden)
+    logits = primitives.linear(layers["linear_2"], hidden)
     if answer_mask is not None:
         logits = jnp.where(answer_mask, logits, -jnp.inf)
     return logits
@@ -137,6 +138,6 @@ def decode_projected(
     hidden = jnp.tanh(
         alpha @ projected
         + layers["linear_1p"]["bias"]
-        + _layers.linear(layers["linear_1q"], question)
+        + primitives.linear(layers["linear_1q"], question)
     )
-    return _layers.linear(layers["linear_2"], hidden)
+    return primitives.linear(layers["linear_2"], hidden)

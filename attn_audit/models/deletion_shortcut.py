@@ -17,7 +17,6 @@ backward suffix unchanged").
 import jax
 import jax.numpy as jnp
 
-from attn_audit.models._layers import valid_mask
 from attn_audit.models.config import ModelConfig
 from attn_audit.models.encoders import (
     Params,
@@ -28,6 +27,7 @@ from attn_audit.models.encoders import (
     lstm_run,
     valid_reversal_index,
 )
+from attn_audit.models.primitives import valid_mask
 
 
 def bilstm_deletion_context(rnn: Params, embedded: jax.Array, length: jax.Array) -> dict:

@@ -25,9 +25,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from attn_audit.models import _layers
-from attn_audit.models._layers import PAD_ID, valid_mask
+from attn_audit.models import primitives
 from attn_audit.models.config import ModelConfig
+from attn_audit.models.primitives import PAD_ID, valid_mask
 
 Params = dict
 
@@ -62,7 +62,7 @@ def _init_bilstm(key: jax.Array, input_size: int, hidden_size: int) -> Params:
     ):
         tensor_keys = jax.random.split(direction_key, len(shapes))
         rnn[direction] = {
-            name: _layers.uniform(tensor_key, shape, bound)
+            name: primitives.uniform(tensor_key, shape, bound)
             for (name, shape), tensor_key in zip(shapes.items(), tensor_keys, strict=True)
         }
     return rnn
@@ -75,10 +75,10 @@ def _init_convolutions(key: jax.Array, config: ModelConfig) -> Params:
         weight_key, bias_key = jax.random.split(kernel_key)
         bound = 1.0 / math.sqrt(config.embed_dim * kernel_size)
         convolutions[f"kernel_{kernel_size}"] = {
-            "weight": _layers.uniform(
+            "weight": primitives.uniform(
                 weight_key, (config.cnn_filters, config.embed_dim, kernel_size), bound
             ),
-            "bias": _layers.uniform(bias_key, (config.cnn_filters,), bound),
+            "bias": primitives.uniform(bias_key, (config.cnn_filters,), bound),
         }
     return convolutions
 
@@ -148,7 +148,7 @@ def lstm_cell(gates: jax.Array, memory: jax.Array) -> tuple[jax.Array, jax.Array
 
 def lstm_input_gates(cell: Params, inputs: jax.Array) -> jax.Array:
     """``W_ih x_t + b_ih + b_hh`` for every t: ``[T, E] -> [T, 4H]`` (one matmul, no recurrence)."""
-    return _layers.linear(
+    return primitives.linear(
         {"weight": cell["weight_ih"], "bias": cell["bias_ih"] + cell["bias_hh"]}, inputs
     )
 
@@ -258,7 +258,7 @@ def _lstm_summary(states: jax.Array, length: jax.Array) -> jax.Array:
 def _cnn_summary(states: jax.Array, length: jax.Array) -> jax.Array:
     # ReLU states are >= 0, so a zero floor equals JW's max over zeroed positions, and
     # a sequence without real tokens (a padding row) gives 0.
-    is_real = _layers.real_token_mask(length, states.shape[0])
+    is_real = primitives.real_token_mask(length, states.shape[0])
     return jnp.max(jnp.where(is_real[:, None], states, 0.0), axis=0)
 
 
@@ -270,7 +270,7 @@ def _average_summary(states: jax.Array, length: jax.Array) -> jax.Array:
 
 def _average_states(encoder_params, config, embedded, length):
     """Average: ``h_t = tanh(W e_t + b)``, no context (JW's "Average" encoder)."""
-    return jnp.tanh(_layers.linear(encoder_params["projection"], embedded))
+    return jnp.tanh(primitives.linear(encoder_params["projection"], embedded))
 
 
 class _Kind(NamedTuple):
@@ -299,7 +299,7 @@ _KINDS = {
     ),
     "average": _Kind(
         init=lambda key, config: {
-            "projection": _layers.init_linear(key, config.embed_dim, config.hidden_size)
+            "projection": primitives.init_linear(key, config.embed_dim, config.hidden_size)
         },
         states=_average_states,
         summary=_average_summary,

@@ -24,9 +24,9 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 
-from attn_audit.models import _layers, encoders, transformer
 from attn_audit.models import attention as attention_lib
 from attn_audit.models import decoder as decoder_lib
+from attn_audit.models import encoders, primitives, transformer
 from attn_audit.models.config import STOP_ATTENTION_GRADIENT, ModelConfig
 
 Params = dict
@@ -161,7 +161,7 @@ def forward_from_embedded(
     num_positions = embedded.shape[0]
     states = encoders.encode_states(params["encoder"], config, embedded, length)
     scores = attention_lib.attention_scores(params, config, states, question)
-    mask = _layers.real_token_mask(length, num_positions)
+    mask = primitives.real_token_mask(length, num_positions)
     if attention_override is None:
         alpha = attention_lib.attention_weights(scores, mask)
     else:

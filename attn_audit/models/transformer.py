@@ -52,7 +52,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from attn_audit.models import _layers
+from attn_audit.models import primitives
 from attn_audit.models.config import STOP_ATTENTION_GRADIENT, ModelConfig
 
 Params = dict
@@ -130,7 +130,7 @@ def init_classifier(key: jax.Array, config: ModelConfig) -> Params:
     """
     pre_key, linear_key = jax.random.split(key)
     width = config.hidden_size
-    decoder = {"linear_1": _layers.init_linear(linear_key, width, config.output_dim)}
+    decoder = {"linear_1": primitives.init_linear(linear_key, width, config.output_dim)}
     if config.classifier_activation != "none":
         decoder["pre_classifier"] = {
             "weight": _normal(pre_key, (width, width)),
@@ -171,10 +171,10 @@ def attention_probabilities(
 
     Rows are queries, columns keys (as SPEC §5 and BERT's ``attentions``).
     """
-    queries = _split_heads(config, _layers.linear(layer["query"], inputs))
-    keys = _split_heads(config, _layers.linear(layer["key"], inputs))
+    queries = _split_heads(config, primitives.linear(layer["query"], inputs))
+    keys = _split_heads(config, primitives.linear(layer["key"], inputs))
     scores = jnp.einsum("qhd,khd->hqk", queries, keys) / math.sqrt(config.head_dim)
-    return _layers.masked_softmax(scores, key_mask)
+    return primitives.masked_softmax(scores, key_mask)
 
 
 def block_output(
@@ -193,14 +193,14 @@ def block_output(
       ``[Q, D]``: ``LN(y + FF(y))`` with ``y = LN(x + W_o concat_h(A_h v_h) + b_o)``.
     """
     mixed = jnp.einsum("hqk,khd->qhd", maps, values).reshape(inputs.shape)
-    attended = _layers.layer_norm(
-        layer["attention_norm"], inputs + _layers.linear(layer["attention_output"], mixed),
+    attended = primitives.layer_norm(
+        layer["attention_norm"], inputs + primitives.linear(layer["attention_output"], mixed),
         config.layer_norm_eps,
     )  # fmt: skip
-    hidden = activation(config.hidden_act, _layers.linear(layer["intermediate"], attended))
-    return _layers.layer_norm(
+    hidden = activation(config.hidden_act, primitives.linear(layer["intermediate"], attended))
+    return primitives.layer_norm(
         layer["output_norm"],
-        attended + _layers.linear(layer["output"], hidden),
+        attended + primitives.linear(layer["output"], hidden),
         config.layer_norm_eps,
     )
 
@@ -209,7 +209,7 @@ def _block(layer, config, inputs, key_mask, stop_gradient):
     maps = attention_probabilities(layer, config, inputs, key_mask)
     if stop_gradient:
         maps = jax.lax.stop_gradient(maps)
-    values = _split_heads(config, _layers.linear(layer["value"], inputs))
+    values = _split_heads(config, primitives.linear(layer["value"], inputs))
     return block_output(layer, config, inputs, values, maps), maps
 
 
@@ -251,7 +251,7 @@ def embed(params: Params, config: ModelConfig, token_ids: jax.Array) -> jax.Arra
     """
     _check_config(config)
     embedded = params["encoder"]["embedding"]["weight"][token_ids]
-    return embedded * (token_ids != _layers.PAD_ID).astype(embedded.dtype)[:, None]
+    return embedded * (token_ids != primitives.PAD_ID).astype(embedded.dtype)[:, None]
 
 
 def encode(
@@ -301,14 +301,14 @@ def encode(
     inputs = embedded
     projection = encoder.get("embedding_projection")
     if projection is not None and not config.projection_after_norm:
-        inputs = _layers.linear(projection, inputs)
+        inputs = primitives.linear(projection, inputs)
     offset = config.position_offset
     inputs = inputs + encoder["position_embedding"]["weight"][offset : offset + num_positions]
     if "token_type_embedding" in encoder:  # one segment: every token has type 0
         inputs = inputs + encoder["token_type_embedding"]["weight"][:1]
-    inputs = _layers.layer_norm(encoder["embedding_norm"], inputs, config.layer_norm_eps)
+    inputs = primitives.layer_norm(encoder["embedding_norm"], inputs, config.layer_norm_eps)
     if projection is not None and config.projection_after_norm:
-        inputs = _layers.linear(projection, inputs)
+        inputs = primitives.linear(projection, inputs)
 
     layers = encoder["layers"]
     stop_all = stop_attention_gradient == "all"
@@ -335,7 +335,7 @@ def encode(
         maps = jax.lax.stop_gradient(maps)
     elif stop_attention_gradient == "audited":
         maps = maps.at[:, 0, :].set(jax.lax.stop_gradient(maps[:, 0, :]))
-    values = _split_heads(config, _layers.linear(last_layer["value"], last_inputs))
+    values = _split_heads(config, primitives.linear(last_layer["value"], last_inputs))
     states = block_output(last_layer, config, last_inputs, values, maps)
 
     valid = key_mask[:, None]  # [T, 1]: rows of states, query rows of maps
@@ -363,7 +363,7 @@ def pool(config: ModelConfig, states: jax.Array, length: jax.Array) -> jax.Array
     """
     if config.pooling == "cls":
         return states[0]
-    valid = _layers.valid_mask(length, states.shape[0])
+    valid = primitives.valid_mask(length, states.shape[0])
     total = jnp.sum(jnp.where(valid[:, None], states, 0.0), axis=0)
     return total / jnp.maximum(length, 1).astype(states.dtype)
 
@@ -374,9 +374,9 @@ def classify(params: Params, config: ModelConfig, pooled: jax.Array) -> jax.Arra
     decoder = params["decoder"]
     if "pre_classifier" in decoder:
         pooled = activation(
-            config.classifier_activation, _layers.linear(decoder["pre_classifier"], pooled)
+            config.classifier_activation, primitives.linear(decoder["pre_classifier"], pooled)
         )
-    return _layers.linear(decoder["linear_1"], pooled)
+    return primitives.linear(decoder["linear_1"], pooled)
 
 
 def audited_attention(maps: jax.Array, length: jax.Array) -> jax.Array:
@@ -392,7 +392,7 @@ def audited_attention(maps: jax.Array, length: jax.Array) -> jax.Array:
       ``[T]``, summing to 1 over the real tokens (0 when there are none).
     """
     last = maps[-1] if maps.ndim == 4 else maps
-    real = _layers.real_token_mask(length, last.shape[-1])
+    real = primitives.real_token_mask(length, last.shape[-1])
     mean_row = jnp.where(real, jnp.mean(last[:, 0, :], axis=0), 0.0)
     total = jnp.sum(mean_row)
     return mean_row / jnp.where(total > 0, total, 1.0)
@@ -429,7 +429,7 @@ def forward_from_embedded(
         "states": encoded["states"],
         "layer_states": encoded["layer_states"],
         "attention_maps": encoded["attention_maps"],
-        "attention_mask": _layers.real_token_mask(length, embedded.shape[0]),
+        "attention_mask": primitives.real_token_mask(length, embedded.shape[0]),
         "attention": audited_attention(encoded["attention_maps"], length),
         "context": pooled,
         "question": None,

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from attn_audit.data.wordpiece import MINILM_SHA256, PACKAGE, load_tokenizer, model_dir
-from attn_audit.models import _layers, transformer
+from attn_audit.models import primitives, transformer
 from attn_audit.models.config import ModelConfig
 from attn_audit.pretrained import bert
 
@@ -94,7 +94,7 @@ def load_minilm(
     config = minilm_config(num_classes, pooling)
     params = bert.from_bert_state_dict(load_weights(folder, verify=verify), config)
     key = jax.random.key(0) if key is None else key
-    classifier = _layers.init_linear(key, config.hidden_size, config.output_dim)
+    classifier = primitives.init_linear(key, config.hidden_size, config.output_dim)
     params["decoder"] = {"linear_1": classifier}
     return jax.tree.map(jnp.asarray, params), config, load_tokenizer(folder)
 

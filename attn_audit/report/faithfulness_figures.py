@@ -1,4 +1,4 @@
-"""PNG figures of a faithfulness summary (``attn_audit.faithfulness.summary``; SPEC §8).
+"""PNG figures of a faithfulness summary (``attn_audit.report.faithfulness_summary``; SPEC §8).
 
 - ``aopc_curves``: ERASER's comprehensiveness and sufficiency against k (the % of tokens in
   the rationale), one panel per measure × removal, one line per explainer in ranking order

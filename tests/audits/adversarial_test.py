@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attn_audit import audits, models, stats
+from attn_audit import audits, batch_engine, models, stats
 from tests._fixtures import CASES, forward_probabilities, instance_of, tiny_batch, tiny_model
 
 
@@ -15,7 +15,7 @@ def test_adversaries_keep_the_output_and_match_a_loop(encoder, attention, task, 
     batch = tiny_batch()
     settings = audits.AdversarySettings(steps=60)
     keys = jax.random.split(jax.random.key(5), 3)
-    instances = audits.engine.instances_from_batch({k: jnp.asarray(v) for k, v in batch.items()})
+    instances = batch_engine.instances_from_batch({k: jnp.asarray(v) for k, v in batch.items()})
     found = audits.engine.adversarial_batch(model, params, instances, keys, settings)
     for row, length in enumerate(batch["lengths"]):
         single = audits.adversarial_search(

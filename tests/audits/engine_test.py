@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attn_audit import audits
+from attn_audit import audits, batch_engine
 from attn_audit.audits import exported
 from tests._fixtures import padded_batch, tiny_model
 
@@ -41,7 +41,7 @@ def test_the_combined_program_equals_the_audits_run_one_by_one():
     batch = padded_batch((5, 7, 4, 6), 12)
     combined = auditor(batch)
     engine = audits.engine
-    instances = engine.instances_from_batch(batch)
+    instances = batch_engine.instances_from_batch(batch)
     index = np.asarray(batch["index"])
 
     # Instance i's key of each role is fold_in(role key, i) (padding rows: i = 0).
@@ -97,7 +97,7 @@ SHARDED_SCRIPT = textwrap.dedent(
     import json, sys
     import jax, jax.numpy as jnp, numpy as np
     sys.path.insert(0, "{repo}")
-    from attn_audit import audits
+    from attn_audit import audits, batch_engine
     from tests._fixtures import padded_batch, tiny_model
     assert jax.local_device_count() == 8, jax.local_devices()
     model, params = tiny_model()
@@ -106,7 +106,7 @@ SHARDED_SCRIPT = textwrap.dedent(
     sharded = audits.BatchAuditor(model, params, adversary=settings, num_permutations=8)(batch)
     # The same programs on one device, without sharding.
     one = jax.devices()[0]
-    instances = jax.device_put(audits.engine.instances_from_batch(batch), one)
+    instances = jax.device_put(batch_engine.instances_from_batch(batch), one)
     params_one = jax.device_put(params, one)
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.split(jax.random.key(0))[1], i))(
         jnp.asarray(batch["index"]))

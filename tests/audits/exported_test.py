@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attn_audit import audits
+from attn_audit import audits, batch_engine
 from attn_audit.audits import exported
 from tests._fixtures import padded_batch, tiny_model
 
@@ -60,16 +60,27 @@ def test_a_damaged_file_is_exported_again(tmp_path, caplog):
 def test_the_key_follows_shapes_static_arguments_and_source(monkeypatch):
     model, params = tiny_model()
     other_model, _ = tiny_model("average")
-    batch = audits.engine.instances_from_batch(padded_batch((5, 7), 12))
-    wider = audits.engine.instances_from_batch(padded_batch((5, 7), 16))
-    key = exported.program_key("loo", (model, params, batch, None), (0, 3))
-    assert key == exported.program_key("loo", (model, params, batch, None), (0, 3))
-    assert key != exported.program_key("loo", (model, params, wider, None), (0, 3))
-    assert key != exported.program_key("loo", (other_model, params, batch, None), (0, 3))
-    assert key != exported.program_key("loo", (model, params, batch, 4), (0, 3))
-    assert key != exported.program_key("gradient", (model, params, batch, None), (0, 3))
+    batch = batch_engine.instances_from_batch(padded_batch((5, 7), 12))
+    wider = batch_engine.instances_from_batch(padded_batch((5, 7), 16))
+
+    def key_of(name="loo", model=model, instances=batch, chunk=None):
+        static = {"model": model, "positions_per_chunk": chunk}
+        return exported.program_key(name, static, {"params": params, "instances": instances})
+
+    key = key_of()
+    assert key == key_of()
+    assert key != key_of(instances=wider)
+    assert key != key_of(model=other_model)
+    assert key != key_of(chunk=4)
+    assert key != key_of(name="gradient")
+    # Dynamic arguments are named: the same arrays under other names are another program.
+    assert key != exported.program_key(
+        "loo",
+        {"model": model, "positions_per_chunk": None},
+        {"weights": params, "instances": batch},
+    )
     monkeypatch.setattr(exported, "source_digest", lambda: "edited source")
-    assert key != exported.program_key("loo", (model, params, batch, None), (0, 3))
+    assert key != key_of()
 
 
 def test_source_digest_covers_the_package_source():
@@ -94,7 +105,7 @@ def test_a_program_export_cannot_keep_runs_through_jit(tmp_path, caplog):
 
     cache = exported.ProgramCache(tmp_path)
     with caplog.at_level(logging.WARNING):
-        result = cache("host", host_round_trip, (jnp.arange(3.0),), ())
+        result = cache("host", host_round_trip, {}, {"x": jnp.arange(3.0)})
     assert "Not keeping program host" in caplog.text
     np.testing.assert_array_equal(result, [-0.0, -1.0, -2.0])
     assert not list(tmp_path.glob("*.jax"))

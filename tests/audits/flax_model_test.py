@@ -18,9 +18,9 @@ import pytest
 from flax import nnx
 
 import attn_audit
-from attn_audit import audits, faithfulness
-from attn_audit.audits._instance import original_pass
+from attn_audit import audits, batch_engine, faithfulness
 from attn_audit.audits.flax_model import FlaxTransformerModel, flax_model
+from attn_audit.audits.protocol import original_pass
 from attn_audit.audits.transformer_model import mix_heads
 from attn_audit.evaluations import az
 from attn_audit.explainers import engine as explainer_engine
@@ -434,7 +434,7 @@ def test_audits_equal_the_plain_apply(case):
     computations on the unedited model (1e-6), for every instance of a batch.
 
     Compiled with the tests' XLA settings, as the reference: the engine's programs
-    (``engine.COMPILER_OPTIONS``) round differently, by up to about 1e-6 on the gradient
+    (``batch_engine.COMPILER_OPTIONS``) round differently, by up to about 1e-6 on the gradient
     importance, whose ``Σ_d g e`` cancels.
     """
 
@@ -450,7 +450,7 @@ def test_audits_equal_the_plain_apply(case):
 
         return jax.vmap(one)(instances)
 
-    found = adapted(case.params, audits.engine.instances_from_batch(BATCH))
+    found = adapted(case.params, batch_engine.instances_from_batch(BATCH))
     for row, expected in enumerate(reference_audits(case, BATCH)):
         for name, value in expected.items():
             np.testing.assert_allclose(found[name][row], value, atol=1e-6, err_msg=name)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attn_audit import audits, models
+from attn_audit import audits, batch_engine, models
 from tests._fixtures import CASES, tiny_batch, tiny_model
 
 
@@ -14,7 +14,7 @@ def test_gradient_equals_a_loop_of_per_instance_gradients(encoder, attention, ta
     model, params = tiny_model(encoder, attention, task, num_classes)
     batch = tiny_batch(questions=task == "qa")
     vmapped = np.asarray(audits.engine.gradient_batch(
-        model, params, audits.engine.instances_from_batch(
+        model, params, batch_engine.instances_from_batch(
             {k: jnp.asarray(v) for k, v in batch.items()})))  # fmt: skip
     for row, length in enumerate(batch["lengths"]):
         token_ids = jnp.asarray(batch["token_ids"][row])
@@ -49,7 +49,7 @@ def test_gradient_and_loo_match_the_pytorch_twin(encoder):
     model, params = tiny_model(encoder, "tanh")
     twin = load_torch_model(to_torch_state_dict(params, model.config), model.config)
     batch = tiny_batch()
-    instances = audits.engine.instances_from_batch({k: jnp.asarray(v) for k, v in batch.items()})
+    instances = batch_engine.instances_from_batch({k: jnp.asarray(v) for k, v in batch.items()})
     jax_gradient = np.asarray(audits.engine.gradient_batch(model, params, instances))
     jax_loo = np.asarray(audits.engine.loo_batch(model, params, instances))
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attn_audit import audits, models
+from attn_audit import audits, batch_engine, models
 from attn_audit.audits.loo import leave_one_out_of_batch
 from tests._fixtures import (
     CASES,
@@ -22,7 +22,7 @@ from tests._fixtures import (
 def test_loo_equals_a_python_loop_of_deletions(encoder, attention, task, num_classes):
     model, params = tiny_model(encoder, attention, task, num_classes)
     batch = tiny_batch(questions=task == "qa")
-    vmapped = np.asarray(audits.engine.loo_batch(model, params, audits.engine.instances_from_batch(
+    vmapped = np.asarray(audits.engine.loo_batch(model, params, batch_engine.instances_from_batch(
         {k: jnp.asarray(v) for k, v in batch.items()})))  # fmt: skip
     for row, length in enumerate(batch["lengths"]):
         question = None
@@ -44,7 +44,7 @@ def test_loo_equals_a_python_loop_of_deletions(encoder, attention, task, num_cla
 
 def test_loo_in_chunks_equals_loo_at_once():
     model, params = tiny_model("lstm", "tanh")
-    instances = audits.engine.instances_from_batch(
+    instances = batch_engine.instances_from_batch(
         {k: jnp.asarray(v) for k, v in tiny_batch().items()}
     )
     at_once = audits.engine.loo_batch(model, params, instances)
@@ -68,7 +68,7 @@ def test_the_deletion_shortcut_equals_re_encoding_every_variant(
     encoder, attention, task, num_classes
 ):
     model, params = tiny_model(encoder, attention, task, num_classes)
-    instances = audits.engine.instances_from_batch(
+    instances = batch_engine.instances_from_batch(
         {k: jnp.asarray(v) for k, v in tiny_batch(questions=task == "qa").items()}
     )
     assert model.deletion_states is not None
@@ -85,7 +85,7 @@ def test_only_the_real_deletions_of_a_batch_equal_every_rows_own(variants_per_st
     model, params = audits.TransformerModel(config), models.init(jax.random.key(5), config)
     batch = tiny_batch((7, 4, 9, 3), width=12, seed=2)
     batch["token_ids"][3], batch["lengths"][3] = 0, 0  # a data-layer padding row
-    instances = audits.engine.instances_from_batch({k: jnp.asarray(v) for k, v in batch.items()})
+    instances = batch_engine.instances_from_batch({k: jnp.asarray(v) for k, v in batch.items()})
     per_row = jax.jit(jax.vmap(lambda i: audits.leave_one_out(model, params, i)))(instances)
     packed = jax.jit(leave_one_out_of_batch, static_argnums=(0, 3))(
         model, params, instances, variants_per_step

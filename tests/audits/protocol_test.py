@@ -45,7 +45,7 @@ def test_hand_computable_two_token_case():
     alpha = np.asarray([0, 1, e, 0, 0]) / (1 + e)
     z = (1 + 2 * e) / (1 + e)
     sigma = 1 / (1 + math.exp(-z))
-    *_, alpha_jax, probabilities = audits._instance.original_pass(model, params, instance)
+    *_, alpha_jax, probabilities = audits.protocol.original_pass(model, params, instance)
     np.testing.assert_allclose(alpha_jax, alpha, atol=1e-7)
     np.testing.assert_allclose(probabilities, [1 - sigma, sigma], atol=1e-7)
     # Gradient (α fixed): ∂σ/∂e_t = σ(1−σ)·α_t, so importance ∝ α_t·e_t = (1, 2e)/(1+e).

@@ -10,7 +10,7 @@ import pytest
 
 from attn_audit import audits, models
 from attn_audit.audits import transformer_model
-from attn_audit.audits._instance import original_pass
+from attn_audit.audits.protocol import original_pass
 from attn_audit.models import transformer
 from tests._fixtures import REAL, initial_params, padded
 from tests._fixtures import tiny_transformer_config as tiny_config

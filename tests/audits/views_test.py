@@ -11,10 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attn_audit import audits, data, models, multiple_testing
+from attn_audit import audits, batch_engine, data, models, multiple_testing
 from attn_audit.audits import views
-from attn_audit.audits._instance import original_pass
-from attn_audit.models import _layers, transformer
+from attn_audit.audits.protocol import original_pass
+from attn_audit.models import primitives, transformer
 from attn_audit.report import views as views_report
 from tests._fixtures import (
     REAL,
@@ -69,13 +69,13 @@ def hand_run(params, config, instance, layer=None, head=None, row=None):
     key_mask = jnp.arange(num_positions) < length
     hidden = transformer.embed(params, config, token_ids)
     hidden = hidden + encoder["position_embedding"]["weight"][:num_positions]
-    hidden = _layers.layer_norm(encoder["embedding_norm"], hidden, config.layer_norm_eps)
+    hidden = primitives.layer_norm(encoder["embedding_norm"], hidden, config.layer_norm_eps)
     for index in range(config.num_layers):
         block = jax.tree.map(lambda stacked, i=index: stacked[i], encoder["layers"])
         maps = transformer.attention_probabilities(block, config, hidden, key_mask)
         if index == layer:
             maps = maps.at[head, 0].set(row)
-        values = _layers.linear(block["value"], hidden).reshape(
+        values = primitives.linear(block["value"], hidden).reshape(
             num_positions, config.num_heads, config.head_dim
         )
         hidden = transformer.block_output(block, config, hidden, values, maps)
@@ -274,8 +274,8 @@ def test_the_vmapped_sweep_equals_a_loop_over_views(audit, monkeypatch):
     auditor = views.ViewAuditor(
         config, params, SWEPT, chosen, jax.random.key(5), SMALL_ADVERSARY, num_permutations=6
     )
-    instances = audits.engine.instances_from_batch(batch)
-    keys = [audits.engine.instance_keys(role, jnp.asarray(batch["index"]))
+    instances = batch_engine.instances_from_batch(batch)
+    keys = [batch_engine.instance_keys(role, jnp.asarray(batch["index"]))
             for role in (auditor.permutation_key, auditor.adversarial_key)]  # fmt: skip
 
     @functools.partial(jax.jit, static_argnums=(0,))

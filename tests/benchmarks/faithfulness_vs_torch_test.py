@@ -14,7 +14,7 @@ import torch
 
 from attn_audit import data, training
 from attn_audit.audits import auditable_model
-from attn_audit.audits._instance import original_pass
+from attn_audit.audits.protocol import original_pass
 from attn_audit.batch_runner import first_instances
 from attn_audit.faithfulness import FaithfulnessSettings
 from attn_audit.interop import to_torch_state_dict

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from attn_audit import audits
+from attn_audit import audits, batch_engine
 from attn_audit.interop import to_torch_state_dict
 from benchmarks.torch_audits import BatchedStyle, OriginalStyle
 from tests._fixtures import tiny_batch, tiny_model
@@ -17,7 +17,7 @@ def test_both_styles_match_the_jax_engine(encoder):
     model, params = tiny_model(encoder, "tanh", num_classes=3 if encoder == "cnn" else 2)
     twin = load_torch_model(to_torch_state_dict(params, model.config), model.config)
     batch = tiny_batch()
-    instances = audits.engine.instances_from_batch({k: jnp.asarray(v) for k, v in batch.items()})
+    instances = batch_engine.instances_from_batch({k: jnp.asarray(v) for k, v in batch.items()})
     expected = {
         "gradient": np.asarray(audits.engine.gradient_batch(model, params, instances)),
         "loo": np.asarray(audits.engine.loo_batch(model, params, instances)),

@@ -1,6 +1,6 @@
 """attn_audit.evaluations.az against loops, finite differences and scipy; az_eval end to end.
 
-Spearman's ρ itself is tested in ``stats_test.py``.
+Spearman's ρ itself is tested in ``tests/stats/ranks_test.py``.
 """
 
 import csv
@@ -18,7 +18,7 @@ from attn_audit.audits.runner import first_instances
 from attn_audit.evaluations import az, az_sweep
 from attn_audit.training.run_folder import load_run
 from tests._fixtures import TINY, command_runner, write_toy_sst
-from tests.stats_test import scipy_rho
+from tests.stats.ranks_test import scipy_rho
 
 SOS, EOS, PAD = 2, 3, 0
 VOCAB_SIZE = 20

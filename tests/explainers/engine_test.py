@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attn_audit import explainers
+from attn_audit import batch_engine, explainers
 from attn_audit.audits import engine as audit_engine
 from attn_audit.explainers import engine
 from tests._fixtures import instance_of, padded_batch, tiny_model
@@ -44,7 +44,7 @@ def test_each_explainer_of_a_batch_equals_a_loop_over_its_instances(explained):
             for field, value in alone.items():
                 if field != "scores":
                     np.testing.assert_allclose(results[f"{name}_{field}"][row], value, atol=1e-6)
-    predicted = audit_engine.predict_batch(model, params, audit_engine.instances_from_batch(batch))
+    predicted = audit_engine.predict_batch(model, params, batch_engine.instances_from_batch(batch))
     np.testing.assert_allclose(results["attention"], predicted["attention"], atol=1e-7)
     np.testing.assert_array_equal(results["shapley_exact_done"], [True, True, True, False])
     assert np.isnan(results["shapley_exact"][3]).all()  # 7 tokens > shapley_max_tokens

@@ -13,8 +13,8 @@ import pytest
 
 from attn_audit import explainers, report, stats
 from attn_audit.faithfulness import FaithfulnessOptions, FaithfulnessSettings, run_faithfulness
-from attn_audit.faithfulness.summary import ROLES, summarize_faithfulness
 from attn_audit.report.faithfulness import faithfulness_markdown
+from attn_audit.report.faithfulness_summary import ROLES, summarize_faithfulness
 from tests._fixtures import tiny_model
 from tests.audits.runner_test import toy_split
 

@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 
 from attn_audit import data, models, training  # noqa: E402
 from attn_audit.data import wordpiece  # noqa: E402
-from attn_audit.models import _layers, transformer  # noqa: E402
+from attn_audit.models import primitives, transformer  # noqa: E402
 from attn_audit.pretrained import minilm  # noqa: E402
 from attn_audit.training.run_folder import load_run  # noqa: E402
 from tests._fixtures import write_toy_sst  # noqa: E402
@@ -131,7 +131,7 @@ def test_frozen_minilm_run_trains_only_the_classifier(tmp_path, loaded):
                         pretrained["encoder"])  # fmt: skip
     assert all(jax.tree.leaves(same))
     # run_training initialises the classifier with the first half of key(seed).
-    initial = _layers.init_linear(jax.random.split(jax.random.key(0))[0], 384, 1)
+    initial = primitives.init_linear(jax.random.split(jax.random.key(0))[0], 384, 1)
     assert not np.allclose(run.params["decoder"]["linear_1"]["weight"], initial["weight"])
     test = wordpiece.encode_pieces_split(dataset, "test", tokenizer)
     boundaries = tuple(run.config["data"]["bucket_boundaries"])

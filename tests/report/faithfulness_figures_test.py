@@ -20,7 +20,7 @@ def ci(mean, count=8):
 
 
 def synthetic_summary():
-    """A summary shaped like ``faithfulness.summary``'s, with made-up numbers."""
+    """A summary shaped like ``report.faithfulness_summary``'s, with made-up numbers."""
     explainers = {}
     for number, name in enumerate(RANKING):
         scale = 1.0 / (number + 1)

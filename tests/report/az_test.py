@@ -1,10 +1,11 @@
-"""attn_audit.evaluations.az_report: CSV rows, AZ's trend and the JW row by hand."""
+"""attn_audit.report.az: CSV rows, AZ's trend and the JW row by hand."""
 
 import pathlib
 
 import numpy as np
 
-from attn_audit.evaluations import az, az_report
+from attn_audit.evaluations import az
+from attn_audit.report import az as az_report
 
 
 def constant_rho(means, num_instances=4):

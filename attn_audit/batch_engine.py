@@ -1,0 +1,208 @@
+"""The one batch engine: every job's compiled programs, run on sharded batches.
+
+A job (the audits, the attention views, the explainers, the faithfulness metrics, any
+later one) subclasses ``BatchEngine`` and says, for each of its named ``programs``, which
+jitted function runs it on a batch and with which arguments (``program_call``): static
+ones by name (the model, settings, chunk sizes) and dynamic ones (parameters, instances,
+keys). The engine does the rest, once for every job:
+
+- a 1-D ``data`` mesh over the local devices; the batch's rows are sharded along it (their
+  number checked against the devices), the parameters replicated, so the same code runs on
+  one CPU, several host devices, GPUs or TPUs;
+- per-instance keys ``fold_in(role_key, index)``: results do not depend on batching or
+  sharding;
+- one compiled executable per (program, static arguments, batch shape), compiled ahead of
+  time with ``COMPILER_OPTIONS`` (through an ``exported.ProgramCache`` when given, so a later
+  process skips tracing), and each program's run seconds.
+
+``attn_audit.batch_runner`` runs an engine over a split (its ``programs``, ``compile`` and
+``__call__``). Inside a program, ``chunked_vmap`` bounds the memory of many variants.
+"""
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+# XLA options of every engine program, per platform. On CPU, LLVM's optimisation level 1 instead
+# of the default: measured on SST's audit (benchmarks/RESULTS.md), the programs compile in
+# about a quarter less time, the fixed-state audits run 1.4-2x faster (the default's loop
+# optimisations do not pay on their small [B, K, T] arrays) and the others as fast.
+COMPILER_OPTIONS = {"cpu": {"xla_backend_optimization_level": 1}}
+
+
+def data_mesh() -> jax.sharding.Mesh:
+    """A 1-D mesh over every local device, axis ``data``.
+
+    Auto axis type: XLA propagates the batch sharding through the vmapped programs
+    (gathers from the replicated embedding included) without annotations.
+    """
+    return jax.make_mesh(
+        (jax.local_device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,)
+    )
+
+
+def rounded_batch_size(batch_size: int, num_devices: int) -> int:
+    """``batch_size`` rounded up to a multiple of ``num_devices`` (every device gets rows)."""
+    return -(-batch_size // num_devices) * num_devices
+
+
+def instances_from_batch(batch: dict) -> dict:
+    """Per-instance inputs of the programs, each with a leading batch axis: ``token_ids``,
+    ``length`` and, for QA/NLI, ``question_ids`` and ``question_length``."""
+    instances = {"token_ids": batch["token_ids"], "length": batch["lengths"]}
+    if "question_ids" in batch:
+        instances["question_ids"] = batch["question_ids"]
+        instances["question_length"] = batch["question_lengths"]
+    return instances
+
+
+@jax.jit
+def instance_keys(role_key: jax.Array, index: jax.Array) -> jax.Array:
+    """``[B]`` keys ``fold_in(role_key, i)`` of the instances ``index [B]`` (padding rows: 0).
+
+    Jitted: run eagerly, the vmap costs milliseconds of dispatch per batch."""
+    return jax.vmap(lambda i: jax.random.fold_in(role_key, i))(jnp.maximum(index, 0))
+
+
+def chunked_vmap(function, inputs, chunk: int | None):
+    """``vmap(function)(inputs)``, or at most ``chunk`` rows at a time to bound memory.
+
+    ``inputs`` is an array or pytree with a leading axis of R rows; ``chunk`` None (or at
+    least R) vmaps all rows at once. Otherwise the rows go in ``⌈R / chunk⌉`` equal steps
+    (``lax.map`` over a vmapped body; the last row repeated to fill the last step, its
+    results dropped): one body to compile, where ``lax.map(batch_size=...)`` compiles a
+    second one for the remainder.
+    """
+    rows = jax.tree.leaves(inputs)[0].shape[0]
+    if chunk is None or chunk >= rows:
+        return jax.vmap(function)(inputs)
+    steps = -(-rows // chunk)
+    size = -(-rows // steps)
+
+    def to_steps(x):
+        filled = jnp.concatenate([x, jnp.repeat(x[-1:], steps * size - rows, axis=0)])
+        return filled.reshape(steps, size, *x.shape[1:])
+
+    outputs = jax.lax.map(jax.vmap(function), jax.tree.map(to_steps, inputs))
+    return jax.tree.map(lambda y: y.reshape(steps * size, *y.shape[2:])[:rows], outputs)
+
+
+def program_name(program) -> str:
+    """A program's name in timings: its own, or its parts joined by ``+`` (the audits')."""
+    return program if isinstance(program, str) else "+".join(program)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgramCall:
+    """How one program runs on one batch.
+
+    Attributes:
+      function: a jitted function whose static arguments are exactly the keys of ``static``.
+      static: static arguments by name (hashable: they key the compiled executable).
+      dynamic: the other arguments by name (arrays or pytrees of them, placed on the mesh).
+    """
+
+    function: Callable
+    static: Mapping[str, Any]
+    dynamic: Mapping[str, Any]
+
+
+def _batch_shapes(batch: dict) -> tuple:
+    return tuple((name, np.shape(value)) for name, value in sorted(batch.items()))
+
+
+class BatchEngine:
+    """What every batch job shares; a job subclasses it and defines ``program_call``.
+
+    Args:
+      params: the model's parameters (replicated on every device once, here).
+      programs: the job's programs (names, or tuples of names), in the order they run.
+      program_cache: optional ``exported.ProgramCache``: programs traced once, kept on disk.
+
+    ``seconds`` accumulates each program's run time over the batches (``program_name``).
+    """
+
+    def __init__(self, params, programs, program_cache=None):
+        self.mesh = data_mesh()
+        self._row_sharding = NamedSharding(self.mesh, PartitionSpec("data"))
+        self.params = self.replicated(params)
+        self.programs = tuple(programs)
+        self.program_cache = program_cache
+        self.seconds = dict.fromkeys(map(program_name, self.programs), 0.0)
+        self._executables = {}
+
+    @property
+    def num_devices(self) -> int:
+        return self.mesh.size
+
+    def replicated(self, tree):
+        """``tree`` placed like the model's parameters (a copy on every device)."""
+        return jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec()))
+
+    def sharded(self, tree):
+        """``tree``'s leading (row) axis split over the devices."""
+        return jax.device_put(tree, self._row_sharding)
+
+    def instances(self, batch: dict) -> dict:
+        """The batch's per-instance inputs (``instances_from_batch``), sharded by rows; a
+        ValueError if the rows do not split evenly over the devices."""
+        rows = batch["token_ids"].shape[0]
+        if rows % self.num_devices:
+            raise ValueError(
+                f"The batch has {rows} rows, not a multiple of the {self.num_devices} devices; "
+                "use a batch size that is (rounded_batch_size; the commands round it up)."
+            )
+        return self.sharded(instances_from_batch(batch))
+
+    def keys(self, role_key: jax.Array, batch: dict) -> jax.Array:
+        """``[B]`` keys of the batch's instances for one random role (``instance_keys``)."""
+        return instance_keys(role_key, self.sharded(jnp.asarray(batch["index"])))
+
+    def program_call(self, batch: dict, program, params) -> ProgramCall:
+        """The job's: how ``program`` runs on ``batch`` with (replicated) ``params``."""
+        raise NotImplementedError
+
+    def executable(self, batch: dict, program, params=None):
+        """``(compiled program, its dynamic arguments)`` for ``batch``; compiled on first use
+        of its (program, static arguments, batch shape)."""
+        call = self.program_call(batch, program, self.params if params is None else params)
+        key = (program, tuple(sorted(call.static.items())), _batch_shapes(batch))
+        if key not in self._executables:
+            if self.program_cache is None:
+                lowered = call.function.lower(**call.static, **call.dynamic)
+            else:
+                lowered = self.program_cache.lower(
+                    program_name(program), call.function, call.static, call.dynamic
+                )
+            compiled = lowered.compile(COMPILER_OPTIONS.get(jax.default_backend()))
+            self._executables.setdefault(key, compiled)
+        return self._executables[key], call.dynamic
+
+    def compile(self, batch: dict, program=None) -> None:
+        """Compiles (or loads) ``program`` (all when None) at ``batch``'s shape without
+        running it; the engine keeps the executable for later batches."""
+        for name in self.programs if program is None else (program,):
+            self.executable(batch, name)
+
+    def run(self, batch: dict, program, params=None) -> dict:
+        """Runs ``program`` on ``batch``: its outputs as host numpy arrays (run time counted
+        in ``seconds``). ``params`` (from ``replicated``) replaces the model's parameters
+        for this call, with the same compiled program."""
+        start = time.perf_counter()
+        executable, dynamic = self.executable(batch, program, params)
+        found = jax.tree.map(np.asarray, jax.device_get(executable(**dynamic)))
+        self.seconds[program_name(program)] += time.perf_counter() - start
+        return found
+
+    def __call__(self, batch: dict) -> dict[str, np.ndarray]:
+        """Every program on ``batch``, their outputs merged (a job may say more)."""
+        results = {}
+        for program in self.programs:
+            results.update(self.run(batch, program))
+        return results
