@@ -93,6 +93,57 @@ def chunked_vmap(function, inputs, chunk: int | None):
     return jax.tree.map(lambda y: y.reshape(steps * size, *y.shape[2:])[:rows], outputs)
 
 
+def ragged_map(function, needed: jax.Array, per_step: int | None):
+    """``function(row, item)`` for every needed (row, item) pair of a batch, and only those.
+
+    ``vmap`` over rows and items runs every pair, padding included; here the needed pairs
+    are gathered first (row-major order) and run ``per_step`` at a time, for
+    ``⌈Σ needed / per_step⌉`` steps: a loop whose trip count is data, so one compiled
+    program serves any mix of lengths. Call it inside ``jit``.
+
+    Args:
+      function: ``(row, item) -> array or pytree`` (int scalars in), vmappable.
+      needed: bool ``[B, K]``.
+      per_step: pairs run together (one vmapped step); None: all ``B · K`` at once.
+
+    Returns:
+      ``function``'s outputs with leading axes ``[B, K]``, zero where not needed.
+    """
+    num_rows, width = needed.shape
+    flat = needed.reshape(-1)
+    order = jnp.argsort(~flat, stable=True)  # the needed pairs first, in row-major order
+    count = jnp.sum(flat)
+    capacity = flat.shape[0]
+    per_step = capacity if per_step is None else min(per_step, capacity)
+    slots = -(-capacity // per_step) * per_step
+    order = jnp.concatenate([order, jnp.zeros(slots - capacity, order.dtype)])
+    rows, items = order // width, order % width
+    shapes = jax.eval_shape(function, rows[0], items[0])
+    outputs = jax.tree.map(lambda shape: jnp.zeros((slots, *shape.shape), shape.dtype), shapes)
+
+    def step(index, outputs):
+        start = index * per_step
+        found = jax.vmap(function)(
+            jax.lax.dynamic_slice_in_dim(rows, start, per_step),
+            jax.lax.dynamic_slice_in_dim(items, start, per_step),
+        )
+        return jax.tree.map(
+            lambda out, new: jax.lax.dynamic_update_slice_in_dim(out, new, start, axis=0),
+            outputs, found,
+        )  # fmt: skip
+
+    outputs = jax.lax.fori_loop(0, (count + per_step - 1) // per_step, step, outputs)
+    # Slots past the needed pairs (never run) are dropped: sent past the end.
+    target = jnp.where(jnp.arange(slots) < count, order, capacity)
+
+    def scatter(values):
+        placed = jnp.zeros((capacity, *values.shape[1:]), values.dtype)
+        placed = placed.at[target].set(values, mode="drop")
+        return placed.reshape(num_rows, width, *values.shape[1:])
+
+    return jax.tree.map(scatter, outputs)
+
+
 def program_name(program) -> str:
     """A program's name in timings: its own, or its parts joined by ``+`` (the audits')."""
     return program if isinstance(program, str) else "+".join(program)

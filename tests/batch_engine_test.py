@@ -102,3 +102,44 @@ def test_rounded_batch_size_and_program_name():
     assert batch_engine.rounded_batch_size(7, 1) == 7
     assert batch_engine.program_name("lime") == "lime"
     assert batch_engine.program_name(("gradient", "loo")) == "gradient+loo"
+
+
+@pytest.mark.parametrize("per_step", [1, 3, 4, 64])
+def test_ragged_map_runs_each_needed_pair_like_a_plain_loop(per_step):
+    rng = np.random.default_rng(0)
+    needed = rng.random((5, 7)) < 0.4
+    needed[2] = False  # a row with nothing to run
+    table = jnp.asarray(rng.normal(size=(5, 7)), jnp.float32)
+
+    def function(row, item):
+        return {"value": table[row, item] * 2.0 + row, "pair": jnp.stack([row, item])}
+
+    found = jax.jit(batch_engine.ragged_map, static_argnums=(0, 2))(
+        function, jnp.asarray(needed), per_step
+    )
+    for row in range(5):
+        for item in range(7):
+            if needed[row, item]:
+                assert found["value"][row, item] == pytest.approx(table[row, item] * 2.0 + row)
+                assert found["pair"][row, item].tolist() == [row, item]
+            else:
+                assert found["value"][row, item] == 0 and found["pair"][row, item].tolist() == [
+                    0,
+                    0,
+                ]
+
+
+@pytest.mark.parametrize(("num_needed", "per_step", "runs"), [(0, 2, 0), (5, 2, 6), (5, 8, 8)])
+def test_ragged_map_runs_only_the_steps_the_needed_pairs_fill(num_needed, per_step, runs):
+    calls = []
+
+    def function(row, item):
+        jax.debug.callback(lambda r: calls.append(int(r)), row)
+        return row * 0.0
+
+    needed = np.zeros(12, bool)
+    needed[np.random.default_rng(1).permutation(12)[:num_needed]] = True
+    ragged = jax.jit(batch_engine.ragged_map, static_argnums=(0, 2))
+    jax.block_until_ready(ragged(function, jnp.asarray(needed.reshape(3, 4)), per_step))
+    jax.effects_barrier()
+    assert len(calls) == runs  # whole steps: the last one's empty slots run too

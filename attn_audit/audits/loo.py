@@ -5,7 +5,7 @@ import jax.numpy as jnp
 
 from attn_audit import stats
 from attn_audit.audits.protocol import original_pass
-from attn_audit.batch_engine import chunked_vmap
+from attn_audit.batch_engine import chunked_vmap, ragged_map
 from attn_audit.models import is_real_token, real_token_mask
 
 
@@ -76,12 +76,10 @@ def leave_one_out_of_batch(model, params, instances, variants_per_step: int) -> 
     """``leave_one_out`` of every row of a batch, running only the real deletions.
 
     The per-instance function re-runs ``T − 2`` variants of every row, padding included;
-    here the (row, position) pairs of real tokens are gathered first and their variants
-    run ``variants_per_step`` at a time, for as many steps as the batch needs
-    (``⌈Σ_b (n_b − 2) / variants_per_step⌉``, a loop whose trip count is data, so one
-    compiled program serves any mix of lengths). For models without a deletion shortcut
-    (transformers, Flax models); each variant is the whole model at width T, as in
-    ``leave_one_out``, whose result this equals.
+    here only the (row, position) pairs of real tokens run, ``variants_per_step`` at a time
+    (``batch_engine.ragged_map``: ``⌈Σ_b n_b / variants_per_step⌉`` steps). For models
+    without a deletion shortcut (transformers, Flax models); each variant is the whole model
+    at width T, as in ``leave_one_out``, whose result this equals.
 
     Args:
       instances: a batch of instances, each leaf ``[B, ...]``.
@@ -90,47 +88,24 @@ def leave_one_out_of_batch(model, params, instances, variants_per_step: int) -> 
     Returns:
       ``[B, T]``, zero off the real tokens.
     """
-    token_ids = instances["token_ids"]
-    num_rows, num_positions = token_ids.shape
+    num_positions = instances["token_ids"].shape[1]
     lengths = instances["length"]
     probabilities = jax.vmap(lambda instance: original_pass(model, params, instance)[3])(instances)
-
-    # Every (row, position) pair with position in 1 … T − 2, the real ones first.
+    # Item j of a row deletes position j + 1 (1 … T − 2: SOS and position T − 1 never are).
     candidates = jnp.arange(1, max(num_positions - 1, 1))
-    is_real = is_real_token(candidates[None, :], lengths[:, None]).reshape(-1)  # [B · (T − 2)]
-    order = jnp.argsort(~is_real, stable=True)
-    num_real = jnp.sum(is_real)
-    capacity = order.shape[0]
-    num_steps_max = -(-capacity // variants_per_step)
-    padded = jnp.concatenate(
-        [order, jnp.zeros(num_steps_max * variants_per_step - capacity, order.dtype)]
-    )
-    pair_rows = padded // candidates.shape[0]
-    pair_positions = candidates[padded % candidates.shape[0]]
 
-    def change(row, position):
+    def change(row, item):
         instance = jax.tree.map(lambda leaf: leaf[row], instances)
         variant = dict(instance)
-        variant["token_ids"] = delete_position(instance["token_ids"], position)
+        variant["token_ids"] = delete_position(instance["token_ids"], candidates[item])
         variant["length"] = instance["length"] - 1
         embedded = model.embed(params, variant)
         states = model.encode(params, variant, embedded)
         alpha = model.attention(params, variant, states)
         return stats.tvd(model.decode(params, variant, states, alpha), probabilities[row])
 
-    def step(index, changes):
-        start = index * variants_per_step
-        rows = jax.lax.dynamic_slice_in_dim(pair_rows, start, variants_per_step)
-        positions = jax.lax.dynamic_slice_in_dim(pair_positions, start, variants_per_step)
-        found = jax.vmap(change)(rows, positions)
-        return jax.lax.dynamic_update_slice_in_dim(changes, found, start, axis=0)
-
-    num_steps = (num_real + variants_per_step - 1) // variants_per_step
-    changes = jax.lax.fori_loop(0, num_steps, step, jnp.zeros(padded.shape[0], probabilities.dtype))
-    # Pairs past the real ones (never run) are dropped: sent to column T.
-    kept = jnp.arange(padded.shape[0]) < num_real
-    columns = jnp.where(kept, pair_positions, num_positions)
-    result = jnp.zeros((num_rows, num_positions), changes.dtype)
-    result = result.at[pair_rows, columns].set(changes, mode="drop")
+    needed = is_real_token(candidates[None, :], lengths[:, None])  # [B, T − 2]
+    changes = ragged_map(change, needed, variants_per_step)
+    changes = jnp.pad(changes, ((0, 0), (1, num_positions - 1 - candidates.shape[0])))
     real = is_real_token(jnp.arange(num_positions)[None, :], lengths[:, None])
-    return jnp.where(real, result, 0.0)
+    return jnp.where(real, changes, 0.0)

@@ -23,14 +23,16 @@ from attn_audit.data.vocab import UNK
 from attn_audit.evaluations import az
 from attn_audit.explainers.gradients import IG_RULES, grad_input, integrated_gradients
 from attn_audit.explainers.lime_text import lime
-from attn_audit.explainers.occlusion import occlusion
+from attn_audit.explainers.occlusion import occlusion, occlusion_of_batch
 from attn_audit.explainers.perturbation import check_removal
 from attn_audit.explainers.random_ranking import random_scores
 from attn_audit.explainers.shapley import (
     MAX_EXACT_PLAYERS,
     kernel_shap,
     shapley_exact,
+    shapley_exact_of_batch,
     shapley_sampling,
+    shapley_sampling_of_batch,
 )
 from attn_audit.models import is_real_token
 
@@ -157,9 +159,40 @@ def explain_instance(model, params, instance, key, explainer: str, settings, chu
     raise ValueError(f"No program for explainer {explainer!r}.")
 
 
+# Explainers run over the whole batch (``*_of_batch``): only each row's real players'
+# coalitions are evaluated, not those of every padded slot and padding row.
+WHOLE_BATCH_EXPLAINERS = ("occlusion", "shapley_exact", "shapley_sampling")
+
+
+def explain_whole_batch(model, params, instances, keys, explainer: str, settings, per_step):
+    """``explain_instance`` of every row, for ``WHOLE_BATCH_EXPLAINERS`` (equal to it, tested):
+    the batch's needed coalitions run ``per_step`` at a time."""
+    mask_id, removal = settings.mask_token_id, settings.removal
+    if explainer == "occlusion":
+        return {"scores": occlusion_of_batch(model, params, instances, mask_id, removal, per_step)}
+    if explainer == "shapley_exact":
+        scores, done = shapley_exact_of_batch(
+            model, params, instances, mask_id, removal, settings.shapley_max_tokens, per_step
+        )
+        return {"scores": scores, "done": done}
+    if explainer == "shapley_sampling":
+        scores, error = shapley_sampling_of_batch(
+            model, params, instances, keys, mask_id, settings.shapley_permutations, removal,
+            per_step,
+        )  # fmt: skip
+        return {"scores": scores, "standard_error": error}
+    raise ValueError(f"No whole-batch program for explainer {explainer!r}.")
+
+
 @functools.partial(jax.jit, static_argnames=("model", "explainer", "settings", "chunk"))
 def explain_batch(model, params, instances, keys, explainer, settings, chunk=None):
-    """``explain_instance`` vmapped over a batch: a dict of ``[B, ...]`` arrays."""
+    """``explain_instance`` over a batch: a dict of ``[B, ...]`` arrays. ``chunk``: coalitions
+    per instance and step (``WHOLE_BATCH_EXPLAINERS``: ``B · chunk`` per step)."""
+    if explainer in WHOLE_BATCH_EXPLAINERS:
+        rows = instances["token_ids"].shape[0]
+        return explain_whole_batch(
+            model, params, instances, keys, explainer, settings, chunk and rows * chunk
+        )
     return jax.vmap(
         lambda instance, key: explain_instance(
             model, params, instance, key, explainer, settings, chunk

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from attn_audit.audits.protocol import original_pass
-from attn_audit.batch_engine import chunked_vmap
+from attn_audit.batch_engine import chunked_vmap, ragged_map
 from attn_audit.data.vocab import PAD
 from attn_audit.models import real_token_mask
 
@@ -77,6 +77,33 @@ def coalition_probabilities(
         return original_pass(model, params, variant)[3]
 
     return chunked_vmap(probabilities, keeps, chunk)
+
+
+def coalition_values_of_batch(
+    model, params, instances, keeps: jax.Array, needed: jax.Array, targets: jax.Array,
+    removal: str, mask_token_id: int, per_step: int,
+) -> jax.Array:  # fmt: skip
+    """``v_b(S) = p(target_b | x_b,S)`` of the needed coalitions of a batch, and only those.
+
+    Args:
+      instances: a batch of instances, each leaf ``[B, ...]``.
+      keeps: bool ``[B, S, T]`` (each row's coalitions) or ``[S, T]`` (the same for all).
+      needed: bool ``[B, S]``: the coalitions whose value is used.
+      targets: ``[B]`` classes.
+      removal, mask_token_id: as ``remove_tokens``.
+      per_step: coalitions evaluated together (``batch_engine.ragged_map``).
+
+    Returns:
+      ``[B, S]``, 0 where not needed.
+    """
+
+    def value(row, coalition):
+        instance = jax.tree.map(lambda leaf: leaf[row], instances)
+        keep = keeps[coalition] if keeps.ndim == 2 else keeps[row, coalition]
+        variant = remove_tokens(instance, keep, removal, mask_token_id)
+        return original_pass(model, params, variant)[3][targets[row]]
+
+    return ragged_map(value, needed, per_step)
 
 
 def keep_from_players(players: jax.Array, num_positions: int) -> jax.Array:

@@ -16,6 +16,7 @@ import numpy as np
 from attn_audit.audits.protocol import original_pass
 from attn_audit.explainers.perturbation import (
     coalition_values,
+    coalition_values_of_batch,
     keep_from_players,
     random_player_ranks,
     scores_on_positions,
@@ -92,10 +93,44 @@ def shapley_exact(
     num_players = max(0, min(num_positions - 2, max_players))
     keeps = keep_from_players(jnp.asarray(coalition_bits(num_players)), num_positions)
     values = coalition_values(model, params, instance, keeps, target, removal, mask_token_id, chunk)
+    return _exact_estimate(values, num_real, num_players, num_positions)
+
+
+def _exact_estimate(values, num_real, num_players: int, num_positions: int):
     done = num_real <= num_players
     phi = scores_on_positions(shapley_from_values(values, jnp.minimum(num_real, num_players)),
                               num_positions)  # fmt: skip
     return jnp.where(done, phi, jnp.nan), done
+
+
+def _batch_setting(model, params, instances):
+    """``(targets [B], T, n [B])`` of a batch."""
+    probabilities = jax.vmap(lambda instance: original_pass(model, params, instance)[3])(instances)
+    return (
+        jnp.argmax(probabilities, axis=-1),
+        instances["token_ids"].shape[1],
+        instances["length"] - 2,
+    )
+
+
+def shapley_exact_of_batch(
+    model, params, instances, mask_token_id: int, removal: str, max_players: int, per_step: int
+) -> tuple[jax.Array, jax.Array]:
+    """``shapley_exact`` of every row of a batch, evaluating only the ``2^n`` coalitions of each
+    row's n real tokens (none for a row past ``max_players``): ``(φ [B, T], done [B])``."""
+    targets, num_positions, num_real = _batch_setting(model, params, instances)
+    num_players = max(0, min(num_positions - 2, max_players))
+    keeps = keep_from_players(jnp.asarray(coalition_bits(num_players)), num_positions)
+    codes = jnp.arange(2**num_players)[None, :]
+    needed = (num_real[:, None] >= 1) & (num_real[:, None] <= num_players)
+    needed &= jnp.right_shift(codes, jnp.clip(num_real, 0, num_players)[:, None]) == 0
+    values = coalition_values_of_batch(
+        model, params, instances, keeps, needed, targets, removal, mask_token_id, per_step
+    )
+    return jax.vmap(
+        lambda row_values, row_real: _exact_estimate(row_values, row_real, num_players,
+                                                     num_positions)
+    )(values, num_real)  # fmt: skip
 
 
 def shapley_sampling(
@@ -113,11 +148,52 @@ def shapley_sampling(
     Returns:
       ``(φ [T], standard error [T])``, zero off the real tokens.
     """
+    _check_permutations(num_permutations)
+    target, num_positions, num_real = _setting(model, params, instance)
+    ranks, keeps = _sampling_coalitions(key, num_positions, num_real, num_permutations)
+    values = coalition_values(model, params, instance, keeps, target, removal, mask_token_id, chunk)
+    return _sampling_estimate(values, ranks, num_positions)
+
+
+def shapley_sampling_of_batch(
+    model, params, instances, keys: jax.Array, mask_token_id: int, num_permutations: int,
+    removal: str, per_step: int,
+) -> tuple[jax.Array, jax.Array]:  # fmt: skip
+    """``shapley_sampling`` of every row of a batch (``keys [B]``, one per row), evaluating only
+    what its n real tokens need: ``2 + m (n − 1)`` coalitions, not ``2 + m (N − 1)`` (a prefix
+    of k ≥ n players of an order holds every real token: its value is ``v(N)``).
+
+    Returns:
+      ``(φ [B, T], standard error [B, T])``.
+    """
+    _check_permutations(num_permutations)
+    targets, num_positions, num_real = _batch_setting(model, params, instances)
+    ranks, keeps = jax.vmap(
+        lambda key, row_real: _sampling_coalitions(key, num_positions, row_real, num_permutations)
+    )(keys, num_real)  # fmt: skip
+    steps = jnp.arange(1, num_positions - 2)  # prefix sizes k = 1 … N − 1
+    inner = steps[None, None, :] < num_real[:, None, None]  # [B, 1, N − 1]
+    inner = jnp.broadcast_to(inner, (num_real.shape[0], num_permutations, steps.shape[0]))
+    ends = jnp.broadcast_to((num_real >= 1)[:, None], (num_real.shape[0], 2))
+    needed = jnp.concatenate([ends, inner.reshape(num_real.shape[0], -1)], axis=1)
+    values = coalition_values_of_batch(
+        model, params, instances, keeps, needed, targets, removal, mask_token_id, per_step
+    )
+    values = jnp.where(needed, values, values[:, 1:2])
+    return jax.vmap(lambda v, r: _sampling_estimate(v, r, num_positions))(values, ranks)
+
+
+def _check_permutations(num_permutations: int) -> None:
     if num_permutations < 4 or num_permutations % 2:
         raise ValueError(
             f"Shapley sampling needs an even number of permutations ≥ 4, got {num_permutations}."
         )
-    target, num_positions, num_real = _setting(model, params, instance)
+
+
+def _sampling_coalitions(key, num_positions: int, num_real, num_permutations: int):
+    """``(ranks [m, N], keeps [2 + m (N − 1), T])``: each order's rank of every player (the
+    second half reverses the first), and the coalitions ∅, N, then each order's first
+    k = 1 … N − 1 players."""
     num_players, half = num_positions - 2, num_permutations // 2
     ranks, _ = random_player_ranks(key, num_players, half, num_real)
     # The reverse order ranks real player p at n − 1 − rank(p); empty slots stay last.
@@ -129,8 +205,13 @@ def shapley_sampling(
     prefixes = ranks[:, None, :] < steps[None, :, None]  # [m, N − 1, N]
     ends = jnp.stack([jnp.zeros(num_players, bool), jnp.ones(num_players, bool)])
     coalitions = jnp.concatenate([ends, prefixes.reshape(-1, num_players)])
-    keeps = keep_from_players(coalitions, num_positions)
-    values = coalition_values(model, params, instance, keeps, target, removal, mask_token_id, chunk)
+    return ranks, keep_from_players(coalitions, num_positions)
+
+
+def _sampling_estimate(values, ranks, num_positions: int):
+    """``(φ [T], standard error [T])`` from the values of ``_sampling_coalitions``."""
+    num_permutations, num_players = ranks.shape
+    half = num_permutations // 2
     inner = values[2:].reshape(num_permutations, num_players - 1)
     empty, full = jnp.broadcast_to(values[:2, None, None], (2, num_permutations, 1))
     gains = jnp.diff(jnp.concatenate([empty, inner, full], axis=-1), axis=-1)

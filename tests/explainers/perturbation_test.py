@@ -6,7 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from attn_audit.data.vocab import UNK
 from attn_audit.explainers import perturbation
+from attn_audit.explainers.occlusion import occlusion, occlusion_of_batch
 from tests._fixtures import forward_probabilities, instance_of, tiny_batch, tiny_model
 
 MASK_ID = 1
@@ -75,3 +77,21 @@ def test_random_ranks_order_the_real_players_first_and_do_not_depend_on_the_widt
         assert (np.sort(ranks[:, :4], axis=1) == np.arange(4)).all()  # real players: 0 … n − 1
     np.testing.assert_array_equal(narrow[:, :4], wide[:, :4])
     assert len({tuple(r) for r in narrow[:, :4]}) > 10  # orders vary
+
+
+@pytest.mark.parametrize("removal", ["mask", "delete"])
+def test_occlusion_of_a_batch_equals_each_row_alone(removal):
+    model, params = tiny_model("lstm", "tanh", num_classes=3)
+    batch = tiny_batch((3, 7, 12, 5), width=12)
+    batch["lengths"][3] = 0  # a padding row
+    batch["token_ids"][3] = 0
+    instances = {k: jnp.asarray(v) for k, v in (("token_ids", batch["token_ids"]),
+                                                 ("length", batch["lengths"]))}  # fmt: skip
+    found = jax.jit(occlusion_of_batch, static_argnums=(0, 3, 4, 5))(
+        model, params, instances, UNK, removal, 5
+    )
+    alone = jax.jit(occlusion, static_argnums=(0, 3, 4))
+    for row in range(3):
+        expected = alone(model, params, instance_of(batch, row), UNK, removal)
+        np.testing.assert_allclose(found[row], expected, atol=1e-6)
+    np.testing.assert_array_equal(found[3], 0.0)

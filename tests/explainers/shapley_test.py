@@ -154,3 +154,47 @@ def test_kernel_shap_is_efficient_and_converges_to_exact():
         assert phi.sum() == pytest.approx(v[tuple(range(n))] - v[()], abs=1e-6)
         errors.append(np.abs(phi[1 : n + 1] - truth).max())
     assert errors[1] < errors[0] and errors[1] < 0.1 * np.abs(truth).max()
+
+
+# ------------------------------------------------------------------ whole batches
+
+
+def whole_batch_case(encoder):
+    """A BiLSTM/CNN batch with rows of 1, 2, 5 and 7 real tokens and a padding row."""
+    model, params = tiny_model(encoder, "tanh", num_classes=3)
+    batch = tiny_batch((3, 4, 7, 9), width=12)
+    batch["token_ids"] = np.concatenate([batch["token_ids"], np.zeros((1, 12), np.int32)])
+    batch["lengths"] = np.concatenate([batch["lengths"], [0]]).astype(np.int32)
+    instances = {
+        "token_ids": jnp.asarray(batch["token_ids"]),
+        "length": jnp.asarray(batch["lengths"]),
+    }
+    return model, params, batch, instances
+
+
+@pytest.mark.parametrize("removal", ["mask", "delete"])
+@pytest.mark.parametrize("encoder", ["lstm", "cnn"])
+def test_sampled_and_exact_shapley_of_a_batch_equal_each_row_alone(encoder, removal):
+    model, params, batch, instances = whole_batch_case(encoder)
+    keys = jax.random.split(jax.random.key(5), 5)
+    of_batch = jax.jit(shapley.shapley_sampling_of_batch, static_argnums=(0, 4, 5, 6, 7))
+    phi, error = of_batch(model, params, instances, keys, MASK_ID, 6, removal, 7)
+    exact_of_batch = jax.jit(shapley.shapley_exact_of_batch, static_argnums=(0, 3, 4, 5, 6))
+    exact_phi, done = exact_of_batch(model, params, instances, MASK_ID, removal, 5, 9)
+    np.testing.assert_array_equal(done, [True, True, True, False, True])
+    for row in range(4):  # the padding row has nothing to explain: all zeros
+        instance = instance_of(batch, row)
+        alone, alone_error = sampled_with(model, params, instance, keys[row], 6, removal)
+        np.testing.assert_allclose(phi[row], alone, atol=1e-6)
+        np.testing.assert_allclose(error[row], alone_error, atol=1e-6)
+        alone_exact, _ = exact(model, params, instance, removal, max_players=5)
+        np.testing.assert_allclose(exact_phi[row], alone_exact, atol=1e-6, equal_nan=True)
+    np.testing.assert_array_equal(phi[4], 0.0)
+    np.testing.assert_array_equal(exact_phi[4], 0.0)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
+def sampled_with(model, params, instance, key, num_permutations, removal):
+    return shapley.shapley_sampling(
+        model, params, instance, key, MASK_ID, num_permutations, removal
+    )
