@@ -364,12 +364,12 @@ def correlation(ours: dict, theirs: dict) -> float:
 def evaluations(explainer: str, settings, players: int) -> int:
     """Model evaluations (a backward pass counted with its forward) for one instance.
 
-    ``players``: the positions the explainer perturbs. Ours: occlusion removes each of the
-    N = T − 2 player positions of the padded row in turn (no-ops off the real tokens) and
-    sampled Shapley walks N − 1 coalitions per order (``encoder_positions``); Captum: the n
-    real tokens (one at a time), or
-    the batch's largest n (batched: Captum's features are shared by a batch). One more
-    evaluation on both sides for ŷ.
+    ``players``: the positions the explainer perturbs. Ours: the n real tokens of the row
+    (occlusion and sampled Shapley run over whole batches, only each row's own coalitions:
+    ``explainers.engine.WHOLE_BATCH_EXPLAINERS``), the padded row's N = T − 2 slots for the
+    others (``encoder_positions``); Captum: the n real tokens (one at a time), or the batch's
+    largest n (batched: Captum's features are shared by a batch). One more evaluation on
+    both sides for ŷ.
     """
     per_explainer = {
         "integrated_gradients": settings.ig_points, "grad_input": 1, "occlusion": players,
@@ -391,10 +391,15 @@ def encoder_positions(explainer, settings, batches, style) -> float:
         lengths = [len(ids) for _, ids in batch_rows(batch)]
         instances += len(lengths)
         width = batch["token_ids"].shape[1]
-        if style == "jax":
+        if style == "jax" and explainer in explainers.engine.WHOLE_BATCH_EXPLAINERS:
+            # Every row's forward pass for ŷ, then each real row's own coalitions: occlusion
+            # n, sampled Shapley ∅ and N once and n − 1 per order (padding rows: none).
+            total += len(batch["index"]) * width
+            for n in (length - 2 for length in lengths):
+                own = n if explainer == "occlusion" else 2 + settings.shapley_permutations * (n - 1)
+                total += own * width
+        elif style == "jax":
             count = evaluations(explainer, settings, width - 2)
-            if explainer == "shapley_sampling":  # N − 1 coalitions per order, ∅ and N once
-                count = 3 + settings.shapley_permutations * (width - 3)
             total += len(batch["index"]) * count * width
         elif style == "one" or explainer in ("kernel_shap", "lime"):
             total += sum(evaluations(explainer, settings, n - 2) * n for n in lengths)
@@ -550,11 +555,11 @@ def speed_notes(rows, context) -> list[str]:
         f"- PyTorch runs with {context['torch_threads']} intra-op thread(s). "
         f"{context['thread_probe']}",
         f"- Work per instance with n real tokens: IG {settings.ig_points} gradients "
-        f"({settings.ig_rule}); occlusion n forward passes (ours: one per player slot of the "
-        "padded row, T − 2); Shapley sampling "
+        f"({settings.ig_rule}); occlusion n forward passes (ours: the real rows' n, at the "
+        "batch width, padding rows none); Shapley sampling "
         f"{settings.shapley_permutations} permutations (ours: {settings.shapley_permutations // 2}"
-        " random orders and their reverses, N − 1 coalitions each over the batch's N = width − 2"
-        f" slots; Captum: {settings.shapley_permutations} random orders, n forward passes each, "
+        " random orders and their reverses, n − 1 coalitions each, ∅ and N once, at the batch "
+        f"width; Captum: {settings.shapley_permutations} random orders, n forward passes each, "
         f"N when batched); KernelSHAP {settings.kernel_samples} sampled coalitions plus the "
         f"full and the empty one (Captum `n_samples={settings.kernel_samples + 2}`); LIME "
         f"{settings.lime_samples} samples.",

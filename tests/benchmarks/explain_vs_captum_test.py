@@ -98,15 +98,20 @@ def test_measure_times_both_sides(setup, explainer, monkeypatch):
 
 
 def test_encoder_positions_count_padding_on_our_side():
-    """Width 8, lengths 5, 6, 8 (n = 3, 4, 6), one padding row: occlusion is 1 + 6
-    evaluations (one per player slot) of 8 positions for each of our 4 rows, 1 + n of n + 2
-    alone, and 1 + 6 of 8 for each real row in Captum's batched call."""
+    """Width 8, lengths 5, 6, 8 (n = 3, 4, 6), one padding row: occlusion is our 4 rows' ŷ
+    and the real rows' n removals, all at width 8; 1 + n of n + 2 alone, and 1 + 6 of 8 for
+    each real row in Captum's batched call. KernelSHAP: 1 + 502 for each of our 4 rows."""
     batch = padded_batch((5, 6, 8, 2), 8)
     batch["index"][3], batch["lengths"][3], batch["token_ids"][3] = -1, 0, 0
     settings = explainers.ExplainerSettings()
     positions = {style: bench.encoder_positions("occlusion", settings, [batch], style)
                  for style in ("jax", "one", "batched")}  # fmt: skip
-    assert positions == {"jax": 4 * 7 * 8 / 3, "one": (4 * 5 + 5 * 6 + 7 * 8) / 3, "batched": 56}
+    assert positions == {"jax": (4 + 3 + 4 + 6) * 8 / 3, "one": (4 * 5 + 5 * 6 + 7 * 8) / 3,
+                         "batched": 56}  # fmt: skip
+    kernel = bench.encoder_positions("kernel_shap", settings, [batch], "jax")
+    assert kernel == 4 * 503 * 8 / 3
+    sampled = bench.encoder_positions("shapley_sampling", settings, [batch], "jax")
+    assert sampled == (4 + 3 * 2 + 20 * (2 + 3 + 5)) * 8 / 3
 
 
 def test_report_has_every_explainer_and_keeps_remarks(tmp_path):
