@@ -53,6 +53,7 @@ from attn_audit.data.vocab import EOS, PAD, SOS, UNK
 from attn_audit.interop import to_torch_state_dict
 from attn_audit.training.run_folder import load_run
 from benchmarks import _machine
+from benchmarks._results import REMARKS_MARKER, write_results  # noqa: F401
 from tests.reference.torch_model import load_torch_model
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/sst_lstm_tanh", "A trained run (make train).")
@@ -87,7 +88,6 @@ GRADIENT_RTOL, OCCLUSION_ATOL = 1e-4, 1e-5
 # A measurement is repeated until it has taken this long (at most 5 times); the best counts.
 MIN_TIMING_SECONDS = 2.0
 RESULTS_FILE = "EXPLAIN_RESULTS.md"
-REMARKS_MARKER = "<!-- Hand-written remarks below this line are kept when the benchmark runs. -->"
 
 
 def machine() -> str:
@@ -597,14 +597,6 @@ def work_table(rows) -> list[str]:
         lines.append(f"| {explainer} | " + " | ".join(f"{w:,.0f}" for w in work) + " | "
                      + " | ".join(f"{r:.1f}" for r in rates) + " |")  # fmt: skip
     return lines + [""]
-
-
-def write_results(path: pathlib.Path, report: str) -> None:
-    """Writes ``report``, keeping the remarks below ``REMARKS_MARKER`` of an earlier file."""
-    remarks = ""
-    if path.exists() and REMARKS_MARKER in path.read_text():
-        remarks = path.read_text().split(REMARKS_MARKER, 1)[1].lstrip("\n")
-    path.write_text(f"{report}\n{REMARKS_MARKER}\n\n{remarks}")
 
 
 def thread_probe(side, batches) -> str:

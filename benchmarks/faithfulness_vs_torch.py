@@ -65,6 +65,7 @@ from attn_audit.interop import to_torch_state_dict
 from attn_audit.report.records import read_records
 from attn_audit.training.run_folder import load_run
 from benchmarks import _machine
+from benchmarks._results import REMARKS_MARKER, write_results  # noqa: F401
 from tests.reference.torch_model import load_torch_model
 
 # Explainers computed here when the run has no explanation records: the cheap ones.
@@ -75,7 +76,6 @@ FLIP_ATOL = 1e-6  # flip fractions j/n: float32 (ours) against float64 (the loop
 # A measurement is repeated until it has taken this long (at most 5 times); the best counts.
 MIN_TIMING_SECONDS = 2.0
 RESULTS_FILE = "FAITHFULNESS_RESULTS.md"
-REMARKS_MARKER = "<!-- Hand-written remarks below this line are kept when the benchmark runs. -->"
 SIDES = ("ours", "loop", "batched")
 PARTICIPLES = {"delete": "deleted", "mask": "masked"}
 SIDE_NAMES = {
@@ -602,14 +602,6 @@ def padding(batches: list[dict]) -> str:
         f"Our batches hold {rows} rows for {instances} instances; tokens (SOS and EOS "
         f"included) fill {filled_positions / positions:.0%} of their positions."
     )
-
-
-def write_results(path: pathlib.Path, report: str) -> None:
-    """Writes ``report``, keeping the remarks below ``REMARKS_MARKER`` of an earlier file."""
-    remarks = ""
-    if path.exists() and REMARKS_MARKER in path.read_text():
-        remarks = path.read_text().split(REMARKS_MARKER, 1)[1].lstrip("\n")
-    path.write_text(f"{report}\n{REMARKS_MARKER}\n\n{remarks}")
 
 
 # ------------------------------------------------------------------ the benchmark

@@ -64,6 +64,7 @@ from attn_audit.explainers.gradients import integration_points
 from attn_audit.models import real_token_mask, transformer
 from attn_audit.training.run_folder import load_run
 from benchmarks import _machine
+from benchmarks._results import REMARKS_MARKER, write_results  # noqa: F401
 from benchmarks.torch_hf_audits import Adversary, HFAudits, length_sorted_batches
 
 PARTS = ("check", "eager", "cold", "warm", "steady_gradient", "steady_loo",
@@ -113,7 +114,6 @@ ADVERSARY_STEPS_CHECKED = (1, 10, 100)
 ADVERSARY_TOLERANCE = 1e-4
 IG_RTOL = 1e-4
 RESULTS_FILE = "PRETRAINED_RESULTS.md"
-REMARKS_MARKER = "<!-- Hand-written remarks below this line are kept when the benchmark runs. -->"
 
 
 def machine() -> str:
@@ -1073,15 +1073,6 @@ def command() -> str:
     return " ".join(
         ["python -m benchmarks.pretrained_vs_transformers", *(f.serialize() for f in given)]
     )
-
-
-def write_results(path: pathlib.Path, report: str) -> None:
-    """Writes ``report``, keeping the remarks below ``REMARKS_MARKER`` of an earlier file."""
-    remarks = ""
-    if path.exists() and REMARKS_MARKER in path.read_text():
-        remarks = path.read_text().split(REMARKS_MARKER, 1)[1].lstrip("\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"{report}\n{REMARKS_MARKER}\n\n{remarks}")
 
 
 def chosen_parts(names) -> list[str]:
