@@ -159,7 +159,8 @@ def run_batches(
       engine: see the module docstring.
       split: the encoded split (already limited).
       boundaries: the padded widths.
-      batch_size: rows per batch (a multiple of the engine's devices).
+      batch_size: rows per batch at most (a multiple of the engine's devices); each
+        bucket's batches are balanced (``data.batching.balanced_rows``).
       out_dir: where ``parts/`` and ``records.jsonl`` go.
       make_records: ``(batch, results) -> records`` of the batch's real rows.
 
@@ -205,7 +206,10 @@ def _run_batches(engine, split, boundaries, batch_size, out_dir, make_records):
     check_split(split)
     parts = out_dir / "parts"
     parts.mkdir(parents=True, exist_ok=True)
-    plan = list(data.batches(split, batch_size, tuple(boundaries)))
+    # Balanced: a bucket's batches share its instances evenly (one shape per bucket still),
+    # so its last batch is not mostly padding rows, which cost as much as real ones.
+    devices = getattr(engine, "num_devices", 1)
+    plan = list(data.batches(split, batch_size, tuple(boundaries), balanced_multiple=devices))
     _check_plan(parts, plan, boundaries, batch_size)
     todo = [b for b in range(len(plan)) if not (parts / f"{b:05d}.jsonl").exists()]
     if len(todo) < len(plan):

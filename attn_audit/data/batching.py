@@ -1,10 +1,10 @@
 """Length-bucketed, fixed-shape batches, so jit compiles a handful of programs.
 
-Every batch has ``batch_size`` rows (the last one is padded with empty rows
-whose ``weights`` are 0) and a sequence length taken from a short list of
-bucket boundaries, so the number of distinct shapes is at most the number of
-buckets. Nothing is truncated: the boundaries always cover the longest
-sequence.
+Every batch has ``batch_size`` rows (the last one is padded with empty rows whose
+``weights`` are 0; balanced: as many rows as fill a bucket's batches evenly) and a
+sequence length taken from a short list of bucket boundaries, so the number of
+distinct shapes is at most the number of buckets. Nothing is truncated: the
+boundaries always cover the longest sequence.
 """
 
 from collections.abc import Iterator
@@ -91,11 +91,22 @@ def _pad(sequences: list[np.ndarray], rows: int, width: int) -> tuple[np.ndarray
     return ids, lengths
 
 
+def balanced_rows(count: int, batch_size: int, multiple: int = 1) -> int:
+    """Rows per batch for a bucket of ``count`` instances: as many batches as ``batch_size``
+    rows need (``m = ⌈count / batch_size⌉``), each ``⌈count / m⌉`` rows rounded up to
+    ``multiple`` (the devices), so the bucket wastes fewer than ``m · multiple`` padding
+    rows instead of up to ``batch_size − 1``. Never more than ``batch_size`` rounded up."""
+    num_batches = -(-count // batch_size)
+    rows = -(-count // num_batches)
+    return -(-rows // multiple) * multiple
+
+
 def batches(
     data: EncodedSplit,
     batch_size: int,
     boundaries: tuple[int, ...],
     rng: np.random.Generator | None = None,
+    balanced_multiple: int | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Yields batches grouped by length bucket.
 
@@ -105,6 +116,10 @@ def batches(
       boundaries: bucket boundaries covering every sequence (``bucket_boundaries``).
       rng: if given, shuffles within buckets and the order of batches (training);
         otherwise batches come bucket by bucket in data order (evaluation).
+      balanced_multiple: if given, each bucket's batches have ``balanced_rows(count,
+        batch_size, balanced_multiple)`` rows (still one shape per bucket), so that its
+        last batch is (nearly) full: for the batch runs, where padding rows cost as much
+        as real ones.
 
     Yields:
       dicts with ``token_ids [B, T]``, ``lengths [B]``, ``labels [B]``,
@@ -125,12 +140,15 @@ def batches(
         members = np.asarray(buckets[width])
         if rng is not None:
             members = rng.permutation(members)
-        plan += [(width, members[s : s + batch_size]) for s in range(0, len(members), batch_size)]
+        size = batch_size
+        if balanced_multiple is not None:
+            size = balanced_rows(len(members), batch_size, balanced_multiple)
+        plan += [(width, members[s : s + size], size) for s in range(0, len(members), size)]
     if rng is not None:
         plan = [plan[i] for i in rng.permutation(len(plan))]
-    for width, rows in plan:
+    for width, rows, size in plan:
         text_width, question_width = width if isinstance(width, tuple) else (width, None)
-        yield batch_of_rows(data, rows, batch_size, text_width, question_width)
+        yield batch_of_rows(data, rows, size, text_width, question_width)
 
 
 def batch_of_rows(

@@ -46,6 +46,38 @@ def test_bounded_shapes_and_every_row_once():
     assert {s[0] for s in shapes} == {32}
 
 
+@pytest.mark.parametrize(("count", "batch_size", "multiple", "rows"), [
+    (40, 32, 1, 20), (64, 32, 1, 32), (65, 32, 1, 22), (5, 32, 1, 5), (5, 32, 4, 8),
+    (437, 32, 1, 32), (437, 32, 8, 32), (33, 32, 2, 18), (1, 32, 1, 1),
+])  # fmt: skip
+def test_balanced_rows_fill_a_buckets_batches_evenly(count, batch_size, multiple, rows):
+    assert data.batching.balanced_rows(count, batch_size, multiple) == rows
+    batches_needed = -(-count // batch_size)
+    assert rows % multiple == 0 and -(-count // rows) == batches_needed
+    assert rows * batches_needed - count < batches_needed * multiple  # padding rows
+
+
+@pytest.mark.parametrize("multiple", [1, 2, 4])
+def test_balanced_batches_hold_every_row_once_with_one_shape_per_bucket(multiple):
+    lengths = np.random.default_rng(3).integers(1, 60, 150)
+    split = encoded(lengths)
+    boundaries = data.fewest_padded_boundaries([n + 2 for n in lengths], 4)
+    plain = list(data.batches(split, 32, boundaries))
+    balanced = list(data.batches(split, 32, boundaries, balanced_multiple=multiple))
+    assert len(balanced) == len(plain)  # as many batches, fewer padding rows
+    shapes = {b["token_ids"].shape for b in balanced}
+    assert len(shapes) == len({b["token_ids"].shape[1] for b in balanced}) <= len(boundaries)
+    assert all(rows % multiple == 0 and rows <= 32 for rows, _ in shapes)
+    for batch in balanced:
+        real = batch["index"] >= 0
+        np.testing.assert_array_equal(batch["weights"], real.astype(np.float32))
+    seen = sorted(i for b in balanced for i in b["index"] if i >= 0)
+    assert seen == list(range(len(lengths)))
+    padding = sum(int((b["index"] < 0).sum()) for b in balanced)
+    assert padding < sum(int((b["index"] < 0).sum()) for b in plain)
+    assert padding < len(boundaries) * multiple * 5  # < (batches per bucket) · multiple each
+
+
 def test_evaluation_order_is_deterministic_and_qa_has_questions():
     split = encoded([3, 20, 5], with_questions=True)
     boundaries = data.bucket_boundaries(24)
