@@ -53,7 +53,7 @@ from attn_audit.data.vocab import EOS, PAD, SOS, UNK
 from attn_audit.interop import to_torch_state_dict
 from attn_audit.training.run_folder import load_run
 from benchmarks import _machine
-from benchmarks._results import REMARKS_MARKER, write_results  # noqa: F401
+from benchmarks._results import REMARKS_MARKER, command_line, write_results  # noqa: F401
 from tests.reference.torch_model import load_torch_model
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/sst_lstm_tanh", "A trained run (make train).")
@@ -625,8 +625,7 @@ def command() -> str:
     holders = (_WORKDIR, _DATA_DIR, _LIMIT, _CAPTUM_LIMIT, _AGREEMENT_INSTANCES, _BATCH_SIZE,
                _PERTURBATIONS_PER_EVAL, _IG_INTERNAL_BATCH_SIZE, _TORCH_THREADS, _EXPLAINERS,
                _OUT)  # fmt: skip
-    given = [flags.FLAGS[h.name] for h in holders if flags.FLAGS[h.name].present]
-    return " ".join(["python -m benchmarks.explain_vs_captum", *(f.serialize() for f in given)])
+    return command_line("benchmarks.explain_vs_captum", holders)
 
 
 def main(argv):

@@ -64,7 +64,7 @@ from attn_audit.explainers.gradients import integration_points
 from attn_audit.models import real_token_mask, transformer
 from attn_audit.training.run_folder import load_run
 from benchmarks import _machine
-from benchmarks._results import REMARKS_MARKER, write_results  # noqa: F401
+from benchmarks._results import REMARKS_MARKER, command_line, write_results  # noqa: F401
 from benchmarks.torch_hf_audits import Adversary, HFAudits, length_sorted_batches
 
 PARTS = ("check", "eager", "cold", "warm", "steady_gradient", "steady_loo",
@@ -1069,10 +1069,7 @@ def command() -> str:
     """The command line that ran, with the flags given (not the defaults)."""
     holders = (_WORKDIR, _LIMIT, _PARTS, _DATA_DIR, _EXPORT_DIR, _STATE, _CHECK_BATCHES,
                _IG_LIMIT, _IG_INTERNAL_BATCH_SIZE, _OUT, _ALLOW_UNFINISHED)  # fmt: skip
-    given = [flags.FLAGS[h.name] for h in holders if flags.FLAGS[h.name].present]
-    return " ".join(
-        ["python -m benchmarks.pretrained_vs_transformers", *(f.serialize() for f in given)]
-    )
+    return command_line("benchmarks.pretrained_vs_transformers", holders)
 
 
 def chosen_parts(names) -> list[str]:

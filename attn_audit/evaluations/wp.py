@@ -11,7 +11,7 @@ Figures: ``attn_audit.report.wp_figures``; tables: ``attn_audit.report.tables``.
 
 import numpy as np
 
-from attn_audit.report._fields import MAX_ATTENTION_BINS, max_attention_bin
+from attn_audit.report.fields import MAX_ATTENTION_BINS, max_attention_bin
 from attn_audit.stats import jsd_np, tvd_np
 
 

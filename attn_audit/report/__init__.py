@@ -4,7 +4,7 @@ Pure numpy/matplotlib/json (no jax), so it imports fast for reading results.
 """
 
 from attn_audit.report import figures
-from attn_audit.report._fields import MAX_ATTENTION_BINS, MAX_ATTENTION_EDGES
+from attn_audit.report.fields import MAX_ATTENTION_BINS, MAX_ATTENTION_EDGES
 from attn_audit.report.figures import (
     adversarial_histogram,
     adversarial_violin,

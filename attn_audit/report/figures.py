@@ -18,8 +18,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from attn_audit.report import _fields
-from attn_audit.report._fields import MAX_ATTENTION_BINS
+from attn_audit.report import fields
+from attn_audit.report.fields import MAX_ATTENTION_BINS
 
 DPI = 100
 FIGURE_NAMES = {
@@ -40,12 +40,12 @@ def tau_histograms(
 ) -> pathlib.Path:
     """Histograms of τ_g and τ_loo per predicted class, one panel per τ (JW Fig. 2)."""
     records = list(records)
-    measures = [m for m in _TAU_TITLES if _fields.has_field(records, m)] or list(_TAU_TITLES)
+    measures = [m for m in _TAU_TITLES if fields.has_field(records, m)] or list(_TAU_TITLES)
     fig = Figure(figsize=(5.0 * len(measures), 3.6), layout="constrained")
     axes = fig.subplots(1, len(measures), squeeze=False)[0]
     classes, names, colors = _classes(records, label_names)
     for ax, measure in zip(axes, measures, strict=True):
-        tau, present = _fields.field_values(records, measure)
+        tau, present = fields.field_values(records, measure)
         defined = present & np.isfinite(tau)
         handles = []
         for number, (name, color) in enumerate(zip(names, colors, strict=True)):
@@ -80,7 +80,7 @@ def permutation_violin(
 ) -> pathlib.Path:
     """Violins of the permutation median TVD per max-attention bin and class (JW Fig. 3)."""
     records = list(records)
-    values, present = _fields.field_values(records, "permutation_median_tvd")
+    values, present = fields.field_values(records, "permutation_median_tvd")
     usable = present & np.isfinite(values)
     finite = values[usable]
     top = max(float(finite.max()) * 1.1 if finite.size else 0.0, 0.05)
@@ -97,7 +97,7 @@ def adversarial_histogram(
 ) -> pathlib.Path:
     """Histogram of the adversarial max JSD over [0, 0.7] per predicted class (JW Fig. 5)."""
     records = list(records)
-    jsd, present = _fields.field_values(records, "adversarial_max_jsd")
+    jsd, present = fields.field_values(records, "adversarial_max_jsd")
     usable = present & np.isfinite(jsd)
     classes, names, colors = _classes(records, label_names)
     fig = Figure(figsize=(6.5, 3.8), layout="constrained")
@@ -141,7 +141,7 @@ def adversarial_violin(
 ) -> pathlib.Path:
     """Violins of the adversarial max JSD per max-attention bin and class (JW Fig. 6)."""
     records = list(records)
-    jsd, present = _fields.field_values(records, "adversarial_max_jsd")
+    jsd, present = fields.field_values(records, "adversarial_max_jsd")
     fig = Figure(figsize=(7.5, 4.0), layout="constrained")
     ax = fig.subplots()
     _binned_violins(ax, records, label_names, jsd, present & np.isfinite(jsd), (0.0, 0.7))
@@ -175,7 +175,7 @@ def attention_heatmaps(
         suptitle = "Original vs adversarial attention (output TVD ≤ ε); darkest = largest weight"
     else:
         chosen = sorted(with_attention, key=lambda i: (is_long(i), i))[:num_instances]
-        if _fields.has_field(records, "adversarial_max_jsd"):
+        if fields.has_field(records, "adversarial_max_jsd"):
             suptitle = "No instance has an adversarial attention: original attention only"
         else:
             suptitle = "Adversarial audit not run: original attention only"
@@ -204,15 +204,15 @@ def write_all(
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    if any(_fields.has_field(records, m) for m in _TAU_TITLES):
+    if any(fields.has_field(records, m) for m in _TAU_TITLES):
         written.append(
             tau_histograms(records, label_names, out_dir / FIGURE_NAMES["tau_histograms"])
         )
-    if _fields.has_field(records, "permutation_median_tvd"):
+    if fields.has_field(records, "permutation_median_tvd"):
         written.append(
             permutation_violin(records, label_names, out_dir / FIGURE_NAMES["permutation_violin"])
         )
-    if _fields.has_field(records, "adversarial_max_jsd"):
+    if fields.has_field(records, "adversarial_max_jsd"):
         written.append(
             adversarial_histogram(
                 records, label_names, out_dir / FIGURE_NAMES["adversarial_histogram"]
@@ -221,7 +221,7 @@ def write_all(
         written.append(
             adversarial_violin(records, label_names, out_dir / FIGURE_NAMES["adversarial_violin"])
         )
-    if _fields.has_field(records, "attention"):
+    if fields.has_field(records, "attention"):
         written.append(attention_heatmaps(records, out_dir / FIGURE_NAMES["attention_heatmaps"]))
     return written
 
@@ -235,14 +235,14 @@ def _classes(records, label_names) -> tuple[np.ndarray, list[str], list]:
         order = list(range(len(label_names))) if label_names is not None else []
         return (
             np.zeros(0, dtype=np.int64),
-            [_fields.class_name(c, label_names) for c in order],
+            [fields.class_name(c, label_names) for c in order],
             _colors(len(order)),
         )
-    predicted = _fields.predicted_classes(records)
-    order = _fields.class_order(predicted, label_names)
+    predicted = fields.predicted_classes(records)
+    order = fields.class_order(predicted, label_names)
     position = {c: number for number, c in enumerate(order)}
     classes = np.array([position[int(c)] for c in predicted], dtype=np.int64)
-    return classes, [_fields.class_name(c, label_names) for c in order], _colors(len(order))
+    return classes, [fields.class_name(c, label_names) for c in order], _colors(len(order))
 
 
 def _colors(count: int) -> list:
@@ -260,7 +260,7 @@ def _binned_violins(ax, records, label_names, values, usable, ylim) -> None:
     bins = np.full(len(records), -1, dtype=np.int64)
     chosen = [r for r, use in zip(records, usable, strict=True) if use]
     if chosen:
-        bins[usable] = _fields.max_attention_bin(_fields.max_attention(chosen))
+        bins[usable] = fields.max_attention_bin(fields.max_attention(chosen))
     num_classes = max(len(names), 1)
     width = 0.8 / num_classes
     for number in range(len(MAX_ATTENTION_BINS)):

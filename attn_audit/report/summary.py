@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from attn_audit.report import _fields
-from attn_audit.report._fields import MAX_ATTENTION_BINS, MAX_ATTENTION_EDGES, TAU_FIELDS
+from attn_audit.report import fields
+from attn_audit.report.fields import MAX_ATTENTION_BINS, MAX_ATTENTION_EDGES, TAU_FIELDS
 
 SIGNIFICANCE_LEVEL = 0.05
 ADVERSARIAL_QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
@@ -51,10 +51,10 @@ def summarize(
       ``adversarial``; then ``provenance``. See the module docstring for the conventions.
     """
     records = list(records)
-    classes = _fields.predicted_classes(records)
+    classes = fields.predicted_classes(records)
     groups = {
-        _fields.class_name(c, label_names): classes == c
-        for c in _fields.class_order(classes, label_names)
+        fields.class_name(c, label_names): classes == c
+        for c in fields.class_order(classes, label_names)
     }
     summary = {
         "n_instances": len(records),
@@ -70,12 +70,12 @@ def summarize(
     }
     groups["all"] = np.ones(len(records), dtype=bool)
 
-    measures = [name for name in TAU_FIELDS if _fields.has_field(records, name)]
+    measures = [name for name in TAU_FIELDS if fields.has_field(records, name)]
     if measures:
         summary["table2"] = _table2(records, groups, measures)
-    if _fields.has_field(records, "permutation_median_tvd"):
+    if fields.has_field(records, "permutation_median_tvd"):
         summary["permutation"] = _permutation(records, groups)
-    if _fields.has_field(records, "adversarial_max_jsd"):
+    if fields.has_field(records, "adversarial_max_jsd"):
         summary["adversarial"] = _adversarial(records, groups)
     summary["provenance"] = provenance
     return summary
@@ -86,8 +86,8 @@ def _table2(records, groups, measures) -> dict:
     for tau_field in measures:
         p_field = TAU_FIELDS[tau_field]
         columns[tau_field] = (
-            *_fields.field_values(records, tau_field),
-            _fields.field_values(records, p_field)[0],
+            *fields.field_values(records, tau_field),
+            fields.field_values(records, p_field)[0],
         )
     table = {}
     for name, mask in groups.items():
@@ -115,7 +115,7 @@ def _tau_statistics(tau: np.ndarray, present: np.ndarray, p_value: np.ndarray) -
 
 
 def _permutation(records, groups) -> dict:
-    tvd, present = _fields.field_values(records, "permutation_median_tvd")
+    tvd, present = fields.field_values(records, "permutation_median_tvd")
     usable = present & np.isfinite(tvd)
     bins = _bins_of(records, usable)
     result = {**_spread(tvd[usable]), "bins": _binned_spread(tvd, usable, bins)}
@@ -128,8 +128,8 @@ def _permutation(records, groups) -> dict:
 
 
 def _adversarial(records, groups) -> dict:
-    jsd, present = _fields.field_values(records, "adversarial_max_jsd")
-    tvd, tvd_present = _fields.field_values(records, "adversarial_tvd")
+    jsd, present = fields.field_values(records, "adversarial_max_jsd")
+    tvd, tvd_present = fields.field_values(records, "adversarial_tvd")
     usable = present & np.isfinite(jsd)
     only_original = np.array([r.get("adversarial_attention") is None for r in records], dtype=bool)
     bins = _bins_of(records, usable)
@@ -179,7 +179,7 @@ def _bins_of(records, usable: np.ndarray) -> np.ndarray:
     bins = np.full(len(records), -1, dtype=np.int64)
     chosen = [record for record, use in zip(records, usable, strict=True) if use]
     if chosen:
-        bins[usable] = _fields.max_attention_bin(_fields.max_attention(chosen))
+        bins[usable] = fields.max_attention_bin(fields.max_attention(chosen))
     return bins
 
 

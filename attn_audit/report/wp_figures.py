@@ -4,7 +4,7 @@ import pathlib
 
 import numpy as np
 
-from attn_audit.report._fields import MAX_ATTENTION_BINS, max_attention_bin
+from attn_audit.report.fields import MAX_ATTENTION_BINS, max_attention_bin
 
 
 def seed_figure(variance: dict, path: pathlib.Path, title: str) -> pathlib.Path:
