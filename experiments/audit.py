@@ -15,10 +15,10 @@ CLS row per layer, each layer's head mean, rollout, flow; ``attn_audit/audits/vi
 the same options, into ``WORKDIR/audit/<split>/views/``: ``records.jsonl``, ``views.json`` and
 ``views.md`` (layer × head tables, Wilcoxon per head, Benjamini–Hochberg across heads).
 
-Expected on a 2-core CPU for the default SST BiLSTM run (benchmarks/RESULTS.md): about
-32 s for the 1,725 test instances with cold caches (8 s of it waiting for compilation,
-reported apart in summary.json's timings), about 20 s with warm ones (compiled and
-exported programs kept in $ATTN_AUDIT_JAX_CACHE).
+Expected on a 2-core CPU for the default SST BiLSTM run (benchmarks/RESULTS.md,
+2026-12-06): 19–27 s for the 1,725 test instances with cold caches (4–6 s of it waiting
+for compilation, reported apart in summary.json's timings), 11–15 s with warm ones
+(compiled and exported programs kept in $ATTN_AUDIT_JAX_CACHE).
 """
 
 import sys
