@@ -187,6 +187,19 @@ class BatchEngine:
         self.program_cache = program_cache
         self.seconds = dict.fromkeys(map(program_name, self.programs), 0.0)
         self._executables = {}
+        self._last_batch = (None, {})
+
+    def per_batch(self, batch: dict, name: str, make: Callable[[], Any]):
+        """``make()``, computed once per batch and shared by all its programs (the placed
+        instances, the keys, a job's own inputs); kept for the latest batch only. Safe from
+        the compiling threads: each compares the batch it holds before reusing a value."""
+        latest = self._last_batch
+        if latest[0] is not batch:
+            latest = (batch, {})
+            self._last_batch = latest
+        if name not in latest[1]:
+            latest[1][name] = make()
+        return latest[1][name]
 
     @property
     def num_devices(self) -> int:
@@ -209,11 +222,14 @@ class BatchEngine:
                 f"The batch has {rows} rows, not a multiple of the {self.num_devices} devices; "
                 "use a batch size that is (rounded_batch_size; the commands round it up)."
             )
-        return self.sharded(instances_from_batch(batch))
+        return self.per_batch(batch, "instances",
+                              lambda: self.sharded(instances_from_batch(batch)))  # fmt: skip
 
     def keys(self, role_key: jax.Array, batch: dict) -> jax.Array:
         """``[B]`` keys of the batch's instances for one random role (``instance_keys``)."""
-        return instance_keys(role_key, self.sharded(jnp.asarray(batch["index"])))
+        index = self.per_batch(batch, "index", lambda: self.sharded(jnp.asarray(batch["index"])))
+        return self.per_batch(batch, f"keys {id(role_key)}",
+                              lambda: instance_keys(role_key, index))  # fmt: skip
 
     def program_call(self, batch: dict, program, params) -> ProgramCall:
         """The job's: how ``program`` runs on ``batch`` with (replicated) ``params``."""

@@ -143,3 +143,20 @@ def test_ragged_map_runs_only_the_steps_the_needed_pairs_fill(num_needed, per_st
     jax.block_until_ready(ragged(function, jnp.asarray(needed.reshape(3, 4)), per_step))
     jax.effects_barrier()
     assert len(calls) == runs  # whole steps: the last one's empty slots run too
+
+
+def test_a_batchs_inputs_are_placed_once_for_all_its_programs(key, monkeypatch):
+    job = ToyJob({"w": jnp.float32(3.0)}, key)
+    placed = []
+    original = batch_engine.instances_from_batch
+    monkeypatch.setattr(batch_engine, "instances_from_batch",
+                        lambda batch: placed.append(1) or original(batch))  # fmt: skip
+    first, second = padded_batch((5, 7, 4, 6), 12), padded_batch((9, 3, 8, 10), 12, first_index=4)
+    results = job(first)  # two programs, one placement
+    assert len(placed) == 1
+    again = job(second)
+    assert len(placed) == 2
+    np.testing.assert_allclose(again["single"]["sum"], plain_sums(second, 1.0), rtol=1e-6)
+    expected = [jax.random.uniform(jax.random.fold_in(key, i)) for i in second["index"]]
+    np.testing.assert_allclose(again["single"]["draw"], expected, rtol=1e-6)
+    assert not np.array_equal(results["single"]["draw"], again["single"]["draw"])

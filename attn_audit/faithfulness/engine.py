@@ -151,17 +151,24 @@ class BatchFaithfulness(BatchEngine):
         chunk = coalitions_per_step(self.settings.max_sequence_positions, rows, num_positions)
         static = {"model": self.model, "metric": program, "settings": self.settings,
                   "chunk": min(chunk, coalitions)}  # fmt: skip
-        scores, _ = scores_on_positions(self.records, batch, self.explainers)
-        dynamic = {"params": params, "instances": self.instances(batch),
-                   "scores": self.sharded(scores)}  # fmt: skip
+        scores = self.per_batch(
+            batch, "scores", lambda: self.sharded(self._scores_on_positions(batch)[0])
+        )
+        dynamic = {"params": params, "instances": self.instances(batch), "scores": scores}
         return ProgramCall(metric_batch, static, dynamic)
 
     def __call__(self, batch: dict) -> dict[str, np.ndarray]:
         """Host arrays: ``comprehensiveness``/``sufficiency [B, R, X, K]``, ``flip_fraction``,
         ``flipped``, ``top1_flip [B, X]``, and the inputs ``scores [B, X, T]`` and
         ``available [B, X]``."""
-        scores, available = scores_on_positions(self.records, batch, self.explainers)
+        scores, available = self._scores_on_positions(batch)
         return {"scores": scores, "available": available, **super().__call__(batch)}
+
+    def _scores_on_positions(self, batch: dict) -> tuple[np.ndarray, np.ndarray]:
+        """``scores_on_positions`` of the batch, read from the records once per batch."""
+        return self.per_batch(
+            batch, "host scores", lambda: scores_on_positions(self.records, batch, self.explainers)
+        )
 
 
 @jax.jit
