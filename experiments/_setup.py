@@ -3,7 +3,9 @@
 import logging
 import os
 import pathlib
+import shlex
 import subprocess
+import sys
 
 import jax
 
@@ -56,18 +58,27 @@ def setup() -> pathlib.Path | None:
 
 
 def machine_provenance() -> dict:
-    """What a summary's provenance says about the code and machine that made it:
-    ``code_version``, ``jax``, ``devices`` and ``machine``."""
+    """What a summary's provenance says about the command, code and machine that made it:
+    ``command``, ``code_version``, ``jax``, ``devices`` and ``machine``."""
     import platform
 
     import jax
 
     return {
+        "command": command_line(),
         "code_version": code_version(),
         "jax": jax.__version__,
         "devices": [str(d) for d in jax.local_devices()],
         "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
     }
+
+
+def command_line() -> str:
+    """The running command as a user would type it: ``python -m experiments.<name> --flags``."""
+    program = pathlib.Path(sys.argv[0])
+    head = (["python", "-m", f"experiments.{program.stem}"]
+            if program.parent.name == "experiments" else [program.name])  # fmt: skip
+    return shlex.join(head + sys.argv[1:])
 
 
 def code_version() -> str:
@@ -79,3 +90,21 @@ def code_version() -> str:
         ).stdout.strip()  # fmt: skip
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def write_report_page(workdir, split: str) -> None:
+    """Writes (or refreshes) the run's ``report.html`` for ``split`` and prints its path.
+
+    The records are safe on disk before this runs: a page that cannot be written is a
+    warning naming the command that rebuilds it, not a failed run.
+    """
+    from attn_audit.report.page import write_report
+
+    try:
+        path = write_report(workdir, split)
+    except (OSError, ValueError) as error:
+        logging.warning("The report page was not written (%s); rebuild it with "
+                        "python -m experiments.report --workdir=%s --split=%s",
+                        error, workdir, split)  # fmt: skip
+        return
+    print(f"Report: {path.resolve()}")

@@ -33,7 +33,7 @@ from attn_audit.audits.views import audit_views
 from attn_audit.report import figures, paper_row, summarize, summary_markdown
 from attn_audit.report.views import views_markdown
 from attn_audit.training.run_folder import load_run
-from experiments._setup import USER_ERRORS, machine_provenance, setup
+from experiments._setup import USER_ERRORS, machine_provenance, setup, write_report_page
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder of a trained model.", required=True)
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "dev", "test"], "Split to audit.")
@@ -123,6 +123,7 @@ def main(argv):
             sys.exit(f"error: {error}")
         logging.info("Wrote %s (views.json, views.md).", out_dir / "views")
         print(views_markdown(views_summary))
+    write_report_page(run.workdir, _SPLIT.value)
 
 
 if __name__ == "__main__":

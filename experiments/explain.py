@@ -35,7 +35,7 @@ from attn_audit.explainers.gradients import IG_RULES
 from attn_audit.explainers.perturbation import REMOVALS
 from attn_audit.report.explanations import explanations_markdown, summarize_explanations
 from attn_audit.training.run_folder import load_run
-from experiments._setup import USER_ERRORS, machine_provenance, setup
+from experiments._setup import USER_ERRORS, machine_provenance, setup, write_report_page
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder of a trained model.", required=True)
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "dev", "test"], "Split to explain.")
@@ -114,6 +114,7 @@ def main(argv):
     (out_dir / "summary.md").write_text(markdown)
     logging.info("Wrote %s: records.jsonl, summary.json, summary.md.", out_dir)
     print(markdown)
+    write_report_page(run.workdir, _SPLIT.value)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ from attn_audit.report.faithfulness import faithfulness_markdown
 from attn_audit.report.faithfulness_figures import write_faithfulness_figures
 from attn_audit.report.faithfulness_summary import summarize_faithfulness
 from attn_audit.training.run_folder import load_run
-from experiments._setup import USER_ERRORS, machine_provenance, setup
+from experiments._setup import USER_ERRORS, machine_provenance, setup, write_report_page
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder of a trained model.", required=True)
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "dev", "test"], "Split to measure.")
@@ -137,6 +137,7 @@ def main(argv):
     write_faithfulness_figures(summary, out_dir)
     logging.info("Wrote %s: records, summary.json, summary.md, figures/.", out_dir)
     print(markdown)
+    write_report_page(run.workdir, _SPLIT.value)
 
 
 def reusable_explanations(folder, explain: ExplainOptions):
