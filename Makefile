@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DATA ?= $(if $(ATTN_AUDIT_DATA),$(ATTN_AUDIT_DATA),$(abspath ../shared/data))
 WORKDIR ?= runs/sst_lstm_tanh
 
-.PHONY: audit test fuzz lint clean
+.PHONY: audit test fuzz lint clean browser
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,16 +18,24 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 ## make audit: train the default model (SST, BiLSTM, tanh attention), audit its test set,
-## print the summary. Both steps resume (or skip) what an earlier run already finished.
+## print the summary and the path of the report page (WORKDIR/report.html). Both steps resume (or skip) what an earlier run already finished.
 audit: $(VENV)/.installed
 	$(PY) -m experiments.train --dataset=sst --encoder=lstm --attention=tanh \
 		--data_dir=$(DATA) --workdir=$(WORKDIR)
 	$(PY) -m experiments.audit --workdir=$(WORKDIR) --data_dir=$(DATA) --split=test
 
+## make browser: Debian's chromium for the report page's browser tests, when it is missing
+## (apt-get as root; otherwise those tests are skipped, with the reason printed).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& { apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq >/dev/null \
+		&& apt-get install -y -qq chromium >/dev/null; }; } \
+		|| echo "chromium is not installed and cannot be here: the browser tests will be skipped"; }
+
 ## make test: the whole test suite (lint included), on up to 4 worker processes (pytest-xdist).
-test: $(VENV)/.installed
+test: $(VENV)/.installed browser
 	$(VENV)/bin/ruff check .
-	ATTN_AUDIT_DATA=$(DATA) $(PY) -m pytest -q --numprocesses=auto --maxprocesses=4 --dist=worksteal --durations=25
+	ATTN_AUDIT_DATA=$(DATA) $(PY) -m pytest -q -rs --numprocesses=auto --maxprocesses=4 --dist=worksteal --durations=25
 
 ## make fuzz: the fuzz suite (tests/fuzz) under Hypothesis's "fuzz" profile: loaders on damaged
 ## files, tokenizers on any Unicode, over 10,000 generated cases; prints how many ran and what

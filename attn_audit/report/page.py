@@ -31,8 +31,12 @@ def render_page(contents: RunContents) -> str:
     """The whole page of ``contents`` as HTML text."""
     started = time.perf_counter()
     packed = pack_instances(contents)
-    meta = {**packed.meta, "problems": contents.problems, "split": contents.split,
-            "pack_seconds": round(time.perf_counter() - started, 3)}  # fmt: skip
+    meta = {
+        **packed.meta,
+        "problems": contents.problems,
+        "split": contents.split,
+        "pack_seconds": round(time.perf_counter() - started, 3),
+    }
     title = page_title(contents)
     blobs = "".join(
         f'<script type="application/octet-stream" id="blob-{name}">{text}</script>'

@@ -19,6 +19,7 @@ for what the page decodes).
 import base64
 import dataclasses
 import gzip
+import itertools
 
 import numpy as np
 
@@ -44,8 +45,17 @@ AUDIT_ROWS = (
     ("adversarial_attention", "adversarial attention"),
 )
 # Explain record fields that are not per-token scores.
-EXPLAIN_NOT_ROWS = {"id", "index", "tokens", "question", "label", "prediction", "predicted_class",
-                    "words", "word_index"}  # fmt: skip
+EXPLAIN_NOT_ROWS = {
+    "id",
+    "index",
+    "tokens",
+    "question",
+    "label",
+    "prediction",
+    "predicted_class",
+    "words",
+    "word_index",
+}
 
 
 @dataclasses.dataclass
@@ -58,7 +68,17 @@ class PackedInstances:
 
 def _encode(array_parts) -> str:
     raw = b"".join(np.ascontiguousarray(part).tobytes() for part in array_parts)
-    return base64.b64encode(gzip.compress(raw, compresslevel=6, mtime=0)).decode("ascii")
+    return base64.b64encode(gzip.compress(raw, compresslevel=1, mtime=0)).decode("ascii")
+
+
+def _flat_floats(lists) -> np.ndarray:
+    """The concatenation of lists of floats (null as NaN) as one float64 array."""
+    chained = itertools.chain.from_iterable(lists)
+    try:
+        return np.fromiter(chained, np.float64)
+    except TypeError:  # a null among them
+        return np.array([np.nan if v is None else v for v in itertools.chain.from_iterable(lists)],
+                        np.float64)  # fmt: skip
 
 
 def _float_or_nan(value) -> float:
@@ -109,24 +129,34 @@ def pack_instances(contents: RunContents) -> PackedInstances:
     classes = contents.label_names
     label = [_float_or_nan(r.get("label")) for r in instances]
     predicted = [_float_or_nan(r.get("predicted_class")) for r in instances]
-    correct = [np.nan if np.isnan(a) or np.isnan(b) else float(a == b)
-               for a, b in zip(label, predicted, strict=True)]  # fmt: skip
+    correct = [
+        np.nan if np.isnan(a) or np.isnan(b) else float(a == b)
+        for a, b in zip(label, predicted, strict=True)
+    ]
     confidence = [max(r["prediction"]) if r.get("prediction") else np.nan for r in instances]
     for key, header, about, kind, column in (
         ("label", "label", "the gold class", "class", label),
         ("predicted_class", "predicted", "the model's predicted class", "class", predicted),
         ("correct", "correct", "whether the prediction is the gold class", "bool", correct),
         ("confidence", "p(ŷ)", "the predicted class's probability", "float", confidence),
-        ("num_tokens", "tokens", "the number of tokens the model read", "int",
-         [len(r["tokens"]) if "tokens" in r else r.get("num_tokens", np.nan)
-          for r in instances]),
-    ):  # fmt: skip
+        (
+            "num_tokens",
+            "tokens",
+            "the number of tokens the model read",
+            "int",
+            [len(r["tokens"]) if "tokens" in r else r.get("num_tokens", np.nan) for r in instances],
+        ),
+    ):
         columns.append((key, header, about, kind))
         values.append(column)
     for k, name in enumerate(classes):  # the page shows them with the instance, not as columns
         columns.append((f"prob/{k}", f"p({name})", f"the probability of {name}", "hidden"))
-        values.append([r["prediction"][k] if len(r.get("prediction") or []) > k else np.nan
-                       for r in instances])  # fmt: skip
+        values.append(
+            [
+                r["prediction"][k] if len(r.get("prediction") or []) > k else np.nan
+                for r in instances
+            ]
+        )
     for field, header, about in AUDIT_COLUMNS:
         if any(field in record for record in audit_records.values()):
             columns.append((field, header, about, "float"))
@@ -136,18 +166,24 @@ def pack_instances(contents: RunContents) -> PackedInstances:
     if faithful_records:
         removals = (faithfulness_summary or {}).get("removals") or ["delete"]
         removal = removals[0]
-        explainers = list(dict.fromkeys(
-            name for record in faithful_records.values() for name in record.get("metrics", {})
-        ))  # fmt: skip
+        explainers = list(
+            dict.fromkeys(
+                name for record in faithful_records.values() for name in record.get("metrics", {})
+            )
+        )
         for name in explainers:
             column = []
             for index in indices:
                 metrics = faithful_records.get(index, {}).get("metrics", {}).get(name) or {}
-                column.append(_float_or_nan(metrics.get("aopc_comprehensiveness", {})
-                                            .get(removal)))  # fmt: skip
-            columns.append((f"aopc/{name}", f"AOPC {name}",
-                            f"{name}'s ERASER comprehensiveness AOPC ({removal}); higher is "
-                            "more faithful", "float"))  # fmt: skip
+                column.append(_float_or_nan(metrics.get("aopc_comprehensiveness", {}).get(removal)))
+            columns.append(
+                (
+                    f"aopc/{name}",
+                    f"AOPC {name}",
+                    f"{name}'s ERASER comprehensiveness AOPC ({removal}); higher is more faithful",
+                    "float",
+                )
+            )
             values.append(column)
 
     # ------------------------------------------------------------ sequences and rows
@@ -177,12 +213,18 @@ def pack_instances(contents: RunContents) -> PackedInstances:
             got = [audit_records.get(i, {}).get(prefix + field) for i in indices]
             if any(value is not None for value in got):
                 rows.append((f"audit/{prefix}{field}", title, sequence, "audit", got))
-        explain_fields = list(dict.fromkeys(
-            key for record in explain_records.values() for key, value in record.items()
-            if isinstance(value, list) and key not in EXPLAIN_NOT_ROWS
-            and key.startswith(prefix) and (prefix or not key.startswith("word_"))
-            and not key.endswith("_standard_error")
-        ))  # fmt: skip
+        explain_fields = list(
+            dict.fromkeys(
+                key
+                for record in explain_records.values()
+                for key, value in record.items()
+                if isinstance(value, list)
+                and key not in EXPLAIN_NOT_ROWS
+                and key.startswith(prefix)
+                and (prefix or not key.startswith("word_"))
+                and not key.endswith("_standard_error")
+            )
+        )
         for field in explain_fields:
             if field == prefix + "attention" and any(r[0] == f"audit/{field}" for r in rows):
                 continue  # the audit's attention: the same numbers
@@ -197,26 +239,25 @@ def pack_instances(contents: RunContents) -> PackedInstances:
     row_meta = []
     for r, (name, title, sequence, source, got) in enumerate(rows):
         length = lengths[sequence]
+        # absent, or not aligned with the sequence: shown as missing
+        usable = np.array([s is not None and len(s) == n for s, n in zip(got, length, strict=True)])
+        usable &= length > 0
+        flat = _flat_floats([s for s, ok in zip(got, usable, strict=True) if ok])
+        starts = np.concatenate([[0], np.cumsum(length[usable])])[:-1]
+        peaks = np.fmax.reduceat(np.abs(flat), starts) if starts.size else np.zeros(0)
+        peaks = np.where(np.isfinite(peaks) & (peaks > 0), peaks, 1.0)
+        scales[r, usable] = peaks
         values_of_row = np.full(int(length.sum()), np.nan, np.float32)
-        start = np.concatenate([[0], np.cumsum(length)])
-        signed = False
-        for i, scores in enumerate(got):
-            if scores is None or len(scores) != length[i]:
-                continue  # absent, or not aligned with the sequence: shown as missing
-            array = np.array([np.nan if s is None else s for s in scores], np.float64)
-            peak = np.nanmax(np.abs(array)) if np.isfinite(array).any() else 0.0
-            scale = peak if peak > 0 else 1.0
-            scales[r, i] = scale
-            values_of_row[start[i]:start[i + 1]] = array / scale
-            signed = signed or bool(np.nanmin(array, initial=0.0) < 0)
+        values_of_row[np.repeat(usable, length)] = flat / np.repeat(peaks, length[usable])
+        signed = bool(np.nanmin(flat, initial=0.0) < 0)
         score_parts.append(values_of_row.astype(np.float16))
-        row_meta.append({"name": name, "title": title, "sequence": sequence, "source": source,
-                         "signed": signed})  # fmt: skip
+        row_meta.append(
+            {"name": name, "title": title, "sequence": sequence, "source": source, "signed": signed}
+        )
 
     meta = {
         "count": count,
-        "columns": [{"key": k, "title": t, "about": a, "kind": kind}
-                    for k, t, a, kind in columns],  # fmt: skip
+        "columns": [{"key": k, "title": t, "about": a, "kind": kind} for k, t, a, kind in columns],
         "classes": classes,
         "ids": [str(r.get("id", "")) for r in instances],
         "vocab": vocabulary.words,
@@ -254,7 +295,7 @@ def unpack_instances(packed: PackedInstances) -> dict:
         at += 4 * int(offsets[-1])
         offsets_of[sequence["name"]] = offsets
         sequences[sequence["name"]] = [
-            [meta["vocab"][t] for t in ids[offsets[i]:offsets[i + 1]]] for i in range(count)
+            [meta["vocab"][t] for t in ids[offsets[i] : offsets[i + 1]]] for i in range(count)
         ]
     data = raw("scores")
     scales = np.frombuffer(data, np.float32, len(meta["rows"]) * count).reshape(-1, count)
@@ -264,7 +305,7 @@ def unpack_instances(packed: PackedInstances) -> dict:
         halves = np.frombuffer(data, np.float16, int(offsets[-1]), at).astype(np.float32)
         at += 2 * int(offsets[-1])
         scores[row["name"]] = [
-            None if np.isnan(scales[r, i]) else halves[offsets[i]:offsets[i + 1]] * scales[r, i]
+            None if np.isnan(scales[r, i]) else halves[offsets[i] : offsets[i + 1]] * scales[r, i]
             for i in range(count)
         ]
     return {"columns": columns, "sequences": sequences, "scores": scores}

@@ -18,8 +18,11 @@ from attn_audit.report.run_contents import RunContents
 from attn_audit.report.summary import format_tau_cell
 from attn_audit.report.views import parse_view_label
 
-TAU_TITLES = {"tau_gradient": "τ_g (α vs gradient)", "tau_loo": "τ_loo (α vs LOO)",
-              "tau_gradient_loo": "τ_g,loo (gradient vs LOO)"}  # fmt: skip
+TAU_TITLES = {
+    "tau_gradient": "τ_g (α vs gradient)",
+    "tau_loo": "τ_loo (α vs LOO)",
+    "tau_gradient_loo": "τ_g,loo (gradient vs LOO)",
+}
 
 
 def _e(value) -> str:
@@ -75,8 +78,10 @@ def verdict(contents: RunContents) -> list[str]:
         tau_loo = (overall.get("tau_loo") or {}).get("mean")
         if tau_g is not None:
             strength = "weakly" if tau_g < 0.3 else "moderately" if tau_g < 0.6 else "strongly"
-            text = (f"Attention agrees {strength} with gradient importance: mean Kendall "
-                    f"τ_g = {tau_g:.2f}")  # fmt: skip
+            text = (
+                f"Attention agrees {strength} with gradient importance: mean Kendall "
+                f"τ_g = {tau_g:.2f}"
+            )
             share = (overall.get("tau_gradient") or {}).get("sig_frac")
             if share is not None:
                 text += f" ({share:.0%} of instances significant at p ≤ 0.05)"
@@ -87,9 +92,11 @@ def verdict(contents: RunContents) -> list[str]:
         median = audit["permutation"]["median"]
         if median is not None:
             effect = "barely moves" if median < 0.05 else "moves"
-            sentences.append(f"Shuffling the attention weights {effect} the output: median "
-                             f"TVD {median:.3f} (IQR {_number(audit['permutation']['q25'])}–"
-                             f"{_number(audit['permutation']['q75'])}).")  # fmt: skip
+            sentences.append(
+                f"Shuffling the attention weights {effect} the output: median "
+                f"TVD {median:.3f} (IQR {_number(audit['permutation']['q25'])}–"
+                f"{_number(audit['permutation']['q75'])})."
+            )
     if audit and "adversarial" in audit:
         share = audit["adversarial"].get("share_jsd_ge_0_6")
         eps = audit.get("provenance", {}).get("audit", {}).get("adversary", {}).get("epsilon")
@@ -107,30 +114,45 @@ def verdict(contents: RunContents) -> list[str]:
         count = faithfulness["instances"]
         if "attention" in ranking:
             rank = ranking.index("attention") + 1
-            text = (f"By ERASER comprehensiveness ({removal}), attention ranks {rank} of "
-                    f"{len(ranking)} explainers")  # fmt: skip
+            text = (
+                f"By ERASER comprehensiveness ({removal}), attention ranks {rank} of "
+                f"{len(ranking)} explainers"
+            )
             gap = difference_from(pairs, "attention", best) if best != "attention" else None
             if gap and gap.get("low") is not None:
-                verdict_word = ("significantly less faithful than" if gap["significant"]
-                                and gap["mean"] > 0 else "not significantly different from")  # fmt: skip
-                text += (f"; it is {verdict_word} the best, {best} (AOPC difference "
-                         f"{gap['mean']:.3f}, 95% CI [{gap['low']:.3f}, {gap['high']:.3f}], "
-                         f"paired bootstrap over {count} instances)")  # fmt: skip
+                verdict_word = (
+                    "significantly less faithful than"
+                    if gap["significant"] and gap["mean"] > 0
+                    else "not significantly different from"
+                )
+                text += (
+                    f"; it is {verdict_word} the best, {best} (AOPC difference "
+                    f"{gap['mean']:.3f}, 95% CI [{gap['low']:.3f}, {gap['high']:.3f}], "
+                    f"paired bootstrap over {count} instances)"
+                )
             elif best == "attention":
                 text += "; it is the most faithful explainer here"
-            baseline = difference_from(pairs, "random", "attention") if "random" in ranking else None
+            baseline = (
+                difference_from(pairs, "random", "attention") if "random" in ranking else None
+            )
             if baseline and baseline.get("low") is not None:
                 better = baseline["significant"] and baseline["mean"] > 0
-                text += (f", and {'significantly better' if better else 'not significantly better'}"
-                         f" than random ({baseline['mean']:+.3f} "
-                         f"[{baseline['low']:.3f}, {baseline['high']:.3f}])")  # fmt: skip
+                text += (
+                    f", and {'significantly better' if better else 'not significantly better'}"
+                    f" than random ({baseline['mean']:+.3f} "
+                    f"[{baseline['low']:.3f}, {baseline['high']:.3f}])"
+                )
             sentences.append(text + ".")
         else:
-            sentences.append(f"The most faithful explainer here by ERASER comprehensiveness "
-                             f"({removal}) is {best}.")  # fmt: skip
+            sentences.append(
+                f"The most faithful explainer here by ERASER comprehensiveness "
+                f"({removal}) is {best}."
+            )
     if not sentences:
-        sentences.append("This run holds no audit or faithfulness summary yet, so no verdict "
-                         "can be drawn; the instances below are what it holds.")  # fmt: skip
+        sentences.append(
+            "This run holds no audit or faithfulness summary yet, so no verdict "
+            "can be drawn; the instances below are what it holds."
+        )
     return sentences
 
 
@@ -144,13 +166,21 @@ def _provenance(contents: RunContents) -> str:
     rows = [
         ("run folder", _e(contents.workdir.name)),
         ("data", _e(f"{data.get('name', '?')}, split {contents.split}")),
-        ("model", _e(", ".join(f"{k} {model[k]}" for k in ("encoder", "attention", "task")
-                               if k in model) or "?")),  # fmt: skip
+        (
+            "model",
+            _e(
+                ", ".join(f"{k} {model[k]}" for k in ("encoder", "attention", "task") if k in model)
+                or "?"
+            ),
+        ),
     ]
     if test:
-        rows.append(("test metrics", _e(", ".join(
-            f"{k} {v:.3f}" for k, v in test.items() if isinstance(v, float)
-        ))))  # fmt: skip
+        rows.append(
+            (
+                "test metrics",
+                _e(", ".join(f"{k} {v:.3f}" for k, v in test.items() if isinstance(v, float))),
+            )
+        )
     for job in ("audit", "explain", "faithfulness"):
         record_set = getattr(contents, job)
         if record_set is None:
@@ -164,10 +194,17 @@ def _provenance(contents: RunContents) -> str:
                 value = provenance[key]
                 cells.append(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
         timings = provenance.get("timings") or {}
-        seconds = [f"{k.removesuffix('_seconds')} {timings[k]:.1f} s"
-                   for k in ("compile_seconds", "compile_wait_seconds", "run_seconds",
-                             "wall_seconds", "process_seconds")
-                   if isinstance(timings.get(k), (int, float))]  # fmt: skip
+        seconds = [
+            f"{k.removesuffix('_seconds')} {timings[k]:.1f} s"
+            for k in (
+                "compile_seconds",
+                "compile_wait_seconds",
+                "run_seconds",
+                "wall_seconds",
+                "process_seconds",
+            )
+            if isinstance(timings.get(k), (int, float))
+        ]
         if seconds:
             cells.append("seconds: " + ", ".join(seconds))
         rows.append((job, "<br>".join(_e(cell) for cell in cells)))
@@ -184,8 +221,9 @@ def _table2(contents: RunContents) -> str:
     measures = [m for m in TAU_TITLES if m in first]
     rows = []
     for name, row in audit["table2"].items():
-        rows.append([_e(name), "this run", str(row["n"]),
-                     *(_e(format_tau_cell(row[m])) for m in measures)])  # fmt: skip
+        rows.append(
+            [_e(name), "this run", str(row["n"]), *(_e(format_tau_cell(row[m])) for m in measures)]
+        )
         if paper:
             cells = [paper.get(m, {}).get(name, "—") for m in measures]
             if any(cell != "—" for cell in cells):
@@ -203,34 +241,43 @@ def _permutation_and_adversarial(contents: RunContents) -> str:
     parts = []
     if audit and "permutation" in audit:
         permutation = audit["permutation"]
-        rows = [[_e(r["bin"]), str(r["n"]), _number(r["median"]), _number(r["q25"]),
-                 _number(r["q75"])] for r in permutation["bins"]]  # fmt: skip
-        parts += ["<h2>Permutation (JW Fig. 3)</h2>",
-                  f"<p>Median TVD(ŷ_perm, ŷ) over shuffles of α: {_number(permutation['median'])}"
-                  f" (n = {permutation['n']}), by the instance's max attention:</p>",
-                  _table(["max attention", "n", "median", "q25", "q75"], rows),
-                  _png(contents.audit.folder / "permutation_violin.png", "permutation")]  # fmt: skip
+        rows = [
+            [_e(r["bin"]), str(r["n"]), _number(r["median"]), _number(r["q25"]), _number(r["q75"])]
+            for r in permutation["bins"]
+        ]
+        parts += [
+            "<h2>Permutation (JW Fig. 3)</h2>",
+            f"<p>Median TVD(ŷ_perm, ŷ) over shuffles of α: {_number(permutation['median'])}"
+            f" (n = {permutation['n']}), by the instance's max attention:</p>",
+            _table(["max attention", "n", "median", "q25", "q75"], rows),
+            _png(contents.audit.folder / "permutation_violin.png", "permutation"),
+        ]
     if audit and "adversarial" in audit:
         adversarial = audit["adversarial"]
         quantiles = adversarial["max_jsd_quantiles"]
-        parts += ["<h2>Adversarial attention (JW Figs. 5–6)</h2>",
-                  "<p>Max JSD (nats, at most ln 2 ≈ 0.693) between α and an attention whose "
-                  f"output stays within TVD ε of the original; n = {adversarial['n']}; share "
-                  f"with max JSD ≥ 0.6: {_number(adversarial['share_jsd_ge_0_6'])}; only the "
-                  f"original survived: {_number(adversarial['share_only_original'])}.</p>",
-                  _table(["quantile", *quantiles],
-                         [["max JSD", *(_number(v) for v in quantiles.values())]]),
-                  _png(contents.audit.folder / "adversarial_histogram.png", "adversarial")]  # fmt: skip
+        parts += [
+            "<h2>Adversarial attention (JW Figs. 5–6)</h2>",
+            "<p>Max JSD (nats, at most ln 2 ≈ 0.693) between α and an attention whose "
+            f"output stays within TVD ε of the original; n = {adversarial['n']}; share "
+            f"with max JSD ≥ 0.6: {_number(adversarial['share_jsd_ge_0_6'])}; only the "
+            f"original survived: {_number(adversarial['share_only_original'])}.</p>",
+            _table(
+                ["quantile", *quantiles], [["max JSD", *(_number(v) for v in quantiles.values())]]
+            ),
+            _png(contents.audit.folder / "adversarial_histogram.png", "adversarial"),
+        ]
     return "".join(parts)
 
 
 def _forest(summary: Mapping, removal: str) -> str:
     """SVG: each explainer's mean AOPC comprehensiveness with its 95% CI, best first."""
     names = summary["ranking"]
-    entries = [summary["explainers"][n].get("aopc_comprehensiveness", {}).get(removal) or {}
-               for n in names]  # fmt: skip
-    points = [v for e in entries for v in (e.get("low"), e.get("high"), e.get("mean"))
-              if v is not None]  # fmt: skip
+    entries = [
+        summary["explainers"][n].get("aopc_comprehensiveness", {}).get(removal) or {} for n in names
+    ]
+    points = [
+        v for e in entries for v in (e.get("low"), e.get("high"), e.get("mean")) if v is not None
+    ]
     if not points:
         return ""
     low, high = min(0.0, *points), max(points)
@@ -241,24 +288,31 @@ def _forest(summary: Mapping, removal: str) -> str:
     def x(value):
         return left + (width - left - 20) * (value - low) / span
 
-    lines = [f'<svg class="forest" width="{width}" height="{height}" role="img" '
-             f'aria-label="AOPC comprehensiveness with 95% CIs">',
-             f'<line x1="{x(0):.1f}" y1="0" x2="{x(0):.1f}" y2="{height - 25}" '
-             'stroke="#999" stroke-dasharray="3,3"/>']  # fmt: skip
+    lines = [
+        f'<svg class="forest" width="{width}" height="{height}" role="img" '
+        f'aria-label="AOPC comprehensiveness with 95% CIs">',
+        f'<line x1="{x(0):.1f}" y1="0" x2="{x(0):.1f}" y2="{height - 25}" '
+        'stroke="#999" stroke-dasharray="3,3"/>',
+    ]
     for i, (name, entry) in enumerate(zip(names, entries, strict=True)):
         y = row * i + 14
         colour = "#d62728" if name == "attention" else "#1f77b4"
         lines.append(f'<text x="{left - 8}" y="{y + 4}" text-anchor="end">{_e(name)}</text>')
         if entry.get("low") is not None and entry.get("high") is not None:
-            lines.append(f'<line x1="{x(entry["low"]):.1f}" y1="{y}" x2="{x(entry["high"]):.1f}" '
-                         f'y2="{y}" stroke="{colour}" stroke-width="2"/>')  # fmt: skip
+            lines.append(
+                f'<line x1="{x(entry["low"]):.1f}" y1="{y}" x2="{x(entry["high"]):.1f}" '
+                f'y2="{y}" stroke="{colour}" stroke-width="2"/>'
+            )
         if entry.get("mean") is not None:
-            lines.append(f'<circle cx="{x(entry["mean"]):.1f}" cy="{y}" r="4" fill="{colour}">'
-                         f"<title>{_e(name)}: {_interval(entry)}</title></circle>")  # fmt: skip
+            lines.append(
+                f'<circle cx="{x(entry["mean"]):.1f}" cy="{y}" r="4" fill="{colour}">'
+                f"<title>{_e(name)}: {_interval(entry)}</title></circle>"
+            )
     axis_y = height - 12
     for value in (low, (low + high) / 2, high):
-        lines.append(f'<text x="{x(value):.1f}" y="{axis_y}" text-anchor="middle">'
-                     f"{value:.3f}</text>")  # fmt: skip
+        lines.append(
+            f'<text x="{x(value):.1f}" y="{axis_y}" text-anchor="middle">{value:.3f}</text>'
+        )
     return "".join(lines) + "</svg>"
 
 
@@ -299,16 +353,25 @@ def _faithfulness(contents: RunContents) -> str:
                 title = "" if first == second else _e(_interval(entry, 2))
                 cells.append(f'<span title="{title}"{_colour(mean)}>{_number(mean, 2)}</span>')
             rows.append(cells)
-        parts += ["<h3>Agreement between explainers (mean Kendall τ over instances)</h3>",
-                  _table(["", *names], rows, "matrix")]  # fmt: skip
+        parts += [
+            "<h3>Agreement between explainers (mean Kendall τ over instances)</h3>",
+            _table(["", *names], rows, "matrix"),
+        ]
     randomisation = summary.get("randomisation")
     if randomisation:
         variants = [v for v in (*CASCADE_LABELS, *INDEPENDENT) if v in randomisation]
         titles = [CASCADE_LABELS.get(v, v.replace("independent/", "only ")) for v in variants]
-        rows = [[_e(name), *(f"<span{_colour(randomisation[v].get(name, {}).get('mean'))}>"
-                             f"{_interval(randomisation[v].get(name), 2)}</span>"
-                             for v in variants)]
-                for name in summary["ranking"]]  # fmt: skip
+        rows = [
+            [
+                _e(name),
+                *(
+                    f"<span{_colour(randomisation[v].get(name, {}).get('mean'))}>"
+                    f"{_interval(randomisation[v].get(name), 2)}</span>"
+                    for v in variants
+                ),
+            ]
+            for name in summary["ranking"]
+        ]
         parts += [
             "<h3>Model randomisation (Adebayo et al.): Spearman ρ with the trained model's "
             "explanation</h3>",
@@ -318,8 +381,10 @@ def _faithfulness(contents: RunContents) -> str:
             _table(["explainer", *titles], rows, "matrix"),
         ]
     figures = contents.workdir / "faithfulness" / contents.split / "figures"
-    for name, alt in (("aopc_curves", "ERASER curves"),
-                      ("randomisation_cascade", "randomisation cascade")):  # fmt: skip
+    for name, alt in (
+        ("aopc_curves", "ERASER curves"),
+        ("randomisation_cascade", "randomisation cascade"),
+    ):
         parts.append(_png(figures / f"{name}.png", alt))
     return "".join(parts)
 
@@ -328,9 +393,11 @@ def _views(contents: RunContents) -> str:
     summary = contents.views.summary if contents.views else None
     if not summary or not summary.get("views"):
         return ""
-    parts = ["<h2>Layer × head (attention views)</h2>",
-             f"<p>{summary['n_instances']} instances. Mean τ per view; * where the one-sided "
-             f"Wilcoxon test of τ > 0 survives Benjamini–Hochberg at q = {summary['q']}.</p>"]  # fmt: skip
+    parts = [
+        "<h2>Layer × head (attention views)</h2>",
+        f"<p>{summary['n_instances']} instances. Mean τ per view; * where the one-sided "
+        f"Wilcoxon test of τ > 0 survives Benjamini–Hochberg at q = {summary['q']}.</p>",
+    ]
     for measure in ("tau_gradient", "tau_loo"):
         grid: dict = {}
         heads = set()
@@ -343,7 +410,7 @@ def _views(contents: RunContents) -> str:
             grid.setdefault(layer, {})[column] = view[measure]
         if not grid:
             continue
-        columns = sorted((h for h in heads if h != "mean")) + (["mean"] if "mean" in heads else [])
+        columns = sorted(h for h in heads if h != "mean") + (["mean"] if "mean" in heads else [])
         rows = []
         for layer in sorted(grid):
             cells = [f"layer {layer}"]
@@ -363,8 +430,10 @@ def overview_html(contents: RunContents) -> str:
     problems = ""
     if contents.problems:
         items = "".join(f"<li>{_e(p)}</li>" for p in contents.problems)
-        problems = (f'<section class="problems" id="problems"><h2>What this page is missing'
-                    f"</h2><ul>{items}</ul></section>")  # fmt: skip
+        problems = (
+            f'<section class="problems" id="problems"><h2>What this page is missing'
+            f"</h2><ul>{items}</ul></section>"
+        )
     sentences = " ".join(_e(s) for s in verdict(contents))
     return (
         problems
@@ -388,7 +457,12 @@ def embedded_json(value) -> str:
     """``value`` as JSON that is safe inside ``<script type="application/json">``: no
     ``<``, ``>`` or ``&`` can close the element or open a comment; U+2028/9 escaped too."""
     text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-                         ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):  # fmt: skip
+    for raw, escaped in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
         text = text.replace(raw, escaped)
     return text

@@ -14,7 +14,6 @@ import json
 import pathlib
 
 
-
 @dataclasses.dataclass
 class RecordSet:
     """The records of one job (audit, explain, faithfulness metrics, ...) of a split.
@@ -99,7 +98,7 @@ def read_records_tolerant(path: pathlib.Path) -> tuple[list[dict], list[str]]:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
                 problems.append(
-                    f"{path}: line {number} is not valid JSON ({error.msg} at column "
+                    f"{path}: line {number} is not valid JSON ({error.msg}, column "
                     f"{error.colno}); that record is left out."
                 )
                 continue
@@ -152,8 +151,10 @@ def read_record_set(
                 "it (it resumes)."
             )
     if records and summary_file is not None and summary is None and complete:
-        problems.append(f"The {job} in {folder} has records but no {summary_file.name}; "
-                        f"run {command} again to write it.")  # fmt: skip
+        problems.append(
+            f"The {job} in {folder} has records but no {summary_file.name}; "
+            f"run {command} again to write it."
+        )
     records.sort(key=lambda record: record["index"])
     return RecordSet(folder, records, summary, complete, expected), problems
 
@@ -174,18 +175,28 @@ def read_run(workdir, split: str = "test") -> RunContents:
     metrics = _read_json(workdir / "metrics.json", problems, "The run's metrics") or {}
     where = f"--workdir={workdir} --split={split}"
     audit, faithfulness = workdir / "audit" / split, workdir / "faithfulness" / split
-    rerun = {job: f"python -m experiments.{job} {where}"
-             for job in ("audit", "explain", "faithfulness")}  # fmt: skip
+    rerun = {
+        job: f"python -m experiments.{job} {where}" for job in ("audit", "explain", "faithfulness")
+    }
     jobs = {  # job: (folder, command that writes it, its summary)
         "audit": (audit, rerun["audit"], audit / "summary.json"),
-        "explain": (workdir / "explain" / split, rerun["explain"],
-                    workdir / "explain" / split / "summary.json"),
-        "faithfulness": (faithfulness / "metrics", rerun["faithfulness"],
-                         faithfulness / "summary.json"),
+        "explain": (
+            workdir / "explain" / split,
+            rerun["explain"],
+            workdir / "explain" / split / "summary.json",
+        ),
+        "faithfulness": (
+            faithfulness / "metrics",
+            rerun["faithfulness"],
+            faithfulness / "summary.json",
+        ),
         "randomisation": (faithfulness / "randomisation", rerun["faithfulness"], None),
-        "views": (audit / "views", f"{rerun['audit']} --attention_views=...",
-                  audit / "views" / "views.json"),
-    }  # fmt: skip
+        "views": (
+            audit / "views",
+            f"{rerun['audit']} --attention_views=...",
+            audit / "views" / "views.json",
+        ),
+    }
     found = {}
     for job, (folder, command, summary_file) in jobs.items():
         found[job], job_problems = read_record_set(folder, job, command, summary_file)
@@ -202,5 +213,6 @@ def read_run(workdir, split: str = "test") -> RunContents:
             f"{split!r} (looked for audit/{split}, explain/{split}, faithfulness/{split}); run "
             f"python -m experiments.audit {where} first."
         )
-    return RunContents(workdir=workdir, split=split, config=config, metrics=metrics,
-                       problems=problems, **found)  # fmt: skip
+    return RunContents(
+        workdir=workdir, split=split, config=config, metrics=metrics, problems=problems, **found
+    )

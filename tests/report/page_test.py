@@ -16,16 +16,28 @@ from attn_audit.report.run_contents import read_run
 from attn_audit.report.summary import summarize
 from tests._fixtures import make_records
 
-NASTY = ["<script>alert(1)</script>", '"quoted"', "it's", "</script>", "\u202eevil\u202c",
-         "😀", "<b>bold</b>", "&amp;", "<!--", "\u2028"]  # fmt: skip
+NASTY = [
+    "<script>alert(1)</script>",
+    '"quoted"',
+    "it's",
+    "</script>",
+    "\u202eevil\u202c",
+    "😀",
+    "<b>bold</b>",
+    "&amp;",
+    "<!--",
+    "\u2028",
+]
 EXPLAINERS = ("attention", "occlusion", "random")
 
 
 def write_run(folder, records, explain=True, faithfulness=True, summary=True):
     """A run folder as the commands leave it: config, audit, explain and faithfulness."""
     folder.mkdir(parents=True, exist_ok=True)
-    config = {"data": {"name": "sst", "label_names": ["negative", "positive"]},
-              "model": {"encoder": "lstm", "attention": "tanh", "task": "classification"}}  # fmt: skip
+    config = {
+        "data": {"name": "sst", "label_names": ["negative", "positive"]},
+        "model": {"encoder": "lstm", "attention": "tanh", "task": "classification"},
+    }
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "metrics.json").write_text(json.dumps({"test": {"accuracy": 0.8}}))
     audit = folder / "audit" / "test"
@@ -35,18 +47,40 @@ def write_run(folder, records, explain=True, faithfulness=True, summary=True):
         (audit / "summary.json").write_text(json.dumps(found))
     rng = np.random.default_rng(1)
     if explain:
-        explained = [{**{k: r[k] for k in ("id", "index", "tokens", "label", "prediction",
-                                           "predicted_class", "attention")},
-                      "occlusion": rng.normal(size=len(r["tokens"])).tolist(),
-                      "random": rng.random(len(r["tokens"])).tolist()}
-                     for r in records]  # fmt: skip
+        explained = [
+            {
+                **{
+                    k: r[k]
+                    for k in (
+                        "id",
+                        "index",
+                        "tokens",
+                        "label",
+                        "prediction",
+                        "predicted_class",
+                        "attention",
+                    )
+                },
+                "occlusion": rng.normal(size=len(r["tokens"])).tolist(),
+                "random": rng.random(len(r["tokens"])).tolist(),
+            }
+            for r in records
+        ]
         write_records(folder / "explain" / "test" / "records.jsonl", explained)
         (folder / "explain" / "test" / "summary.json").write_text("{}")
     if faithfulness:
-        metrics = [{"id": r["id"], "index": r["index"], "num_tokens": len(r["tokens"]),
-                    "metrics": {name: {"aopc_comprehensiveness": {"delete": float(rng.random())}}
-                                for name in EXPLAINERS}}
-                   for r in records]  # fmt: skip
+        metrics = [
+            {
+                "id": r["id"],
+                "index": r["index"],
+                "num_tokens": len(r["tokens"]),
+                "metrics": {
+                    name: {"aopc_comprehensiveness": {"delete": float(rng.random())}}
+                    for name in EXPLAINERS
+                },
+            }
+            for r in records
+        ]
         write_records(folder / "faithfulness" / "test" / "metrics" / "records.jsonl", metrics)
         (folder / "faithfulness" / "test" / "summary.json").write_text(
             json.dumps({"removals": ["delete"], "ranking": [], "instances": len(records)})
@@ -65,11 +99,15 @@ def test_packed_instances_read_back_as_the_records(tmp_path):
     for field in ("tau_gradient", "adversarial_max_jsd", "max_attention"):
         expected = [np.nan if r[field] is None else r[field] for r in records]
         np.testing.assert_allclose(found["columns"][field], np.float32(expected), rtol=1e-7)
-    np.testing.assert_array_equal(found["columns"]["predicted_class"],
-                                  [r["predicted_class"] for r in records])  # fmt: skip
+    np.testing.assert_array_equal(
+        found["columns"]["predicted_class"], [r["predicted_class"] for r in records]
+    )
     explained = {r["index"]: r for r in contents.explain.records}
-    for name, source in (("audit/attention", records), ("audit/loo", records),
-                         ("explain/occlusion", [explained[i] for i in range(30)])):  # fmt: skip
+    for name, source in (
+        ("audit/attention", records),
+        ("audit/loo", records),
+        ("explain/occlusion", [explained[i] for i in range(30)]),
+    ):
         field = name.split("/")[1]
         for got, record in zip(found["scores"][name], source, strict=True):
             want = np.asarray(record[field])
@@ -107,9 +145,12 @@ def test_damaged_and_partial_runs_say_what_is_missing(tmp_path):
     explain = folder / "explain" / "test"
     (explain / "records.jsonl").unlink()
     (explain / "parts").mkdir()
-    (explain / "parts" / "plan.json").write_text(json.dumps({"batches": [[0, 1, 2], [3, 4, 5],
-                                                                        [6, 7, 8, 9, 10, 11]]}))  # fmt: skip
-    write_records(explain / "parts" / "00000.jsonl", [{"index": i, "tokens": ["a"]} for i in (0, 1, 2)])
+    (explain / "parts" / "plan.json").write_text(
+        json.dumps({"batches": [[0, 1, 2], [3, 4, 5], [6, 7, 8, 9, 10, 11]]})
+    )
+    write_records(
+        explain / "parts" / "00000.jsonl", [{"index": i, "tokens": ["a"]} for i in (0, 1, 2)]
+    )
     contents = read_run(folder)
     assert [r["index"] for r in contents.audit.records] == [i for i in range(12) if i != 3]
     assert not contents.audit.complete and not contents.explain.complete
@@ -133,13 +174,29 @@ def test_missing_runs_are_clear_errors(tmp_path):
 def test_verdict_reads_the_numbers_and_their_intervals(tmp_path):
     records = make_records(30)
     folder = write_run(tmp_path / "run", records)
-    summary = {"removals": ["delete"], "instances": 30,
-               "ranking": ["occlusion", "attention", "random"],
-               "comparisons": {"aopc_comprehensiveness/delete": {
-                   "attention|occlusion": {"mean": -0.1, "low": -0.15, "high": -0.05,
-                                           "significant": True, "count": 30},
-                   "attention|random": {"mean": 0.02, "low": -0.01, "high": 0.05,
-                                        "significant": False, "count": 30}}}}  # fmt: skip
+    summary = {
+        "removals": ["delete"],
+        "instances": 30,
+        "ranking": ["occlusion", "attention", "random"],
+        "comparisons": {
+            "aopc_comprehensiveness/delete": {
+                "attention|occlusion": {
+                    "mean": -0.1,
+                    "low": -0.15,
+                    "high": -0.05,
+                    "significant": True,
+                    "count": 30,
+                },
+                "attention|random": {
+                    "mean": 0.02,
+                    "low": -0.01,
+                    "high": 0.05,
+                    "significant": False,
+                    "count": 30,
+                },
+            }
+        },
+    }
     (folder / "faithfulness" / "test" / "summary.json").write_text(json.dumps(summary))
     text = " ".join(verdict(read_run(folder)))
     tau = summarize(records, ["negative", "positive"], {})["table2"]["all"]["tau_gradient"]

@@ -318,7 +318,10 @@
     sortRows();
     performance.mark("attn-audit-table-ready");
     document.body.dataset.ready = "table";
-    setTimeout(() => loadScores().then(() => { document.body.dataset.ready = "scores"; }, showError), 0);
+    setTimeout(() => loadScores().then(() => {
+      performance.mark("attn-audit-scores-ready");
+      document.body.dataset.ready = "scores";
+    }, error => showError(error)), 0);
   }
 
   start().catch(error => showError(error));
