@@ -14,7 +14,7 @@ The layout follows the data flow, one sub-package per stage::
     evaluations  the papers' protocols: Abnar & Zuidema (az), Wiegreffe & Pinter (wp)
     stats        every statistic once: Kendall τ, Spearman ρ, TVD, KL, JSD, bootstrap CIs
     multiple_testing  Wilcoxon signed-rank per head, Benjamini–Hochberg across heads
-    report       records, summaries, figures, tables
+    report       records, summaries, figures, tables, the report page (write_report)
     interop      export to PyTorch state dicts
 
 The names below are the public API (what the README uses)::
@@ -56,6 +56,7 @@ _PUBLIC = {
     "split_encoder": "data.wordpiece",
     "ModelConfig": "models",
     **dict.fromkeys(("read_records", "summarize", "summary_markdown", "write_records"), "report"),
+    **dict.fromkeys(("read_run", "write_report"), "report"),
     **dict.fromkeys(("bootstrap_mean_ci", "jsd", "kendall_tau_b", "kl", "spearman_rho", "tvd"),
                     "stats"),
     **dict.fromkeys(("CheckpointError", "Run", "TrainConfig", "load_run", "paper_defaults",

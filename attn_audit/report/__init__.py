@@ -1,4 +1,5 @@
-"""Reports of audit records: per-instance records files, JW Table 2 summaries and figures.
+"""Reports of audit records: per-instance records files, JW Table 2 summaries, figures and the
+run's report page (``write_report``: one self-contained ``report.html``).
 
 Pure numpy/matplotlib/json (no jax), so it imports fast for reading results.
 """
@@ -13,6 +14,7 @@ from attn_audit.report.figures import (
     tau_histograms,
     write_all,
 )
+from attn_audit.report.page import report_path, write_report
 from attn_audit.report.paper import (
     JW_CODE_ACCURACY,
     JW_CODE_MEAN_TAU_G,
@@ -28,6 +30,7 @@ from attn_audit.report.records import (
     summary_json,
     write_records,
 )
+from attn_audit.report.run_contents import read_run
 from attn_audit.report.summary import format_tau_cell, summarize, summary_markdown
 
 __all__ = [
@@ -48,10 +51,13 @@ __all__ = [
     "paper_row",
     "permutation_violin",
     "read_records",
+    "read_run",
+    "report_path",
     "summary_json",
     "summarize",
     "summary_markdown",
     "tau_histograms",
     "write_all",
     "write_records",
+    "write_report",
 ]
