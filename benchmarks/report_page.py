@@ -31,6 +31,9 @@ _RUNS = flags.DEFINE_list("runs", [], "Run folders whose pages to measure (test 
 _SYNTHETIC = flags.DEFINE_integer("synthetic", 100_000, "Instances of the generated run (0: none).")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Loads per page; the median is reported.")
 _RESULTS = flags.DEFINE_string("results", None, "Markdown file to write the table to.")
+_SCREENSHOTS = flags.DEFINE_string(
+    "screenshots", None, "Save the first run's overview and an opened instance here (PNG)."
+)
 _SCRATCH = flags.DEFINE_string("scratch", "/tmp/attn_audit_report_page", "Generated run here.")
 
 CHROMIUM = os.environ.get("ATTN_AUDIT_CHROMIUM") or shutil.which("chromium")
@@ -119,6 +122,25 @@ def measure(page_path: pathlib.Path, browser, repeats: int) -> dict:
     return {name: statistics.median(values) for name, values in found.items()}
 
 
+def screenshots(page_path: pathlib.Path, browser, folder: pathlib.Path) -> None:
+    """``report_overview.png`` (the top of the page) and ``report_instance.png`` (the
+    longest of the first page's instances, opened)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(page_path.resolve().as_uri())
+    page.wait_for_selector('body[data-ready="scores"]', timeout=300_000)
+    page.screenshot(path=folder / "report_overview.png")
+    longest = page.eval_on_selector_all(
+        '#instances tbody td[data-key="num_tokens"]',
+        "cells => cells.map(c => Number(c.textContent)).reduce("
+        "(best, n, i, all) => (n <= 24 && n > all[best] ? i : best), 0)",
+    )
+    page.click(f"#instances tbody tr:nth-child({longest + 1})")
+    page.wait_for_selector("table.heatmap")
+    page.locator("#instance").screenshot(path=folder / "report_instance.png")
+    page.close()
+
+
 def main(argv):
     del argv
     from playwright.sync_api import sync_playwright
@@ -142,6 +164,8 @@ def main(argv):
             build = time.perf_counter() - started
             instances = sum(len(s.records) for s in read_run(run).jobs()[:1])
             timing = measure(path, browser, _REPEATS.value)
+            if _SCREENSHOTS.value and run == runs[0]:
+                screenshots(path, browser, pathlib.Path(_SCREENSHOTS.value))
             row = (
                 f"| {run.name} | {instances} | {build:.1f} | {path.stat().st_size / 2**20:.1f} | "
                 f"{timing['first_paint']:.2f} | {timing['table']:.2f} | "

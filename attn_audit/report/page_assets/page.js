@@ -143,7 +143,8 @@
     const dir = state.sortDir;
     if (state.sortKey === "text") {
       if (!texts) texts = Array.from({ length: N }, (_, i) => textOf(i));
-      state.order.sort((a, b) => dir * texts[a].localeCompare(texts[b]) || a - b);
+      const collator = new Intl.Collator("en");
+      state.order.sort((a, b) => dir * collator.compare(texts[a], texts[b]) || a - b);
     } else {
       const values = columns[state.sortKey];
       state.order.sort((a, b) => {
@@ -208,7 +209,8 @@
     for (const column of cols.slice(1)) addHeader(column.key, column.title, column.about);
     const body = el("tbody");
     for (const i of visible) {
-      const row = el("tr", { "data-index": String(i), class: state.open === i ? "open" : null, onclick: () => openInstance(i) });
+      const row = el("tr", { "data-index": String(i), class: state.open === i ? "open" : null, tabindex: "0",
+        onclick: () => openInstance(i), onkeydown: e => { if (e.key === "Enter") openInstance(i); } });
       row.append(el("td", { class: "num", text: format(cols[0], columns[cols[0].key][i]) }));
       const text = textOf(i);
       row.append(el("td", { class: "text", title: text, text }));
