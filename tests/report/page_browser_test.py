@@ -212,6 +212,15 @@ def test_the_real_runs_page_sorts_filters_and_opens_instances(browser, real_run,
     page.page.locator("#instance").screenshot(path=screenshots / "instance.png")
     page.page.select_option("#colour-scale", "shared")
     page.page.wait_for_selector('table.heatmap tr[data-row="audit/loo"]')
+    # shared scale: alpha = |score| / the largest |score| of every row of the sequence
+    cells = page.page.eval_on_selector_all(
+        'table.heatmap[data-sequence="tokens"] td[data-value]',
+        "cells => cells.map(c => [Number(c.dataset.value), getComputedStyle(c).backgroundColor])",
+    )
+    limit = max(abs(value) for value, _ in cells)
+    for value, colour in cells:
+        alpha = re.fullmatch(r"rgba?\(\d+, \d+, \d+(?:, ([\d.]+))?\)", colour).group(1)
+        assert float(alpha or 1.0) == pytest.approx(abs(value) / limit, abs=6e-3)
     page.assert_clean()
 
 
