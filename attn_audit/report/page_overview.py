@@ -91,9 +91,8 @@ def verdict(contents: RunContents) -> list[str]:
     if audit and "permutation" in audit:
         median = audit["permutation"]["median"]
         if median is not None:
-            effect = "barely moves" if median < 0.05 else "moves"
             sentences.append(
-                f"Shuffling the attention weights {effect} the output: median "
+                "Shuffling the attention weights among the tokens changes the output by a median "
                 f"TVD {median:.3f} (IQR {_number(audit['permutation']['q25'])}–"
                 f"{_number(audit['permutation']['q75'])})."
             )
