@@ -122,6 +122,12 @@ def measure(page_path: pathlib.Path, browser, repeats: int) -> dict:
     return {name: statistics.median(values) for name, values in found.items()}
 
 
+def _version(package: str) -> str:
+    from importlib import metadata
+
+    return metadata.version(package)
+
+
 def screenshots(page_path: pathlib.Path, browser, folder: pathlib.Path) -> None:
     """``report_overview.png`` (the top of the page) and ``report_instance.png`` (the
     longest of the first page's instances, opened)."""
@@ -179,7 +185,8 @@ def main(argv):
         "",
         f"Command: `{command_line('benchmarks.report_page', [_RUNS, _SYNTHETIC, _REPEATS])}`",
         "",
-        f"Machine: {_machine.describe('jax', 'playwright')}; chromium {version}, headless.",
+        f"Machine: {_machine.describe('playwright ' + _version('playwright'))}; chromium {version}"
+        " (Debian's), headless.",
         f"Median of {_REPEATS.value} loads from file://, a new page each; seconds from navigation.",
         "",
         "| run | instances | build s | size MiB | first paint s | table ready s | "

@@ -192,7 +192,12 @@ def _provenance(contents: RunContents) -> str:
             if provenance.get(key):
                 value = provenance[key]
                 cells.append(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
-        timings = provenance.get("timings") or {}
+        timings = dict(provenance.get("timings") or {})
+        for found in list(timings.values()):  # faithfulness: one entry per stage
+            if isinstance(found, dict):
+                for key in ("compile_seconds", "compile_wait_seconds", "run_seconds"):
+                    if isinstance(found.get(key), (int, float)):
+                        timings[key] = timings.get(key, 0.0) + found[key]
         seconds = [
             f"{k.removesuffix('_seconds')} {timings[k]:.1f} s"
             for k in (
