@@ -27,7 +27,7 @@ audit: $(VENV)/.installed
 ## make browser: Debian's chromium for the report page's browser tests, when it is missing
 ## (apt-get as root; otherwise those tests are skipped, with the reason printed).
 browser:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && export DEBIAN_FRONTEND=noninteractive \
 		&& { apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq >/dev/null \
 		&& apt-get install -y -qq chromium >/dev/null; }; } \
 		|| echo "chromium is not installed and cannot be here: the browser tests will be skipped"; }
