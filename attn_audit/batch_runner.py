@@ -87,8 +87,8 @@ class RunOptions:
 
 def record_header(split: data.EncodedSplit, index: int, probabilities: np.ndarray) -> dict:
     """The fields every per-instance record starts with: ``id``, ``index``, ``tokens``,
-    ``label``, ``prediction`` (the class probabilities ``[C]``), ``predicted_class``, and
-    ``question`` for QA/NLI instances."""
+    ``label``, ``prediction`` (the class probabilities ``[C]``), ``predicted_class``,
+    ``question`` for QA/NLI instances and ``evidence`` where the data set marks it (SST)."""
     example = split.examples[index]
     record = {
         "id": example.id,
@@ -100,6 +100,8 @@ def record_header(split: data.EncodedSplit, index: int, probabilities: np.ndarra
     }
     if example.question is not None:
         record["question"] = list(example.question)
+    if example.evidence is not None:
+        record["evidence"] = list(example.evidence)
     return record
 
 

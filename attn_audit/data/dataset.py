@@ -37,6 +37,8 @@ class Example:
     for tokenizers of pretrained models (``attn_audit.pretrained.minilm``).
     For word-piece models ``tokens`` are the pieces, ``words`` the words of the text and
     ``word_index`` the word of each piece (SPEC §10: records are reported per word too).
+    ``evidence`` marks, per token, the human-annotated evidence where the data set has it
+    (SST: the token's leaf is labelled ≤ 1 or ≥ 3; SPEC §9), 1 or 0; None elsewhere.
     """
 
     id: str
@@ -46,6 +48,7 @@ class Example:
     text: str | None = None
     words: tuple[str, ...] | None = None
     word_index: tuple[int, ...] | None = None
+    evidence: tuple[int, ...] | None = None
 
 
 @dataclasses.dataclass

@@ -5,6 +5,11 @@ a 0–4 label at every node). JW's binary rule: drop trees whose root is neutral
 (2); root ≥ 3 is positive (1), ≤ 1 negative (0). The sentence is the tree's
 leaves, PTB escapes undone (``-LRB-`` → ``(``), then every non-word character
 becomes a space (JW's cleaning; punctuation disappears).
+
+Each leaf's own 0–4 label is kept as the human evidence of SPEC §9: a token is evidence
+(1) when its leaf is labelled ≤ 1 or ≥ 3, else 0 (``Example.evidence``, aligned with the
+tokens: a leaf is tokenised alone, which gives the same tokens as the whole text since
+JW's cleaning works character by character and leaves are separated by spaces).
 """
 
 import pathlib
@@ -37,8 +42,8 @@ class TreeSyntaxError(ValueError):
         self.problem, self.column = problem, column
 
 
-def parse_tree(line: str) -> tuple[int, list[str]]:
-    """The root label (0–4) and the leaves of one PTB tree line.
+def parse_tree(line: str) -> tuple[int, list[str], list[int]]:
+    """The root label (0–4), the leaves and each leaf's own label (0–4) of one PTB tree line.
 
     The same grammar and checks as ``parse_tree_with_columns``, about 3× faster (no match
     objects, no columns): a line it rejects is parsed again by that one, for the error.
@@ -51,6 +56,7 @@ def parse_tree(line: str) -> tuple[int, list[str]]:
     labels: list = []
     holds: list = []
     leaves: list[str] = []
+    leaf_labels: list[int] = []
     root_label = None
     for token in _TREE_TOKEN.findall(line):
         if root_label is not None:
@@ -80,14 +86,16 @@ def parse_tree(line: str) -> tuple[int, list[str]]:
                 break
             holds[-1] = 1
             leaves.append(_PTB_ESCAPES.get(token, token))
+            leaf_labels.append(labels[-1])
     else:
         if not labels and root_label is not None:
-            return root_label, leaves
+            return root_label, leaves, leaf_labels
     return parse_tree_with_columns(line)  # raises, naming the problem and its column
 
 
-def parse_tree_with_columns(line: str) -> tuple[int, list[str]]:
-    """The root label (0–4) and the leaves of one PTB tree line (the reference parser).
+def parse_tree_with_columns(line: str) -> tuple[int, list[str], list[int]]:
+    """The root label (0–4), the leaves and each leaf's label of one PTB tree line (the
+    reference parser).
 
     A tree is ``(label child ...)``: the label one of 0–4, the children either one word
     (a leaf, ``(2 film)``) or one or more trees. PTB escapes are undone in the leaves.
@@ -99,7 +107,7 @@ def parse_tree_with_columns(line: str) -> tuple[int, list[str]]:
     """
     # One entry per node still open, innermost last: [label, words, subtrees].
     open_nodes: list[list] = []
-    root_label, leaves = None, []
+    root_label, leaves, leaf_labels = None, [], []
     for match in _TREE_TOKEN.finditer(line):
         token, column = match.group(), match.start()
         if root_label is not None:
@@ -137,6 +145,7 @@ def parse_tree_with_columns(line: str) -> tuple[int, list[str]]:
                 raise TreeSyntaxError("a leaf holds one word, this one holds more", column)
             node[1] = 1
             leaves.append(_PTB_ESCAPES.get(token, token))
+            leaf_labels.append(node[0])
     if open_nodes:
         raise TreeSyntaxError(
             f"unbalanced parentheses: {len(open_nodes)} node(s) still open at the end of the line",
@@ -144,7 +153,7 @@ def parse_tree_with_columns(line: str) -> tuple[int, list[str]]:
         )
     if root_label is None:
         raise TreeSyntaxError(_NOT_A_TREE, 0)
-    return root_label, leaves
+    return root_label, leaves, leaf_labels
 
 
 def read_split(path: pathlib.Path, split: str) -> list[Example]:
@@ -160,18 +169,24 @@ def read_split(path: pathlib.Path, split: str) -> list[Example]:
             if not line.strip():
                 continue
             try:
-                root_label, leaves = parse_tree(line)
+                root_label, leaves, leaf_labels = parse_tree(line)
             except TreeSyntaxError as error:
                 raise malformed(path, line_number, str(error), line, at=error.column) from None
             if root_label == 2:
                 continue
             text = " ".join(leaves)
+            tokens, evidence = [], []
+            for leaf, leaf_label in zip(leaves, leaf_labels, strict=True):
+                words = tokenize(leaf, punctuation="strip")
+                tokens += words
+                evidence += [int(leaf_label != 2)] * len(words)
             examples.append(
                 Example(
                     id=f"{split}-{line_number}",
-                    tokens=tokenize(text, punctuation="strip"),
+                    tokens=tuple(tokens),
                     label=int(root_label >= 3),
                     text=text,
+                    evidence=tuple(evidence),
                 )
             )
     if not examples:

@@ -195,6 +195,7 @@ def encode_pieces_split(dataset: TextDataset, split: str, tokenizer) -> EncodedS
                 dataclasses.replace(
                     example, tokens=pieces, words=encoded.words,
                     word_index=tuple(int(w) for w in encoded.word_index[1:-1]),
+                    evidence=None,  # JW's tokens' evidence does not line up with the pieces
                     # A long text read in windows: each window is an instance of its own.
                     id=example.id if len(parts) == 1 else f"{example.id}#window{number}",
                 )

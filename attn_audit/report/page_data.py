@@ -50,6 +50,7 @@ EXPLAIN_NOT_ROWS = {
     "index",
     "tokens",
     "question",
+    "evidence",
     "label",
     "prediction",
     "predicted_class",
@@ -206,6 +207,9 @@ def pack_instances(contents: RunContents) -> PackedInstances:
         sequence_parts += [np.asarray(offsets, np.uint32), np.asarray(ids, np.uint32)]
 
     rows = []  # (name, label, sequence, source, per-instance list or None)
+    if any("evidence" in r for r in instances):  # the data set's human evidence (SST)
+        rows.append(("data/evidence", "human evidence", "tokens", "data",
+                     [r.get("evidence") for r in instances]))  # fmt: skip
     for prefix, sequence in (("", "tokens"), ("word_", "words")):
         if sequence not in lengths:
             continue

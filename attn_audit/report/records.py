@@ -13,6 +13,8 @@ Instance
   ``label`` (int): the gold class.
   ``prediction`` (list[float]): class probabilities ŷ, ``[num_classes]``; binary ``[1 − p, p]``.
   ``predicted_class`` (int): ``argmax(prediction)``; Table 2 groups instances by it.
+  ``evidence`` (list[int], optional): per token, 1 where the data set marks it as human
+  evidence (SST: its leaf's own label is ≤ 1 or ≥ 3; SPEC §9), else 0.
 
 Attention and importance (JW §3, SPEC §3.1–3.2)
   ``attention`` (list[float]): the model's attention α over ``tokens``, sums to 1.

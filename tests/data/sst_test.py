@@ -89,7 +89,7 @@ def test_a_file_without_a_polar_tree_is_an_error(tmp_path):
 
 def test_a_word_with_a_no_break_space_is_one_leaf():
     # SST writes the film "8 1/2" so (train.txt, line 4342); a pattern over leaves lost it.
-    assert sst.parse_tree("(1 (2 like) (2 8\xa01\\/2))") == (1, ["like", "8\xa01\\/2"])
+    assert sst.parse_tree("(1 (2 like) (2 8\xa01\\/2))") == (1, ["like", "8\xa01\\/2"], [2, 2])
 
 
 def test_real_sst_matches_the_paper(real_data_dir):
@@ -102,3 +102,33 @@ def test_real_sst_matches_the_paper(real_data_dir):
     assert (test.labels == 0).sum() == 863 and (test.labels == 1).sum() == 862
     words = data.vocabulary_for(dataset).num_words
     assert abs(words - 13826) / 13826 < 0.015, words
+
+
+def test_leaf_labels_mark_the_human_evidence_token_by_token(tmp_path):
+    trees = [
+        # phrase labels above the leaves do not count; punctuation leaves give no token
+        "(3 (2 It) (4 (2 's) (4 (3 a) (4 (2 -LRB-) (4 (4 great) (2 -RRB-)) (2 film)))))",
+        # one leaf with a digit and a no-break space: three tokens, each its leaf's label
+        "(1 (0 Awful) (1 (4 8\xa01\\/2) (2 in) (2 2002)))",
+        "(0 (1 Dull) (2 ,) (0 (2 slow-moving) (1 can't)))",
+    ]
+    (tmp_path / "sst").mkdir()
+    for name in ("train.txt", "dev.txt", "test.txt"):
+        (tmp_path / "sst" / name).write_text("\n".join(trees) + "\n")
+    examples = sst.read_split(tmp_path / "sst" / "test.txt", "test")
+    got = [list(zip(e.tokens, e.evidence, strict=True)) for e in examples]
+    assert got[0] == [("it", 0), ("s", 0), ("a", 1), ("great", 1), ("film", 0)]
+    assert got[1] == [("awful", 1), ("qqq", 1), ("qqq", 1), ("qqq", 1), ("in", 0), ("qqq", 0)]
+    assert got[2] == [("dull", 1), ("slow", 0), ("moving", 0), ("can", 1), ("t", 1)]
+    for example in examples:  # leaf by leaf gives the tokens of the whole text
+        assert example.tokens == data.tokenize(example.text, punctuation="strip")
+
+
+def test_real_sst_evidence_lines_up_with_every_sentence(real_data_dir):
+    dataset = data.load_dataset("sst", real_data_dir)
+    for split in ("train", "test"):
+        examples = dataset.splits[split]
+        assert all(len(e.evidence) == len(e.tokens) for e in examples)
+        assert all(e.tokens == data.tokenize(e.text, punctuation="strip") for e in examples)
+        share = sum(sum(e.evidence) for e in examples) / sum(len(e.tokens) for e in examples)
+        assert 0.1 < share < 0.5, share  # most words of a sentence are neutral leaves

@@ -50,7 +50,7 @@ def test_audit_writes_records_summary_and_figures(trained, caplog):
     assert len(records) == 20 and [r["index"] for r in records] == list(range(20))
     for record in records:
         assert FIELDS <= set(record), FIELDS - set(record)
-        for name in ("attention", "gradient", "loo"):
+        for name in ("attention", "gradient", "loo", "evidence"):  # SST: the leaves' evidence
             assert len(record[name]) == len(record["tokens"])
         assert sum(record["attention"]) == pytest.approx(1.0, abs=1e-5)
         assert record["adversarial_max_jsd"] <= 0.6932

@@ -1,0 +1,70 @@
+"""Plausibility against ground-truth evidence (SPEC §9), for one instance, then vmapped.
+
+The evidence is a 0/1 mask over the real tokens (SST: the tokens whose leaf is labelled
+≤ 1 or ≥ 3; a planted task: the markers). Tokens are ranked by ``|score|`` — evidence of
+either polarity counts (SST marks negative and positive words alike; a signed explainer
+gives words against the predicted class negative scores) — ties by position, as every
+ranking here (``ranking.token_ranks``).
+
+- **AUPRC**: average precision ``Σ_n (R_n − R_{n−1}) P_n`` over the distinct score
+  thresholds (a tie is one threshold), as ``sklearn.metrics.average_precision_score``.
+- **Top-k F1**: with ``k`` = the number of evidence tokens, the top ``k`` tokens against
+  the evidence; both sets have ``k`` members, so F1 = precision = recall = ``|top ∩ E| / k``.
+- **Exact top-k**: whether the top ``k`` tokens are exactly the evidence (planted tasks).
+
+All three are NaN where the mask is all 0 or all 1 over the real tokens (undefined).
+"""
+
+import jax
+import jax.numpy as jnp
+
+from attn_audit.faithfulness.ranking import token_ranks
+from attn_audit.models import real_token_mask
+
+
+def plausibility(scores: jax.Array, evidence: jax.Array, length) -> dict[str, jax.Array]:
+    """AUPRC, top-k F1 and exact top-k of one instance's scores against its evidence.
+
+    Args:
+      scores: ``[T]`` float, one explainer's scores laid out on positions.
+      evidence: ``[T]`` 0/1 (bool or int) on positions; only real tokens are read.
+      length: scalar int, non-PAD positions (SOS and EOS included).
+
+    Returns:
+      ``{"auprc", "top_k_f1", "exact_top_k"}``: float32 scalars, NaN when undefined.
+    """
+    num_positions = scores.shape[-1]
+    real = real_token_mask(length, num_positions)
+    magnitude = jnp.where(real, jnp.abs(scores), -jnp.inf)
+    positive = real & (evidence > 0)
+    num_evidence = jnp.sum(positive)
+    num_real = jnp.sum(real)
+    defined = (num_evidence > 0) & (num_evidence < num_real)
+
+    # Average precision: tokens in decreasing |score|; a group of tied scores is one
+    # threshold, so every token of a group takes the precision at the group's end.
+    order = jnp.argsort(-magnitude, stable=True)
+    sorted_scores, sorted_positive = magnitude[order], positive[order]
+    true_positives = jnp.cumsum(sorted_positive)
+    index = jnp.arange(num_positions)
+    group_end = jnp.append(sorted_scores[1:] != sorted_scores[:-1], True)
+    end_of_group = jax.lax.cummin(jnp.where(group_end, index, num_positions), reverse=True)
+    precision_at_end = true_positives[end_of_group] / (end_of_group + 1)
+    auprc = jnp.sum(jnp.where(sorted_positive, precision_at_end, 0.0)) / jnp.maximum(
+        num_evidence, 1
+    )
+
+    top = token_ranks(jnp.where(real, jnp.abs(scores), 0.0), length) < num_evidence
+    hits = jnp.sum(top & positive)
+    top_k_f1 = hits / jnp.maximum(num_evidence, 1)
+    exact = (hits == num_evidence).astype(jnp.float32)
+    undefined = jnp.float32(jnp.nan)
+    return {
+        "auprc": jnp.where(defined, auprc, undefined).astype(jnp.float32),
+        "top_k_f1": jnp.where(defined, top_k_f1, undefined).astype(jnp.float32),
+        "exact_top_k": jnp.where(defined, exact, undefined),
+    }
+
+
+batch_plausibility = jax.jit(jax.vmap(plausibility))
+"""``plausibility`` over a batch: ``scores [B, T]``, ``evidence [B, T]``, ``lengths [B]``."""
