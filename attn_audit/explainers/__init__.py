@@ -1,6 +1,7 @@
 """Explainers that attention is judged against (SPEC §7), each for one instance, then vmapped.
 
-- ``grad_input`` and ``integrated_gradients`` (``gradients``), through the whole model;
+- ``grad_input``, ``grad_l2`` (Bastings et al.'s Grad-L2) and ``integrated_gradients``
+  (``gradients``), through the whole model;
 - ``occlusion``: the output change when a token is masked (or deleted);
 - ``shapley_exact``, ``shapley_sampling``, ``kernel_shap`` (``shapley``);
 - ``lime``: LIME's text explainer, its ridge solved in JAX;
@@ -21,7 +22,12 @@ from attn_audit.explainers.engine import (
     checked_explainers,
     explain_batch,
 )
-from attn_audit.explainers.gradients import grad_input, integrated_gradients, integration_points
+from attn_audit.explainers.gradients import (
+    grad_input,
+    grad_l2,
+    integrated_gradients,
+    integration_points,
+)
 from attn_audit.explainers.lime_text import lime, weighted_ridge
 from attn_audit.explainers.occlusion import occlusion
 from attn_audit.explainers.perturbation import coalition_values, remove_tokens
@@ -39,7 +45,7 @@ from attn_audit.explainers.shapley import (
 __all__ = [
     "DEFAULT_EXPLAINERS", "EXPLAINERS", "MAP_EXPLAINERS", "BatchExplainer", "ExplainOptions",
     "ExplainerSettings",
-    "checked_explainers", "coalition_values", "explain_batch", "grad_input",
+    "checked_explainers", "coalition_values", "explain_batch", "grad_input", "grad_l2",
     "integrated_gradients", "integration_points", "kernel_shap", "kernel_shap_solution", "lime",
     "occlusion", "random_scores", "remove_tokens", "run_explain", "shapley_exact",
     "shapley_from_values", "shapley_kernel_weights", "shapley_sampling", "weighted_ridge",

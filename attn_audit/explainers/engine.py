@@ -21,7 +21,7 @@ from attn_audit.audits.gradient import gradient_importance
 from attn_audit.batch_engine import BatchEngine, ProgramCall
 from attn_audit.data.vocab import UNK
 from attn_audit.evaluations import az
-from attn_audit.explainers.gradients import IG_RULES, grad_input, integrated_gradients
+from attn_audit.explainers.gradients import IG_RULES, grad_input, grad_l2, integrated_gradients
 from attn_audit.explainers.lime_text import lime
 from attn_audit.explainers.occlusion import occlusion, occlusion_of_batch
 from attn_audit.explainers.perturbation import check_removal
@@ -37,7 +37,7 @@ from attn_audit.explainers.shapley import (
 from attn_audit.models import is_real_token
 
 EXPLAINERS = (
-    "attention", "attention_rollout", "attention_flow", "gradient", "grad_input",
+    "attention", "attention_rollout", "attention_flow", "gradient", "grad_l2", "grad_input",
     "integrated_gradients", "occlusion", "shapley_exact", "shapley_sampling", "kernel_shap",
     "lime", "random",
 )  # fmt: skip
@@ -127,6 +127,8 @@ def explain_instance(model, params, instance, key, explainer: str, settings, chu
         return {"maps": model.attention_maps(params, instance)}
     if explainer == "gradient":
         return {"scores": gradient_importance(model, params, instance)}
+    if explainer == "grad_l2":
+        return {"scores": grad_l2(model, params, instance)}
     if explainer == "grad_input":
         return {"scores": grad_input(model, params, instance)}
     if explainer == "integrated_gradients":

@@ -1,4 +1,5 @@
-"""Gradient explainers through the whole model (SPEC §7): gradient × input and integrated gradients.
+"""Gradient explainers through the whole model (SPEC §7, §9): gradient × input, the
+gradient's L2 norm and integrated gradients.
 
 Unlike JW's gradient audit (``audits.gradient``), attention is not held fixed:
 ``f(e) = p(ŷ | e)`` is differentiated through the encoder, the attention and the
@@ -36,13 +37,25 @@ def _probability_of_embedded(model, params, instance, target):
     return probability
 
 
-def grad_input(model, params, instance) -> jax.Array:
-    """``Σ_d e_{t,d} ∂f/∂e_{t,d}`` with ``f = p(ŷ | x)``: ``[T]``, zero off the real tokens."""
+def _embedding_gradient(model, params, instance):
+    """``(e [T, E], ∂f/∂e [T, E], real [T])`` with ``f = p(ŷ | x)`` through the whole model."""
     embedded, _, _, probabilities = original_pass(model, params, instance)
     target = jnp.argmax(probabilities)
     gradient = jax.grad(_probability_of_embedded(model, params, instance, target))(embedded)
-    mask = real_token_mask(instance["length"], embedded.shape[0])
-    return jnp.where(mask, jnp.sum(gradient * embedded, axis=-1), 0.0)
+    return embedded, gradient, real_token_mask(instance["length"], embedded.shape[0])
+
+
+def grad_input(model, params, instance) -> jax.Array:
+    """``Σ_d e_{t,d} ∂f/∂e_{t,d}`` with ``f = p(ŷ | x)``: ``[T]``, zero off the real tokens."""
+    embedded, gradient, real = _embedding_gradient(model, params, instance)
+    return jnp.where(real, jnp.sum(gradient * embedded, axis=-1), 0.0)
+
+
+def grad_l2(model, params, instance) -> jax.Array:
+    """Gradient L2 norm (Bastings et al. 2022's Grad-L2): ``‖∂f/∂e_t‖₂`` with
+    ``f = p(ŷ | x)`` through the whole model: ``[T]``, zero off the real tokens."""
+    _, gradient, real = _embedding_gradient(model, params, instance)
+    return jnp.where(real, jnp.sqrt(jnp.sum(gradient * gradient, axis=-1)), 0.0)
 
 
 def integration_points(rule: str, num_points: int) -> tuple[np.ndarray, np.ndarray]:

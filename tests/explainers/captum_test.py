@@ -57,6 +57,7 @@ integrated_gradients = jax.jit(
     static_argnames=("model", "mask_token_id", "num_points", "rule"),
 )
 grad_input = jax.jit(explainers.grad_input, static_argnames="model")
+grad_l2 = jax.jit(explainers.grad_l2, static_argnames="model")
 occlusion = jax.jit(explainers.occlusion, static_argnames=("model", "mask_token_id"))
 shapley_exact = jax.jit(explainers.shapley_exact, static_argnames=("model", "mask_token_id"))
 shapley_sampling = jax.jit(
@@ -201,6 +202,23 @@ def test_grad_input_equals_layer_gradient_x_activation(model_spec):
             case.token_ids, target=case.target, additional_forward_args=(case.lengths,)
         )
         theirs = theirs.sum(dim=-1)[0].detach().numpy()
+        case.assert_zero_off_real(ours)
+        np.testing.assert_allclose(case.real(ours), case.real(theirs), rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("model_spec", MODELS, ids=lambda spec: spec[0])
+def test_grad_l2_equals_the_norm_of_captums_layer_gradient(model_spec):
+    """``‖∂f/∂e_t‖₂`` (Bastings et al.'s Grad-L2) equals the L2 norm over the embedding width
+    of Captum's ``LayerGradientXActivation`` without the inputs (the layer's gradient)."""
+    for case in cases_of(model_spec):
+        ours = grad_l2(case.model, case.params, case.instance)
+        layer = LayerGradientXActivation(
+            case.probabilities, case.twin.encoder.embedding, multiply_by_inputs=False
+        )
+        theirs = layer.attribute(
+            case.token_ids, target=case.target, additional_forward_args=(case.lengths,)
+        )
+        theirs = torch.linalg.vector_norm(theirs, dim=-1)[0].detach().numpy()
         case.assert_zero_off_real(ours)
         np.testing.assert_allclose(case.real(ours), case.real(theirs), rtol=RTOL, atol=ATOL)
 
