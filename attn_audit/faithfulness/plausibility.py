@@ -17,6 +17,7 @@ All three are NaN where the mask is all 0 or all 1 over the real tokens (undefin
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from attn_audit.faithfulness.ranking import token_ranks
 from attn_audit.models import real_token_mask
@@ -68,3 +69,59 @@ def plausibility(scores: jax.Array, evidence: jax.Array, length) -> dict[str, ja
 
 batch_plausibility = jax.jit(jax.vmap(plausibility))
 """``plausibility`` over a batch: ``scores [B, T]``, ``evidence [B, T]``, ``lengths [B]``."""
+
+
+PLAUSIBILITY_MEASURES = ("auprc", "top_k_f1", "exact_top_k")
+
+
+def score_records(records, evidence, names) -> list[dict]:
+    """Plausibility of every named score list of every record against its evidence.
+
+    Args:
+      records: per-instance records (``index``, ``tokens`` and a score list per name),
+        e.g. ``experiments.explain``'s joined with the audit's.
+      evidence: per record, its 0/1 evidence over the same tokens.
+      names: the score fields to judge (a record without one gets null for it).
+
+    Returns:
+      Per record ``{"id", "index", "num_tokens", "num_evidence", "plausibility": {name:
+      {measure: float | None} | None}}``; None where undefined (evidence all 0 or all 1).
+    """
+    if len(records) != len(evidence):
+        raise ValueError(f"{len(records)} records but {len(evidence)} evidence masks.")
+    width = max((len(r["tokens"]) for r in records), default=0) + 2
+    lengths = np.array([len(r["tokens"]) + 2 for r in records], np.int32)
+    laid_out = np.zeros((len(records), width), np.float32)
+    for row, (record, mask) in enumerate(zip(records, evidence, strict=True)):
+        if len(mask) != len(record["tokens"]):
+            raise ValueError(
+                f"Record {record.get('id')} (index {record['index']}) has "
+                f"{len(record['tokens'])} tokens but {len(mask)} evidence marks: the records "
+                "were made from other data or another tokenisation."
+            )
+        laid_out[row, 1 : 1 + len(mask)] = mask
+    found = {}
+    for name in names:
+        present = np.array([isinstance(r.get(name), list) for r in records])
+        scores = np.zeros((len(records), width), np.float32)
+        for row, record in enumerate(records):
+            if present[row]:
+                values = [np.nan if v is None else v for v in record[name]]
+                scores[row, 1 : 1 + len(values)] = np.nan_to_num(np.array(values, np.float64))
+        values = jax.device_get(batch_plausibility(scores, laid_out, lengths))
+        found[name] = (present, values)
+    out = []
+    for row, (record, mask) in enumerate(zip(records, evidence, strict=True)):
+        entry = {}
+        for name, (present, values) in found.items():
+            if not present[row]:
+                entry[name] = None
+                continue
+            entry[name] = {
+                measure: None if np.isnan(values[measure][row]) else float(values[measure][row])
+                for measure in PLAUSIBILITY_MEASURES
+            }
+        out.append({"id": record.get("id"), "index": record["index"],
+                    "num_tokens": len(record["tokens"]), "num_evidence": int(sum(mask)),
+                    "plausibility": entry})  # fmt: skip
+    return out

@@ -19,7 +19,8 @@ RESAMPLES = 1000
 ROLES = ("eraser", "flip", "agreement", "randomisation")
 
 
-def _interval(found: dict, index) -> dict:
+def interval_entry(found: dict, index) -> dict:
+    """``{mean, low, high, count}`` of ``stats.bootstrap_mean_ci``'s output at ``index``."""
     entry = {name: float(found[name][index]) for name in ("mean", "low", "high")}
     entry = {name: (None if np.isnan(value) else value) for name, value in entry.items()}
     return {**entry, "count": int(found["count"][index])}
@@ -49,14 +50,14 @@ def _bootstrap(rows: np.ndarray, key) -> dict:
     return stats.bootstrap_mean_ci(rows, key, RESAMPLES)
 
 
-def _pairwise(values: np.ndarray, explainers, key) -> dict:
+def paired_differences(values: np.ndarray, explainers, key) -> dict:
     """``"a|b"`` → the paired CI of ``mean(a − b)`` over instances, with ``significant``."""
     pairs = list(itertools.combinations(range(len(explainers)), 2))
     if not pairs:
         return {}
     differences = np.stack([values[i] - values[j] for i, j in pairs])
     found = _bootstrap(differences, key)
-    return {f"{explainers[i]}|{explainers[j]}": _with_difference(_interval(found, p))
+    return {f"{explainers[i]}|{explainers[j]}": _with_difference(interval_entry(found, p))
             for p, (i, j) in enumerate(pairs)}  # fmt: skip
 
 
@@ -108,11 +109,13 @@ def summarize_faithfulness(
                 found_points = _bootstrap(points, points_key)
                 for x, name in enumerate(explainers):
                     entry = entries[name]
-                    entry.setdefault(f"aopc_{curve}", {})[removal] = _interval(found_aopc, x)
+                    entry.setdefault(f"aopc_{curve}", {})[removal] = interval_entry(found_aopc, x)
                     entry.setdefault(f"{curve}_curve", {})[removal] = [
-                        _interval(found_points, (x, k)) for k in range(len(percents))
+                        interval_entry(found_points, (x, k)) for k in range(len(percents))
                     ]
-                comparisons[f"aopc_{curve}/{removal}"] = _pairwise(aopc, explainers, pairs_key)
+                comparisons[f"aopc_{curve}/{removal}"] = paired_differences(
+                    aopc, explainers, pairs_key
+                )
     has_flip = any("flip_fraction" in (r["metrics"].get(e) or {})
                    for r in metric_records for e in explainers)  # fmt: skip
     if metric_records and has_flip:
@@ -125,8 +128,8 @@ def summarize_faithfulness(
                                        ("never_flipped", never, never_key)):  # fmt: skip
             found = _bootstrap(values, key)
             for x, name in enumerate(explainers):
-                entries[name][statistic] = _interval(found, x)
-        comparisons["flip_fraction"] = _pairwise(fraction, explainers, pair_key)
+                entries[name][statistic] = interval_entry(found, x)
+        comparisons["flip_fraction"] = paired_differences(fraction, explainers, pair_key)
     agreement = {}
     pairs = list(metric_records[0].get("agreement", {})) if metric_records else []
     if pairs:
@@ -136,7 +139,7 @@ def summarize_faithfulness(
                                 else r["agreement"][p][measure] for r in metric_records]
                                for p in pairs])  # fmt: skip
             found = _bootstrap(values, key)
-            agreement[measure] = {pair: _interval(found, i) for i, pair in enumerate(pairs)}
+            agreement[measure] = {pair: interval_entry(found, i) for i, pair in enumerate(pairs)}
     randomisation = {}
     if randomisation_records:
         variants = list(randomisation_variants())
@@ -145,7 +148,7 @@ def summarize_faithfulness(
                            for v in variants])  # fmt: skip
         found = _bootstrap(values, keys["randomisation"])
         randomisation = {
-            variant: {name: _interval(found, (v, x)) for x, name in enumerate(explainers)}
+            variant: {name: interval_entry(found, (v, x)) for x, name in enumerate(explainers)}
             for v, variant in enumerate(variants)
         }
     ranking = list(explainers)

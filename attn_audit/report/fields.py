@@ -9,6 +9,10 @@ import numpy as np
 MAX_ATTENTION_EDGES = (0.0, 0.25, 0.5, 0.75, 1.0)
 MAX_ATTENTION_BINS = ("[0, 0.25)", "[0.25, 0.5)", "[0.5, 0.75)", "[0.75, 1]")
 
+# Plausibility measures (SPEC §9) and their column titles, higher is better.
+PLAUSIBILITY_TITLES = {"auprc": "AUPRC ↑", "top_k_f1": "top-k F1 ↑",
+                       "exact_top_k": "exact top-k ↑"}  # fmt: skip
+
 # Record field of each τ and of its two-sided p-value (JW Table 2 columns).
 TAU_FIELDS = {
     "tau_gradient": "p_gradient",

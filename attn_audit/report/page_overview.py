@@ -13,6 +13,7 @@ import pathlib
 from collections.abc import Mapping
 
 from attn_audit.report.faithfulness import CASCADE_LABELS, INDEPENDENT, difference_from
+from attn_audit.report.fields import PLAUSIBILITY_TITLES
 from attn_audit.report.paper import paper_row
 from attn_audit.report.run_contents import RunContents
 from attn_audit.report.summary import format_tau_cell
@@ -393,6 +394,25 @@ def _faithfulness(contents: RunContents) -> str:
     return "".join(parts)
 
 
+def _plausibility(contents: RunContents) -> str:
+    summary = contents.plausibility
+    if not summary or not summary.get("ranking"):
+        return ""
+    titles = PLAUSIBILITY_TITLES
+    rows = []
+    for rank, name in enumerate(summary["ranking"], start=1):
+        entry = summary["explanations"][name]
+        rows.append([str(rank), f"<b>{_e(name)}</b>" if name == "attention" else _e(name),
+                     *(_interval(entry.get(m)) for m in titles)])  # fmt: skip
+    return (
+        "<h2>Does the explanation find the evidence? (plausibility, SPEC §9)</h2>"
+        f"<p>Against the data's human evidence ({_e(summary['provenance'].get('evidence', ''))})"
+        f"; {summary['defined']} of {summary['instances']} instances have evidence that is "
+        "neither empty nor every token. Tokens ranked by |score|; 95% bootstrap CIs.</p>"
+        + _table(["rank", "explanation", *titles.values()], rows, "ranking")
+    )
+
+
 def _views(contents: RunContents) -> str:
     summary = contents.views.summary if contents.views else None
     if not summary or not summary.get("views"):
@@ -447,6 +467,7 @@ def overview_html(contents: RunContents) -> str:
         + f'<section id="audit">{_table2(contents)}{_permutation_and_adversarial(contents)}'
         + "</section>"
         + f'<section id="faithfulness">{_faithfulness(contents)}</section>'
+        + f'<section id="plausibility">{_plausibility(contents)}</section>'
         + f'<section id="views">{_views(contents)}</section>'
     )
 

@@ -43,6 +43,7 @@ class RunContents:
       metrics: the run's ``metrics.json`` (per-epoch and test metrics), or {}.
       audit, explain, faithfulness, randomisation, views: each a ``RecordSet`` or None when
         the job never wrote to this split.
+      plausibility: ``experiments.plausibility``'s summary, or None.
       problems: sentences naming what is missing, partial or damaged, and what to run.
     """
 
@@ -56,6 +57,7 @@ class RunContents:
     randomisation: RecordSet | None
     views: RecordSet | None
     problems: list[str]
+    plausibility: dict | None = None
 
     @property
     def label_names(self) -> list[str]:
@@ -213,6 +215,15 @@ def read_run(workdir, split: str = "test") -> RunContents:
             f"{split!r} (looked for audit/{split}, explain/{split}, faithfulness/{split}); run "
             f"python -m experiments.audit {where} first."
         )
+    plausibility = _read_json(
+        workdir / "plausibility" / split / "summary.json", problems, "The plausibility summary"
+    )
     return RunContents(
-        workdir=workdir, split=split, config=config, metrics=metrics, problems=problems, **found
+        plausibility=plausibility,
+        workdir=workdir,
+        split=split,
+        config=config,
+        metrics=metrics,
+        problems=problems,
+        **found,
     )
