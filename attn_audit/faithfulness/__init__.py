@@ -6,7 +6,8 @@
 - ``randomisation``: model parameter randomisation (Adebayo et al. 2018), cascading and
   independent, with ``BatchRandomisation`` re-running the explainers;
 - ``agreement``: Kendall τ-b and top-20% Jaccard between every pair of explainers;
-- ``ranking``: the shared order (score, ties by position) and ``max(1, ⌈k·n⌉)``.
+- ``ranking``: the shared order (score, ties by position) and ``max(1, ⌈k·n⌉)``;
+- ``plausibility``: AUPRC, top-k F1 and exact top-k against ground-truth evidence (SPEC §9).
 
 ``BatchFaithfulness`` runs the metrics as one program per metric and batch shape;
 ``run_faithfulness`` over a split, resumably; ``report.faithfulness_summary`` gives every
@@ -23,6 +24,12 @@ from attn_audit.faithfulness.engine import (
 )
 from attn_audit.faithfulness.eraser import eraser, rationale_masks
 from attn_audit.faithfulness.flip import decision_flip
+from attn_audit.faithfulness.plausibility import (
+    PLAUSIBILITY_MEASURES,
+    batch_plausibility,
+    plausibility,
+    score_records,
+)
 from attn_audit.faithfulness.randomisation import (
     BLOCKS,
     blocks_without_parameters,
@@ -39,7 +46,8 @@ from attn_audit.faithfulness.runner import (
 )
 
 __all__ = [
-    "BLOCKS", "METRICS", "METRIC_PROGRAMS", "PERCENTS", "BatchFaithfulness",
+    "BLOCKS", "METRICS", "METRIC_PROGRAMS", "PERCENTS", "PLAUSIBILITY_MEASURES",
+    "BatchFaithfulness", "batch_plausibility", "plausibility", "score_records",
     "BatchRandomisation", "FaithfulnessOptions", "FaithfulnessSettings",
     "blocks_without_parameters", "checked_metrics",
     "decision_flip", "eraser", "metric_batch", "pairwise_agreement", "parameter_blocks",
