@@ -16,6 +16,7 @@ import os
 import pathlib
 import shutil
 import statistics
+import tempfile
 import time
 
 import numpy as np
@@ -34,7 +35,9 @@ _RESULTS = flags.DEFINE_string("results", None, "Markdown file to write the tabl
 _SCREENSHOTS = flags.DEFINE_string(
     "screenshots", None, "Save the first run's overview and an opened instance here (PNG)."
 )
-_SCRATCH = flags.DEFINE_string("scratch", "/tmp/attn_audit_report_page", "Generated run here.")
+_SCRATCH = flags.DEFINE_string(
+    "scratch", None, "Folder for the generated run (default: a new temporary folder)."
+)
 
 CHROMIUM = os.environ.get("ATTN_AUDIT_CHROMIUM") or shutil.which("chromium")
 # As the machines' notes advise: no background networking (the network is closed).
@@ -153,8 +156,8 @@ def main(argv):
 
     runs = [pathlib.Path(run) for run in _RUNS.value]
     if _SYNTHETIC.value:
-        scratch = pathlib.Path(_SCRATCH.value)
-        shutil.rmtree(scratch, ignore_errors=True)
+        scratch = pathlib.Path(_SCRATCH.value or tempfile.mkdtemp(prefix="report_page_"))
+        shutil.rmtree(scratch / f"synthetic_{_SYNTHETIC.value}", ignore_errors=True)
         started = time.perf_counter()
         runs.append(
             write_synthetic_run(scratch / f"synthetic_{_SYNTHETIC.value}", _SYNTHETIC.value)

@@ -80,32 +80,43 @@ def write_records(path: str | os.PathLike, records: Iterable[dict]) -> pathlib.P
     return path
 
 
-def read_records(path: str | os.PathLike) -> list[dict]:
+def read_records(path: str | os.PathLike, skipped: list[str] | None = None) -> list[dict]:
     """Reads a JSON Lines records file; blank lines are skipped.
+
+    Args:
+      path: the file.
+      skipped: when given, a line that is not one JSON object is left out and a sentence
+        naming it appended here (the report page of a damaged run shows the rest); when
+        None, such a line is an error.
 
     Raises:
       RecordsFormatError: naming the file and line number of the first malformed line.
     """
     path = pathlib.Path(path)
     records = []
-    with path.open(encoding="utf-8") as lines:
+    with path.open(encoding="utf-8", errors="strict" if skipped is None else "replace") as lines:
         for line_number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
-                raise RecordsFormatError(
-                    f"{path}:{line_number}: line {line_number} is not valid JSON ({error.msg} at "
+                problem = (
+                    f"{path}:{line_number}: line {line_number} is not valid JSON ({error.msg}, "
                     f"column {error.colno}); each line must be one JSON object as written by "
                     f"attn_audit.report.write_records. The line starts {line[:60]!r}."
-                ) from None
-            if not isinstance(record, dict):
-                raise RecordsFormatError(
+                )
+            else:
+                if isinstance(record, dict):
+                    records.append(record)
+                    continue
+                problem = (
                     f"{path}:{line_number}: line {line_number} holds a JSON "
                     f"{type(record).__name__}, expected an object (one record per line)."
                 )
-            records.append(record)
+            if skipped is None:
+                raise RecordsFormatError(problem) from None
+            skipped.append(problem + " That record is left out.")
     return records
 
 

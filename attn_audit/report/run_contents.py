@@ -13,6 +13,8 @@ import dataclasses
 import json
 import pathlib
 
+from attn_audit.report.records import read_records
+
 
 @dataclasses.dataclass
 class RecordSet:
@@ -86,31 +88,15 @@ def _read_json(path: pathlib.Path, problems: list[str], what: str) -> dict | Non
 
 
 def read_records_tolerant(path: pathlib.Path) -> tuple[list[dict], list[str]]:
-    """Every JSON-object line of ``path``, and a sentence per line that is not one.
-
-    Unlike ``read_records`` (which stops at the first bad line), a damaged line is skipped
-    and named, so a page of a damaged run still shows the rest.
-    """
-    records, problems = [], []
-    with path.open(encoding="utf-8", errors="replace") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                problems.append(
-                    f"{path}: line {number} is not valid JSON ({error.msg}, column "
-                    f"{error.colno}); that record is left out."
-                )
-                continue
-            if not isinstance(record, dict) or not isinstance(record.get("index"), int):
-                problems.append(
-                    f"{path}: line {number} is not a record (a JSON object with an integer "
-                    "'index'); it is left out."
-                )
-                continue
+    """Every record of ``path``, and a sentence per line that is not one (left out), so a
+    page of a damaged run still shows the rest."""
+    problems: list[str] = []
+    records = []
+    for record in read_records(path, skipped=problems):
+        if isinstance(record.get("index"), int):
             records.append(record)
+        else:
+            problems.append(f"{path}: a record without an integer 'index' is left out.")
     return records, problems
 
 

@@ -34,3 +34,7 @@ def test_malformed_line_names_file_and_line(tmp_path, bad_line):
     path.write_text('{"id": "a", "index": 0}\n\n' + bad_line + "\n", encoding="utf-8")
     with pytest.raises(report.RecordsFormatError, match=re.escape(f"{path}:3:")):
         report.read_records(path)
+    skipped = []  # a reader that shows what it can (the report page) keeps the rest
+    assert report.read_records(path, skipped=skipped) == [{"id": "a", "index": 0}]
+    assert len(skipped) == 1 and skipped[0].startswith(f"{path}:3: line 3 ")
+    assert skipped[0].endswith("That record is left out.")
