@@ -20,6 +20,7 @@ from absl import app, flags
 from attn_audit import data
 from attn_audit.faithfulness.plausibility import score_records
 from attn_audit.report import read_records, summary_json, write_records
+from attn_audit.report.fields import explanation_fields
 from attn_audit.report.plausibility_summary import plausibility_markdown, summarize_plausibility
 from attn_audit.training.run_folder import load_run
 from experiments._setup import USER_ERRORS, machine_provenance, setup, write_report_page
@@ -30,8 +31,6 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the bootstrap.")
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Folder with the original data files (default: $ATTN_AUDIT_DATA)."
 )
-# Explain record fields that are not explanations.
-NOT_EXPLANATIONS = {"tokens", "question", "prediction", "words", "word_index", "evidence"}
 
 
 def explanation_records(workdir, split: str) -> tuple[list[dict], list[str]]:
@@ -44,11 +43,7 @@ def explanation_records(workdir, split: str) -> tuple[list[dict], list[str]]:
             f"python -m experiments.explain --workdir={workdir} --split={split}"
         )
     records = read_records(folder / "records.jsonl")
-    names = list(dict.fromkeys(
-        key for record in records for key, value in record.items()
-        if isinstance(value, list) and key not in NOT_EXPLANATIONS
-        and not key.endswith("_standard_error")
-    ))  # fmt: skip
+    names = explanation_fields(records)
     audit = workdir / "audit" / split / "records.jsonl"
     if audit.exists():
         loo = {r["index"]: r.get("loo") for r in read_records(audit)}

@@ -13,6 +13,24 @@ MAX_ATTENTION_BINS = ("[0, 0.25)", "[0.25, 0.5)", "[0.5, 0.75)", "[0.75, 1]")
 PLAUSIBILITY_TITLES = {"auprc": "AUPRC ↑", "top_k_f1": "top-k F1 ↑",
                        "exact_top_k": "exact top-k ↑"}  # fmt: skip
 
+# Fields of an explain record that are not an explainer's scores (batch_runner.record_header's).
+EXPLAIN_RECORD_INFO = frozenset(
+    {"id", "index", "tokens", "question", "evidence", "label", "prediction", "predicted_class",
+     "words", "word_index"}
+)  # fmt: skip
+
+
+def explanation_fields(records: Sequence[dict], words: bool = False) -> list[str]:
+    """The explainers' score lists that explain records hold, in order of appearance: over
+    the tokens, or (``words``) the ``word_`` ones over a word-piece model's words. Sampled
+    Shapley's ``*_standard_error`` lists are not explanations."""
+    return list(dict.fromkeys(
+        key for record in records for key, value in record.items()
+        if isinstance(value, list) and key not in EXPLAIN_RECORD_INFO
+        and key.startswith("word_") == words and not key.endswith("_standard_error")
+    ))  # fmt: skip
+
+
 # Record field of each τ and of its two-sided p-value (JW Table 2 columns).
 TAU_FIELDS = {
     "tau_gradient": "p_gradient",

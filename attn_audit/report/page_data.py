@@ -23,6 +23,7 @@ import itertools
 
 import numpy as np
 
+from attn_audit.report.fields import explanation_fields
 from attn_audit.report.run_contents import RunContents
 
 # Audit fields shown as table columns: (record field, header, description).
@@ -44,19 +45,6 @@ AUDIT_ROWS = (
     ("loo", "leave-one-out"),
     ("adversarial_attention", "adversarial attention"),
 )
-# Explain record fields that are not per-token scores.
-EXPLAIN_NOT_ROWS = {
-    "id",
-    "index",
-    "tokens",
-    "question",
-    "evidence",
-    "label",
-    "prediction",
-    "predicted_class",
-    "words",
-    "word_index",
-}
 
 
 @dataclasses.dataclass
@@ -217,18 +205,7 @@ def pack_instances(contents: RunContents) -> PackedInstances:
             got = [audit_records.get(i, {}).get(prefix + field) for i in indices]
             if any(value is not None for value in got):
                 rows.append((f"audit/{prefix}{field}", title, sequence, "audit", got))
-        explain_fields = list(
-            dict.fromkeys(
-                key
-                for record in explain_records.values()
-                for key, value in record.items()
-                if isinstance(value, list)
-                and key not in EXPLAIN_NOT_ROWS
-                and key.startswith(prefix)
-                and (prefix or not key.startswith("word_"))
-                and not key.endswith("_standard_error")
-            )
-        )
+        explain_fields = explanation_fields(list(explain_records.values()), words=bool(prefix))
         for field in explain_fields:
             if field == prefix + "attention" and any(r[0] == f"audit/{field}" for r in rows):
                 continue  # the audit's attention: the same numbers
