@@ -530,7 +530,7 @@ SMALL_EXPLAINERS = explainer_engine.ExplainerSettings(
 # model's code paths; the explainers and metrics reach a model only through them.
 EXPLAINERS_OF = {
     "linen_average": ("gradient", "integrated_gradients", "occlusion", "shapley_exact", "random"),
-    "nnx_average": ("grad_input", "shapley_sampling", "kernel_shap", "lime", "random"),
+    "nnx_average": ("grad_input", "grad_l2", "shapley_sampling", "kernel_shap", "lime", "random"),
     "linen_transformer": explainer_engine.MAP_EXPLAINERS,
     "nnx_transformer": explainer_engine.MAP_EXPLAINERS,
 }
