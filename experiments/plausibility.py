@@ -58,7 +58,7 @@ def main(argv):
     setup()
     start = time.perf_counter()
     try:
-        run = load_run(_WORKDIR.value)
+        run = load_run(_WORKDIR.value, restore_params=False)  # no model runs here
         records, names = explanation_records(run.workdir, _SPLIT.value)
         dataset = data.load_dataset(run.config["data"]["name"], _DATA_DIR.value)
         examples = run.split_encoder()(dataset, _SPLIT.value).examples

@@ -59,8 +59,8 @@ class Run:
     config: dict
     model_config: models.ModelConfig
     vocab: Vocabulary | None
-    params: dict
-    best_epoch: int
+    params: dict | None
+    best_epoch: int | None
     metrics: dict
     tokenizer: object = None
 
@@ -77,8 +77,13 @@ class Run:
         return UNK if self.vocab is not None else wordpiece.UNK_ID
 
 
-def load_run(workdir: str | pathlib.Path) -> Run:
-    """Loads the best (dev-selected) parameters of a finished or interrupted run."""
+def load_run(workdir: str | pathlib.Path, restore_params: bool = True) -> Run:
+    """Loads the best (dev-selected) parameters of a finished or interrupted run.
+
+    ``restore_params=False`` reads only the configs, vocabulary and metrics (``params`` and
+    ``best_epoch`` None): enough to encode the data as the run did, for commands that read
+    records and run no model.
+    """
     workdir = pathlib.Path(workdir).resolve()
     if not workdir.is_dir():
         raise FileNotFoundError(
@@ -104,12 +109,14 @@ def load_run(workdir: str | pathlib.Path) -> Run:
             f"{workdir}: vocab.json has {len(vocab)} ids but the model expects "
             f"{model_config.vocab_size}. The run folder is inconsistent; train again."
         )
-    # Shapes and dtypes only: initialising for real would compile a program per layer (~1 s).
-    template = jax.eval_shape(lambda key: models.init(key, model_config), jax.random.key(0))
-    checkpoints = RunCheckpoints(workdir)
-    try:
-        best_epoch, params = checkpoints.restore("best", template)
-    finally:
-        checkpoints.close()
+    best_epoch = params = None
+    if restore_params:
+        # Shapes and dtypes only: initialising for real would compile a program per layer.
+        template = jax.eval_shape(lambda key: models.init(key, model_config), jax.random.key(0))
+        checkpoints = RunCheckpoints(workdir)
+        try:
+            best_epoch, params = checkpoints.restore("best", template)
+        finally:
+            checkpoints.close()
     metrics = read_json(workdir / "metrics.json") if (workdir / "metrics.json").exists() else {}
     return Run(workdir, config, model_config, vocab, params, best_epoch, metrics, tokenizer)

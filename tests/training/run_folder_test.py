@@ -1,4 +1,5 @@
-"""attn_audit.training.run_folder: a missing run and a damaged checkpoint are clear errors."""
+"""attn_audit.training.run_folder: a missing run and a damaged checkpoint are clear errors;
+without its parameters a run still encodes its data."""
 
 import pytest
 
@@ -18,6 +19,10 @@ def test_corrupt_checkpoint_and_missing_run_are_clear_errors(tmp_path):
             path.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="is damaged: its file .* has 7 bytes, not the"):
         load_run(tmp_path / "run")
+    # a command that runs no model reads the configs and vocabulary only
+    light = load_run(tmp_path / "run", restore_params=False)
+    assert light.params is None and light.best_epoch is None and light.vocab is not None
+    assert light.split_encoder()(dataset, "test").examples
     # A checkpoint of an older version (no record of its files) fails in orbax, as clearly.
     (tmp_path / "run" / "checkpoints" / "best.sha256.json").unlink()
     with pytest.raises(CheckpointError, match="is unreadable"):
