@@ -2,7 +2,7 @@
 
 import pathlib
 
-from attn_audit.data import agnews, babi, imdb, newsgroups, snli, sst, tfds_source
+from attn_audit.data import agnews, babi, imdb, newsgroups, planted, snli, sst, tfds_source
 from attn_audit.data.batching import (
     batches,
     bucket_boundaries,
@@ -46,17 +46,21 @@ def load_dataset(name: str, data_dir: str | pathlib.Path | None = None) -> TextD
 
     Args:
       name: one of ``LOADERS`` (``sst``, ``agnews``, ``imdb``, ``20news``, ``snli``,
-        ``babi1``–``babi3``) or ``tfds:<name>`` for the online TFDS path.
+        ``babi1``–``babi3``), ``planted:<task>[:options]`` (``data.planted``: marker words
+        planted in SST or AG News sentences) or ``tfds:<name>`` for the online TFDS path.
       data_dir: the data folder; default ``$ATTN_AUDIT_DATA``, else ``../shared/data``.
         For ``tfds:`` names it is TFDS's own data folder (default: TFDS's).
     """
+    if name.startswith(planted.PREFIX):
+        return planted.load(name, resolve_data_dir(data_dir))
     if name.startswith(TFDS_PREFIX):
         return tfds_source.load(
             name[len(TFDS_PREFIX) :], pathlib.Path(data_dir) if data_dir else None
         )
     if name not in LOADERS:
         raise DataError(
-            f"Unknown dataset {name!r}. Choose one of {sorted(LOADERS)} or "
+            f"Unknown dataset {name!r}. Choose one of {sorted(LOADERS)}, "
+            f"planted:<task> with <task> in {list(planted.TASKS)}, or "
             f"tfds:<name> with <name> in {sorted(tfds_source.TFDS_DATASETS)}."
         )
     return LOADERS[name](resolve_data_dir(data_dir))

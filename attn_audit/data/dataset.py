@@ -38,7 +38,9 @@ class Example:
     For word-piece models ``tokens`` are the pieces, ``words`` the words of the text and
     ``word_index`` the word of each piece (SPEC §10: records are reported per word too).
     ``evidence`` marks, per token, the human-annotated evidence where the data set has it
-    (SST: the token's leaf is labelled ≤ 1 or ≥ 3; SPEC §9), 1 or 0; None elsewhere.
+    (SST: the token's leaf is labelled ≤ 1 or ≥ 3; a planted task: the markers; SPEC §9),
+    1 or 0; None elsewhere. ``text_evidence`` is the same per word of ``text`` as
+    ``text.split(" ")`` gives them (SST's leaves), for tokenizers that read the text.
     """
 
     id: str
@@ -49,6 +51,7 @@ class Example:
     words: tuple[str, ...] | None = None
     word_index: tuple[int, ...] | None = None
     evidence: tuple[int, ...] | None = None
+    text_evidence: tuple[int, ...] | None = None
 
 
 @dataclasses.dataclass
@@ -70,6 +73,8 @@ class TextDataset:
       punctuation: the tokenizer mode used (recorded with each run).
       notes: what this copy of the data differs in from the paper's, one line
         each; every output that reports on the data carries them.
+      evidence: what the examples' ``evidence`` marks, in words, where they carry it.
+      markers: a planted task's marker words, which every tokenizer must know.
     """
 
     name: str
@@ -82,6 +87,8 @@ class TextDataset:
     length_filter: bool = True
     punctuation: str = "split"
     notes: list[str] = dataclasses.field(default_factory=list)
+    evidence: str | None = None
+    markers: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if self.task not in TASKS:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from attn_audit.data.dataset import DataError, excerpt
-from attn_audit.data.wordpiece import WordPieces, require_unicode
+from attn_audit.data.wordpiece import WordPieces, piece_starts, require_unicode
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json + merges.txt")
 # What to do with a text longer than the model reads: refuse it, or cut it into windows.
@@ -113,9 +113,10 @@ class PieceTokenizer:
         word_index = np.asarray([-1 if w is None else w for w in encoding.word_ids], np.int32)
         if isinstance(text, str):
             words = _word_spans(text, encoding, word_index)
+            starts = piece_starts(encoding, word_index)
         else:
-            words = tuple(text)
-        return WordPieces(self.to_ours(encoding.ids), word_index, words)
+            words, starts = tuple(text), None
+        return WordPieces(self.to_ours(encoding.ids), word_index, words, starts)
 
     def windows(self, text: str) -> list[WordPieces]:
         """A text as consecutive windows of whole words, each ``[CLS] + pieces + [SEP]`` of at
@@ -133,6 +134,7 @@ class PieceTokenizer:
             return [self.pieces(text)]
         word_index = np.asarray([-1 if w is None else w for w in encoding.word_ids], np.int32)
         words = _word_spans(text, encoding, word_index)
+        starts = piece_starts(encoding, word_index)[1:-1]
         ids, word_index = np.asarray(encoding.ids[1:-1], np.int32), word_index[1:-1]
         budget = self.max_pieces - 2
         starts = np.flatnonzero(np.diff(word_index, prepend=-2) != 0)  # each word's first piece
@@ -158,6 +160,7 @@ class PieceTokenizer:
                     self.to_ours(window_ids),
                     np.concatenate([[-1], local, [-1]]).astype(np.int32),
                     words[first_word : first_word + int(local.max()) + 1],
+                    np.concatenate([[-1], starts[first:last], [-1]]).astype(np.int32),
                 )
             )
         return windows

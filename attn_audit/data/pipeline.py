@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 
 from attn_audit.data.dataset import DataError, Example, TextDataset
-from attn_audit.data.vocab import Vocabulary, build_vocabulary
+from attn_audit.data.vocab import UNK, Vocabulary, build_vocabulary
 
 
 @dataclasses.dataclass
@@ -62,7 +62,18 @@ def vocabulary_for(dataset: TextDataset) -> Vocabulary:
 
 
 def encode_split(dataset: TextDataset, split: str, vocab: Vocabulary) -> EncodedSplit:
-    """Filters ``split`` by length and encodes it with ``vocab``."""
+    """Filters ``split`` by length and encodes it with ``vocab``.
+
+    Raises:
+      DataError: the split is empty, or a planted task's marker is not in ``vocab``.
+    """
+    unknown = [word for word in dataset.markers or () if vocab.id(word) == UNK]
+    if unknown:
+        raise DataError(
+            f"The marker words {unknown} of {dataset.name} are not in the vocabulary, so the "
+            "model cannot see the evidence; train on this data set (its train split holds "
+            "them), not on another one."
+        )
     examples = kept_examples(dataset, split)
     if not examples:
         raise DataError(

@@ -187,6 +187,7 @@ def read_split(path: pathlib.Path, split: str) -> list[Example]:
                     label=int(root_label >= 3),
                     text=text,
                     evidence=tuple(evidence),
+                    text_evidence=tuple(int(label != 2) for label in leaf_labels),
                 )
             )
     if not examples:
@@ -211,4 +212,5 @@ def load(data_dir: pathlib.Path) -> TextDataset:
         min_df=1,
         min_length=5,
         punctuation="strip",
+        evidence="SST leaf labels <= 1 or >= 3 (SPEC §9)",
     )

@@ -85,11 +85,14 @@ class WordPieces:
       word_index: int32 ``[N]``: the word each piece belongs to, -1 on [CLS]/[SEP].
       words: the words (after MiniLM's normaliser: lower-cased, accents stripped;
         split on whitespace and punctuation, BERT's basic tokenizer).
+      starts: int32 ``[N]``: where each piece starts in the text (character offset), -1 on
+        [CLS]/[SEP]; None for pre-split words.
     """
 
     ids: np.ndarray
     word_index: np.ndarray
     words: tuple[str, ...]
+    starts: np.ndarray | None = None
 
 
 def encode_text(tokenizer, text: str | Sequence[str]) -> WordPieces:
@@ -126,7 +129,30 @@ def encode_text(tokenizer, text: str | Sequence[str]) -> WordPieces:
             MAX_PIECES,
         )  # fmt: skip
     word_index = np.asarray([-1 if w is None else w for w in encoding.word_ids], np.int32)
-    return WordPieces(np.asarray(encoding.ids, np.int32), word_index, words)
+    starts = piece_starts(encoding, word_index) if isinstance(text, str) else None
+    return WordPieces(np.asarray(encoding.ids, np.int32), word_index, words, starts)
+
+
+def piece_starts(encoding, word_index: np.ndarray) -> np.ndarray:
+    """int32 ``[N]``: each piece's first character in the text, -1 where it has no word."""
+    starts = np.asarray([start for start, _ in encoding.offsets], np.int32)
+    return np.where(word_index >= 0, starts, -1).astype(np.int32)
+
+
+def piece_evidence(example, encoded: WordPieces) -> tuple[int, ...] | None:
+    """Per word piece ([CLS]/[SEP] left out), the evidence of the text word it starts in:
+    ``example.text_evidence`` is per word of ``text.split(" ")``, and no piece crosses a
+    space. None where the example has no such evidence or the pieces carry no offsets.
+
+    Raises:
+      DataError: a planted marker became [UNK] (the tokenizer cannot see the evidence).
+    """
+    if example.text_evidence is None or example.text is None or encoded.starts is None:
+        return None
+    word_of_character = np.cumsum([character == " " for character in example.text])
+    starts = encoded.starts[1:-1]
+    evidence = np.asarray(example.text_evidence)[word_of_character[np.maximum(starts, 0)]]
+    return tuple(int(e) for e in np.where(starts >= 0, evidence, 0))
 
 
 def require_unicode(text: str) -> None:
@@ -191,11 +217,16 @@ def encode_pieces_split(dataset: TextDataset, split: str, tokenizer) -> EncodedS
         for number, encoded in enumerate(parts):
             ids = encoded.ids
             pieces = tuple(tokenizer.id_to_token(int(i)) for i in ids[1:-1])
+            evidence = piece_evidence(example, encoded)
+            if dataset.markers and evidence is not None:
+                unknown_id = getattr(tokenizer, "special_ids", {"unk": UNK_ID})["unk"]
+                _require_known_markers(dataset, ids[1:-1] == unknown_id, evidence)
             examples.append(
                 dataclasses.replace(
                     example, tokens=pieces, words=encoded.words,
                     word_index=tuple(int(w) for w in encoded.word_index[1:-1]),
-                    evidence=None,  # JW's tokens' evidence does not line up with the pieces
+                    evidence=evidence,  # per piece, from the text's words
+                    text_evidence=None,
                     # A long text read in windows: each window is an instance of its own.
                     id=example.id if len(parts) == 1 else f"{example.id}#window{number}",
                 )
@@ -203,6 +234,14 @@ def encode_pieces_split(dataset: TextDataset, split: str, tokenizer) -> EncodedS
             token_ids.append(ids)
     labels = np.asarray([e.label for e in examples], np.int32)
     return EncodedSplit(examples, token_ids, labels)
+
+
+def _require_known_markers(dataset, is_unknown: np.ndarray, evidence) -> None:
+    if np.any(is_unknown & (np.asarray(evidence) > 0)):
+        raise DataError(
+            f"The tokenizer reads a marker word of {dataset.name} ({', '.join(dataset.markers)}) "
+            "as [UNK], so the model cannot see the evidence; choose other markers (markers=)."
+        )
 
 
 def tokenizer_record() -> dict:

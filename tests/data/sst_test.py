@@ -132,3 +132,14 @@ def test_real_sst_evidence_lines_up_with_every_sentence(real_data_dir):
         assert all(e.tokens == data.tokenize(e.text, punctuation="strip") for e in examples)
         share = sum(sum(e.evidence) for e in examples) / sum(len(e.tokens) for e in examples)
         assert 0.1 < share < 0.5, share  # most words of a sentence are neutral leaves
+
+
+def test_text_evidence_is_per_leaf_of_the_text(tmp_path):
+    """``text_evidence`` follows ``text.split(" ")`` (the leaves), punctuation leaves too."""
+    (tmp_path / "sst").mkdir()
+    tree = "(0 (1 Dull) (2 ,) (0 (2 slow-moving) (1 can't)))"
+    for name in ("train.txt", "dev.txt", "test.txt"):
+        (tmp_path / "sst" / name).write_text(tree + "\n")
+    (example,) = sst.read_split(tmp_path / "sst" / "test.txt", "test")
+    assert example.text.split(" ") == ["Dull", ",", "slow-moving", "can't"]
+    assert example.text_evidence == (1, 0, 0, 1)
