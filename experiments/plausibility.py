@@ -5,8 +5,10 @@ r"""Does an explanation find the evidence? Plausibility against the data's groun
 
 Scores every explanation the run holds for the split — each explainer of
 ``experiments.explain`` and, when the run was audited, leave-one-out — against the
-evidence of the data set (SST: the words whose own leaf is labelled ≤ 1 or ≥ 3): per
-instance AUPRC, top-k F1 and exact top-k (k = the number of evidence words); then means
+evidence of the data set (SST: the words whose own leaf is labelled ≤ 1 or ≥ 3; a planted
+task, ``planted:<task>``: its markers): per
+instance AUPRC, top-k F1, exact top-k (k = the number of evidence words) and the share of
+the scores' mass on and beside the evidence; then means
 with 95% bootstrap CIs, a ranking by AUPRC and paired differences. Writes
 ``WORKDIR/plausibility/<split>/``: ``records.jsonl``, ``summary.json``, ``summary.md``,
 and refreshes the run's report page. Reads the records; recomputes no explanation.
@@ -65,8 +67,7 @@ def main(argv):
         if all(example.evidence is None for example in examples):
             raise ValueError(
                 f"{dataset.name}'s {_SPLIT.value} split carries no evidence to judge against "
-                "(SST's word labels with attn_audit's own tokens are the ground truth so far; "
-                "word-piece models carry none yet)."
+                "(SST's word labels and the planted tasks, planted:<task>, have it)."
             )
         evidence = []
         for record in records:
@@ -86,7 +87,7 @@ def main(argv):
     provenance = {
         "run": str(run.workdir),
         "data": {"name": dataset.name, "split": _SPLIT.value, "instances": len(scored)},
-        "evidence": "SST leaf labels <= 1 or >= 3 (SPEC §9)",
+        "evidence": dataset.evidence,
         **machine_provenance(),
         "timings": {"process_seconds": time.perf_counter() - start},
     }  # fmt: skip

@@ -22,10 +22,18 @@ def _reference(scores, evidence):
     k = int(sum(evidence))
     top = set(order[:k])
     hits = sum(1 for t in top if evidence[t])
+    total = sum(abs(s) for s in scores)
+    n = len(scores)
+    beside = [
+        not evidence[t] and ((t > 0 and evidence[t - 1]) or (t + 1 < n and evidence[t + 1]))
+        for t in range(n)
+    ]
     return {
         "auprc": average_precision_score(evidence, np.abs(scores)),
         "top_k_f1": hits / k,
         "exact_top_k": float(hits == k),
+        "evidence_mass": sum(abs(s) for s, e in zip(scores, evidence, strict=True) if e) / total,
+        "neighbour_mass": sum(abs(s) for s, b in zip(scores, beside, strict=True) if b) / total,
     }
 
 
