@@ -116,6 +116,7 @@ def test_explainers_on_a_model_that_uses_only_the_marker(marker, position):
     for name in ("shapley", "occlusion", "ig"):
         scores = plausibility(jnp.asarray(got[name]), jnp.asarray(evidence), length)
         assert float(scores["exact_top_k"]) == 1.0 and float(scores["auprc"]) == 1.0, name
-        assert float(scores["evidence_mass"]) == pytest.approx(1.0, abs=1e-4), name
+        # all but float32 rounding (checked token by token above)
+        assert float(scores["evidence_mass"]) == pytest.approx(1.0, abs=1e-3), name
     gradient_scores = plausibility(jnp.asarray(got["grad_l2"]), jnp.asarray(evidence), length)
     assert float(gradient_scores["evidence_mass"]) < 0.9
