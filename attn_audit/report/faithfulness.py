@@ -49,7 +49,8 @@ def difference_from(pairs: dict, reference: str, other: str) -> dict | None:
         return None
     flipped = {"low": None if entry["high"] is None else -entry["high"],
                "high": None if entry["low"] is None else -entry["low"]}  # fmt: skip
-    return {**entry, "mean": -entry["mean"], **flipped}
+    mean = None if entry["mean"] is None else -entry["mean"]
+    return {**entry, "mean": mean, **flipped}
 
 
 def _significance_lines(summary: dict, reference: str = "attention") -> list[str]:

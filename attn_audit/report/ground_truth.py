@@ -1,0 +1,156 @@
+"""Ground truth for explanations, reported (SPEC §9): per model and explainer, how often the
+top-k tokens are exactly the evidence, AUPRC, and where the mass goes when it misses; the CSV
+rows and the ``ground_truth`` section of RESULTS.md (``experiments.ground_truth``)."""
+
+import numpy as np
+
+from attn_audit.faithfulness.plausibility import PLAUSIBILITY_MEASURES
+from attn_audit.report.faithfulness import interval_cell
+
+ENCODER_TITLES = {"lstm": "BiLSTM", "cnn": "CNN", "average": "Average",
+                  "transformer": "Transformer", "minilm": "MiniLM"}  # fmt: skip
+# Where an explanation's mass goes on the instances whose top-k misses the evidence.
+MISS_FIELDS = ("misses", "miss_evidence_mass", "miss_neighbour_mass", "miss_other_mass")
+CSV_COLUMNS = (
+    "task", "encoder", "test_accuracy", "explainer", "instances", "defined",
+    *(f"{m}_{part}" for m in PLAUSIBILITY_MEASURES for part in ("mean", "low", "high")),
+    *MISS_FIELDS,
+)  # fmt: skip
+
+
+def miss_masses(scored: list[dict], name: str) -> dict:
+    """Over the instances where ``name``'s top-k is not exactly the evidence: their count and
+    the mean share of the scores' mass on the evidence, beside it, and elsewhere."""
+    rows = [
+        (entry["evidence_mass"], entry["neighbour_mass"])
+        for record in scored
+        if (entry := record["plausibility"].get(name))
+        and entry.get("exact_top_k") == 0.0
+        and entry.get("evidence_mass") is not None
+    ]
+    if not rows:
+        return dict.fromkeys(MISS_FIELDS[1:], None) | {"misses": 0}
+    on, beside = np.asarray(rows, np.float64).T
+    return {"misses": len(rows), "miss_evidence_mass": float(on.mean()),
+            "miss_neighbour_mass": float(beside.mean()),
+            "miss_other_mass": float((1.0 - on - beside).mean())}  # fmt: skip
+
+
+def model_entry(task, encoder, test_metrics, scored, summary, minutes) -> dict:
+    """One model's results file: its accuracy and, per explainer, the summary's means with
+    CIs and where the mass goes on misses."""
+    return {
+        "task": task,
+        "encoder": encoder,
+        "test_accuracy": test_metrics["accuracy"],
+        "test_roc_auc": test_metrics.get("roc_auc"),
+        "instances": summary["instances"],
+        "defined": summary["defined"],
+        "evidence": summary["provenance"].get("evidence"),
+        "minutes": minutes,
+        "explainers": {
+            name: {**entry, **miss_masses(scored, name)}
+            for name, entry in summary["explanations"].items()
+        },
+        "ranking": summary["ranking"],
+    }
+
+
+def csv_rows(entries: list[dict]) -> list[dict]:
+    rows = []
+    for entry in entries:
+        for name, measures in entry["explainers"].items():
+            row = {"task": entry["task"], "encoder": entry["encoder"],
+                   "test_accuracy": entry["test_accuracy"], "explainer": name,
+                   "instances": entry["instances"], "defined": entry["defined"]}  # fmt: skip
+            for measure in PLAUSIBILITY_MEASURES:
+                for part in ("mean", "low", "high"):
+                    row[f"{measure}_{part}"] = (measures.get(measure) or {}).get(part)
+            row.update({field: measures.get(field) for field in MISS_FIELDS})
+            rows.append(row)
+    return rows
+
+
+def _percent(entry: dict | None) -> str:
+    if not entry or entry.get("mean") is None:
+        return "–"
+    return f"{100 * entry['mean']:.0f}% [{100 * entry['low']:.0f}, {100 * entry['high']:.0f}]"
+
+
+def _task_table(entries: list[dict], measure: str, cell) -> list[str]:
+    encoders = [e["encoder"] for e in entries]
+    names = list(dict.fromkeys(n for e in entries for n in e["explainers"]))
+    lines = [
+        "| explainer | " + " | ".join(ENCODER_TITLES.get(e, e) for e in encoders) + " |",
+        "|---|" + "---|" * len(encoders),
+    ]
+    for name in names:
+        cells = [cell((e["explainers"].get(name) or {}).get(measure)) for e in entries]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _miss_table(entries: list[dict]) -> list[str]:
+    encoders = [e["encoder"] for e in entries]
+    names = list(dict.fromkeys(n for e in entries for n in e["explainers"]))
+    lines = [
+        "| explainer | " + " | ".join(ENCODER_TITLES.get(e, e) for e in encoders) + " |",
+        "|---|" + "---|" * len(encoders),
+    ]
+    for name in names:
+        cells = []
+        for entry in entries:
+            found = entry["explainers"].get(name) or {}
+            if not found.get("misses"):
+                cells.append("no miss")
+                continue
+            cells.append(
+                f"{found['misses']}: {found['miss_evidence_mass']:.2f} / "
+                f"{found['miss_neighbour_mass']:.2f} / {found['miss_other_mass']:.2f}"
+            )
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown_section(entries: list[dict], command: str, wall_minutes: float) -> str:
+    """The ``ground_truth`` section: per task, exact top-k and AUPRC per explainer × encoder,
+    the models' accuracy, and where the mass goes on misses."""
+    lines = [
+        "## Do explanations find the evidence? Planted markers and SST's word labels (SPEC §9)",
+        "",
+        f"`{command}` ({wall_minutes:.0f} min for the models measured in this call; every "
+        "model's own minutes are in `results/ground_truth/*.json`). Per model: the first "
+        "N test instances, each explainer's top-k tokens (k = the number of evidence tokens, "
+        "by |score|) against the evidence; means with 95% bootstrap CIs (1,000 resamples of "
+        "instances). Rows: `results/ground_truth.csv`.",
+    ]
+    for task in dict.fromkeys(e["task"] for e in entries):
+        group = [e for e in entries if e["task"] == task]
+        order = list(ENCODER_TITLES)
+        group.sort(key=lambda e: order.index(e["encoder"]) if e["encoder"] in order else 99)
+        accuracy = ", ".join(
+            f"{ENCODER_TITLES.get(e['encoder'], e['encoder'])} {e['test_accuracy']:.3f}"
+            for e in group
+        )
+        lines += [
+            "",
+            f"### {task}",
+            "",
+            f"Evidence: {group[0]['evidence']}. Test accuracy: {accuracy}. "
+            f"Instances: {', '.join(str(e['instances']) for e in group)} "
+            f"({', '.join(str(e['defined']) for e in group)} with evidence defined).",
+            "",
+            "Exact top-k (share of instances whose top-k tokens are exactly the evidence):",
+            "",
+            *_task_table(group, "exact_top_k", _percent),
+            "",
+            "AUPRC:",
+            "",
+            *_task_table(group, "auprc", interval_cell),
+            "",
+            "Where the mass goes when top-k misses — misses: mean share of |score| on the "
+            "evidence / beside it (the next tokens) / elsewhere:",
+            "",
+            *_miss_table(group),
+        ]
+    return "\n".join(lines) + "\n"
