@@ -1,0 +1,49 @@
+"""attn_audit.report.ground_truth: where the mass goes on misses, the CSV rows and the
+RESULTS.md section from hand-made entries."""
+
+import pytest
+
+from attn_audit.report.ground_truth import csv_rows, markdown_section, miss_masses
+
+
+def _scored(values):
+    return [{"plausibility": {"attention": v}} for v in values]
+
+
+def test_miss_masses_average_only_the_misses():
+    scored = _scored([
+        {"exact_top_k": 1.0, "evidence_mass": 0.9, "neighbour_mass": 0.05},
+        {"exact_top_k": 0.0, "evidence_mass": 0.2, "neighbour_mass": 0.5},
+        {"exact_top_k": 0.0, "evidence_mass": 0.4, "neighbour_mass": 0.1},
+        {"exact_top_k": None, "evidence_mass": None, "neighbour_mass": None},  # undefined
+        None,  # the explainer did not run on this instance
+    ])  # fmt: skip
+    found = miss_masses(scored, "attention")
+    assert found["misses"] == 2
+    assert found["miss_evidence_mass"] == pytest.approx(0.3)
+    assert found["miss_neighbour_mass"] == pytest.approx(0.3)
+    assert found["miss_other_mass"] == pytest.approx(0.4)
+    none = miss_masses(scored[:1], "attention")
+    assert none == {"misses": 0, "miss_evidence_mass": None, "miss_neighbour_mass": None,
+                    "miss_other_mass": None}  # fmt: skip
+
+
+def test_rows_and_section_from_entries():
+    interval = {"mean": 0.5, "low": 0.25, "high": 0.75, "count": 4}
+    measures = {m: interval for m in ("auprc", "top_k_f1", "exact_top_k", "evidence_mass",
+                                      "neighbour_mass")}  # fmt: skip
+    entries = [
+        {"task": "planted:xor", "encoder": encoder, "test_accuracy": accuracy, "instances": 4,
+         "defined": 4, "evidence": "the planted markers (a, b, c, d)",
+         "explainers": {"attention": {**measures, "misses": 2, "miss_evidence_mass": 0.1,
+                                      "miss_neighbour_mass": 0.6, "miss_other_mass": 0.3}}}
+        for encoder, accuracy in (("average", 0.99), ("lstm", 0.98))
+    ]  # fmt: skip
+    rows = csv_rows(entries)
+    assert [r["encoder"] for r in rows] == ["average", "lstm"]
+    assert rows[0]["exact_top_k_low"] == 0.25 and rows[1]["misses"] == 2
+    section = markdown_section(entries, "python -m experiments.ground_truth", 1.0)
+    assert "Test accuracy: BiLSTM 0.980, Average 0.990" in section  # encoders in a fixed order
+    assert "| explainer | BiLSTM | Average |" in section
+    assert "| attention | 50% [25, 75] | 50% [25, 75] |" in section
+    assert "| attention | 2: 0.10 / 0.60 / 0.30 | 2: 0.10 / 0.60 / 0.30 |" in section
