@@ -8,11 +8,15 @@ For every task × encoder: trains the model (or reuses the finished run in
 ``RUNS_DIR/<task>/<encoder>``), explains the first ``--limit`` test instances with every
 explainer (``experiments.explain``'s engine; rollout and flow too for transformers), and
 scores each explanation against the data's evidence (``experiments.plausibility``'s):
-the planted markers (``data.planted``) or SST's human word labels. Writes
+the planted markers (``data.planted``) or SST's human word labels; then measures ERASER's
+comprehensiveness and sufficiency of the same explanations (``experiments.faithfulness``'s,
+deletion and masking) and asks whether they rank the explainers as the evidence does
+(Kendall's τ with a bootstrap CI). Writes
 
 - ``RESULTS_DIR/ground_truth/<task>_<encoder>.json``: the model's accuracy, and per
   explainer the means with 95% bootstrap CIs of exact top-k, top-k F1, AUPRC and the mass
-  on and beside the evidence, and where the mass goes on the instances it misses;
+  on and beside the evidence, where the mass goes on the instances it misses, and the
+  ERASER-vs-evidence rank agreement;
 - ``RESULTS_DIR/ground_truth.csv``: one row per task × encoder × explainer, of every model
   measured so far;
 - the ``ground_truth`` section of ``RESULTS_DIR/RESULTS.md``.
@@ -37,8 +41,15 @@ from attn_audit.explainers import (
     checked_explainers,
     run_explain,
 )
+from attn_audit.faithfulness import FaithfulnessSettings
 from attn_audit.faithfulness.plausibility_runner import run_plausibility
-from attn_audit.report.ground_truth import csv_rows, markdown_section, model_entry
+from attn_audit.faithfulness.runner import FaithfulnessOptions, run_faithfulness
+from attn_audit.report.ground_truth import (
+    csv_rows,
+    markdown_section,
+    model_entry,
+    ranking_agreement,
+)
 from attn_audit.report.tables import replace_section, write_csv
 from attn_audit.training.run_folder import load_run
 from experiments._setup import USER_ERRORS, machine_provenance, setup
@@ -101,9 +112,20 @@ def measure(dataset, encoder: str, explainers: tuple[str, ...], workdir: pathlib
         **machine_provenance(),
     }  # fmt: skip
     scored, summary = run_plausibility(run.workdir, "test", split.examples, provenance, _SEED.value)
+    # ERASER's metrics of the same explanations, to compare their ranking with the evidence's.
+    faithfulness = FaithfulnessOptions(
+        explain=options, metrics=("eraser",),
+        settings=FaithfulnessSettings(mask_token_id=run.mask_token_id),
+    )  # fmt: skip
+    metric_records, _, _ = run_faithfulness(
+        auditable_model(run.model_config), run.params, split,
+        run.workdir / "faithfulness" / "test", faithfulness,
+        explain_dir=run.workdir / "explain" / "test",
+    )  # fmt: skip
+    agreement = ranking_agreement(scored, metric_records, summary["ranking"], seed=_SEED.value)
     return model_entry(
         dataset.name, encoder, history["test"], scored, summary,
-        minutes=(time.perf_counter() - start) / 60,
+        minutes=(time.perf_counter() - start) / 60, agreement=agreement,
     )  # fmt: skip
 
 

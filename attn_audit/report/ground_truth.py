@@ -3,6 +3,7 @@ top-k tokens are exactly the evidence, AUPRC, and where the mass goes when it mi
 rows and the ``ground_truth`` section of RESULTS.md (``experiments.ground_truth``)."""
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 from attn_audit.faithfulness.plausibility import PLAUSIBILITY_MEASURES
 from attn_audit.report.faithfulness import interval_cell
@@ -36,9 +37,78 @@ def miss_masses(scored: list[dict], name: str) -> dict:
             "miss_other_mass": float((1.0 - on - beside).mean())}  # fmt: skip
 
 
-def model_entry(task, encoder, test_metrics, scored, summary, minutes) -> dict:
+# ERASER's metrics, each with the sign that makes larger better (SPEC §8).
+ERASER_DIRECTIONS = {"aopc_comprehensiveness": 1.0, "aopc_sufficiency": -1.0}
+
+
+def _per_instance(records: list[dict], names, value) -> np.ndarray:
+    """``[X, N]`` float64: ``value(record, name)`` (None → NaN), records ordered by index."""
+    ordered = sorted(records, key=lambda r: r["index"])
+    table = np.full((len(names), len(ordered)), np.nan)
+    for x, name in enumerate(names):
+        for n, record in enumerate(ordered):
+            found = value(record, name)
+            table[x, n] = np.nan if found is None else found
+    return table
+
+
+def _eraser_value(record: dict, name: str, metric: str, removal: str):
+    return ((record["metrics"].get(name) or {}).get(metric) or {}).get(removal)
+
+
+def _tau(ground: np.ndarray, eraser: np.ndarray, columns: np.ndarray) -> float:
+    """Kendall's τ-b between the rows' means over ``columns``; NaN with < 3 rows or none."""
+    if ground.shape[0] < 3 or ground.shape[1] == 0:
+        return np.nan
+    return scipy_stats.kendalltau(ground[:, columns].mean(1), eraser[:, columns].mean(1)).statistic
+
+
+def ranking_agreement(
+    scored: list[dict], metric_records: list[dict], names, measure: str = "auprc",
+    removal: str = "delete", seed: int = 0, resamples: int = 1000,
+) -> dict:  # fmt: skip
+    """Do ERASER's metrics rank the explainers as the ground truth does?
+
+    Kendall's τ-b (``scipy.stats.kendalltau``) between the explainers' mean ``measure``
+    (plausibility) and their mean ERASER metric (AOPC comprehensiveness, and sufficiency
+    negated: both larger-better), with a 95% percentile bootstrap CI: the same resample of
+    instances for both sides, ``resamples`` times (seeded).
+
+    Returns:
+      ``{metric: {"tau", "low", "high", "explainers"}}``; τ None with fewer than 3 explainers.
+    """
+    names = [n for n in names if n != "loo"]  # LOO is the audit's, not an ERASER subject
+    if {r["index"] for r in scored} != {r["index"] for r in metric_records}:
+        raise ValueError("The plausibility and ERASER records cover different instances.")
+    ground = _per_instance(
+        scored, names, lambda r, n: (r["plausibility"].get(n) or {}).get(measure)
+    )
+    found = {}
+    for number, (metric, sign) in enumerate(ERASER_DIRECTIONS.items()):
+        eraser = sign * _per_instance(
+            metric_records, names, lambda r, n, m=metric: _eraser_value(r, n, m, removal)
+        )
+        usable = ~np.isnan(ground).any(axis=0) & ~np.isnan(eraser).any(axis=0)
+        ground_used, eraser_used = ground[:, usable], eraser[:, usable]
+        count = ground_used.shape[1]
+        point = _tau(ground_used, eraser_used, np.arange(count))
+        rng = np.random.default_rng([seed, number])
+        draws = rng.integers(0, count, (resamples, count)) if count else np.zeros((0, 0), int)
+        boot = np.asarray([_tau(ground_used, eraser_used, columns) for columns in draws])
+        boot = boot[~np.isnan(boot)]
+        low, high = np.percentile(boot, [2.5, 97.5]) if boot.size else (np.nan, np.nan)
+        found[metric] = {
+            "tau": None if np.isnan(point) else float(point),
+            "low": None if np.isnan(low) else float(low),
+            "high": None if np.isnan(high) else float(high),
+            "explainers": names, "instances": int(usable.sum()),
+        }  # fmt: skip
+    return found
+
+
+def model_entry(task, encoder, test_metrics, scored, summary, minutes, agreement=None) -> dict:
     """One model's results file: its accuracy and, per explainer, the summary's means with
-    CIs and where the mass goes on misses."""
+    CIs and where the mass goes on misses; ``agreement``: ``ranking_agreement``'s."""
     return {
         "task": task,
         "encoder": encoder,
@@ -53,6 +123,7 @@ def model_entry(task, encoder, test_metrics, scored, summary, minutes) -> dict:
             for name, entry in summary["explanations"].items()
         },
         "ranking": summary["ranking"],
+        "eraser_agreement": agreement,
     }
 
 
@@ -112,6 +183,34 @@ def _miss_table(entries: list[dict]) -> list[str]:
     return lines
 
 
+def _agreement_lines(entries: list[dict]) -> list[str]:
+    entries = [e for e in entries if e.get("eraser_agreement")]
+    if not entries:
+        return []
+
+    def cell(found):
+        if not found or found.get("tau") is None:
+            return "–"
+        return f"{found['tau']:.2f} [{found['low']:.2f}, {found['high']:.2f}]"
+
+    lines = [
+        "",
+        "Do ERASER's metrics (deletion, AOPC) rank the explainers as AUPRC against the evidence "
+        "does? Kendall's τ over the explainers' means, 95% bootstrap CI over instances:",
+        "",
+        "| encoder | τ with comprehensiveness | τ with sufficiency (lower = better) |",
+        "|---|---|---|",
+    ]
+    for entry in entries:
+        found = entry["eraser_agreement"]
+        lines.append(
+            f"| {ENCODER_TITLES.get(entry['encoder'], entry['encoder'])} | "
+            f"{cell(found.get('aopc_comprehensiveness'))} | "
+            f"{cell(found.get('aopc_sufficiency'))} |"
+        )
+    return lines
+
+
 def markdown_section(entries: list[dict], command: str, wall_minutes: float) -> str:
     """The ``ground_truth`` section: per task, exact top-k and AUPRC per explainer × encoder,
     the models' accuracy, and where the mass goes on misses."""
@@ -152,5 +251,6 @@ def markdown_section(entries: list[dict], command: str, wall_minutes: float) -> 
             "evidence / beside it (the next tokens) / elsewhere:",
             "",
             *_miss_table(group),
+            *_agreement_lines(group),
         ]
     return "\n".join(lines) + "\n"

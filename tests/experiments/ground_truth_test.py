@@ -50,6 +50,9 @@ def test_results_agree_with_the_records_counted_by_hand(measured):
                 marked = [t for t, e in zip(record["tokens"], record["evidence"], strict=True) if e]
                 assert len(marked) == k
                 assert set(marked) <= {"walrus", "narwhal", "marmot", "ibis"}
+            agreement = entry["eraser_agreement"]["aopc_comprehensiveness"]
+            assert agreement["explainers"] == entry["ranking"] and agreement["instances"] == 10
+            assert -1.0 <= agreement["tau"] <= 1.0
             for explainer in EXPLAINERS:
                 exact = []
                 for record in records:
@@ -64,7 +67,7 @@ def test_results_agree_with_the_records_counted_by_hand(measured):
                 assert float(row["exact_top_k_mean"]) == pytest.approx(np.mean(exact))
     section = (results / "RESULTS.md").read_text()
     assert "<!-- ground_truth start -->" in section and "### planted:xor" in section
-    assert "| attention |" in section
+    assert "| attention |" in section and "τ with comprehensiveness" in section
 
 
 def test_a_second_call_reuses_every_run(measured):

@@ -1,9 +1,16 @@
 """attn_audit.report.ground_truth: where the mass goes on misses, the CSV rows and the
 RESULTS.md section from hand-made entries."""
 
+import numpy as np
 import pytest
+from scipy import stats
 
-from attn_audit.report.ground_truth import csv_rows, markdown_section, miss_masses
+from attn_audit.report.ground_truth import (
+    csv_rows,
+    markdown_section,
+    miss_masses,
+    ranking_agreement,
+)
 
 
 def _scored(values):
@@ -47,3 +54,42 @@ def test_rows_and_section_from_entries():
     assert "| explainer | BiLSTM | Average |" in section
     assert "| attention | 50% [25, 75] | 50% [25, 75] |" in section
     assert "| attention | 2: 0.10 / 0.60 / 0.30 | 2: 0.10 / 0.60 / 0.30 |" in section
+
+
+def _records(ground, eraser):
+    """Plausibility and ERASER records from ``[X, N]`` tables over explainers a, b, c, ..."""
+    names = "abcdefgh"[: len(ground)]
+    scored = [
+        {"index": n, "plausibility": {x: {"auprc": ground[i][n]} for i, x in enumerate(names)}}
+        for n in range(len(ground[0]))
+    ]
+    metrics = [{"index": n, "metrics": {x: {
+        "aopc_comprehensiveness": {"delete": eraser[i][n]},
+        "aopc_sufficiency": {"delete": -eraser[i][n]}} for i, x in enumerate(names)}}
+        for n in range(len(ground[0]))]  # fmt: skip
+    return scored, metrics, list(names)
+
+
+def test_ranking_agreement_is_kendall_tau_of_the_means_with_a_bootstrap_ci():
+    rng = np.random.default_rng(0)
+    ground = rng.random((5, 40))
+    scored, metrics, names = _records(ground, 2 * ground + 0.01 * rng.random((5, 40)))
+    found = ranking_agreement(scored, metrics, names, seed=1, resamples=200)
+    for metric in ("aopc_comprehensiveness", "aopc_sufficiency"):  # sufficiency negated
+        assert found[metric]["tau"] == pytest.approx(1.0)
+        assert found[metric]["low"] <= found[metric]["tau"] <= found[metric]["high"] + 1e-12
+    noise = rng.random((5, 40))
+    scored, metrics, names = _records(ground, noise)
+    found = ranking_agreement(scored, metrics, names, seed=1, resamples=200)
+    expected = stats.kendalltau(ground.mean(1), noise.mean(1)).statistic
+    assert found["aopc_comprehensiveness"]["tau"] == pytest.approx(expected)
+    assert found["aopc_comprehensiveness"]["instances"] == 40
+    # an instance with an undefined measure is left out of both sides
+    scored[3]["plausibility"]["b"]["auprc"] = None
+    found = ranking_agreement(scored, metrics, names, seed=1, resamples=50)
+    keep = np.arange(40) != 3
+    expected = stats.kendalltau(ground[:, keep].mean(1), noise[:, keep].mean(1)).statistic
+    assert found["aopc_comprehensiveness"]["tau"] == pytest.approx(expected)
+    assert found["aopc_comprehensiveness"]["instances"] == 39
+    with pytest.raises(ValueError, match="different instances"):
+        ranking_agreement(scored[:-1], metrics, names)
