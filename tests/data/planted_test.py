@@ -198,3 +198,14 @@ def test_word_pieces_carry_the_evidence_of_their_text_word(tmp_path):
         assert marked.replace("#", "") in {"narwhalibis", "narwhalmarmot", "walrusibis",
                                            "walrusmarmot", "ibisnarwhal", "marmotnarwhal",
                                            "ibiswalrus", "marmotwalrus"}  # fmt: skip
+
+
+def test_a_marker_read_as_unknown_piece_is_a_one_line_error(tmp_path):
+    from attn_audit.data import wordpiece
+
+    dataset = data.load_dataset("planted:single", write_toy_sst(tmp_path))
+    evidence = (0, 1, 1, 0)
+    wordpiece._require_known_markers(dataset, np.array([True, False, False, True]), evidence)
+    with pytest.raises(data.DataError, match=r"reads a marker word .* as \[UNK\]") as error:
+        wordpiece._require_known_markers(dataset, np.array([False, True, False, False]), evidence)
+    assert "\n" not in str(error.value)
