@@ -105,7 +105,7 @@ def measure(dataset, encoder: str, explainers: tuple[str, ...], workdir: pathlib
         split="test", explainers=explainers, seed=_SEED.value, limit=_LIMIT.value,
         settings=ExplainerSettings(mask_token_id=run.mask_token_id),
     )  # fmt: skip
-    run_explain(
+    explanations, _ = run_explain(
         auditable_model(run.model_config), run.params, split, None,
         run.workdir / "explain" / "test", options,
     )  # fmt: skip
@@ -131,6 +131,8 @@ def measure(dataset, encoder: str, explainers: tuple[str, ...], workdir: pathlib
     return model_entry(
         dataset.name, encoder, history["test"], scored, summary,
         minutes=(time.perf_counter() - start) / 60, agreement=agreement,
+        predicted={r["index"]: r["predicted_class"] for r in explanations},
+        label_names=run.config["data"]["label_names"],
     )  # fmt: skip
 
 

@@ -15,7 +15,7 @@ MISS_FIELDS = ("misses", "miss_evidence_mass", "miss_neighbour_mass", "miss_othe
 CSV_COLUMNS = (
     "task", "encoder", "test_accuracy", "explainer", "instances", "defined",
     *(f"{m}_{part}" for m in PLAUSIBILITY_MEASURES for part in ("mean", "low", "high")),
-    *MISS_FIELDS,
+    *MISS_FIELDS, "exact_top_k_by_class",
 )  # fmt: skip
 
 
@@ -106,12 +106,30 @@ def ranking_agreement(
     return found
 
 
-def model_entry(task, encoder, test_metrics, scored, summary, minutes, agreement=None) -> dict:
+def exact_by_class(scored: list[dict], predicted: dict[int, int], name: str) -> dict:
+    """Mean exact top-k of ``name`` per predicted class (``predicted``: index → class), over
+    the instances where it is defined: ``{class: {"mean", "count"}}``. A model may use one
+    marker's absence rather than the other marker (under ``single``, "not narwhal" is
+    "walrus"), so where it misses can depend on the class."""
+    found = {}
+    for record in scored:
+        value = (record["plausibility"].get(name) or {}).get("exact_top_k")
+        if value is not None:
+            found.setdefault(predicted[record["index"]], []).append(value)
+    return {str(c): {"mean": float(np.mean(v)), "count": len(v)} for c, v in sorted(found.items())}
+
+
+def model_entry(
+    task, encoder, test_metrics, scored, summary, minutes, agreement=None, predicted=None,
+    label_names=None,
+) -> dict:  # fmt: skip
     """One model's results file: its accuracy and, per explainer, the summary's means with
-    CIs and where the mass goes on misses; ``agreement``: ``ranking_agreement``'s."""
+    CIs, where the mass goes on misses and (``predicted``: index → predicted class) exact
+    top-k per predicted class; ``agreement``: ``ranking_agreement``'s."""
     return {
         "task": task,
         "encoder": encoder,
+        "label_names": list(label_names or []),
         "test_accuracy": test_metrics["accuracy"],
         "test_roc_auc": test_metrics.get("roc_auc"),
         "instances": summary["instances"],
@@ -119,7 +137,13 @@ def model_entry(task, encoder, test_metrics, scored, summary, minutes, agreement
         "evidence": summary["provenance"].get("evidence"),
         "minutes": minutes,
         "explainers": {
-            name: {**entry, **miss_masses(scored, name)}
+            name: {
+                **entry,
+                **miss_masses(scored, name),
+                "exact_top_k_by_class": exact_by_class(scored, predicted, name)
+                if predicted is not None
+                else None,
+            }
             for name, entry in summary["explanations"].items()
         },
         "ranking": summary["ranking"],
@@ -138,6 +162,10 @@ def csv_rows(entries: list[dict]) -> list[dict]:
                 for part in ("mean", "low", "high"):
                     row[f"{measure}_{part}"] = (measures.get(measure) or {}).get(part)
             row.update({field: measures.get(field) for field in MISS_FIELDS})
+            by_class = measures.get("exact_top_k_by_class") or {}
+            row["exact_top_k_by_class"] = ";".join(
+                f"{c}:{v['mean']:.4f}" for c, v in sorted(by_class.items())
+            )
             rows.append(row)
     return rows
 
@@ -146,6 +174,12 @@ def _percent(entry: dict | None) -> str:
     if not entry or entry.get("mean") is None:
         return "–"
     return f"{100 * entry['mean']:.0f}% [{100 * entry['low']:.0f}, {100 * entry['high']:.0f}]"
+
+
+def _by_class(found: dict | None) -> str:
+    if not found:
+        return "–"
+    return " / ".join(f"{100 * found[c]['mean']:.0f}%" for c in sorted(found, key=int))
 
 
 def _task_table(entries: list[dict], measure: str, cell) -> list[str]:
@@ -242,6 +276,12 @@ def markdown_section(entries: list[dict], command: str, wall_minutes: float) -> 
             "Exact top-k (share of instances whose top-k tokens are exactly the evidence):",
             "",
             *_task_table(group, "exact_top_k", _percent),
+            "",
+            "Exact top-k by predicted class (the label names: "
+            + ", ".join(f"{c} = {n}" for c, n in enumerate(group[0].get("label_names") or []))
+            + "):",
+            "",
+            *_task_table(group, "exact_top_k_by_class", _by_class),
             "",
             "AUPRC:",
             "",

@@ -62,6 +62,10 @@ def test_results_agree_with_the_records_counted_by_hand(measured):
                 found = entry["explainers"][explainer]
                 assert found["exact_top_k"]["mean"] == pytest.approx(np.mean(exact))
                 assert found["misses"] == len(exact) - sum(exact)
+                for label, part in found["exact_top_k_by_class"].items():
+                    chosen = [e for e, r in zip(exact, records, strict=True)
+                              if r["predicted_class"] == int(label)]  # fmt: skip
+                    assert part == {"mean": pytest.approx(np.mean(chosen)), "count": len(chosen)}
                 row = next(r for r in rows if (r["task"], r["encoder"], r["explainer"])
                            == (task, encoder, explainer))  # fmt: skip
                 assert float(row["exact_top_k_mean"]) == pytest.approx(np.mean(exact))

@@ -7,6 +7,7 @@ from scipy import stats
 
 from attn_audit.report.ground_truth import (
     csv_rows,
+    exact_by_class,
     markdown_section,
     miss_masses,
     ranking_agreement,
@@ -15,6 +16,14 @@ from attn_audit.report.ground_truth import (
 
 def _scored(values):
     return [{"plausibility": {"attention": v}} for v in values]
+
+
+def test_exact_top_k_by_predicted_class():
+    scored = [{"index": i, "plausibility": {"attention": {"exact_top_k": v}}}
+              for i, v in enumerate([1.0, 0.0, 1.0, None, 1.0])]  # fmt: skip
+    predicted = {0: 1, 1: 0, 2: 0, 3: 0, 4: 1}
+    assert exact_by_class(scored, predicted, "attention") == {
+        "0": {"mean": 0.5, "count": 2}, "1": {"mean": 1.0, "count": 2}}  # fmt: skip
 
 
 def test_miss_masses_average_only_the_misses():
@@ -42,18 +51,25 @@ def test_rows_and_section_from_entries():
     entries = [
         {"task": "planted:xor", "encoder": encoder, "test_accuracy": accuracy, "instances": 4,
          "defined": 4, "evidence": "the planted markers (a, b, c, d)",
+         "label_names": ["b same as d", "b differs from d"],
          "explainers": {"attention": {**measures, "misses": 2, "miss_evidence_mass": 0.1,
-                                      "miss_neighbour_mass": 0.6, "miss_other_mass": 0.3}}}
+                                      "miss_neighbour_mass": 0.6, "miss_other_mass": 0.3,
+                                      "exact_top_k_by_class": {
+                                          "0": {"mean": 0.25, "count": 2},
+                                          "1": {"mean": 1.0, "count": 2}}}}}
         for encoder, accuracy in (("average", 0.99), ("lstm", 0.98))
     ]  # fmt: skip
     rows = csv_rows(entries)
     assert [r["encoder"] for r in rows] == ["average", "lstm"]
     assert rows[0]["exact_top_k_low"] == 0.25 and rows[1]["misses"] == 2
+    assert rows[0]["exact_top_k_by_class"] == "0:0.2500;1:1.0000"
     section = markdown_section(entries, "python -m experiments.ground_truth", 1.0)
     assert "Test accuracy: BiLSTM 0.980, Average 0.990" in section  # encoders in a fixed order
     assert "| explainer | BiLSTM | Average |" in section
     assert "| attention | 50% [25, 75] | 50% [25, 75] |" in section
     assert "| attention | 2: 0.10 / 0.60 / 0.30 | 2: 0.10 / 0.60 / 0.30 |" in section
+    assert "0 = b same as d, 1 = b differs from d" in section
+    assert "| attention | 25% / 100% | 25% / 100% |" in section
 
 
 def _records(ground, eraser):
