@@ -12,7 +12,7 @@ import pytest
 from attn_audit.report import read_records
 from tests._fixtures import command_runner, tiny_paper_recipe, write_toy_sst
 
-TASKS, ENCODERS, EXPLAINERS = ("planted:single", "planted:xor"), ("average", "lstm"), (
+TASKS, ENCODERS, EXPLAINERS = ("planted:single", "planted:xor"), ("average", "cnn"), (
     "attention", "grad_l2", "occlusion")  # fmt: skip
 
 
