@@ -11,6 +11,8 @@ ranking here (``ranking.token_ranks``).
 - **Top-k F1**: with ``k`` = the number of evidence tokens, the top ``k`` tokens against
   the evidence; both sets have ``k`` members, so F1 = precision = recall = ``|top ∩ E| / k``.
 - **Exact top-k**: whether the top ``k`` tokens are exactly the evidence (planted tasks).
+- **Top-1 on evidence**: whether the top token is evidence (with two markers, an
+  explanation can find one and miss the other).
 - **Evidence mass** ``Σ_{t∈E} |s_t| / Σ_t |s_t|`` over the real tokens, and **neighbour
   mass**, the same share on the tokens next to an evidence token that are not evidence
   themselves: where an explanation's mass goes when it misses (a BiLSTM can carry a marker
@@ -36,8 +38,8 @@ def plausibility(scores: jax.Array, evidence: jax.Array, length) -> dict[str, ja
       length: scalar int, non-PAD positions (SOS and EOS included).
 
     Returns:
-      ``{"auprc", "top_k_f1", "exact_top_k", "evidence_mass", "neighbour_mass"}``: float32
-      scalars, NaN when undefined.
+      ``{"auprc", "top_k_f1", "exact_top_k", "top_1_evidence", "evidence_mass",
+      "neighbour_mass"}``: float32 scalars, NaN when undefined.
     """
     num_positions = scores.shape[-1]
     real = real_token_mask(length, num_positions)
@@ -60,10 +62,12 @@ def plausibility(scores: jax.Array, evidence: jax.Array, length) -> dict[str, ja
         num_evidence, 1
     )
 
-    top = token_ranks(jnp.where(real, jnp.abs(scores), 0.0), length) < num_evidence
+    ranks = token_ranks(jnp.where(real, jnp.abs(scores), 0.0), length)
+    top = ranks < num_evidence
     hits = jnp.sum(top & positive)
     top_k_f1 = hits / jnp.maximum(num_evidence, 1)
     exact = (hits == num_evidence).astype(jnp.float32)
+    first = jnp.sum((ranks == 0) & positive)
     mass = jnp.where(real, jnp.abs(scores), 0.0)
     total = jnp.sum(mass)
     beside = jnp.zeros_like(positive).at[1:].set(positive[:-1]) | jnp.append(positive[1:], False)
@@ -75,6 +79,7 @@ def plausibility(scores: jax.Array, evidence: jax.Array, length) -> dict[str, ja
         "auprc": jnp.where(defined, auprc, undefined).astype(jnp.float32),
         "top_k_f1": jnp.where(defined, top_k_f1, undefined).astype(jnp.float32),
         "exact_top_k": jnp.where(defined, exact, undefined),
+        "top_1_evidence": jnp.where(defined, first.astype(jnp.float32), undefined),
         "evidence_mass": jnp.where(
             has_mass, jnp.sum(jnp.where(positive, mass, 0.0)) / denominator, undefined
         ).astype(jnp.float32),
@@ -88,7 +93,9 @@ batch_plausibility = jax.jit(jax.vmap(plausibility))
 """``plausibility`` over a batch: ``scores [B, T]``, ``evidence [B, T]``, ``lengths [B]``."""
 
 
-PLAUSIBILITY_MEASURES = ("auprc", "top_k_f1", "exact_top_k", "evidence_mass", "neighbour_mass")
+PLAUSIBILITY_MEASURES = (
+    "auprc", "top_k_f1", "exact_top_k", "top_1_evidence", "evidence_mass", "neighbour_mass",
+)  # fmt: skip
 
 
 def score_records(records, evidence, names) -> list[dict]:

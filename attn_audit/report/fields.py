@@ -11,7 +11,8 @@ MAX_ATTENTION_BINS = ("[0, 0.25)", "[0.25, 0.5)", "[0.5, 0.75)", "[0.75, 1]")
 
 # Plausibility measures (SPEC §9) and their column titles, higher is better.
 PLAUSIBILITY_TITLES = {"auprc": "AUPRC ↑", "top_k_f1": "top-k F1 ↑",
-                       "exact_top_k": "exact top-k ↑", "evidence_mass": "mass on evidence ↑",
+                       "exact_top_k": "exact top-k ↑", "top_1_evidence": "top-1 on evidence ↑",
+                       "evidence_mass": "mass on evidence ↑",
                        "neighbour_mass": "mass beside evidence"}  # fmt: skip
 
 # Fields of an explain record that are not an explainer's scores (batch_runner.record_header's).

@@ -283,6 +283,11 @@ def markdown_section(entries: list[dict], command: str, wall_minutes: float) -> 
             "",
             *_task_table(group, "exact_top_k_by_class", _by_class),
             "",
+            "Top-1 on evidence (share of instances whose highest-scored token is a marker or "
+            "evidence word; with two markers, finding one is not finding both):",
+            "",
+            *_task_table(group, "top_1_evidence", _percent),
+            "",
             "AUPRC:",
             "",
             *_task_table(group, "auprc", interval_cell),

@@ -32,6 +32,7 @@ def _reference(scores, evidence):
         "auprc": average_precision_score(evidence, np.abs(scores)),
         "top_k_f1": hits / k,
         "exact_top_k": float(hits == k),
+        "top_1_evidence": float(bool(evidence[order[0]])),
         "evidence_mass": sum(abs(s) for s, e in zip(scores, evidence, strict=True) if e) / total,
         "neighbour_mass": sum(abs(s) for s, b in zip(scores, beside, strict=True) if b) / total,
     }
