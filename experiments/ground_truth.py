@@ -54,7 +54,7 @@ from attn_audit.report.ground_truth import (
 )
 from attn_audit.report.tables import replace_section, write_csv
 from attn_audit.training.run_folder import load_run
-from experiments._setup import USER_ERRORS, machine_provenance, setup
+from experiments._setup import USER_ERRORS, machine_provenance, setup, write_report_page
 
 TASKS = ("planted:single", "planted:xor", "planted:and", "planted:mixed", "sst")
 ENCODERS = ("lstm", "cnn", "average", "transformer")
@@ -128,6 +128,7 @@ def measure(dataset, encoder: str, explainers: tuple[str, ...], workdir: pathlib
         explain_dir=run.workdir / "explain" / "test",
     )  # fmt: skip
     agreement = ranking_agreement(scored, metric_records, summary["ranking"], seed=_SEED.value)
+    write_report_page(run.workdir, "test")  # each model's page, with the evidence row
     return model_entry(
         dataset.name, encoder, history["test"], scored, summary,
         minutes=(time.perf_counter() - start) / 60, agreement=agreement,

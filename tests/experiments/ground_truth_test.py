@@ -44,6 +44,7 @@ def test_results_agree_with_the_records_counted_by_hand(measured):
             entry = json.loads((results / "ground_truth" / f"{name}.json").read_text())
             assert (entry["task"], entry["encoder"], entry["instances"]) == (task, encoder, 10)
             run = folder / "runs" / task.replace(":", "_") / encoder
+            assert (run / "report.html").is_file()
             records = read_records(run / "explain" / "test" / "records.jsonl")
             k = 1 if task == "planted:single" else 2
             for record in records:  # the markers are the evidence
