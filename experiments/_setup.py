@@ -36,15 +36,49 @@ def quiet_libraries() -> None:
         handler.addFilter(_DropLibraryInfo())
 
 
+def checked_cache_folder(folder: pathlib.Path) -> pathlib.Path:
+    """``folder``, made (mode 0700) when missing, after checking that only this user can write
+    to it: JAX loads what the compilation cache holds as code, so a folder that another user
+    can write to would run their code in every command.
+
+    Raises:
+      ValueError: the folder is not a folder, belongs to another user, or is writable by the
+        group or others; the message says how to fix it.
+    """
+    folder = pathlib.Path(folder)
+    if not folder.exists():
+        folder.mkdir(parents=True, mode=0o700)
+    if not folder.is_dir():
+        raise ValueError(
+            f"The compilation cache {folder} is not a folder; point {CACHE_ENV_VAR} at a folder."
+        )
+    status = folder.stat()
+    fix = f"or point {CACHE_ENV_VAR} at a folder of your own ('' turns the cache off)"
+    if status.st_uid != os.getuid():
+        raise ValueError(
+            f"The compilation cache {folder} belongs to another user (uid {status.st_uid}); JAX "
+            f"loads what it holds as code. Use a folder you own, {fix}."
+        )
+    if status.st_mode & 0o022:
+        raise ValueError(
+            f"The compilation cache {folder} is writable by other users (mode "
+            f"{status.st_mode & 0o777:o}); JAX loads what it holds as code. Make it yours only "
+            f"(chmod go-w {folder}), {fix}."
+        )
+    return folder
+
+
 def enable_compilation_cache() -> pathlib.Path | None:
     """Keeps compiled XLA programs on disk, so a second run of a command skips compilation.
 
     The folder is ``$ATTN_AUDIT_JAX_CACHE``, else ``~/.cache/attn_audit/jax``; setting the
-    variable to an empty string turns the cache off.
+    variable to an empty string turns the cache off. It must be this user's alone
+    (``checked_cache_folder``).
     """
     folder = os.environ.get(CACHE_ENV_VAR, str(pathlib.Path.home() / ".cache/attn_audit/jax"))
     if not folder:
         return None
+    folder = str(checked_cache_folder(pathlib.Path(folder)))
     jax.config.update("jax_compilation_cache_dir", folder)
     # Every program: even a 0.3 s compilation repeated per bucket adds up in a warm run.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
@@ -52,9 +86,13 @@ def enable_compilation_cache() -> pathlib.Path | None:
 
 
 def setup() -> pathlib.Path | None:
-    """Quiets library logging and enables the compilation cache; returns its folder (or None)."""
+    """Quiets library logging and enables the compilation cache; returns its folder (or None).
+    A cache folder that others can write to ends the command with a one-line error."""
     quiet_libraries()
-    return enable_compilation_cache()
+    try:
+        return enable_compilation_cache()
+    except ValueError as error:
+        sys.exit(f"error: {error}")
 
 
 def machine_provenance() -> dict:
