@@ -93,6 +93,11 @@ def train_config(task: str, encoder: str) -> training.TrainConfig:
     )
 
 
+def _worked_minutes(timings: dict) -> float:
+    """Wall minutes of every process that ran batches of a job (``run_batches``' log)."""
+    return sum(run["wall_seconds"] for run in timings.get("runs", [])) / 60
+
+
 def measure(dataset, encoder: str, explainers: tuple[str, ...], workdir: pathlib.Path) -> dict:
     """Trains (or reuses), explains and judges one model; returns its results entry."""
     start = time.perf_counter()
@@ -105,7 +110,7 @@ def measure(dataset, encoder: str, explainers: tuple[str, ...], workdir: pathlib
         split="test", explainers=explainers, seed=_SEED.value, limit=_LIMIT.value,
         settings=ExplainerSettings(mask_token_id=run.mask_token_id),
     )  # fmt: skip
-    explanations, _ = run_explain(
+    explanations, explain_timings = run_explain(
         auditable_model(run.model_config), run.params, split, None,
         run.workdir / "explain" / "test", options,
     )  # fmt: skip
@@ -122,7 +127,7 @@ def measure(dataset, encoder: str, explainers: tuple[str, ...], workdir: pathlib
         explain=options, metrics=("eraser",),
         settings=FaithfulnessSettings(mask_token_id=run.mask_token_id),
     )  # fmt: skip
-    metric_records, _, _ = run_faithfulness(
+    metric_records, _, faithfulness_timings = run_faithfulness(
         auditable_model(run.model_config), run.params, split,
         run.workdir / "faithfulness" / "test", faithfulness,
         explain_dir=run.workdir / "explain" / "test",
@@ -131,7 +136,13 @@ def measure(dataset, encoder: str, explainers: tuple[str, ...], workdir: pathlib
     write_report_page(run.workdir, "test")  # each model's page, with the evidence row
     return model_entry(
         dataset.name, encoder, history["test"], scored, summary,
-        minutes=(time.perf_counter() - start) / 60, agreement=agreement,
+        minutes={  # the work itself, over every process that did it (a resumed one too)
+            "training": history.get("total_train_seconds", 0.0) / 60,
+            "explain": _worked_minutes(explain_timings),
+            "eraser": _worked_minutes(faithfulness_timings.get("metrics", {})),
+            "this_call": (time.perf_counter() - start) / 60,
+        },
+        agreement=agreement,
         predicted={r["index"]: r["predicted_class"] for r in explanations},
         label_names=run.config["data"]["label_names"],
     )  # fmt: skip

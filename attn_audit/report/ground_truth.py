@@ -245,19 +245,32 @@ def _agreement_lines(entries: list[dict]) -> list[str]:
     return lines
 
 
+_TASK_ORDER = ("single", "xor", "and", "mixed")
+
+
+def task_order(task: str) -> tuple:
+    """Planted tasks first (single, xor, and, mixed; default markers before variants), SST
+    and any other data set after."""
+    if not task.startswith("planted:"):
+        return (1, 0, task)
+    base, _, options = task[len("planted:") :].partition(":")
+    return (0, _TASK_ORDER.index(base) if base in _TASK_ORDER else 9, options)
+
+
 def markdown_section(entries: list[dict], command: str, wall_minutes: float) -> str:
     """The ``ground_truth`` section: per task, exact top-k and AUPRC per explainer × encoder,
     the models' accuracy, and where the mass goes on misses."""
     lines = [
         "## Do explanations find the evidence? Planted markers and SST's word labels (SPEC §9)",
         "",
-        f"`{command}` ({wall_minutes:.0f} min for the models measured in this call; every "
-        "model's own minutes are in `results/ground_truth/*.json`). Per model: the first "
+        f"Last written by `{command}` ({wall_minutes:.0f} min; a model measured before is "
+        "reused, and its training, explaining and ERASER minutes are in "
+        "`results/ground_truth/*.json`). Per model: the first "
         "N test instances, each explainer's top-k tokens (k = the number of evidence tokens, "
         "by |score|) against the evidence; means with 95% bootstrap CIs (1,000 resamples of "
         "instances). Rows: `results/ground_truth.csv`.",
     ]
-    for task in dict.fromkeys(e["task"] for e in entries):
+    for task in sorted(dict.fromkeys(e["task"] for e in entries), key=task_order):
         group = [e for e in entries if e["task"] == task]
         order = list(ENCODER_TITLES)
         group.sort(key=lambda e: order.index(e["encoder"]) if e["encoder"] in order else 99)

@@ -43,6 +43,7 @@ def test_results_agree_with_the_records_counted_by_hand(measured):
             name = f"{task.replace(':', '_')}_{encoder}"
             entry = json.loads((results / "ground_truth" / f"{name}.json").read_text())
             assert (entry["task"], entry["encoder"], entry["instances"]) == (task, encoder, 10)
+            assert entry["minutes"]["explain"] > 0 and entry["minutes"]["eraser"] > 0
             run = folder / "runs" / task.replace(":", "_") / encoder
             assert (run / "report.html").is_file()
             records = read_records(run / "explain" / "test" / "records.jsonl")
