@@ -182,7 +182,9 @@ def _by_class(found: dict | None) -> str:
     return " / ".join(f"{100 * found[c]['mean']:.0f}%" for c in sorted(found, key=int))
 
 
-def _task_table(entries: list[dict], measure: str, cell) -> list[str]:
+def _task_table(entries: list[dict], measure: str | None, cell) -> list[str]:
+    """Explainers × encoders; each cell is ``cell`` of the explainer's ``measure`` (of its
+    whole entry when ``measure`` is None)."""
     encoders = [e["encoder"] for e in entries]
     names = list(dict.fromkeys(n for e in entries for n in e["explainers"]))
     lines = [
@@ -190,31 +192,17 @@ def _task_table(entries: list[dict], measure: str, cell) -> list[str]:
         "|---|" + "---|" * len(encoders),
     ]
     for name in names:
-        cells = [cell((e["explainers"].get(name) or {}).get(measure)) for e in entries]
+        found = [e["explainers"].get(name) or {} for e in entries]
+        cells = [cell(f if measure is None else f.get(measure)) for f in found]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
 
-def _miss_table(entries: list[dict]) -> list[str]:
-    encoders = [e["encoder"] for e in entries]
-    names = list(dict.fromkeys(n for e in entries for n in e["explainers"]))
-    lines = [
-        "| explainer | " + " | ".join(ENCODER_TITLES.get(e, e) for e in encoders) + " |",
-        "|---|" + "---|" * len(encoders),
-    ]
-    for name in names:
-        cells = []
-        for entry in entries:
-            found = entry["explainers"].get(name) or {}
-            if not found.get("misses"):
-                cells.append("no miss")
-                continue
-            cells.append(
-                f"{found['misses']}: {found['miss_evidence_mass']:.2f} / "
-                f"{found['miss_neighbour_mass']:.2f} / {found['miss_other_mass']:.2f}"
-            )
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return lines
+def _miss_cell(found: dict | None) -> str:
+    if not found or not found.get("misses"):
+        return "no miss"
+    return (f"{found['misses']}: {found['miss_evidence_mass']:.2f} / "
+            f"{found['miss_neighbour_mass']:.2f} / {found['miss_other_mass']:.2f}")  # fmt: skip
 
 
 def _agreement_lines(entries: list[dict]) -> list[str]:
@@ -308,7 +296,7 @@ def markdown_section(entries: list[dict], command: str, wall_minutes: float) -> 
             "Where the mass goes when top-k misses — misses: mean share of |score| on the "
             "evidence / beside it (the next tokens) / elsewhere:",
             "",
-            *_miss_table(group),
+            *_task_table(group, None, _miss_cell),
             *_agreement_lines(group),
         ]
     return "\n".join(lines) + "\n"
