@@ -134,7 +134,7 @@ class PieceTokenizer:
             return [self.pieces(text)]
         word_index = np.asarray([-1 if w is None else w for w in encoding.word_ids], np.int32)
         words = _word_spans(text, encoding, word_index)
-        starts = piece_starts(encoding, word_index)[1:-1]
+        offsets = piece_starts(encoding, word_index)[1:-1]  # each piece's first character
         ids, word_index = np.asarray(encoding.ids[1:-1], np.int32), word_index[1:-1]
         budget = self.max_pieces - 2
         starts = np.flatnonzero(np.diff(word_index, prepend=-2) != 0)  # each word's first piece
@@ -160,7 +160,7 @@ class PieceTokenizer:
                     self.to_ours(window_ids),
                     np.concatenate([[-1], local, [-1]]).astype(np.int32),
                     words[first_word : first_word + int(local.max()) + 1],
-                    np.concatenate([[-1], starts[first:last], [-1]]).astype(np.int32),
+                    np.concatenate([[-1], offsets[first:last], [-1]]).astype(np.int32),
                 )
             )
         return windows

@@ -143,9 +143,6 @@ def piece_evidence(example, encoded: WordPieces) -> tuple[int, ...] | None:
     """Per word piece ([CLS]/[SEP] left out), the evidence of the text word it starts in:
     ``example.text_evidence`` is per word of ``text.split(" ")``, and no piece crosses a
     space. None where the example has no such evidence or the pieces carry no offsets.
-
-    Raises:
-      DataError: a planted marker became [UNK] (the tokenizer cannot see the evidence).
     """
     if example.text_evidence is None or example.text is None or encoded.starts is None:
         return None

@@ -147,9 +147,14 @@ def test_a_long_text_read_in_windows_of_whole_words(checkpoints, family):
         words
         == wordpiece.encode_text(dataclasses.replace(tokenizer, max_pieces=10_000), text).words
     )
+    # Each window's pieces start where the whole text's pieces start (evidence follows them).
+    whole_starts = wordpiece.piece_starts(whole, np.asarray(
+        [-1 if w is None else w for w in whole.word_ids]))[1:-1]  # fmt: skip
+    np.testing.assert_array_equal(np.concatenate([w.starts[1:-1] for w in windows]), whole_starts)
     for window in windows:
         assert len(window.ids) <= 512
         assert window.word_index[0] == window.word_index[-1] == -1
+        assert window.starts[0] == window.starts[-1] == -1
         assert window.word_index[1] == 0 and window.word_index[-2] == len(window.words) - 1
     # Each window is a text of its own for the model: it matches transformers on its ids.
     ids = [tokenizer.to_checkpoint(w.ids) for w in windows[:2]]
