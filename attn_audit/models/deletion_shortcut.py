@@ -20,11 +20,11 @@ import jax.numpy as jnp
 from attn_audit.models.config import ModelConfig
 from attn_audit.models.encoders import (
     Params,
+    bilstm_input_gates,
+    bilstm_run,
     cnn_states,
     encode_states,
     lstm_cell,
-    lstm_input_gates,
-    lstm_run,
     valid_reversal_index,
 )
 from attn_audit.models.primitives import valid_mask
@@ -44,17 +44,15 @@ def bilstm_deletion_context(rnn: Params, embedded: jax.Array, length: jax.Array)
       (backward state at t has read ``x_{length-1} … x_t``).
     """
     reversal = valid_reversal_index(length, embedded.shape[0])
-    forward_gates = lstm_input_gates(rnn["forward"], embedded)
-    backward_gates = lstm_input_gates(rnn["backward"], embedded)
-    forward_hidden, forward_memory = lstm_run(rnn["forward"], forward_gates)
-    backward_hidden, backward_memory = lstm_run(rnn["backward"], backward_gates[reversal])
+    forward_gates, backward_gates = bilstm_input_gates(rnn, embedded)
+    hidden, memory = bilstm_run(rnn, forward_gates, backward_gates[reversal])
     return {
         "forward_gates": forward_gates,
         "backward_gates": backward_gates,
-        "forward_hidden": forward_hidden,
-        "forward_memory": forward_memory,
-        "backward_hidden": backward_hidden[reversal],
-        "backward_memory": backward_memory[reversal],
+        "forward_hidden": hidden[0],
+        "forward_memory": memory[0],
+        "backward_hidden": hidden[1][reversal],
+        "backward_memory": memory[1][reversal],
     }
 
 

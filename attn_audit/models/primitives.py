@@ -112,23 +112,10 @@ def linear(layer: Params, inputs: jax.Array) -> jax.Array:
     Returns:
       ``[..., out]``.
     """
-    # ``W x`` per vector, vmapped over the leading axes (not ``x @ Wᵀ``: same values up to
-    # rounding, but JW's models were trained and audited with this order of operations).
-    outputs = _matrix_vector(layer["weight"], inputs)
+    outputs = inputs @ layer["weight"].T
     if "bias" in layer:
         outputs = outputs + along_last(layer["bias"], outputs)
     return outputs
-
-
-def _matrix_vector(weight: jax.Array, inputs: jax.Array) -> jax.Array:
-    """``W x`` for every vector ``x`` of ``inputs [..., in]``: ``[..., out]``."""
-
-    def product(vector):
-        return weight @ vector
-
-    for _ in range(inputs.ndim - 1):
-        product = jax.vmap(product)
-    return product(inputs)
 
 
 def along_last(vector: jax.Array, like: jax.Array) -> jax.Array:

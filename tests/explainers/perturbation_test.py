@@ -9,7 +9,7 @@ import pytest
 from attn_audit.data.vocab import UNK
 from attn_audit.explainers import perturbation
 from attn_audit.explainers.occlusion import occlusion, occlusion_of_batch
-from tests._fixtures import forward_probabilities, instance_of, tiny_batch, tiny_model
+from tests._fixtures import CASES, forward_probabilities, instance_of, tiny_batch, tiny_model
 
 MASK_ID = 1
 remove_tokens = jax.jit(perturbation.remove_tokens, static_argnums=(2, 3))
@@ -46,16 +46,26 @@ def test_unknown_removal_is_a_clear_error():
 
 
 @pytest.mark.parametrize("removal", ["mask", "delete"])
-def test_coalition_values_are_the_models_probability_of_the_target(removal):
-    model, params = tiny_model("cnn", "dot", num_classes=3)
-    batch = tiny_batch((9,), width=12, seed=5)
+@pytest.mark.parametrize("case", CASES, ids=["-".join(map(str, c)) for c in CASES])
+def test_coalition_values_are_the_models_probability_of_the_target(removal, case):
+    """For the BiLSTM with masking, coalitions pick rows of the first layer's projections
+    (``coalition_context``); every path equals the model on the list-surgery instance."""
+    encoder, attention, task, classes = case
+    model, params = tiny_model(encoder, attention, task, classes)
+    batch = tiny_batch((9,), width=12, seed=5, questions=task == "qa")
     instance = instance_of(batch, 0)
+    context = perturbation.coalition_context(model, params, instance, removal, MASK_ID)
+    assert bool(context) == (encoder == "lstm" and removal == "mask")
+    question = None if task != "qa" else (batch["question_ids"][0], batch["question_lengths"][0])
     keeps = jnp.asarray(np.random.default_rng(1).random((6, 12)) < 0.5)
-    values = perturbation.coalition_values(model, params, instance, keeps, 2, removal, MASK_ID, 4)
+    target = classes - 1
+    values = perturbation.coalition_values(
+        model, params, instance, keeps, target, removal, MASK_ID, 4
+    )
     for keep, value in zip(np.asarray(keeps), np.asarray(values), strict=True):
         ids, length = removed_by_hand(batch["token_ids"][0].tolist(), 9, keep, removal)
-        expected, _ = forward_probabilities(model, params, np.asarray(ids), length)
-        assert value == pytest.approx(expected[2], abs=1e-6)
+        expected, _ = forward_probabilities(model, params, np.asarray(ids), length, question)
+        assert value == pytest.approx(expected[target], abs=1e-6)
 
 
 def test_player_layout_round_trips():
