@@ -33,15 +33,6 @@ without token p and of the sequence without its mirror ``length − 1 − p`` (o
 unchanged half of each direction and runs the two variants' new chains in
 shared lanes, see ``models.deletion_shortcut.bilstm_states_without_pair``).
 
-Optionally, ``input_projection(params, instance, embedded)`` gives the encoder's first
-layer where it is linear and position-wise (row t a function of ``embedded[t]`` alone),
-and ``encode_projection(params, instance, projected)`` the same states as ``encode``
-from those rows (or ``input_projection`` is ``None``). Perturbation explainers and
-metrics then project an instance and its fully masked variant once and build each
-coalition's rows by picking, instead of projecting every coalition
-(``explainers.perturbation.coalition_pass``; our BiLSTM: ``W_ih e_t + b`` of both
-directions, 12–36% of a coalition's time at GloVe's E = 50 on a 2-core CPU).
-
 The audits use them like this: gradient importance differentiates
 ``decode(encode(e), stop_gradient(α))`` with respect to ``e = embed(...)``;
 leave-one-out deletes a token from ``token_ids`` (shifting the rest left, length
@@ -100,16 +91,13 @@ class JWModel:
         return models.embed(params, self.config, instance["token_ids"])
 
     def encode(self, params, instance, embedded):
+        question = None
+        if self.config.task == "qa":
+            question = models.question_vector(
+                params, self.config, instance["question_ids"], instance["question_length"]
+            )
         states = models.encode(params, self.config, embedded, instance["length"])
-        question = self._question(params, instance)
         return {"states": states, **self._readouts(params, states, question)}
-
-    def _question(self, params, instance):
-        if self.config.task != "qa":
-            return None
-        return models.question_vector(
-            params, self.config, instance["question_ids"], instance["question_length"]
-        )
 
     def _readouts(self, params, states, question):
         return {
@@ -117,22 +105,6 @@ class JWModel:
             "keys": models.attention_keys(params, self.config, states, question),
             "projected": decoder.project_states(params, self.config, states),
         }
-
-    @property
-    def input_projection(self):
-        """``(params, instance, embedded) -> [T, P]``, or ``None`` (see the module docstring)."""
-        if self.config.is_transformer or not models.projects_inputs(self.config):
-            return None
-        return self._input_projection
-
-    def _input_projection(self, params, instance, embedded):
-        return models.input_projection(params, self.config, embedded, instance["length"])
-
-    def encode_projection(self, params, instance, projected):
-        """``encode`` from ``input_projection``'s rows (equal to it)."""
-        states = models.encode_projection(params, self.config, projected, instance["length"])
-        question = self._question(params, instance)
-        return {"states": states, **self._readouts(params, states, question)}
 
     def attention(self, params, instance, states):
         scores = models.scores_from_keys(params, self.config, states["keys"], states["question"])

@@ -22,13 +22,14 @@ from attn_audit.batch_engine import BatchEngine, ProgramCall
 from attn_audit.data.vocab import UNK
 from attn_audit.evaluations import az
 from attn_audit.explainers.gradients import IG_RULES, grad_input, grad_l2, integrated_gradients
-from attn_audit.explainers.lime_text import lime
+from attn_audit.explainers.lime_text import lime, lime_of_batch
 from attn_audit.explainers.occlusion import occlusion, occlusion_of_batch
 from attn_audit.explainers.perturbation import check_removal
 from attn_audit.explainers.random_ranking import random_scores
 from attn_audit.explainers.shapley import (
     MAX_EXACT_PLAYERS,
     kernel_shap,
+    kernel_shap_of_batch,
     shapley_exact,
     shapley_exact_of_batch,
     shapley_sampling,
@@ -163,7 +164,7 @@ def explain_instance(model, params, instance, key, explainer: str, settings, chu
 
 # Explainers run over the whole batch (``*_of_batch``): only each row's real players'
 # coalitions are evaluated, not those of every padded slot and padding row.
-WHOLE_BATCH_EXPLAINERS = ("occlusion", "shapley_exact", "shapley_sampling")
+WHOLE_BATCH_EXPLAINERS = ("occlusion", "shapley_exact", "shapley_sampling", "kernel_shap", "lime")
 
 
 def explain_whole_batch(model, params, instances, keys, explainer: str, settings, per_step):
@@ -183,6 +184,16 @@ def explain_whole_batch(model, params, instances, keys, explainer: str, settings
             per_step,
         )  # fmt: skip
         return {"scores": scores, "standard_error": error}
+    if explainer == "kernel_shap":
+        scores = kernel_shap_of_batch(
+            model, params, instances, keys, mask_id, settings.kernel_samples, removal, per_step
+        )
+        return {"scores": scores}
+    if explainer == "lime":
+        scores = lime_of_batch(
+            model, params, instances, keys, mask_id, settings.lime_samples, removal, per_step
+        )
+        return {"scores": scores}
     raise ValueError(f"No whole-batch program for explainer {explainer!r}.")
 
 

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from attn_audit.audits.protocol import original_pass
 from attn_audit.explainers.perturbation import (
     coalition_values,
+    coalition_values_of_batch,
     keep_from_players,
     random_player_ranks,
     scores_on_positions,
@@ -79,12 +80,46 @@ def lime(
     probabilities = original_pass(model, params, instance)[3]
     target = jnp.argmax(probabilities)
     num_positions = instance["token_ids"].shape[0]
-    num_players, num_real = num_positions - 2, instance["length"] - 2
-    players = lime_samples(key, num_players, num_samples, num_real)
-    keeps = keep_from_players(players, num_positions)
+    num_real = instance["length"] - 2
+    players, keeps = _lime_coalitions(key, num_positions, num_real, num_samples)
     values = coalition_values(model, params, instance, keeps, target, removal, mask_token_id, chunk)
+    return _lime_estimate(players, values, num_real, num_positions)
+
+
+def lime_of_batch(
+    model, params, instances, keys: jax.Array, mask_token_id: int, num_samples: int,
+    removal: str, per_step: int,
+) -> jax.Array:  # fmt: skip
+    """``lime`` of every row of a batch (``keys [B]``, one per row), evaluating the samples of
+    the rows with real tokens only, ``per_step`` at a time: ``[B, T]``."""
+    if num_samples < 2:
+        raise ValueError(f"LIME needs at least 2 samples, got {num_samples}.")
+    probabilities = jax.vmap(lambda instance: original_pass(model, params, instance)[3])(instances)
+    targets = jnp.argmax(probabilities, axis=-1)
+    num_positions = instances["token_ids"].shape[1]
+    num_real = instances["length"] - 2
+    players, keeps = jax.vmap(
+        lambda key, row_real: _lime_coalitions(key, num_positions, row_real, num_samples)
+    )(keys, num_real)  # fmt: skip
+    needed = jnp.broadcast_to((num_real >= 1)[:, None], keeps.shape[:2])
+    values = coalition_values_of_batch(
+        model, params, instances, keeps, needed, targets, removal, mask_token_id, per_step
+    )
+    return jax.vmap(lambda p, v, n: _lime_estimate(p, v, n, num_positions))(
+        players, values, num_real
+    )
+
+
+def _lime_coalitions(key, num_positions: int, num_real, num_samples: int):
+    """``(players [S, N], keeps [S, T])``: LIME's neighbourhood (``lime_samples``)."""
+    players = lime_samples(key, num_positions - 2, num_samples, num_real)
+    return players, keep_from_players(players, num_positions)
+
+
+def _lime_estimate(players, values, num_real, num_positions: int) -> jax.Array:
+    """LIME's scores ``[T]``: the weighted ridge's coefficients on the real tokens."""
     coefficients, _ = weighted_ridge(
         players.astype(values.dtype), values, lime_weights(players, num_real)
     )
-    real = jnp.arange(num_players) < num_real
+    real = jnp.arange(players.shape[-1]) < num_real
     return scores_on_positions(jnp.where(real, coefficients, 0.0), num_positions)

@@ -52,39 +52,6 @@ def predicted_class(model, params, instance) -> jax.Array:
     return jnp.argmax(original_pass(model, params, instance)[3])
 
 
-def coalition_context(model, params, instance, removal: str, mask_token_id: int) -> dict:
-    """What every coalition of ``instance`` shares (``coalition_pass``).
-
-    With ``removal="mask"`` and a model that has ``input_projection`` (``AuditableModel``,
-    optional): the first layer's rows of the instance and of its variant with every real
-    token masked, ``{"projected", "masked"}: [T, P]`` each, so that coalitions pick rows
-    instead of projecting. Otherwise ``{}``: each coalition runs the whole model.
-    """
-    project = getattr(model, "input_projection", None)
-    if removal != "mask" or project is None:
-        return {}
-    none_kept = jnp.zeros(instance["token_ids"].shape, bool)
-    masked = remove_tokens(instance, none_kept, removal, mask_token_id)
-    return {
-        "projected": project(params, instance, model.embed(params, instance)),
-        "masked": project(params, masked, model.embed(params, masked)),
-    }
-
-
-def coalition_pass(
-    model, params, instance, context: dict, keep: jax.Array, removal: str, mask_token_id: int
-) -> jax.Array:  # fmt: skip
-    """``p(· | x_S)`` ``[C]`` for one coalition ``keep [T]``; ``context`` from
-    ``coalition_context`` (equal to ``original_pass`` of ``remove_tokens``, tested)."""
-    variant = remove_tokens(instance, keep, removal, mask_token_id)
-    if not context:
-        return original_pass(model, params, variant)[3]
-    removed = real_token_mask(instance["length"], keep.shape[0]) & ~keep
-    projected = jnp.where(removed[:, None], context["masked"], context["projected"])
-    states = model.encode_projection(params, variant, projected)
-    return model.decode(params, variant, states, model.attention(params, variant, states))
-
-
 def coalition_values(
     model, params, instance, keeps: jax.Array, target, removal: str, mask_token_id: int,
     chunk: int | None = None,
@@ -105,10 +72,9 @@ def coalition_probabilities(
 ) -> jax.Array:  # fmt: skip
     """Every class's probability ``p(· | x_S)`` for each coalition ``keeps [S, T]``: ``[S, C]``."""
 
-    context = coalition_context(model, params, instance, removal, mask_token_id)
-
     def probabilities(keep):
-        return coalition_pass(model, params, instance, context, keep, removal, mask_token_id)
+        variant = remove_tokens(instance, keep, removal, mask_token_id)
+        return original_pass(model, params, variant)[3]
 
     return chunked_vmap(probabilities, keeps, chunk)
 
@@ -131,17 +97,11 @@ def coalition_values_of_batch(
       ``[B, S]``, 0 where not needed.
     """
 
-    contexts = jax.vmap(
-        lambda instance: coalition_context(model, params, instance, removal, mask_token_id)
-    )(instances)
-
     def value(row, coalition):
-        instance, context = jax.tree.map(lambda leaf: leaf[row], (instances, contexts))
+        instance = jax.tree.map(lambda leaf: leaf[row], instances)
         keep = keeps[coalition] if keeps.ndim == 2 else keeps[row, coalition]
-        probabilities = coalition_pass(
-            model, params, instance, context, keep, removal, mask_token_id
-        )
-        return probabilities[targets[row]]
+        variant = remove_tokens(instance, keep, removal, mask_token_id)
+        return original_pass(model, params, variant)[3][targets[row]]
 
     return ragged_map(value, needed, per_step)
 

@@ -285,6 +285,33 @@ def kernel_shap(
       ``φ [T]``, zero off the real tokens.
     """
     target, num_positions, num_real = _setting(model, params, instance)
+    players, keeps = _kernel_coalitions(key, num_positions, num_real, num_samples)
+    values = coalition_values(model, params, instance, keeps, target, removal, mask_token_id, chunk)
+    return _kernel_estimate(players, values, num_real, num_positions)
+
+
+def kernel_shap_of_batch(
+    model, params, instances, keys: jax.Array, mask_token_id: int, num_samples: int,
+    removal: str, per_step: int,
+) -> jax.Array:  # fmt: skip
+    """``kernel_shap`` of every row of a batch (``keys [B]``, one per row), evaluating the
+    coalitions of the rows with real tokens only, ``per_step`` at a time: ``[B, T]``."""
+    targets, num_positions, num_real = _batch_setting(model, params, instances)
+    players, keeps = jax.vmap(
+        lambda key, row_real: _kernel_coalitions(key, num_positions, row_real, num_samples)
+    )(keys, num_real)  # fmt: skip
+    needed = jnp.broadcast_to((num_real >= 1)[:, None], keeps.shape[:2])
+    values = coalition_values_of_batch(
+        model, params, instances, keeps, needed, targets, removal, mask_token_id, per_step
+    )
+    return jax.vmap(lambda p, v, n: _kernel_estimate(p, v, n, num_positions))(
+        players, values, num_real
+    )
+
+
+def _kernel_coalitions(key, num_positions: int, num_real, num_samples: int):
+    """``(players [S, N], keeps [2 + S, T])``: S coalitions drawn from the Shapley kernel (see
+    ``kernel_shap``), and the keeps of N, ∅, then each of them."""
     num_players = num_positions - 2
     ranks, uniform = random_player_ranks(key, num_players, num_samples, num_real)
     sizes = jnp.arange(1, max(num_players, 1) + 1, dtype=jnp.float32)
@@ -295,8 +322,11 @@ def kernel_shap(
     size = 1 + jnp.searchsorted(cumulative, drawn, side="right")
     players = ranks < size[:, None]
     ends = jnp.stack([jnp.ones(num_players, bool), jnp.zeros(num_players, bool)])
-    keeps = keep_from_players(jnp.concatenate([ends, players]), num_positions)
-    values = coalition_values(model, params, instance, keeps, target, removal, mask_token_id, chunk)
-    weights = jnp.ones(num_samples, values.dtype)
+    return players, keep_from_players(jnp.concatenate([ends, players]), num_positions)
+
+
+def _kernel_estimate(players, values, num_real, num_positions: int) -> jax.Array:
+    """φ ``[T]`` from the values of N, ∅ and the sampled coalitions (``kernel_shap_solution``)."""
+    weights = jnp.ones(players.shape[0], values.dtype)
     phi = kernel_shap_solution(players, values[2:], weights, values[0], values[1], num_real)
     return scores_on_positions(phi, num_positions)

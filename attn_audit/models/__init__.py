@@ -24,16 +24,14 @@ from attn_audit.models.config import (
     ModelConfig,
 )
 from attn_audit.models.decoder import attention_context, decode, decode_context
-from attn_audit.models.encoders import projects_inputs, valid_reversal_index
+from attn_audit.models.encoders import valid_reversal_index
 from attn_audit.models.model import (
     embed,
     encode,
-    encode_projection,
     forward,
     forward_batch,
     forward_from_embedded,
     init,
-    input_projection,
     probabilities,
     question_vector,
     weight_decay_mask,
@@ -64,16 +62,13 @@ __all__ = [
     "decode_context",
     "embed",
     "encode",
-    "encode_projection",
     "forward",
     "forward_batch",
     "forward_from_embedded",
     "init",
-    "input_projection",
     "is_real_token",
     "masked_softmax",
     "probabilities",
-    "projects_inputs",
     "question_vector",
     "real_token_mask",
     "scores_from_keys",

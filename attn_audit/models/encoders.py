@@ -207,57 +207,17 @@ def valid_reversal_index(length: jax.Array, num_positions: int) -> jax.Array:
 
 
 def _bilstm_states(rnn: Params, embedded: jax.Array, length: jax.Array) -> jax.Array:
-    """A one-layer BiLSTM as PyTorch runs it on a packed sequence; ``[T, 2H]``."""
-    gates = jnp.concatenate(bilstm_input_gates(rnn, embedded), axis=-1)
-    return _bilstm_states_from_gates(rnn, gates, length)
-
-
-def _bilstm_states_from_gates(rnn: Params, gates: jax.Array, length: jax.Array) -> jax.Array:
-    """The BiLSTM's states from its input projections ``gates [T, 8H]`` (forward, backward).
+    """A one-layer BiLSTM as PyTorch runs it on a packed sequence; ``[T, 2H]``.
 
     The forward direction reads positions ``0 … T-1`` (states at valid positions
     never see padding). The backward direction must start at ``length - 1``, as
     with ``pack_padded_sequence``: reverse the valid prefix, run forward, and
     reverse back. Both directions run in one scan (``bilstm_run``).
     """
-    reversal = valid_reversal_index(length, gates.shape[0])
-    forward_gates, backward_gates = jnp.split(gates, 2, axis=-1)
+    reversal = valid_reversal_index(length, embedded.shape[0])
+    forward_gates, backward_gates = bilstm_input_gates(rnn, embedded)
     hiddens = bilstm_run(rnn, forward_gates, backward_gates[reversal])[0]  # [2, T, H]
     return jnp.concatenate([hiddens[0], hiddens[1][reversal]], axis=-1)
-
-
-def projects_inputs(config: ModelConfig) -> bool:
-    """Whether the encoder's first layer is linear and position-wise (``input_projection``)."""
-    return config.encoder == "lstm"
-
-
-def input_projection(
-    encoder_params: Params, config: ModelConfig, embedded: jax.Array, length: jax.Array
-) -> jax.Array:
-    """The encoder's first layer, for encoders where ``projects_inputs``: ``[T, E] -> [T, P]``.
-
-    Row t depends on ``e_t`` alone (BiLSTM: ``W_ih e_t + b_ih + b_hh`` of both directions,
-    ``P = 8H``), with ``e_t`` read as zero where ``t >= length``. So a sequence that differs
-    from another in some positions has the other's rows elsewhere: perturbation explainers
-    project each instance and its masked variant once and pick rows per coalition
-    (``encode_projection``), instead of projecting every coalition.
-    """
-    if not projects_inputs(config):
-        raise ValueError(f"The {config.encoder} encoder has no position-wise input projection.")
-    is_valid = valid_mask(length, embedded.shape[0])
-    embedded = jnp.where(is_valid[:, None], embedded, 0.0)
-    return jnp.concatenate(bilstm_input_gates(encoder_params["rnn"], embedded), axis=-1)
-
-
-def encode_projection(
-    encoder_params: Params, config: ModelConfig, projected: jax.Array, length: jax.Array
-) -> jax.Array:
-    """``encode_states`` from ``input_projection``'s rows ``[T, P]``: ``[T, H]``, equal to it."""
-    if not projects_inputs(config):
-        raise ValueError(f"The {config.encoder} encoder has no position-wise input projection.")
-    is_valid = valid_mask(length, projected.shape[0])
-    states = _bilstm_states_from_gates(encoder_params["rnn"], projected, length)
-    return jnp.where(is_valid[:, None], states, 0.0)
 
 
 def cnn_states(convolutions: Params, config: ModelConfig, embedded: jax.Array) -> jax.Array:

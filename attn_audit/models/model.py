@@ -91,23 +91,6 @@ def encode(
     return encoders.encode_states(params["encoder"], config, embedded, length)
 
 
-def input_projection(
-    params: Params, config: ModelConfig, embedded: jax.Array, length: jax.Array
-) -> jax.Array:
-    """The encoder's position-wise linear first layer, ``[T, E] -> [T, P]``
-    (``encoders.input_projection``; only where ``encoders.projects_inputs(config)``)."""
-    _check_rank("embedded", embedded, 2)
-    return encoders.input_projection(params["encoder"], config, embedded, length)
-
-
-def encode_projection(
-    params: Params, config: ModelConfig, projected: jax.Array, length: jax.Array
-) -> jax.Array:
-    """``encode`` from ``input_projection``'s rows: ``[T, P] -> [T, H]``, equal to it."""
-    _check_rank("projected", projected, 2)
-    return encoders.encode_projection(params["encoder"], config, projected, length)
-
-
 def question_vector(
     params: Params, config: ModelConfig, question_ids: jax.Array, question_length: jax.Array
 ) -> jax.Array:

@@ -62,37 +62,6 @@ def test_bilstm_matches_a_per_timestep_numpy_loop():
         np.testing.assert_allclose(question, expected_question, atol=1e-5)
 
 
-def test_encoding_from_the_input_projection_equals_encoding_and_rows_are_per_position():
-    """``encode_projection(input_projection(e))`` is ``encode(e)`` exactly, and changing one
-    embedding changes only its own projected row (what coalitions rely on)."""
-    config = tiny_config("lstm", "tanh", "classification", 2)
-    params = initial_params(config)
-    encode = jax.jit(models.encode, static_argnums=1)
-    project = jax.jit(models.input_projection, static_argnums=1)
-    from_projection = jax.jit(models.encode_projection, static_argnums=1)
-    token_ids, length = padded([4, 5, 6, 7, 8], 10)
-    embedded = models.embed(params, config, token_ids)
-    projected = project(params, config, embedded, length)
-    assert projected.shape == (10, 8 * config.hidden_size)
-    np.testing.assert_array_equal(
-        from_projection(params, config, projected, length), encode(params, config, embedded, length)
-    )
-    changed = project(params, config, embedded.at[3].add(1.0), length)
-    differs = np.any(np.asarray(changed) != np.asarray(projected), axis=-1)
-    assert differs.tolist() == [t == 3 for t in range(10)]
-    # Past the length the rows are those of a zero embedding, whatever is there.
-    noisy = project(params, config, embedded.at[length:].set(5.0), length)
-    np.testing.assert_array_equal(noisy, projected)
-
-
-@pytest.mark.parametrize("encoder", ["cnn", "average"])
-def test_encoders_without_a_position_wise_projection_say_so(encoder):
-    config = tiny_config(encoder, "tanh", "classification", 2)
-    assert not models.projects_inputs(config)
-    with pytest.raises(ValueError, match=f"The {encoder} encoder has no position-wise"):
-        models.input_projection(initial_params(config), config, jnp.zeros((5, config.embed_dim)), 5)
-
-
 def test_valid_reversal_index_is_an_involution():
     index = encoders.valid_reversal_index(jnp.int32(4), 7)
     np.testing.assert_array_equal(index, [3, 2, 1, 0, 4, 5, 6])
