@@ -93,6 +93,24 @@ def test_integrated_gradients_equal_a_loop_over_points_and_are_complete(case):
         assert float(gap) < tolerance * max(abs(change), 1e-3)
 
 
+@pytest.mark.parametrize("encoder", ["lstm", "cnn"])
+def test_integrated_gradients_of_a_batch_equal_each_row_alone(encoder):
+    model, params = tiny_model(encoder, "tanh", "classification", 3)
+    batch = tiny_batch((3, 9, 12, 5), width=12, seed=2)
+    batch["lengths"][3], batch["token_ids"][3] = 0, 0  # a padding row
+    instances = {"token_ids": jnp.asarray(batch["token_ids"]),
+                 "length": jnp.asarray(batch["lengths"])}  # fmt: skip
+    of_batch = jax.jit(gradients.integrated_gradients_of_batch, static_argnums=(0, 3, 4, 5, 6))
+    scores, gap = of_batch(model, params, instances, MASK_ID, 20, "gausslegendre", 7)
+    for row in range(4):
+        alone, alone_gap = integrated(
+            model, params, instance_of(batch, row), 20, "gausslegendre", None
+        )
+        np.testing.assert_allclose(scores[row], alone, atol=1e-6)
+        assert float(gap[row]) == pytest.approx(float(alone_gap), abs=1e-6)
+    np.testing.assert_array_equal(scores[3], 0.0)
+
+
 def test_trapezoid_converges_to_gauss_legendre():
     model, params, (instance, _) = batch_case(CASES[0])
     exact, _ = integrated(model, params, instance, 50, "gausslegendre")
