@@ -29,7 +29,6 @@ import tempfile
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import torch
 from absl import app, flags
@@ -110,16 +109,6 @@ def loo_flops(config, lengths) -> float:
     hidden, embed = config.hidden_size, config.embed_dim
     per_step = 2 * 2 * 4 * hidden * (embed + hidden)  # two directions, four gates
     return float(sum((n - 2) * (n - 1) * per_step for n in lengths))
-
-
-def matmul_peak() -> float:
-    a = jnp.ones((2048, 2048), jnp.float32)
-    product = jax.jit(lambda x: x @ x)
-    product(a).block_until_ready()
-    start = time.perf_counter()
-    for _ in range(10):
-        product(a).block_until_ready()
-    return 10 * 2 * 2048**3 / (time.perf_counter() - start) / 1e9
 
 
 STARTUP_ONLY = """
@@ -215,7 +204,7 @@ def main(argv):
 
     lengths = [len(ids) for ids in split.token_ids]
     gflops = loo_flops(run.model_config, lengths) / per_audit["loo"]["jax_steady_s"] / 1e9
-    peak = matmul_peak()
+    peak = _machine.matmul_peak()
 
     end_to_end = {}
     with tempfile.TemporaryDirectory() as scratch:

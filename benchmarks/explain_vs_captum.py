@@ -365,9 +365,9 @@ def evaluations(explainer: str, settings, players: int) -> int:
     """Model evaluations (a backward pass counted with its forward) for one instance.
 
     ``players``: the positions the explainer perturbs. Ours: the n real tokens of the row
-    (occlusion and sampled Shapley run over whole batches, only each row's own coalitions:
-    ``explainers.engine.WHOLE_BATCH_EXPLAINERS``), the padded row's N = T − 2 slots for the
-    others (``encoder_positions``); Captum: the n real tokens (one at a time), or the batch's
+    (the explainers of ``explainers.engine.WHOLE_BATCH_EXPLAINERS`` run only each real row's
+    own coalitions or points), the padded row's N = T − 2 slots for the others
+    (``encoder_positions``); Captum: the n real tokens (one at a time), or the batch's
     largest n (batched: Captum's features are shared by a batch). One more evaluation on
     both sides for ŷ.
     """
@@ -393,10 +393,14 @@ def encoder_positions(explainer, settings, batches, style) -> float:
         width = batch["token_ids"].shape[1]
         if style == "jax" and explainer in explainers.engine.WHOLE_BATCH_EXPLAINERS:
             # Every row's forward pass for ŷ, then each real row's own coalitions: occlusion
-            # n, sampled Shapley ∅ and N once and n − 1 per order (padding rows: none).
+            # n, sampled Shapley ∅ and N once and n − 1 per order, KernelSHAP, LIME and IG
+            # their samples or points (padding rows: none). All at the batch width.
             total += len(batch["index"]) * width
             for n in (length - 2 for length in lengths):
-                own = n if explainer == "occlusion" else 2 + settings.shapley_permutations * (n - 1)
+                if explainer == "shapley_sampling":
+                    own = 2 + settings.shapley_permutations * (n - 1)
+                else:
+                    own = evaluations(explainer, settings, n) - 1
                 total += own * width
         elif style == "jax":
             count = evaluations(explainer, settings, width - 2)
@@ -435,6 +439,7 @@ def measure(explainer, model, params, side, batches, settings, key, captum_indic
         "captum_one_positions": encoder_positions(explainer, settings, captum_batches, "one"),
         "captum_batched_positions": encoder_positions(explainer, settings, captum_batches,
                                                       "batched"),
+        "floor_positions": encoder_positions(explainer, settings, batches, "one"),
     }  # fmt: skip
 
 
@@ -474,7 +479,8 @@ def padding(batches: list[dict]) -> str:
     filled = sum(int(np.sum(b["lengths"])) for b in batches)
     return (
         f"The JAX batches hold {rows} rows for {instances} instances (the last batch of a bucket "
-        "is padded with empty rows, which cost as much as real ones); tokens (SOS and EOS "
+        "is padded with empty rows: grad × input runs them, the whole-batch explainers, all "
+        "others here, run nothing for them but the prediction); tokens (SOS and EOS "
         f"included) fill {filled / positions:.0%} of their positions."
     )
 
@@ -530,6 +536,7 @@ def render(rows, figures, context) -> str:
                   f"{context['batch_size']})", "", *table(rows), ""]  # fmt: skip
         lines += speed_notes(rows, context)
         lines += work_table(rows)
+        lines += floor_table(rows, context)
     return "\n".join(lines) + "\n"
 
 
@@ -555,14 +562,13 @@ def speed_notes(rows, context) -> list[str]:
         f"- PyTorch runs with {context['torch_threads']} intra-op thread(s). "
         f"{context['thread_probe']}",
         f"- Work per instance with n real tokens: IG {settings.ig_points} gradients "
-        f"({settings.ig_rule}); occlusion n forward passes (ours: the real rows' n, at the "
-        "batch width, padding rows none); Shapley sampling "
+        f"({settings.ig_rule}); occlusion n forward passes; Shapley sampling "
         f"{settings.shapley_permutations} permutations (ours: {settings.shapley_permutations // 2}"
         " random orders and their reverses, n − 1 coalitions each, ∅ and N once, at the batch "
         f"width; Captum: {settings.shapley_permutations} random orders, n forward passes each, "
         f"N when batched); KernelSHAP {settings.kernel_samples} sampled coalitions plus the "
         f"full and the empty one (Captum `n_samples={settings.kernel_samples + 2}`); LIME "
-        f"{settings.lime_samples} samples.",
+        f"{settings.lime_samples} samples. Ours all at the batch width, padding rows none.",
         "- **LIME differs by design**: ours is `lime`'s text explainer (SPEC §7: remove "
         "s ~ U{1 … n−1} tokens, kernel exp(−d²/25²) of 100 × the cosine distance between the "
         "binary masks, ridge α = 1); Captum's `Lime` defaults draw Bernoulli(½) masks, weigh "
@@ -579,6 +585,40 @@ def speed_notes(rows, context) -> list[str]:
             "JAX on all of them. Per-instance times compared."
         )
     return notes + [""]
+
+
+GRADIENT_EXPLAINERS = ("integrated_gradients", "grad_input")
+
+
+def position_flops(config) -> float:
+    """FLOPs of one BiLSTM position, both directions (``2 · 2 · 4H (E + H)``; the attention
+    and the decoder, under 3% at E = 50, H = 128, are left out)."""
+    return 2 * 2 * 4 * config.hidden_size * (config.embed_dim + config.hidden_size)
+
+
+def floor_table(rows, context) -> list[str]:
+    """Each explainer's compute floor: the FLOPs its estimator needs at the instances' real
+    lengths over this machine's matmul rate, against JAX's steady time."""
+    flops, peak = context["position_flops"], context["matmul_gflops"]
+    lines = [
+        "## Compute floor", "",
+        "The FLOPs each estimator needs on the timed instances at their real lengths (its "
+        "model evaluations × each instance's own length, SOS and EOS included: the "
+        "\"one-at-a-time\" positions over all timed instances) × "
+        f"{flops / 1e3:.0f} k FLOPs per BiLSTM position (`2 · 2 · 4H (E + H)`; ×3 for a "
+        "forward and backward pass), over a float32 2048² matmul's rate measured in this "
+        f"run, {peak:.0f} GFLOP/s: no padding, no wasted slot, every FLOP at matmul speed.",
+        "", "| explainer | floor MFLOP/instance | floor ms/instance | JAX ms/instance | "
+        "JAX ÷ floor |", "|---|---|---|---|---|",
+    ]  # fmt: skip
+    for explainer, row in rows.items():
+        passes = 3 if explainer in GRADIENT_EXPLAINERS else 1
+        needed = row["floor_positions"] * flops * passes
+        floor_ms = 1e3 * needed / (peak * 1e9)
+        ours = per_instance_ms(row)[0]
+        lines.append(f"| {explainer} | {needed / 1e6:,.0f} | {floor_ms:.2f} | {ours:.1f} | "
+                     f"{ours / floor_ms:.1f}× |")  # fmt: skip
+    return lines + [""]
 
 
 def work_table(rows) -> list[str]:
@@ -671,6 +711,8 @@ def main(argv):
         "agreement_instances": _AGREEMENT_INSTANCES.value, "limit": len(split),
         "batch_size": _BATCH_SIZE.value, "settings": settings, "thread_probe": probe,
         "torch_threads": torch.get_num_threads(), "padding": padding(batches), **options,
+        "position_flops": position_flops(run.model_config),
+        "matmul_gflops": _machine.matmul_peak(),
     }  # fmt: skip
     report = render(rows, figures, context)
     write_results(pathlib.Path(_OUT.value) / RESULTS_FILE, report)

@@ -100,7 +100,8 @@ def test_measure_times_both_sides(setup, explainer, monkeypatch):
 def test_encoder_positions_count_padding_on_our_side():
     """Width 8, lengths 5, 6, 8 (n = 3, 4, 6), one padding row: occlusion is our 4 rows' ŷ
     and the real rows' n removals, all at width 8; 1 + n of n + 2 alone, and 1 + 6 of 8 for
-    each real row in Captum's batched call. KernelSHAP: 1 + 502 for each of our 4 rows."""
+    each real row in Captum's batched call. KernelSHAP (whole batch too): the 4 rows' ŷ and
+    502 coalitions for each of the 3 real rows."""
     batch = padded_batch((5, 6, 8, 2), 8)
     batch["index"][3], batch["lengths"][3], batch["token_ids"][3] = -1, 0, 0
     settings = explainers.ExplainerSettings()
@@ -109,7 +110,7 @@ def test_encoder_positions_count_padding_on_our_side():
     assert positions == {"jax": (4 + 3 + 4 + 6) * 8 / 3, "one": (4 * 5 + 5 * 6 + 7 * 8) / 3,
                          "batched": 56}  # fmt: skip
     kernel = bench.encoder_positions("kernel_shap", settings, [batch], "jax")
-    assert kernel == 4 * 503 * 8 / 3
+    assert kernel == (4 + 3 * 502) * 8 / 3
     sampled = bench.encoder_positions("shapley_sampling", settings, [batch], "jax")
     assert sampled == (4 + 3 * 2 + 20 * (2 + 3 + 5)) * 8 / 3
 
@@ -121,7 +122,7 @@ def test_report_has_every_explainer_and_keeps_remarks(tmp_path):
         "jax_mean_tokens": 19.1, "captum_mean_tokens": 18.0, "ours_vs_one": (1e-8, 1e-6),
         "batched_vs_one": (1e-8, 1e-6), "r_ours_one": 0.9, "r_batched_one": 0.8,
         "jax_positions": 15625.0, "captum_one_positions": 2500.0,
-        "captum_batched_positions": 3125.0,
+        "captum_batched_positions": 3125.0, "floor_positions": 2000.0,
     }  # fmt: skip
     rows = dict.fromkeys(bench.EXPLAINERS, row)
     context = {
@@ -129,13 +130,19 @@ def test_report_has_every_explainer_and_keeps_remarks(tmp_path):
         "command": "python -m benchmarks.explain_vs_captum", "workdir": "runs/x", "minutes": 1.0,
         "agreement_instances": 4, "limit": 64, "batch_size": 32, "settings": SETTINGS,
         "thread_probe": "", "torch_threads": 1, "perturbations_per_eval": 64,
-        "ig_internal_batch_size": None, "padding": "",
+        "ig_internal_batch_size": None, "padding": "", "position_flops": 1e5,
+        "matmul_gflops": 100.0,
     }  # fmt: skip
     figures = {name: {"ours": (0.0, 0.0), "batched": (0.0, 0.0)} for name in bench.DETERMINISTIC}
     report = bench.render(rows, figures, context)
     for explainer in bench.EXPLAINERS:
         assert f"\n| {explainer} | 3.0 | 7.8 | 250.0 | 62.5 | 32.0× / 8.0× |" in report
         assert f"\n| {explainer} | 15,625 | 2,500 | 3,125 | 2000.0 | 10.0 | 50.0 |" in report
+        # Floor: 2,000 positions × 100 k FLOPs (×3 for the gradient explainers) at 100 GFLOP/s.
+        passes = 3 if explainer in bench.GRADIENT_EXPLAINERS else 1
+        floor_ms = 2.0 * passes
+        assert (f"\n| {explainer} | {200 * passes:,} | {floor_ms:.2f} | 7.8 | "
+                f"{7.8125 / floor_ms:.1f}× |") in report  # fmt: skip
     path = tmp_path / bench.RESULTS_FILE
     bench.write_results(path, report)
     path.write_text(path.read_text() + "A remark.\n")
