@@ -96,12 +96,32 @@ def coalition_values_of_batch(
     Returns:
       ``[B, S]``, 0 where not needed.
     """
+    return _coalitions_of_batch(
+        model, params, instances, keeps, needed, removal, mask_token_id, per_step,
+        lambda probabilities, row: probabilities[targets[row]],
+    )  # fmt: skip
 
+
+def coalition_probabilities_of_batch(
+    model, params, instances, keeps: jax.Array, needed: jax.Array, removal: str,
+    mask_token_id: int, per_step: int,
+) -> jax.Array:  # fmt: skip
+    """Every class's probability of the needed coalitions of a batch (as
+    ``coalition_values_of_batch``): ``[B, S, C]``, 0 where not needed."""
+    return _coalitions_of_batch(
+        model, params, instances, keeps, needed, removal, mask_token_id, per_step,
+        lambda probabilities, row: probabilities,
+    )  # fmt: skip
+
+
+def _coalitions_of_batch(
+    model, params, instances, keeps, needed, removal, mask_token_id, per_step, read
+) -> jax.Array:  # fmt: skip
     def value(row, coalition):
         instance = jax.tree.map(lambda leaf: leaf[row], instances)
         keep = keeps[coalition] if keeps.ndim == 2 else keeps[row, coalition]
         variant = remove_tokens(instance, keep, removal, mask_token_id)
-        return original_pass(model, params, variant)[3][targets[row]]
+        return read(original_pass(model, params, variant)[3], row)
 
     return ragged_map(value, needed, per_step)
 

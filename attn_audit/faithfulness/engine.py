@@ -20,8 +20,8 @@ from attn_audit.batch_engine import BatchEngine, ProgramCall
 from attn_audit.data.vocab import UNK
 from attn_audit.explainers.engine import BatchExplainer, coalitions_per_step
 from attn_audit.explainers.perturbation import REMOVALS, check_removal
-from attn_audit.faithfulness.eraser import ERASER_REMOVALS, eraser
-from attn_audit.faithfulness.flip import decision_flip
+from attn_audit.faithfulness.eraser import ERASER_REMOVALS, eraser_of_batch
+from attn_audit.faithfulness.flip import decision_flip_of_batch
 from attn_audit.faithfulness.randomisation import randomisation_variants, randomised_params
 from attn_audit.faithfulness.ranking import PERCENTS
 from attn_audit.models import real_token_mask
@@ -66,20 +66,18 @@ class FaithfulnessSettings:
 
 @functools.partial(jax.jit, static_argnames=("model", "metric", "settings", "chunk"))
 def metric_batch(model, params, instances, scores, metric, settings, chunk=None):
-    """One metric (``"eraser"`` or ``"flip"``) vmapped over a batch; ``scores [B, X, T]``."""
-
-    def one(instance, instance_scores):
-        if metric == "eraser":
-            return eraser(
-                model, params, instance, instance_scores, settings.mask_token_id,
-                settings.removals, settings.percents, chunk,
-            )  # fmt: skip
-        return decision_flip(
-            model, params, instance, instance_scores, settings.flip_removal,
-            settings.mask_token_id, chunk,
+    """One metric (``"eraser"`` or ``"flip"``) over a batch; ``scores [B, X, T]``. The batch's
+    coalitions run ``B · chunk`` at a time in one flat ``vmap`` (``eraser_of_batch``,
+    ``decision_flip_of_batch``; each equal to the per-instance metric, tested)."""
+    per_step = chunk and instances["token_ids"].shape[0] * chunk
+    if metric == "eraser":
+        return eraser_of_batch(
+            model, params, instances, scores, settings.mask_token_id, settings.removals,
+            settings.percents, per_step,
         )  # fmt: skip
-
-    return jax.vmap(one)(instances, scores)
+    return decision_flip_of_batch(
+        model, params, instances, scores, settings.flip_removal, settings.mask_token_id, per_step
+    )
 
 
 def scores_on_positions(records: dict, batch: dict, explainers) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from attn_audit.audits.protocol import original_pass
-from attn_audit.explainers.perturbation import coalition_values
+from attn_audit.explainers.perturbation import coalition_values, coalition_values_of_batch
 from attn_audit.faithfulness.ranking import PERCENTS, token_ranks, top_count
 
 # ERASER's rule (deletion) first, then masking.
@@ -60,3 +60,30 @@ def eraser(
         curves["comprehensiveness"].append(comprehensiveness.reshape(num_explainers, -1))
         curves["sufficiency"].append(sufficiency.reshape(num_explainers, -1))
     return {name: jnp.stack(values) for name, values in curves.items()}
+
+
+def eraser_of_batch(
+    model, params, instances, scores: jax.Array, mask_token_id: int, removals=ERASER_REMOVALS,
+    percents=PERCENTS, per_step: int | None = None,
+) -> dict[str, jax.Array]:  # fmt: skip
+    """``eraser`` of every row of a batch (``scores [B, X, T]``): the coalitions of the rows
+    that are instances (not padding) run ``per_step`` at a time in one flat ``vmap``
+    (``coalition_values_of_batch``). Returns ``[B, R, X, K]`` curves, as ``eraser`` per row."""
+    num_rows, num_explainers, num_positions = scores.shape
+    probabilities = jax.vmap(lambda instance: original_pass(model, params, instance)[3])(instances)
+    targets = jnp.argmax(probabilities, axis=-1)
+    full = jnp.take_along_axis(probabilities, targets[:, None], axis=-1)  # [B, 1]
+    rationale = jax.vmap(lambda s, n: rationale_masks(s, n, percents))(
+        scores, instances["length"]
+    )  # [B, X, K, T]
+    keeps = jnp.concatenate([~rationale, rationale], axis=1).reshape(num_rows, -1, num_positions)
+    needed = jnp.broadcast_to((instances["length"] >= 1)[:, None], keeps.shape[:2])
+    curves = {"comprehensiveness": [], "sufficiency": []}
+    for removal in removals:
+        values = coalition_values_of_batch(
+            model, params, instances, keeps, needed, targets, removal, mask_token_id, per_step
+        )
+        comprehensiveness, sufficiency = jnp.split(full - values, 2, axis=1)
+        curves["comprehensiveness"].append(comprehensiveness.reshape(num_rows, num_explainers, -1))
+        curves["sufficiency"].append(sufficiency.reshape(num_rows, num_explainers, -1))
+    return {name: jnp.stack(values, axis=1) for name, values in curves.items()}

@@ -10,7 +10,10 @@ import jax
 import jax.numpy as jnp
 
 from attn_audit.audits.protocol import original_pass
-from attn_audit.explainers.perturbation import coalition_probabilities
+from attn_audit.explainers.perturbation import (
+    coalition_probabilities,
+    coalition_probabilities_of_batch,
+)
 from attn_audit.faithfulness.ranking import token_ranks
 
 
@@ -47,3 +50,32 @@ def decision_flip(
     first = jnp.argmax(changed, axis=-1) + 1  # removals at the first flip
     fraction = jnp.where(flipped, first / jnp.maximum(num_tokens, 1), 1.0)
     return {"flip_fraction": fraction, "flipped": flipped, "top1_flip": changed[:, 0]}
+
+
+def decision_flip_of_batch(
+    model, params, instances, scores: jax.Array, removal: str, mask_token_id: int,
+    per_step: int | None = None,
+) -> dict[str, jax.Array]:  # fmt: skip
+    """``decision_flip`` of every row of a batch (``scores [B, X, T]``), running only each
+    row's prefixes ``j ≤ n`` (not the padded width's ``T − 2``), ``per_step`` at a time.
+    Returns ``[B, X]`` arrays, as ``decision_flip`` per row."""
+    num_rows, num_explainers, num_positions = scores.shape
+    lengths = instances["length"]
+    num_tokens = lengths - 2
+    probabilities = jax.vmap(lambda instance: original_pass(model, params, instance)[3])(instances)
+    targets = jnp.argmax(probabilities, axis=-1)
+    ranks = jax.vmap(jax.vmap(token_ranks, in_axes=(0, None)))(scores, lengths)  # [B, X, T]
+    prefixes = jnp.arange(1, num_positions - 1)  # [J]
+    keeps = ranks[:, :, None, :] >= prefixes[None, None, :, None]  # [B, X, J, T]
+    within = prefixes[None, :] <= num_tokens[:, None]  # [B, J]
+    needed = jnp.broadcast_to(within[:, None, :], keeps.shape[:3]).reshape(num_rows, -1)
+    found = coalition_probabilities_of_batch(
+        model, params, instances, keeps.reshape(num_rows, -1, num_positions), needed, removal,
+        mask_token_id, per_step,
+    )  # fmt: skip
+    classes = jnp.argmax(found, axis=-1).reshape(num_rows, num_explainers, -1)  # [B, X, J]
+    changed = (classes != targets[:, None, None]) & within[:, None, :]
+    flipped = jnp.any(changed, axis=-1)
+    first = jnp.argmax(changed, axis=-1) + 1
+    fraction = jnp.where(flipped, first / jnp.maximum(num_tokens, 1)[:, None], 1.0)
+    return {"flip_fraction": fraction, "flipped": flipped, "top1_flip": changed[..., 0]}

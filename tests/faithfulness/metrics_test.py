@@ -12,6 +12,8 @@ import pytest
 from attn_audit import models
 from attn_audit.data.vocab import UNK
 from attn_audit.faithfulness import decision_flip, eraser, ranking
+from attn_audit.faithfulness.eraser import eraser_of_batch
+from attn_audit.faithfulness.flip import decision_flip_of_batch
 from tests._fixtures import forward_probabilities, instance_of, tiny_batch, tiny_model
 
 one_eraser = jax.jit(eraser, static_argnums=(0, 4, 5, 6, 7))
@@ -158,3 +160,32 @@ def test_a_model_with_one_known_evidence_word():
     np.testing.assert_array_equal(flips["top1_flip"], [True, False])
     np.testing.assert_allclose(flips["flip_fraction"], [1 / n, 1.0])
     np.testing.assert_array_equal(flips["flipped"], [True, True])  # the last removal flips it
+
+
+@pytest.mark.parametrize("encoder", ["lstm", "cnn"])
+def test_the_whole_batch_metrics_equal_each_row_alone(encoder):
+    """``eraser_of_batch`` and ``decision_flip_of_batch`` (the rows' coalitions in one flat
+    vmap, in steps of 5 spanning rows; flips only up to each row's n) equal the per-instance
+    metrics row by row; a padding row runs nothing and breaks nothing."""
+    model, params = tiny_model(encoder, "tanh", num_classes=3)
+    batch = tiny_batch((3, 9, 12, 6), width=12, seed=4)
+    batch["lengths"][3], batch["token_ids"][3] = 0, 0  # a padding row
+    instances = {"token_ids": jnp.asarray(batch["token_ids"]),
+                 "length": jnp.asarray(batch["lengths"])}  # fmt: skip
+    scores = jnp.asarray(np.random.default_rng(7).normal(size=(4, 2, 12)), jnp.float32)
+    curves = jax.jit(eraser_of_batch, static_argnums=(0, 4, 5, 6, 7))(
+        model, params, instances, scores, UNK, ("delete", "mask"), ranking.PERCENTS, 5
+    )
+    flips = jax.jit(decision_flip_of_batch, static_argnums=(0, 4, 5, 6))(
+        model, params, instances, scores, "mask", UNK, 5
+    )
+    for row in range(3):
+        instance = instance_of(batch, row)
+        alone = one_eraser(model, params, instance, scores[row], UNK, ("delete", "mask"),
+                           ranking.PERCENTS, None)  # fmt: skip
+        for name in ("comprehensiveness", "sufficiency"):
+            np.testing.assert_allclose(curves[name][row], alone[name], atol=1e-6)
+        alone_flips = one_flip(model, params, instance, scores[row], "mask", UNK, None)
+        for name in ("flip_fraction", "flipped", "top1_flip"):
+            np.testing.assert_array_equal(flips[name][row], alone_flips[name])
+    assert all(np.isfinite(np.asarray(value)).all() for value in curves.values())
