@@ -352,25 +352,25 @@ def time_torch(peer: TorchFaithfulness, items, style: str) -> dict:
 # ------------------------------------------------------------------ ours (JAX)
 
 
-def filled(coalitions: int, chunk: int) -> int:
-    """Rows ``chunked_vmap`` evaluates for ``coalitions`` at ``chunk`` per step (the last step
-    filled up with repeats of the last row)."""
-    if chunk >= coalitions:
-        return coalitions
-    steps = -(-coalitions // chunk)
-    return steps * -(-coalitions // steps)
+def ragged_slots(needed: int, per_step: int) -> int:
+    """Pairs ``batch_engine.ragged_map`` evaluates for ``needed`` pairs at ``per_step`` a step
+    (whole steps: the last one's empty slots run too)."""
+    return -(-needed // per_step) * per_step if needed else 0
 
 
-def our_forwards(batch_shape, num_explainers: int, settings) -> dict[str, int]:
-    """Forward passes our two programs run on a batch of ``[B, T]``: every row (padding rows
-    too), one original pass per row and program, each removal's ``2·K·X`` ERASER coalitions
-    and all ``X·(T − 2)`` flip prefixes, chunked as ``BatchFaithfulness`` chunks them."""
-    rows, width = batch_shape
+def our_forwards(batch: dict, num_explainers: int, settings) -> dict[str, int]:
+    """Forward passes our two programs run on a batch of ``[B, T]``: one original pass per row
+    and program, then, over the whole batch in steps of ``B · chunk`` (``BatchFaithfulness``),
+    each removal's ``2·K·X`` ERASER coalitions of every instance row and the ``X·n`` flip
+    prefixes of every instance row (n its real tokens; padding rows none)."""
+    rows, width = batch["token_ids"].shape
+    real = np.asarray(batch["lengths"])[np.asarray(batch["index"]) >= 0] - 2
     step = coalitions_per_step(settings.max_sequence_positions, rows, width)
     eraser = num_explainers * 2 * len(settings.percents)
     flip = num_explainers * (width - 2)
-    return {"eraser": rows * (1 + len(settings.removals) * filled(eraser, min(step, eraser))),
-            "flip": rows * (1 + filled(flip, min(step, flip)))}  # fmt: skip
+    eraser_slots = ragged_slots(len(real) * eraser, rows * min(step, eraser))
+    flip_slots = ragged_slots(int(num_explainers * real.sum()), rows * min(step, flip))
+    return {"eraser": rows + len(settings.removals) * eraser_slots, "flip": rows + flip_slots}
 
 
 def our_values(results: dict, batch: dict) -> dict[int, dict]:
@@ -416,7 +416,7 @@ def time_ours(model, params, batches, records, names, settings) -> dict:
     forwards = {"eraser": 0, "flip": 0}
     positions = 0
     for batch in batches:
-        counts = our_forwards(batch["token_ids"].shape, len(names), settings)
+        counts = our_forwards(batch, len(names), settings)
         forwards = {m: forwards[m] + counts[m] for m in forwards}
         positions += sum(counts.values()) * batch["token_ids"].shape[1]
     lengths = [int(n) - 2 for b in batches for n in b["lengths"][b["index"] >= 0]]
@@ -567,10 +567,11 @@ def notes(rows: dict, context: dict) -> list[str]:
         "(`BatchFaithfulness.seconds`); the total adds laying the scores out on positions.",
         f"- **Forward passes** actually evaluated. ERASER needs 1 + {eraser_needed} per "
         f"instance (ŷ, then 2 perturbations × {len(settings.removals)} removals × "
-        f"{len(settings.percents)} k × {num_x} explainers). Ours runs per row of a padded "
-        "batch (padding rows too) 2 original passes (one per program), the ERASER coalitions "
-        "(plus the repeats that fill the last chunk) and **all T − 2 flip prefixes of every "
-        f"explainer at the padded width** (widths {', '.join(map(str, ours['widths']))}): "
+        f"{len(settings.percents)} k × {num_x} explainers). Ours runs 2 original passes per row "
+        "of a padded batch (one per program), then over the whole batch, in steps that the "
+        "last one fills with repeats, the ERASER coalitions and the flip prefixes j ≤ n of the "
+        "instance rows (padding rows none), at the padded width (widths "
+        f"{', '.join(map(str, ours['widths']))}): "
         f"{ours['forwards_by_program']['eraser'] / ours['instances']:,.0f} ERASER and "
         f"{ours['forwards_by_program']['flip'] / ours['instances']:,.0f} flip passes per "
         "instance. The PyTorch loop **stops at the first flip** — a legitimate advantage of "
@@ -675,7 +676,7 @@ def run(options: Options) -> dict:
     pathlib.Path(options.out).mkdir(parents=True, exist_ok=True)
     write_results(pathlib.Path(options.out) / RESULTS_FILE, report)
     return {"report": report, "rows": rows, "agreement": agreement, "records": records,
-            "explainers": names}  # fmt: skip
+            "explainers": names, "batches": batches}  # fmt: skip
 
 
 # ------------------------------------------------------------------ the command

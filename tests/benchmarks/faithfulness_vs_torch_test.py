@@ -21,7 +21,7 @@ from attn_audit.interop import to_torch_state_dict
 from attn_audit.report.records import write_records
 from attn_audit.training.run_folder import load_run
 from benchmarks import faithfulness_vs_torch as bench
-from tests._fixtures import FILLER, TINY, write_toy_sst
+from tests._fixtures import FILLER, TINY, padded_batch, write_toy_sst
 from tests.reference.torch_model import load_torch_model
 
 
@@ -87,8 +87,9 @@ def test_the_report_has_both_sides_and_the_agreement(trained, result):
     rows = result["rows"]
     assert rows["ours"]["instances"] == 12 and rows["loop"]["instances"] == 4
     assert len(rows["ours"]["widths"]) == len(rows["ours"]["compile_s"]) // 2 == 1
-    assert rows["ours"]["forwards"] == 3 * sum(
-        bench.our_forwards((4, rows["ours"]["widths"][0]), 3, FaithfulnessSettings()).values()
+    assert rows["ours"]["forwards"] == sum(
+        sum(bench.our_forwards(batch, 3, FaithfulnessSettings()).values())
+        for batch in result["batches"]
     )
 
 
@@ -168,14 +169,20 @@ def test_the_peer_gives_an_empty_input_the_output_bias_as_ours_does(trained):
     assert np.all(np.isfinite(found)) and peer.forwards == 2 and peer.positions == 6
 
 
-def test_our_forward_passes_count_padding_rows_prefixes_and_chunk_filling():
-    """4 rows of width 10, 3 explainers: ERASER 2·5·3 = 30 coalitions per removal, flips
-    3·8 = 24 prefixes; with a budget of 8 coalitions a step, 30 become 4 steps of 8."""
-    settings = FaithfulnessSettings()
-    assert bench.our_forwards((4, 10), 3, settings) == {"eraser": 4 * 61, "flip": 4 * 25}
+def test_our_forward_passes_count_instance_rows_prefixes_up_to_n_and_step_filling():
+    """4 rows of width 10 (n = 3, 5, 8 and a padding row), 3 explainers: one original pass per
+    row and program; ERASER 2·5·3 = 30 coalitions per removal and instance row, flips 3·n
+    prefixes; whole steps of B · chunk pairs (a budget of 8 coalitions a row: 32 a step)."""
+    batch = padded_batch((5, 7, 10, 2), 10)
+    batch["index"][3], batch["lengths"][3] = -1, 0
+    settings = FaithfulnessSettings()  # a chunk holds every coalition: 4 · 30 pairs a step
+    assert bench.our_forwards(batch, 3, settings) == {
+        "eraser": 4 + 2 * 120,
+        "flip": 4 + 4 * 24,  # 48 prefixes fill one step of 4 · 24
+    }
     small = FaithfulnessSettings(max_sequence_positions=8 * 4 * 10)
-    assert bench.our_forwards((4, 10), 3, small) == {"eraser": 4 * (1 + 2 * 32), "flip": 4 * 25}
-    assert bench.filled(30, 8) == 32 and bench.filled(24, 8) == 24 and bench.filled(5, 9) == 5
+    assert bench.our_forwards(batch, 3, small) == {"eraser": 4 + 2 * 96, "flip": 4 + 64}
+    assert bench.ragged_slots(90, 32) == 96 and bench.ragged_slots(0, 8) == 0
 
 
 def test_results_keep_the_remarks(tmp_path, result):
