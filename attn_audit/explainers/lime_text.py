@@ -9,15 +9,17 @@ the masks gives the scores. Where ``lime`` differs from SPEC §7: it removes
 distinct words (``bow=True``), not positions.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
 from attn_audit.audits.protocol import original_pass
 from attn_audit.explainers.perturbation import (
     coalition_values,
-    coalition_values_of_batch,
     keep_from_players,
     random_player_ranks,
+    sampled_scores_of_batch,
     scores_on_positions,
 )
 
@@ -94,19 +96,9 @@ def lime_of_batch(
     the rows with real tokens only, ``per_step`` at a time: ``[B, T]``."""
     if num_samples < 2:
         raise ValueError(f"LIME needs at least 2 samples, got {num_samples}.")
-    probabilities = jax.vmap(lambda instance: original_pass(model, params, instance)[3])(instances)
-    targets = jnp.argmax(probabilities, axis=-1)
-    num_positions = instances["token_ids"].shape[1]
-    num_real = instances["length"] - 2
-    players, keeps = jax.vmap(
-        lambda key, row_real: _lime_coalitions(key, num_positions, row_real, num_samples)
-    )(keys, num_real)  # fmt: skip
-    needed = jnp.broadcast_to((num_real >= 1)[:, None], keeps.shape[:2])
-    values = coalition_values_of_batch(
-        model, params, instances, keeps, needed, targets, removal, mask_token_id, per_step
-    )
-    return jax.vmap(lambda p, v, n: _lime_estimate(p, v, n, num_positions))(
-        players, values, num_real
+    draw = functools.partial(_lime_coalitions, num_samples=num_samples)
+    return sampled_scores_of_batch(
+        model, params, instances, keys, draw, _lime_estimate, removal, mask_token_id, per_step
     )
 
 

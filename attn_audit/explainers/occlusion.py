@@ -4,7 +4,11 @@ import jax
 import jax.numpy as jnp
 
 from attn_audit.audits.protocol import original_pass
-from attn_audit.explainers.perturbation import coalition_values, coalition_values_of_batch
+from attn_audit.explainers.perturbation import (
+    batch_predictions,
+    coalition_values,
+    coalition_values_of_batch,
+)
 from attn_audit.models import is_real_token, real_token_mask
 
 
@@ -35,8 +39,7 @@ def occlusion_of_batch(
 ) -> jax.Array:
     """``occlusion`` of every row of a batch, removing only real tokens: ``Σ_b n_b`` forward
     passes instead of ``B · (T − 2)`` (``coalition_values_of_batch``). ``[B, T]``."""
-    probabilities = jax.vmap(lambda instance: original_pass(model, params, instance)[3])(instances)
-    targets = jnp.argmax(probabilities, axis=-1)
+    probabilities, targets = batch_predictions(model, params, instances)
     num_positions = instances["token_ids"].shape[1]
     lengths = instances["length"][:, None]
     needed = is_real_token(jnp.arange(1, num_positions - 1)[None, :], lengths)

@@ -52,6 +52,38 @@ def predicted_class(model, params, instance) -> jax.Array:
     return jnp.argmax(original_pass(model, params, instance)[3])
 
 
+def batch_predictions(model, params, instances) -> tuple[jax.Array, jax.Array]:
+    """``(p(· | x) [B, C], ŷ [B])`` of every row of a batch: what whole-batch programs explain."""
+    probabilities = jax.vmap(lambda instance: original_pass(model, params, instance)[3])(instances)
+    return probabilities, jnp.argmax(probabilities, axis=-1)
+
+
+def sampled_scores_of_batch(
+    model, params, instances, keys: jax.Array, draw, estimate, removal: str,
+    mask_token_id: int, per_step: int,
+) -> jax.Array:  # fmt: skip
+    """A sampling explainer (KernelSHAP, LIME) on every row of a batch, ``keys [B]`` one per
+    row: each row draws its coalitions, those of the rows with real tokens are evaluated
+    ``per_step`` at a time (``coalition_values_of_batch``), and each row estimates its scores.
+
+    Args:
+      draw: ``(key, T, n) -> (players [S, N], keeps [S', T])``.
+      estimate: ``(players, values [S'], n, T) -> scores [T]``.
+
+    Returns:
+      ``[B, T]``, each row as the per-instance explainer gives it.
+    """
+    _, targets = batch_predictions(model, params, instances)
+    num_positions = instances["token_ids"].shape[1]
+    num_real = instances["length"] - 2
+    players, keeps = jax.vmap(lambda key, n: draw(key, num_positions, n))(keys, num_real)
+    needed = jnp.broadcast_to((num_real >= 1)[:, None], keeps.shape[:2])
+    values = coalition_values_of_batch(
+        model, params, instances, keeps, needed, targets, removal, mask_token_id, per_step
+    )
+    return jax.vmap(lambda p, v, n: estimate(p, v, n, num_positions))(players, values, num_real)
+
+
 def coalition_values(
     model, params, instance, keeps: jax.Array, target, removal: str, mask_token_id: int,
     chunk: int | None = None,

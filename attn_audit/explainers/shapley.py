@@ -7,6 +7,7 @@ and the others' are those of the n-player game. ``v(S) = p(ŷ | x_S)``
 (``perturbation.coalition_values``: the tokens outside S masked, or deleted).
 """
 
+import functools
 import math
 
 import jax
@@ -15,10 +16,12 @@ import numpy as np
 
 from attn_audit.audits.protocol import original_pass
 from attn_audit.explainers.perturbation import (
+    batch_predictions,
     coalition_values,
     coalition_values_of_batch,
     keep_from_players,
     random_player_ranks,
+    sampled_scores_of_batch,
     scores_on_positions,
 )
 
@@ -105,9 +108,8 @@ def _exact_estimate(values, num_real, num_players: int, num_positions: int):
 
 def _batch_setting(model, params, instances):
     """``(targets [B], T, n [B])`` of a batch."""
-    probabilities = jax.vmap(lambda instance: original_pass(model, params, instance)[3])(instances)
     return (
-        jnp.argmax(probabilities, axis=-1),
+        batch_predictions(model, params, instances)[1],
         instances["token_ids"].shape[1],
         instances["length"] - 2,
     )
@@ -296,16 +298,9 @@ def kernel_shap_of_batch(
 ) -> jax.Array:  # fmt: skip
     """``kernel_shap`` of every row of a batch (``keys [B]``, one per row), evaluating the
     coalitions of the rows with real tokens only, ``per_step`` at a time: ``[B, T]``."""
-    targets, num_positions, num_real = _batch_setting(model, params, instances)
-    players, keeps = jax.vmap(
-        lambda key, row_real: _kernel_coalitions(key, num_positions, row_real, num_samples)
-    )(keys, num_real)  # fmt: skip
-    needed = jnp.broadcast_to((num_real >= 1)[:, None], keeps.shape[:2])
-    values = coalition_values_of_batch(
-        model, params, instances, keeps, needed, targets, removal, mask_token_id, per_step
-    )
-    return jax.vmap(lambda p, v, n: _kernel_estimate(p, v, n, num_positions))(
-        players, values, num_real
+    draw = functools.partial(_kernel_coalitions, num_samples=num_samples)
+    return sampled_scores_of_batch(
+        model, params, instances, keys, draw, _kernel_estimate, removal, mask_token_id, per_step
     )
 
 

@@ -14,7 +14,11 @@ import jax
 import jax.numpy as jnp
 
 from attn_audit.audits.protocol import original_pass
-from attn_audit.explainers.perturbation import coalition_values, coalition_values_of_batch
+from attn_audit.explainers.perturbation import (
+    batch_predictions,
+    coalition_values,
+    coalition_values_of_batch,
+)
 from attn_audit.faithfulness.ranking import PERCENTS, token_ranks, top_count
 
 # ERASER's rule (deletion) first, then masking.
@@ -70,8 +74,7 @@ def eraser_of_batch(
     that are instances (not padding) run ``per_step`` at a time in one flat ``vmap``
     (``coalition_values_of_batch``). Returns ``[B, R, X, K]`` curves, as ``eraser`` per row."""
     num_rows, num_explainers, num_positions = scores.shape
-    probabilities = jax.vmap(lambda instance: original_pass(model, params, instance)[3])(instances)
-    targets = jnp.argmax(probabilities, axis=-1)
+    probabilities, targets = batch_predictions(model, params, instances)
     full = jnp.take_along_axis(probabilities, targets[:, None], axis=-1)  # [B, 1]
     rationale = jax.vmap(lambda s, n: rationale_masks(s, n, percents))(
         scores, instances["length"]

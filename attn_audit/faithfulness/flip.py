@@ -11,6 +11,7 @@ import jax.numpy as jnp
 
 from attn_audit.audits.protocol import original_pass
 from attn_audit.explainers.perturbation import (
+    batch_predictions,
     coalition_probabilities,
     coalition_probabilities_of_batch,
 )
@@ -62,8 +63,7 @@ def decision_flip_of_batch(
     num_rows, num_explainers, num_positions = scores.shape
     lengths = instances["length"]
     num_tokens = lengths - 2
-    probabilities = jax.vmap(lambda instance: original_pass(model, params, instance)[3])(instances)
-    targets = jnp.argmax(probabilities, axis=-1)
+    _, targets = batch_predictions(model, params, instances)
     ranks = jax.vmap(jax.vmap(token_ranks, in_axes=(0, None)))(scores, lengths)  # [B, X, T]
     prefixes = jnp.arange(1, num_positions - 1)  # [J]
     keeps = ranks[:, :, None, :] >= prefixes[None, None, :, None]  # [B, X, J, T]
