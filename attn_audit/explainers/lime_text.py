@@ -14,11 +14,10 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from attn_audit.audits.protocol import original_pass
 from attn_audit.explainers.perturbation import (
-    coalition_values,
     keep_from_players,
     random_player_ranks,
+    sampled_scores,
     sampled_scores_of_batch,
     scores_on_positions,
 )
@@ -79,13 +78,10 @@ def lime(
     """LIME scores ``[T]`` (ridge coefficients), zero off the real tokens."""
     if num_samples < 2:
         raise ValueError(f"LIME needs at least 2 samples, got {num_samples}.")
-    probabilities = original_pass(model, params, instance)[3]
-    target = jnp.argmax(probabilities)
-    num_positions = instance["token_ids"].shape[0]
-    num_real = instance["length"] - 2
-    players, keeps = _lime_coalitions(key, num_positions, num_real, num_samples)
-    values = coalition_values(model, params, instance, keeps, target, removal, mask_token_id, chunk)
-    return _lime_estimate(players, values, num_real, num_positions)
+    draw = functools.partial(_lime_coalitions, num_samples=num_samples)
+    return sampled_scores(
+        model, params, instance, key, draw, _lime_estimate, removal, mask_token_id, chunk
+    )
 
 
 def lime_of_batch(

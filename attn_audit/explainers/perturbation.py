@@ -58,6 +58,20 @@ def batch_predictions(model, params, instances) -> tuple[jax.Array, jax.Array]:
     return probabilities, jnp.argmax(probabilities, axis=-1)
 
 
+def sampled_scores(
+    model, params, instance, key: jax.Array, draw, estimate, removal: str, mask_token_id: int,
+    chunk: int | None = None,
+) -> jax.Array:  # fmt: skip
+    """A sampling explainer (KernelSHAP, LIME) on one instance: ``draw`` its coalitions,
+    evaluate them ``chunk`` at a time (``coalition_values``), ``estimate`` the scores ``[T]``.
+    ``draw`` and ``estimate`` as ``sampled_scores_of_batch``'s."""
+    target = predicted_class(model, params, instance)
+    num_positions, num_real = instance["token_ids"].shape[0], instance["length"] - 2
+    players, keeps = draw(key, num_positions, num_real)
+    values = coalition_values(model, params, instance, keeps, target, removal, mask_token_id, chunk)
+    return estimate(players, values, num_real, num_positions)
+
+
 def sampled_scores_of_batch(
     model, params, instances, keys: jax.Array, draw, estimate, removal: str,
     mask_token_id: int, per_step: int,

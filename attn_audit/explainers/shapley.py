@@ -21,6 +21,7 @@ from attn_audit.explainers.perturbation import (
     coalition_values_of_batch,
     keep_from_players,
     random_player_ranks,
+    sampled_scores,
     sampled_scores_of_batch,
     scores_on_positions,
 )
@@ -286,10 +287,10 @@ def kernel_shap(
     Returns:
       ``φ [T]``, zero off the real tokens.
     """
-    target, num_positions, num_real = _setting(model, params, instance)
-    players, keeps = _kernel_coalitions(key, num_positions, num_real, num_samples)
-    values = coalition_values(model, params, instance, keeps, target, removal, mask_token_id, chunk)
-    return _kernel_estimate(players, values, num_real, num_positions)
+    draw = functools.partial(_kernel_coalitions, num_samples=num_samples)
+    return sampled_scores(
+        model, params, instance, key, draw, _kernel_estimate, removal, mask_token_id, chunk
+    )
 
 
 def kernel_shap_of_batch(
