@@ -8,6 +8,7 @@ The layout follows the data flow, one sub-package per stage::
     training     config, objectives, optimiser, loop, evaluation, checkpoints, run folders
     batch_engine the one batch engine every job subclasses (mesh, sharding, compiled programs)
     batch_runner a job over a split: resumable per-instance records
+    distributed  a job as several processes (jax.distributed): shares, exchanges, barriers
     audits       JW's audits (gradient, loo, permutation, adversarial), rollout, flow, views
     explainers   IG, grad × input, occlusion, Shapley (exact, sampled, KernelSHAP), LIME, random
     faithfulness ERASER, decision flips, parameter randomisation, agreement between explainers
@@ -32,8 +33,8 @@ import importlib
 # ``import attn_audit.data`` stays as light as the data layer itself.
 _PUBLIC = {
     **dict.fromkeys(
-        ("audits", "data", "evaluations", "explainers", "faithfulness", "interop", "models",
-         "pretrained", "report", "stats", "training"), ""),
+        ("audits", "data", "distributed", "evaluations", "explainers", "faithfulness",
+         "interop", "models", "pretrained", "report", "stats", "training"), ""),
     **dict.fromkeys(
         ("AUDITS", "AuditOptions", "AuditableModel", "BatchAuditor", "FlaxModel",
          "FlaxTransformerModel", "JWModel", "TransformerModel", "auditable_model",
@@ -51,8 +52,8 @@ _PUBLIC = {
                     "batch_engine"),
     **dict.fromkeys(("RunOptions", "record_header", "run_batches"), "batch_runner"),
     **dict.fromkeys(("benjamini_hochberg", "wilcoxon_greater"), "multiple_testing"),
-    **dict.fromkeys(("DataError", "EncodedSplit", "TextDataset", "encode_split", "load_dataset"),
-                    "data"),
+    **dict.fromkeys(("DataError", "EncodedSplit", "Share", "TextDataset", "encode_split",
+                     "load_dataset"), "data"),
     "split_encoder": "data.wordpiece",
     "ModelConfig": "models",
     **dict.fromkeys(("read_records", "summarize", "summary_markdown", "write_records"), "report"),

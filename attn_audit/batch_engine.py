@@ -37,14 +37,17 @@ COMPILER_OPTIONS = {"cpu": {"xla_backend_optimization_level": 1}}
 
 
 def data_mesh() -> jax.sharding.Mesh:
-    """A 1-D mesh over every local device, axis ``data``.
+    """A 1-D mesh over every local device (this process's), axis ``data``.
 
     Auto axis type: XLA propagates the batch sharding through the vmapped programs
-    (gathers from the replicated embedding included) without annotations.
+    (gathers from the replicated embedding included) without annotations. In a job of
+    several processes (``attn_audit.distributed``) each process runs its own share of the
+    split on its own mesh: the programs need nothing from another host.
     """
     return jax.make_mesh(
-        (jax.local_device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,)
-    )
+        (jax.local_device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
+        devices=jax.local_devices(),
+    )  # fmt: skip
 
 
 def rounded_batch_size(batch_size: int, num_devices: int) -> int:

@@ -85,16 +85,17 @@ class RunOptions:
     num_buckets: int = 2
 
 
-def record_header(split: data.EncodedSplit, index: int, probabilities: np.ndarray) -> dict:
-    """The fields every per-instance record starts with: ``id``, ``index``, ``tokens``,
-    ``label``, ``prediction`` (the class probabilities ``[C]``), ``predicted_class``,
-    ``question`` for QA/NLI instances and ``evidence`` where the data set marks it (SST)."""
-    example = split.examples[index]
+def record_header(split: data.EncodedSplit, row: int, probabilities: np.ndarray) -> dict:
+    """The fields every per-instance record starts with: ``id``, ``index`` (the instance's
+    number, ``split.index[row]``), ``tokens``, ``label``, ``prediction`` (the class
+    probabilities ``[C]``), ``predicted_class``, ``question`` for QA/NLI instances and
+    ``evidence`` where the data set marks it (SST). ``row``: the position in ``split``."""
+    example = split.examples[row]
     record = {
         "id": example.id,
-        "index": index,
+        "index": int(split.index[row]),
         "tokens": list(example.tokens),
-        "label": int(split.labels[index]),
+        "label": int(split.labels[row]),
         "prediction": probabilities.tolist(),
         "predicted_class": int(np.argmax(probabilities)),
     }
@@ -106,23 +107,37 @@ def record_header(split: data.EncodedSplit, index: int, probabilities: np.ndarra
 
 
 def first_instances(split: data.EncodedSplit, limit: int | None) -> data.EncodedSplit:
-    """The first ``limit`` instances of ``split`` (all if ``limit`` is None)."""
+    """The instances of ``split`` numbered below ``limit`` (all if ``limit`` is None): the
+    first ``limit`` of a whole split, or of a process's share those among the first."""
     if limit is None:
         return split
     if limit < 1:
         raise ValueError(f"--limit must be at least 1, got {limit}.")
-    questions = None if split.question_ids is None else split.question_ids[:limit]
-    return data.EncodedSplit(
-        split.examples[:limit], split.token_ids[:limit], split.labels[:limit], questions
-    )
+    if split.index.size == 0 or split.index.max() < limit:
+        return split
+    return data.subset_split(split, np.flatnonzero(split.index < limit))
 
 
-def split_boundaries(split: data.EncodedSplit, num_buckets: int) -> tuple[int, ...]:
-    """Padded widths fitted to ``split`` (text and question lengths alike), one program each."""
+def split_boundaries(
+    split: data.EncodedSplit, num_buckets: int, batch_size: int | None = None
+) -> tuple[int, ...]:
+    """Padded widths fitted to ``split`` (text and question lengths alike), one program each;
+    with ``batch_size``, no more widths than the split fills batches of that size.
+
+    In a job of several processes (``attn_audit.distributed``), ``split`` is this process's
+    share and the widths are fitted to every process's lengths, so each process pads as a
+    single process running the whole split would (and writes the same records).
+    """
+    from attn_audit import distributed  # only here: keeps this module free of JAX
+
     lengths = [len(ids) for ids in split.token_ids]
     if split.question_ids is not None:
         lengths += [len(ids) for ids in split.question_ids]
-    return data.fewest_padded_boundaries(lengths, num_buckets)
+    every = distributed.all_gather("split lengths", np.asarray(lengths, np.int64))
+    if batch_size is not None:
+        instances = sum(len(found) for found in every) // (1 + (split.question_ids is not None))
+        num_buckets = min(num_buckets, -(-instances // batch_size))
+    return data.fewest_padded_boundaries(np.concatenate(every), num_buckets)
 
 
 def check_options(out_dir: pathlib.Path, options: dict, file_name: str) -> None:
@@ -138,7 +153,15 @@ def check_options(out_dir: pathlib.Path, options: dict, file_name: str) -> None:
             )
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
-        saved_path.write_text(json.dumps(options, indent=2, allow_nan=False))
+        write_text_atomically(saved_path, json.dumps(options, indent=2, allow_nan=False))
+
+
+def write_text_atomically(path: pathlib.Path, text: str) -> None:
+    """Writes ``path`` through a temporary file and a rename: a reader (another process of
+    the same job) sees the old file or the new one, never a part."""
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
 
 
 def _batch_shape(batch: dict) -> tuple:
@@ -176,12 +199,68 @@ def run_batches(
       first, this one last; saved in ``out_dir/timings.jsonl``), so a resumed run still
       says what the whole took.
 
+    In a job of several processes (``attn_audit.distributed``), ``split`` is this process's
+    share; its parts go to ``parts/process-<id>-of-<n>/`` (with its own plan and timings),
+    and once every process is done, process 0 merges every process's parts into
+    ``records.jsonl`` and returns all records (with ``timings["processes"]``: each
+    process's runs); the others return their own.
+
     Raises:
-      FolderBusyError: another process is writing ``out_dir`` (``folder_lock``).
+      FolderBusyError: another process is writing ``out_dir`` (``folder_lock``; in a job of
+        several processes, this process's parts folder).
     """
-    with folder_lock(out_dir):
-        return _run_batches(engine, split, boundaries, batch_size, pathlib.Path(out_dir),
-                            make_records)  # fmt: skip
+    from attn_audit import distributed  # only here: keeps this module free of JAX
+
+    out_dir = pathlib.Path(out_dir)
+    parts = process_parts(out_dir, distributed.process_index(), distributed.process_count())
+    with folder_lock(out_dir if parts == out_dir / "parts" else parts):
+        records, timings = _run_batches(engine, split, boundaries, batch_size, parts,
+                                        make_records)  # fmt: skip
+    if distributed.process_count() == 1:
+        write_records(out_dir / "records.jsonl", records)
+        return records, timings
+    distributed.barrier(f"{out_dir} batches done")
+    if distributed.process_index() != 0:
+        return records, timings
+    records, timings["processes"] = [], []
+    for process in range(distributed.process_count()):
+        folder = process_parts(out_dir, process, distributed.process_count())
+        records += _merged_parts(folder)
+        timings["processes"].append(_logged_timings(folder / "timings.jsonl", None))
+    records.sort(key=lambda r: r["index"])
+    write_records(out_dir / "records.jsonl", records)
+    return records, timings
+
+
+def process_parts(out_dir: pathlib.Path, process: int, num_processes: int) -> pathlib.Path:
+    """Where a process of a job writes its finished batches: ``out_dir/parts`` in a job of
+    one process, else ``out_dir/parts/process-<id>-of-<n>``."""
+    if num_processes == 1:
+        return out_dir / "parts"
+    return out_dir / "parts" / f"process-{process:05d}-of-{num_processes:05d}"
+
+
+def _merged_parts(parts: pathlib.Path) -> list[dict]:
+    """The records of every batch of ``parts``' plan, in data order; a RuntimeError if a
+    batch is missing or holds other instances."""
+    plan = parts / "plan.json"
+    if not plan.exists():
+        raise RuntimeError(f"{parts} has no plan.json: its process did not start its batches.")
+    batches = json.loads(plan.read_text())["batches"]
+    records = []
+    for number in range(len(batches)):
+        part = parts / f"{number:05d}.jsonl"
+        if not part.exists():
+            raise RuntimeError(f"{part} is missing: its process did not finish; run again.")
+        records += read_records(part)
+    records.sort(key=lambda r: r["index"])
+    expected = sorted(i for batch in batches for i in batch)
+    if [r["index"] for r in records] != expected:
+        raise RuntimeError(
+            f"The parts in {parts} hold {len(records)} records for the {len(expected)} "
+            f"instances of its plan; delete the folder and run again ({parts.parent})."
+        )
+    return records
 
 
 def check_split(split: data.EncodedSplit) -> None:
@@ -204,14 +283,14 @@ def check_split(split: data.EncodedSplit) -> None:
             )
 
 
-def _run_batches(engine, split, boundaries, batch_size, out_dir, make_records):
+def _run_batches(engine, split, boundaries, batch_size, parts, make_records):
     check_split(split)
-    parts = out_dir / "parts"
     parts.mkdir(parents=True, exist_ok=True)
     # Balanced: a bucket's batches share its instances evenly (one shape per bucket still),
     # so its last batch is not mostly padding rows, which cost as much as real ones.
     devices = getattr(engine, "num_devices", 1)
-    plan = list(data.batches(split, batch_size, tuple(boundaries), balanced_multiple=devices))
+    plan = list(data.batches(split, batch_size, tuple(boundaries), balanced_multiple=devices,
+                             bucket_counts=_whole_bucket_counts(split, boundaries)))  # fmt: skip
     _check_plan(parts, plan, boundaries, batch_size)
     todo = [b for b in range(len(plan)) if not (parts / f"{b:05d}.jsonl").exists()]
     if len(todo) < len(plan):
@@ -263,24 +342,28 @@ def _run_batches(engine, split, boundaries, batch_size, out_dir, make_records):
         compile_seconds=sum(by_program.values()), program_compile_seconds=by_program,
         boundaries=list(boundaries), shapes=len(first_of_shape), batches=len(todo),
     )  # fmt: skip
-    records = []
-    for number in range(len(plan)):
-        records += read_records(parts / f"{number:05d}.jsonl")
-    records.sort(key=lambda r: r["index"])
-    expected = sorted(int(i) for batch in plan for i in batch["index"] if i >= 0)
-    if [r["index"] for r in records] != expected:
-        raise RuntimeError(
-            f"The parts in {parts} hold {len(records)} records for the {len(expected)} "
-            "instances of this run; delete the folder and run again."
-        )
-    write_records(out_dir / "records.jsonl", records)
-    timings["runs"] = _logged_timings(out_dir / "timings.jsonl", timings)
+    records = _merged_parts(parts)
+    log = parts.parent / "timings.jsonl" if parts.name == "parts" else parts / "timings.jsonl"
+    timings["runs"] = _logged_timings(log, timings)
     return records, timings
 
 
-def _logged_timings(log: pathlib.Path, timings: dict) -> list[dict]:
+def _whole_bucket_counts(split: data.EncodedSplit, boundaries) -> dict:
+    """Instances per bucket in the whole split: summed over every process of the job
+    (``attn_audit.distributed``), so each one's batches have a single process's rows."""
+    from attn_audit import distributed
+    from attn_audit.data.batching import bucket_keys, bucket_members
+
+    keys = bucket_keys(tuple(boundaries), split.question_ids is not None)
+    members = bucket_members(split, tuple(boundaries))
+    counts = np.asarray([len(members.get(key, ())) for key in keys], np.int64)
+    total = np.sum(distributed.all_gather("bucket counts", counts), axis=0)
+    return {key: int(count) for key, count in zip(keys, total, strict=True)}
+
+
+def _logged_timings(log: pathlib.Path, timings: dict | None) -> list[dict]:
     """Appends this process's ``timings`` to ``log`` (if it ran a batch); returns every run's."""
-    if timings["batches"]:
+    if timings is not None and timings["batches"]:
         with open(log, "a") as f:
             f.write(json.dumps(timings, allow_nan=False) + "\n")
     if not log.exists():

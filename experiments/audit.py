@@ -33,6 +33,13 @@ from attn_audit.audits.views import audit_views
 from attn_audit.report import figures, paper_row, summarize, summary_markdown
 from attn_audit.report.views import views_markdown
 from attn_audit.training.run_folder import load_run
+from experiments._processes import (
+    command_settings,
+    exit_with_error,
+    join_job,
+    share,
+    writes_results,
+)
 from experiments._setup import USER_ERRORS, machine_provenance, setup, write_report_page
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder of a trained model.", required=True)
@@ -65,6 +72,7 @@ def main(argv):
     cache_folder = setup()
     start = time.perf_counter()
     try:
+        join_job(command_settings(sys.modules[__name__]))
         audits = checked_audits(_AUDITS.value)
         if _BUCKETS.value < 1:
             raise ValueError(
@@ -72,7 +80,7 @@ def main(argv):
             )
         run = load_run(_WORKDIR.value)
         dataset = data.load_dataset(run.config["data"]["name"], _DATA_DIR.value)
-        split = run.split_encoder()(dataset, _SPLIT.value)
+        split = run.split_encoder()(dataset, _SPLIT.value, share(_LIMIT.value))
         options = AuditOptions(
             split=_SPLIT.value, audits=audits,
             seed=_SEED.value, batch_size=_BATCH_SIZE.value, limit=_LIMIT.value,
@@ -86,7 +94,28 @@ def main(argv):
             program_cache,
         )  # fmt: skip
     except USER_ERRORS as error:
-        sys.exit(f"error: {error}")
+        exit_with_error(error)
+    main_process = writes_results()
+    if main_process:
+        write_summary(run, dataset, records, timings, options, start)
+    if _ATTENTION_VIEWS.value:
+        try:  # after the audit above, with its options (attn_audit.audits.views)
+            _, views_summary = audit_views(
+                run.model_config, run.params, split, _ATTENTION_VIEWS.value, out_dir / "views",
+                options,
+            )  # fmt: skip
+        except USER_ERRORS as error:
+            exit_with_error(error)
+        if views_summary is not None:
+            logging.info("Wrote %s (views.json, views.md).", out_dir / "views")
+            print(views_markdown(views_summary))
+    if main_process:
+        write_report_page(run.workdir, _SPLIT.value)
+
+
+def write_summary(run, dataset, records, timings, options, start) -> None:
+    """The audit's summary.json, summary.md and figures, beside its records."""
+    out_dir = run.workdir / "audit" / _SPLIT.value
     timings["process_seconds"] = time.perf_counter() - start
     provenance = {
         "run": str(run.workdir),
@@ -113,17 +142,6 @@ def main(argv):
     written = figures.write_all(records, label_names, out_dir)
     logging.info("Wrote %s, summary.json, summary.md and %d figures.", out_dir, len(written))
     print(markdown)
-    if _ATTENTION_VIEWS.value:
-        try:  # after the audit above, with its options (attn_audit.audits.views)
-            _, views_summary = audit_views(
-                run.model_config, run.params, split, _ATTENTION_VIEWS.value, out_dir / "views",
-                options,
-            )  # fmt: skip
-        except USER_ERRORS as error:
-            sys.exit(f"error: {error}")
-        logging.info("Wrote %s (views.json, views.md).", out_dir / "views")
-        print(views_markdown(views_summary))
-    write_report_page(run.workdir, _SPLIT.value)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,13 @@ from attn_audit.explainers.gradients import IG_RULES
 from attn_audit.explainers.perturbation import REMOVALS
 from attn_audit.report.explanations import explanations_markdown, summarize_explanations
 from attn_audit.training.run_folder import load_run
+from experiments._processes import (
+    command_settings,
+    exit_with_error,
+    join_job,
+    share,
+    writes_results,
+)
 from experiments._setup import USER_ERRORS, machine_provenance, setup, write_report_page
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder of a trained model.", required=True)
@@ -73,6 +80,7 @@ def main(argv):
     setup()
     start = time.perf_counter()
     try:
+        join_job(command_settings(sys.modules[__name__]))
         explainers = checked_explainers(_EXPLAINERS.value)
         if _BUCKETS.value < 1:
             raise ValueError(f"--buckets must be at least 1, got {_BUCKETS.value}.")
@@ -88,7 +96,7 @@ def main(argv):
             lime_samples=_LIME_SAMPLES.value,
         )  # fmt: skip
         dataset = data.load_dataset(run.config["data"]["name"], _DATA_DIR.value)
-        split = run.split_encoder()(dataset, _SPLIT.value)
+        split = run.split_encoder()(dataset, _SPLIT.value, share(_LIMIT.value))
         options = ExplainOptions(
             split=_SPLIT.value, explainers=explainers, seed=_SEED.value,
             batch_size=_BATCH_SIZE.value, limit=_LIMIT.value, num_buckets=_BUCKETS.value,
@@ -99,7 +107,9 @@ def main(argv):
             auditable_model(run.model_config), run.params, split, None, out_dir, options
         )
     except USER_ERRORS as error:
-        sys.exit(f"error: {error}")
+        exit_with_error(error)
+    if not writes_results():
+        return
     timings["process_seconds"] = time.perf_counter() - start
     provenance = {
         "run": str(run.workdir),

@@ -45,6 +45,13 @@ from attn_audit.report.faithfulness import faithfulness_markdown
 from attn_audit.report.faithfulness_figures import write_faithfulness_figures
 from attn_audit.report.faithfulness_summary import summarize_faithfulness
 from attn_audit.training.run_folder import load_run
+from experiments._processes import (
+    command_settings,
+    exit_with_error,
+    join_job,
+    share,
+    writes_results,
+)
 from experiments._setup import USER_ERRORS, machine_provenance, setup, write_report_page
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder of a trained model.", required=True)
@@ -86,6 +93,7 @@ def main(argv):
     setup()
     start = time.perf_counter()
     try:
+        join_job(command_settings(sys.modules[__name__]))
         explainers = checked_explainers(_EXPLAINERS.value)
         metrics = checked_metrics(_METRICS.value)
         for name, flag in (("--buckets", _BUCKETS), ("--batch_size", _BATCH_SIZE)):
@@ -110,14 +118,16 @@ def main(argv):
                                           flip_removal=_FLIP_REMOVAL.value),
         )  # fmt: skip
         dataset = data.load_dataset(run.config["data"]["name"], _DATA_DIR.value)
-        split = run.split_encoder()(dataset, _SPLIT.value)
+        split = run.split_encoder()(dataset, _SPLIT.value, share(_LIMIT.value))
         out_dir = run.workdir / "faithfulness" / _SPLIT.value
         explain_dir = reusable_explanations(run.workdir / "explain" / _SPLIT.value, explain)
         metric_records, randomised, timings = run_faithfulness(
             auditable_model(run.model_config), run.params, split, out_dir, options, explain_dir
         )
     except USER_ERRORS as error:
-        sys.exit(f"error: {error}")
+        exit_with_error(error)
+    if not writes_results():
+        return
     timings["process_seconds"] = time.perf_counter() - start
     provenance = {
         "run": str(run.workdir),

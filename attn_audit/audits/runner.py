@@ -122,11 +122,11 @@ def batch_records(
     taus = _tau_fields(results, real_mask)
     records = []
     for row in np.flatnonzero(batch["index"] >= 0):
-        index = int(batch["index"][row])
-        example = split.examples[index]
+        position = int(batch["row"][row])
+        example = split.examples[position]
         real = slice(1, int(batch["lengths"][row]) - 1)
         attention = results["attention"][row]
-        record = record_header(split, index, results["probabilities"][row])
+        record = record_header(split, position, results["probabilities"][row])
         record["attention"] = attention[real].tolist()
         record["max_attention"] = float(attention[real].max())
         for name in ("gradient", "loo"):

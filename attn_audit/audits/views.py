@@ -68,7 +68,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attn_audit import models, stats
+from attn_audit import distributed, models, stats
 from attn_audit.audits import flow as flow_lib
 from attn_audit.audits import rollout as rollout_lib
 from attn_audit.audits.adversarial import JW_ADVERSARY, adversarial_search
@@ -657,9 +657,9 @@ def view_records(batch: dict, results: dict, split, labels) -> list[dict]:
                         view[name] = float(results[name][row, v])
             views[label] = view
         record = {
-            "id": split.examples[index].id,
+            "id": split.examples[batch["row"][row]].id,
             "index": index,
-            "label": int(split.labels[index]),
+            "label": int(split.labels[batch["row"][row]]),
             "predicted_class": int(np.argmax(results["probabilities"][row])),
             "num_tokens": int(real.sum()),
             "views": views,
@@ -674,7 +674,7 @@ def view_records(batch: dict, results: dict, split, labels) -> list[dict]:
 def audit_views(
     config, params, split, views, out_dir, options: AuditOptions | None = None,
     head_mixing: str = "reweighted", q: float = 0.05,
-) -> tuple[list[dict], dict]:  # fmt: skip
+) -> tuple[list[dict], dict | None]:  # fmt: skip
     """Audits every view of a transformer over a split; resumable like ``run_audit``.
 
     Args:
@@ -690,7 +690,8 @@ def audit_views(
       q: the false discovery rate of the Benjamini–Hochberg corrections.
 
     Returns:
-      ``(records in data order, summary)``.
+      ``(records in data order, summary)``; in a job of several processes, the summary
+      (and the files) only from process 0, None from the others (their own records).
     """
     options = AuditOptions() if options is None else options
     labels = view_labels(config, views)
@@ -707,6 +708,8 @@ def audit_views(
         auditor, split, audit_boundaries(split, options.num_buckets), batch_size, out_dir,
         lambda batch, results: view_records(batch, results, split, labels),
     )  # fmt: skip
+    if distributed.process_index() != 0:  # a job of several processes: process 0 sums up
+        return records, None
     summary = views_report.summarize_views(records, labels, config.num_layers, config.num_heads, q)
     summary["timings"] = timings
     (out_dir / "views.json").write_text(json.dumps(summary, indent=2, allow_nan=False))

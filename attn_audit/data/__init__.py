@@ -18,6 +18,7 @@ from attn_audit.data.dataset import (
 )
 from attn_audit.data.pipeline import (
     EncodedSplit,
+    Share,
     encode_split,
     filter_by_length,
     sample_indices,
@@ -68,7 +69,7 @@ def load_dataset(name: str, data_dir: str | pathlib.Path | None = None) -> TextD
 
 __all__ = [
     "DATA_ENV_VAR", "DataError", "EOS", "EncodedSplit", "Example", "LOADERS", "PAD", "SOS",
-    "TextDataset", "UNK", "Vocabulary", "batches", "bucket_boundaries", "bucket_of",
+    "Share", "TextDataset", "UNK", "Vocabulary", "batches", "bucket_boundaries", "bucket_of",
     "fewest_padded_boundaries",
     "build_vocabulary", "encode_split", "filter_by_length", "load_dataset", "resolve_data_dir",
     "sample_indices", "split_statistics", "subset_split", "tokenize", "vocabulary_for",

@@ -107,6 +107,7 @@ def batches(
     boundaries: tuple[int, ...],
     rng: np.random.Generator | None = None,
     balanced_multiple: int | None = None,
+    bucket_counts: dict | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Yields batches grouped by length bucket.
 
@@ -120,21 +121,21 @@ def batches(
         batch_size, balanced_multiple)`` rows (still one shape per bucket), so that its
         last batch is (nearly) full: for the batch runs, where padding rows cost as much
         as real ones.
+      bucket_counts: with ``balanced_multiple``, the instances per bucket (``bucket_keys``
+        → count) that set each bucket's rows instead of ``data``'s own: the whole split's,
+        when ``data`` is one process's share, so its batches have the shapes (and so the
+        compiled programs and results) of a single process's.
 
     Yields:
       dicts with ``token_ids [B, T]``, ``lengths [B]``, ``labels [B]``,
-      ``index [B]`` (row in ``data``, −1 for padding rows), ``weights [B]``
+      ``index [B]`` (instance number, ``data.index``; −1 for padding rows), ``row [B]``
+      (position in ``data``; −1 for padding rows), ``weights [B]``
       (1 for real rows, 0 for padding rows) and, for QA/NLI,
       ``question_ids [B, Tq]`` and ``question_lengths [B]``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-    buckets: dict[int, list[int]] = {}
-    for i, sequence in enumerate(data.token_ids):
-        width = bucket_of(len(sequence), boundaries)
-        if data.question_ids is not None:
-            width = (width, bucket_of(len(data.question_ids[i]), boundaries))
-        buckets.setdefault(width, []).append(i)
+    buckets = bucket_members(data, boundaries)
     plan = []
     for width in sorted(buckets):
         members = np.asarray(buckets[width])
@@ -142,13 +143,32 @@ def batches(
             members = rng.permutation(members)
         size = batch_size
         if balanced_multiple is not None:
-            size = balanced_rows(len(members), batch_size, balanced_multiple)
+            count = len(members) if bucket_counts is None else bucket_counts[width]
+            size = balanced_rows(count, batch_size, balanced_multiple)
         plan += [(width, members[s : s + size], size) for s in range(0, len(members), size)]
     if rng is not None:
         plan = [plan[i] for i in rng.permutation(len(plan))]
     for width, rows, size in plan:
         text_width, question_width = width if isinstance(width, tuple) else (width, None)
         yield batch_of_rows(data, rows, size, text_width, question_width)
+
+
+def bucket_keys(boundaries: tuple[int, ...], questions: bool) -> list:
+    """Every bucket a split can have: its widths, or (text, question) width pairs for QA/NLI."""
+    if not questions:
+        return list(boundaries)
+    return [(text, question) for text in boundaries for question in boundaries]
+
+
+def bucket_members(data: EncodedSplit, boundaries: tuple[int, ...]) -> dict:
+    """Bucket (``bucket_keys``) → positions in ``data`` of its instances, in data order."""
+    buckets = {}
+    for i, sequence in enumerate(data.token_ids):
+        width = bucket_of(len(sequence), boundaries)
+        if data.question_ids is not None:
+            width = (width, bucket_of(len(data.question_ids[i]), boundaries))
+        buckets.setdefault(width, []).append(i)
+    return buckets
 
 
 def batch_of_rows(
@@ -163,10 +183,12 @@ def batch_of_rows(
         "lengths": lengths,
         "labels": np.zeros(batch_size, np.int32),
         "index": np.full(batch_size, -1, np.int32),
+        "row": np.full(batch_size, -1, np.int32),
         "weights": np.zeros(batch_size, np.float32),
     }
     batch["labels"][: len(rows)] = data.labels[rows]
-    batch["index"][: len(rows)] = rows
+    batch["index"][: len(rows)] = data.index[rows]
+    batch["row"][: len(rows)] = rows
     batch["weights"][: len(rows)] = 1.0
     if data.question_ids is not None:
         batch["question_ids"], batch["question_lengths"] = _pad(

@@ -17,15 +17,56 @@ class EncodedSplit:
       token_ids: ``len(examples)`` int32 arrays, lengths ``len(tokens) + 2``.
       labels: int32 ``[len(examples)]``.
       question_ids: for QA/NLI, the questions encoded the same way, else None.
+      index: int64 ``[len(examples)]``, each instance's number in the whole split (records
+        and per-instance keys use it); default ``0 .. n − 1``. A process's ``Share`` of a
+        split holds only some instances, with their numbers in the whole.
     """
 
     examples: list[Example]
     token_ids: list[np.ndarray]
     labels: np.ndarray
     question_ids: list[np.ndarray] | None = None
+    index: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.index is None:
+            self.index = np.arange(len(self.examples), dtype=np.int64)
+        self.index = np.asarray(self.index, np.int64)
+        if self.index.shape != (len(self.examples),):
+            raise ValueError(
+                f"EncodedSplit has {len(self.examples)} examples but {self.index.shape} indices."
+            )
 
     def __len__(self) -> int:
         return len(self.examples)
+
+
+@dataclasses.dataclass(frozen=True)
+class Share:
+    """The instances of a split that one process of a job works on.
+
+    Of the split's first ``limit`` instances (all if None), every ``num_processes``-th
+    from ``process_id``: interleaved, so every process gets a like mix of lengths (and
+    so of buckets) and about the same work.
+    """
+
+    process_id: int = 0
+    num_processes: int = 1
+    limit: int | None = None
+
+    def __post_init__(self):
+        if not 0 <= self.process_id < self.num_processes:
+            raise ValueError(
+                f"Process id {self.process_id} is not in [0, {self.num_processes}): give each "
+                f"of the {self.num_processes} processes its own id from 0."
+            )
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit must be at least 1, got {self.limit}.")
+
+    def indices(self, count: int) -> np.ndarray:
+        """The share's instance numbers among ``count`` instances, increasing."""
+        stop = count if self.limit is None else min(count, self.limit)
+        return np.arange(self.process_id, stop, self.num_processes, dtype=np.int64)
 
 
 def filter_by_length(
@@ -61,8 +102,11 @@ def vocabulary_for(dataset: TextDataset) -> Vocabulary:
     return build_vocabulary(documents, dataset.min_df)
 
 
-def encode_split(dataset: TextDataset, split: str, vocab: Vocabulary) -> EncodedSplit:
-    """Filters ``split`` by length and encodes it with ``vocab``.
+def encode_split(
+    dataset: TextDataset, split: str, vocab: Vocabulary, share: Share | None = None
+) -> EncodedSplit:
+    """Filters ``split`` by length and encodes it with ``vocab``: all of it, or only
+    ``share``'s instances (numbered as in the whole split).
 
     Raises:
       DataError: the split is empty, or a planted task's marker is not in ``vocab``.
@@ -80,12 +124,16 @@ def encode_split(dataset: TextDataset, split: str, vocab: Vocabulary) -> Encoded
             f"The {split} split of {dataset.name} is empty after the length filter "
             f"({dataset.min_length} < tokens < {dataset.max_length}); check the data files."
         )
+    index = None
+    if share is not None:
+        index = share.indices(len(examples))
+        examples = [examples[i] for i in index]
     token_ids = [np.asarray(vocab.encode(e.tokens), np.int32) for e in examples]
     question_ids = None
     if dataset.task == "qa":
         question_ids = [np.asarray(vocab.encode(e.question), np.int32) for e in examples]
     labels = np.asarray([e.label for e in examples], np.int32)
-    return EncodedSplit(examples, token_ids, labels, question_ids)
+    return EncodedSplit(examples, token_ids, labels, question_ids, index)
 
 
 def split_statistics(dataset: TextDataset, split: str) -> dict:
@@ -118,12 +166,15 @@ def sample_indices(num_items: int, limit: int, seed: int) -> list[int]:
     return sorted(rng.permutation(num_items)[:limit].tolist())
 
 
-def subset_split(split: EncodedSplit, indices: list[int]) -> EncodedSplit:
-    """The instances ``indices`` of an encoded split, in that order."""
+def subset_split(split: EncodedSplit, indices) -> EncodedSplit:
+    """The instances at positions ``indices`` of an encoded split, in that order (their
+    numbers ``index`` kept)."""
+    indices = np.asarray(indices, np.int64)
     questions = split.question_ids
     return EncodedSplit(
         [split.examples[i] for i in indices],
         [split.token_ids[i] for i in indices],
-        split.labels[np.asarray(indices, np.int64)],
+        split.labels[indices],
         None if questions is None else [questions[i] for i in indices],
+        split.index[indices],
     )

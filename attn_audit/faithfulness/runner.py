@@ -25,6 +25,7 @@ from attn_audit.batch_runner import (
     require_finite,
     run_batches,
     split_boundaries,
+    write_text_atomically,
 )
 from attn_audit.explainers.runner import ExplainOptions, run_explain
 from attn_audit.faithfulness.agreement import pairwise_agreement
@@ -107,11 +108,11 @@ def check_stage_options(out_dir: pathlib.Path, options: FaithfulnessOptions) -> 
     for stage, stage_request in stage_options(requested).items():
         stage_dir, file_name = out_dir / stage, f"{stage}_config.json"
         if stage in made_with and stage_dir.exists() and not (stage_dir / file_name).exists():
-            stage_dir.joinpath(file_name).write_text(
-                json.dumps(made_with[stage], indent=2, allow_nan=False)
+            write_text_atomically(
+                stage_dir / file_name, json.dumps(made_with[stage], indent=2, allow_nan=False)
             )
         check_options(stage_dir, stage_request, file_name)
-    whole_path.write_text(json.dumps(requested, indent=2, allow_nan=False))
+    write_text_atomically(whole_path, json.dumps(requested, indent=2, allow_nan=False))
 
 
 def _listed(values: np.ndarray, available: bool):
@@ -134,7 +135,7 @@ def metric_records(batch, results, split, explainers, settings, agreement: bool)
     records = []
     for row in np.flatnonzero(batch["index"] >= 0):
         index = int(batch["index"][row])
-        record = {"id": split.examples[index].id, "index": index,
+        record = {"id": split.examples[batch["row"][row]].id, "index": index,
                   "num_tokens": int(batch["lengths"][row]) - 2, "metrics": {}}  # fmt: skip
         for column, name in enumerate(explainers):
             if not results["available"][row, column]:
@@ -183,7 +184,7 @@ def randomisation_records(batch, results, split, explainers, variants) -> list[d
             }
             for v, variant in enumerate(variants)
         }
-        records.append({"id": split.examples[index].id, "index": index,
+        records.append({"id": split.examples[batch["row"][row]].id, "index": index,
                         "num_tokens": num_tokens, "rho": rho})  # fmt: skip
     return records
 
@@ -243,14 +244,14 @@ def run_faithfulness(
         explainer_key, init_key = jax.random.split(jax.random.key(explain.seed))
         explainer = BatchExplainer(model, params, explainers, explainer_key, explain.settings)
         engine = BatchRandomisation(model, params, explainer, init_key)
-        subset = first_instances(split, min(options.randomisation_limit, len(split.labels)))
+        subset = first_instances(split, options.randomisation_limit)
         # Few instances, each explained 8 times: small batches waste little on padding rows,
         # and there are no more widths (programs to compile) than batches.
         batch_size = min(explain.batch_size, RANDOMISATION_BATCH_SIZE)
         batch_size = rounded_batch_size(batch_size, explainer.num_devices)
-        num_buckets = min(explain.num_buckets, -(-len(subset.labels) // batch_size))
         randomised_rows, timings["randomisation"] = run_batches(
-            engine, subset, split_boundaries(subset, num_buckets), batch_size,
+            engine, subset, split_boundaries(subset, explain.num_buckets, batch_size),
+            batch_size,
             out_dir / "randomisation",
             lambda batch, results: randomisation_records(
                 batch, results, subset, explainer.explainers, tuple(engine.variants)

@@ -33,11 +33,19 @@ class RunCheckpoints:
 
     def __init__(self, workdir: str | pathlib.Path):
         self.directory = pathlib.Path(workdir).resolve() / "checkpoints"
-        options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
-        self._managers = {
-            kind: ocp.CheckpointManager(self.directory / kind, options=options)
-            for kind in ("latest", "best")
-        }
+        # Each process of a job of several (attn_audit.distributed) reads the checkpoint on
+        # its own, whole, onto its own devices: orbax sees one process, this one.
+        me = jax.process_index()
+        alone = ocp.options.MultiprocessingOptions(
+            primary_host=me, active_processes={me}, barrier_sync_key_prefix=f"process{me}"
+        )
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=1, create=False, multiprocessing_options=alone
+        )
+        self._managers = {}
+        for kind in ("latest", "best"):
+            (self.directory / kind).mkdir(parents=True, exist_ok=True)
+            self._managers[kind] = ocp.CheckpointManager(self.directory / kind, options=options)
 
     def save(self, kind: str, epoch: int, state) -> None:
         """Saves ``state`` (a pytree) as ``kind`` at ``epoch``, waits until it is on disk, then
@@ -73,7 +81,10 @@ class RunCheckpoints:
                 "(python -m experiments.train --workdir=...)."
             )
         self._check_files(kind, epoch)
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        abstract = jax.tree.map(
+            lambda x: ocp.utils.to_shape_dtype_struct(x).update(sharding=device), template
+        )
         try:
             state = manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
         except Exception as error:  # orbax raises many kinds for damaged files

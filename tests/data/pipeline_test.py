@@ -65,3 +65,52 @@ def test_subset_split_keeps_examples_ids_labels_and_questions_together():
     assert [ids[1] for ids in kept.token_ids] == [11, 14]
     assert kept.labels.tolist() == [1, 1]
     assert [q[1] for q in kept.question_ids] == [21, 24]
+    assert kept.index.tolist() == [1, 4]  # their numbers in the whole split
+    assert data.subset_split(kept, [1]).index.tolist() == [4]
+
+
+def toy_dataset(count=11):
+    words = ["good", "bad", "film", "plot", "dull"]
+    test = [Example(f"s{i}", tuple(words[: 1 + i % 5]), i % 2) for i in range(count)]
+    return TextDataset(
+        name="toy", task="classification", label_names=("a", "b"), min_df=1, min_length=0,
+        max_length=100, splits={"train": test, "dev": test, "test": test},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("limit", [None, 7, 50])
+def test_the_shares_of_a_job_partition_the_split_and_keep_its_numbers(limit):
+    dataset = toy_dataset()
+    vocab = data.vocabulary_for(dataset)
+    whole = data.encode_split(dataset, "test", vocab)
+    count = 11 if limit is None else min(limit, 11)
+    seen = []
+    for process in range(3):
+        share = data.encode_split(dataset, "test", vocab, data.Share(process, 3, limit))
+        assert share.index.tolist() == list(range(process, count, 3))
+        for position, number in enumerate(share.index):
+            assert share.examples[position] == whole.examples[number]
+            np.testing.assert_array_equal(share.token_ids[position], whole.token_ids[number])
+            assert share.labels[position] == whole.labels[number]
+        seen += share.index.tolist()
+    assert sorted(seen) == list(range(count))
+    alone = data.encode_split(dataset, "test", vocab, data.Share(limit=limit))
+    assert alone.index.tolist() == list(range(count))
+
+
+def test_a_share_names_its_problem():
+    with pytest.raises(ValueError, match=r"Process id 3 is not in \[0, 3\)"):
+        data.Share(3, 3)
+    with pytest.raises(ValueError, match="--limit must be at least 1"):
+        data.Share(0, 1, limit=0)
+    with pytest.raises(ValueError, match="0 examples but"):
+        data.EncodedSplit([], [], np.zeros(0, np.int32), index=np.arange(2))
+
+
+def test_batches_carry_the_instance_numbers_and_the_positions():
+    dataset = toy_dataset()
+    share = data.encode_split(dataset, "test", data.vocabulary_for(dataset), data.Share(1, 2))
+    for batch in data.batches(share, 4, (8,)):
+        real = batch["row"] >= 0
+        assert (batch["index"][real] == share.index[batch["row"][real]]).all()
+        assert (batch["index"][~real] == -1).all()
