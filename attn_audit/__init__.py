@@ -38,7 +38,7 @@ _PUBLIC = {
     **dict.fromkeys(
         ("AUDITS", "AuditOptions", "AuditableModel", "BatchAuditor", "FlaxModel",
          "FlaxTransformerModel", "JWModel", "TransformerModel", "auditable_model",
-         "checked_audits", "flax_model", "run_audit"), "audits"),
+         "checked_audits", "flax_model", "run_audit", "run_audit_corpus"), "audits"),
     **dict.fromkeys(
         ("EXPLAINERS", "BatchExplainer", "ExplainOptions", "ExplainerSettings", "run_explain"),
         "explainers"),

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import pathlib
+import shutil
 import time
 from collections.abc import Callable
 
@@ -119,10 +120,12 @@ def first_instances(split: data.EncodedSplit, limit: int | None) -> data.Encoded
 
 
 def split_boundaries(
-    split: data.EncodedSplit, num_buckets: int, batch_size: int | None = None
-) -> tuple[int, ...]:
+    split: data.EncodedSplit, num_buckets: int, batch_size: int | None = None,
+    multiple: int = 8,
+) -> tuple[int, ...]:  # fmt: skip
     """Padded widths fitted to ``split`` (text and question lengths alike), one program each;
-    with ``batch_size``, no more widths than the split fills batches of that size.
+    with ``batch_size``, no more widths than the split fills batches of that size; every
+    width a multiple of ``multiple``.
 
     In a job of several processes (``attn_audit.distributed``), ``split`` is this process's
     share and the widths are fitted to every process's lengths, so each process pads as a
@@ -137,7 +140,7 @@ def split_boundaries(
     if batch_size is not None:
         instances = sum(len(found) for found in every) // (1 + (split.question_ids is not None))
         num_buckets = min(num_buckets, -(-instances // batch_size))
-    return data.fewest_padded_boundaries(np.concatenate(every), num_buckets)
+    return data.fewest_padded_boundaries(np.concatenate(every), num_buckets, multiple)
 
 
 def check_options(out_dir: pathlib.Path, options: dict, file_name: str) -> None:
@@ -176,7 +179,7 @@ def _timed_compile(engine, batch: dict, program) -> float:
 
 def run_batches(
     engine, split: data.EncodedSplit, boundaries, batch_size: int, out_dir: pathlib.Path,
-    make_records: Callable[[dict, dict], list[dict]],
+    make_records: Callable[[dict, dict], list[dict]], balanced: bool = True,
 ) -> tuple[list[dict], dict]:  # fmt: skip
     """Runs ``engine`` on every batch of ``split`` padded to ``boundaries``; resumes.
 
@@ -188,6 +191,8 @@ def run_batches(
         bucket's batches are balanced (``data.batching.balanced_rows``).
       out_dir: where ``parts/`` and ``records.jsonl`` go.
       make_records: ``(batch, results) -> records`` of the batch's real rows.
+      balanced: False: every batch has ``batch_size`` rows (a stream of chunks then meets
+        fewer shapes) instead of ``data.batching.balanced_rows``.
 
     Returns:
       ``(records in data order, timings)``; timings has ``wall_seconds`` (first batch to
@@ -215,7 +220,7 @@ def run_batches(
     parts = process_parts(out_dir, distributed.process_index(), distributed.process_count())
     with folder_lock(out_dir if parts == out_dir / "parts" else parts):
         records, timings = _run_batches(engine, split, boundaries, batch_size, parts,
-                                        make_records)  # fmt: skip
+                                        make_records, balanced)  # fmt: skip
     if distributed.process_count() == 1:
         write_records(out_dir / "records.jsonl", records)
         return records, timings
@@ -230,6 +235,69 @@ def run_batches(
     records.sort(key=lambda r: r["index"])
     write_records(out_dir / "records.jsonl", records)
     return records, timings
+
+
+# A streamed corpus pads each chunk to widths that are multiples of this: the chunks then
+# meet a few widths (programs) between them, not a new one each.
+CHUNK_WIDTH_MULTIPLE = 16
+
+
+def run_chunks(
+    engine, chunks, num_buckets: int, batch_size: int, out_dir: pathlib.Path,
+    make_records: Callable[[data.EncodedSplit], Callable[[dict, dict], list[dict]]],
+) -> dict:  # fmt: skip
+    """Runs ``engine`` over a corpus read in chunks; only a chunk's records are ever in memory.
+
+    Each chunk runs through ``run_batches`` into ``out_dir/chunks/<first text>/`` (so it
+    resumes batch by batch, and a finished chunk is skipped without being encoded), at
+    widths fitted to the chunk (multiples of ``CHUNK_WIDTH_MULTIPLE``) and in batches of
+    ``batch_size`` rows; its parts are deleted once its ``records.jsonl`` is written. Then
+    the chunks' records are copied, in order, into ``out_dir/records.jsonl``. In a job of
+    several processes each process runs its share of every chunk (``encode`` gives it).
+
+    Args:
+      engine: as for ``run_batches``.
+      chunks: ``(first text number, encode)`` pairs in corpus order; ``encode()`` gives the
+        chunk's ``EncodedSplit`` (this process's share), numbered from the first text.
+      num_buckets, batch_size: per chunk.
+      out_dir: the run's folder.
+      make_records: ``split -> (batch, results) -> records``.
+
+    Returns:
+      ``{"instances", "chunks", "runs"}``: texts and chunks done, and each chunk's timings
+      from this process (those it ran now).
+    """
+    from attn_audit import distributed
+
+    out_dir = pathlib.Path(out_dir)
+    instances, folders, runs = 0, [], []
+    for first, encode in chunks:
+        folder = out_dir / "chunks" / f"{first:012d}"
+        folders.append(folder)
+        done = folder / "records.jsonl"
+        if done.exists():
+            with open(done, "rb") as f:
+                instances += sum(1 for _ in f)
+            continue
+        split = encode()
+        boundaries = split_boundaries(split, num_buckets, multiple=CHUNK_WIDTH_MULTIPLE)
+        records, timings = run_batches(engine, split, boundaries, batch_size, folder,
+                                       make_records(split), balanced=False)  # fmt: skip
+        runs.append({name: timings[name] for name in
+                     ("wall_seconds", "compile_seconds", "compile_wait_seconds", "run_seconds",
+                      "boundaries", "batches")})  # fmt: skip
+        instances += len(records) if distributed.process_index() == 0 else 0
+        if distributed.process_index() == 0:
+            shutil.rmtree(folder / "parts", ignore_errors=True)
+    distributed.barrier(f"{out_dir} chunks done")
+    if distributed.process_index() == 0:
+        temporary = out_dir / "records.jsonl.tmp"
+        with open(temporary, "wb") as merged:
+            for folder in folders:
+                with open(folder / "records.jsonl", "rb") as part:
+                    shutil.copyfileobj(part, merged)
+        os.replace(temporary, out_dir / "records.jsonl")
+    return {"instances": instances, "chunks": len(folders), "runs": runs}
 
 
 def process_parts(out_dir: pathlib.Path, process: int, num_processes: int) -> pathlib.Path:
@@ -283,14 +351,15 @@ def check_split(split: data.EncodedSplit) -> None:
             )
 
 
-def _run_batches(engine, split, boundaries, batch_size, parts, make_records):
+def _run_batches(engine, split, boundaries, batch_size, parts, make_records, balanced):
     check_split(split)
     parts.mkdir(parents=True, exist_ok=True)
     # Balanced: a bucket's batches share its instances evenly (one shape per bucket still),
     # so its last batch is not mostly padding rows, which cost as much as real ones.
-    devices = getattr(engine, "num_devices", 1)
+    devices = getattr(engine, "num_devices", 1) if balanced else None
+    counts = _whole_bucket_counts(split, boundaries) if balanced else None
     plan = list(data.batches(split, batch_size, tuple(boundaries), balanced_multiple=devices,
-                             bucket_counts=_whole_bucket_counts(split, boundaries)))  # fmt: skip
+                             bucket_counts=counts))  # fmt: skip
     _check_plan(parts, plan, boundaries, batch_size)
     todo = [b for b in range(len(plan)) if not (parts / f"{b:05d}.jsonl").exists()]
     if len(todo) < len(plan):

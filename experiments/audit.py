@@ -21,13 +21,23 @@ for compilation, reported apart in summary.json's timings), 11–15 s with warm 
 (compiled and exported programs kept in $ATTN_AUDIT_JAX_CACHE).
 """
 
+import itertools
+import json
 import sys
 import time
 
+import numpy as np
 from absl import app, flags, logging
 
 from attn_audit import data, report
-from attn_audit.audits import AUDITS, AuditOptions, auditable_model, checked_audits, run_audit
+from attn_audit.audits import (
+    AUDITS,
+    AuditOptions,
+    auditable_model,
+    checked_audits,
+    run_audit,
+    run_audit_corpus,
+)
 from attn_audit.audits.exported import ProgramCache
 from attn_audit.audits.views import audit_views
 from attn_audit.report import figures, paper_row, summarize, summary_markdown
@@ -41,6 +51,9 @@ from experiments._processes import (
     writes_results,
 )
 from experiments._setup import USER_ERRORS, machine_provenance, setup, write_report_page
+
+# A corpus's summary and figures read its first records only (memory), as they say.
+SUMMARY_RECORDS = 50_000
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder of a trained model.", required=True)
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "dev", "test"], "Split to audit.")
@@ -58,6 +71,19 @@ _BUCKETS = flags.DEFINE_integer(
 )
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Folder with the original data files (default: $ATTN_AUDIT_DATA)."
+)
+_DATASET = flags.DEFINE_string(
+    "dataset", None,
+    "Audit a corpus of your own instead of the run's data set: jsonl:PATH, csv:PATH (a header "
+    "row) or dir:PATH (*.txt files), read in chunks (memory flat in its size), into "
+    "WORKDIR/audit/<kind>-<name>/.",
+)  # fmt: skip
+_TEXT_FIELD = flags.DEFINE_string("text_field", "text", "A corpus's field (column) of texts.")
+_LABEL_FIELD = flags.DEFINE_string(
+    "label_field", None, "A corpus's field of labels (class names or indices); none: -1."
+)
+_CHUNK_SIZE = flags.DEFINE_integer(
+    "chunk_size", 16384, "Texts of a corpus read, encoded and audited at a time."
 )
 _ATTENTION_VIEWS = flags.DEFINE_list(
     "attention_views", [],
@@ -79,6 +105,8 @@ def main(argv):
                 f"--buckets must be at least 1 (padded widths to audit at), got {_BUCKETS.value}."
             )
         run = load_run(_WORKDIR.value)
+        if _DATASET.value is not None:
+            return audit_corpus(run, cache_folder, audits, start)
         dataset = data.load_dataset(run.config["data"]["name"], _DATA_DIR.value)
         split = run.split_encoder()(dataset, _SPLIT.value, share(_LIMIT.value))
         options = AuditOptions(
@@ -113,9 +141,70 @@ def main(argv):
         write_report_page(run.workdir, _SPLIT.value)
 
 
-def write_summary(run, dataset, records, timings, options, start) -> None:
+def audit_corpus(run, cache_folder, audits, start) -> None:
+    """Audits the corpus of ``--dataset`` chunk by chunk (``run_audit_corpus``); the summary
+    covers its first ``SUMMARY_RECORDS`` records (``records.jsonl`` holds all)."""
+    if _ATTENTION_VIEWS.value:
+        raise ValueError("--attention_views audits a split, not a streamed corpus; drop it.")
+    corpus = data.corpus.Corpus.parse(_DATASET.value, _TEXT_FIELD.value, _LABEL_FIELD.value)
+    label_names = run.config["data"]["label_names"]
+    punctuation = data.corpus.training_punctuation(run.config["data"]["name"])
+    job = share(None)
+
+    def encoded(first, examples):
+        def encode():
+            chunk = data.TextDataset(
+                name=corpus.name, task=run.model_config.task, label_names=tuple(label_names),
+                splits={"train": [], "dev": [], "test": examples}, min_df=1,
+                length_filter=False, punctuation=punctuation,
+            )  # fmt: skip
+            if len(examples) <= job.process_id:  # a last chunk shorter than the processes
+                split = data.EncodedSplit([], [], np.zeros(0, np.int32))
+            else:
+                mine = data.Share(job.process_id, job.num_processes)
+                split = run.split_encoder()(chunk, "test", mine)
+            split.index = split.index + first
+            return split
+
+        return first, encode
+
+    chunks = data.corpus.read_chunks(corpus, _CHUNK_SIZE.value, label_names, punctuation,
+                                     _LIMIT.value)  # fmt: skip
+    options = AuditOptions(
+        split=corpus.name, audits=audits, seed=_SEED.value, batch_size=_BATCH_SIZE.value,
+        limit=_LIMIT.value, num_buckets=_BUCKETS.value, word_reduction=_WORD_REDUCTION.value,
+    )  # fmt: skip
+    out_dir = run.workdir / "audit" / corpus.name
+    program_cache = cache_folder and ProgramCache(cache_folder / "exported")
+    done = run_audit_corpus(
+        auditable_model(run.model_config), run.params,
+        (encoded(first, examples) for first, examples in chunks), out_dir, options,
+        program_cache,
+    )  # fmt: skip
+    if not writes_results():
+        return
+    with open(out_dir / "records.jsonl", encoding="utf-8") as lines:
+        records = [json.loads(line) for line in itertools.islice(lines, SUMMARY_RECORDS)]
+    runs = done["runs"]
+    timings = {
+        "chunks": done["chunks"], "chunks_run": len(runs), "instances": done["instances"],
+        "summary_records": len(records),
+        **{name: sum(run[name] for run in runs) for name in
+           ("wall_seconds", "compile_seconds", "compile_wait_seconds", "run_seconds")},
+        "widths": sorted({width for run in runs for width in run["boundaries"]}),
+    }  # fmt: skip
+    dataset = data.TextDataset(
+        name=_DATASET.value, task=run.model_config.task, label_names=tuple(label_names),
+        splits={"train": [], "dev": [], "test": []}, min_df=1,
+        notes=[f"A corpus of {done['instances']:,} texts; the summary and figures cover its "
+               f"first {len(records):,} records (records.jsonl holds all)."],
+    )  # fmt: skip
+    write_summary(run, dataset, records, timings, options, start, out_dir)
+
+
+def write_summary(run, dataset, records, timings, options, start, out_dir=None) -> None:
     """The audit's summary.json, summary.md and figures, beside its records."""
-    out_dir = run.workdir / "audit" / _SPLIT.value
+    out_dir = out_dir or run.workdir / "audit" / _SPLIT.value
     timings["process_seconds"] = time.perf_counter() - start
     provenance = {
         "run": str(run.workdir),
@@ -125,7 +214,7 @@ def write_summary(run, dataset, records, timings, options, start) -> None:
             "test_metrics": run.metrics.get("test"), "train": run.config["train"],
         },
         "data": {
-            "name": dataset.name, "split": _SPLIT.value, "instances": len(records),
+            "name": dataset.name, "split": options.split, "instances": len(records),
             "notes": dataset.notes,
         },
         "audit": options.to_dict(),

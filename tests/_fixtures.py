@@ -386,3 +386,26 @@ def tiny_paper_recipe(monkeypatch):
         return {**paper_defaults(dataset_name), **TINY, "embeddings": "random"}
 
     monkeypatch.setattr(training, "paper_defaults", tiny)
+
+
+# experiments.audit, killed (SIGKILL) as it is about to write its `die_at`-th part of a batch
+# (``KILLED_AT_PART.format(repo=..., die_at=N)`` is a script; its arguments are the command's).
+KILLED_AT_PART = """
+import os, signal, sys
+sys.path.insert(0, {repo!r})
+from absl import app
+from attn_audit import batch_runner
+from experiments import audit
+
+written, write_records = [0], batch_runner.write_records
+
+def write_or_die(path, records):
+    if str(path).endswith(".tmp"):
+        written[0] += 1
+        if written[0] == {die_at}:
+            os.kill(os.getpid(), signal.SIGKILL)
+    write_records(path, records)
+
+batch_runner.write_records = write_or_die
+app.run(audit.main, argv=["audit", *sys.argv[1:]])
+"""

@@ -14,30 +14,9 @@ import time
 import pytest
 
 from attn_audit import data, distributed, training
-from tests._fixtures import TINY, command_runner, write_toy_sst
+from tests._fixtures import KILLED_AT_PART, TINY, command_runner, write_toy_sst
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-# A process that writes its `die_at`-th part is killed (SIGKILL) just before: the test's
-# way to kill one process of a job at a known point.
-KILLED_COMMAND = """
-import os, signal, sys
-sys.path.insert(0, {repo!r})
-from absl import app
-from attn_audit import batch_runner
-from experiments import audit
-
-written, write_records = [0], batch_runner.write_records
-
-def write_or_die(path, records):
-    if str(path).endswith(".tmp"):
-        written[0] += 1
-        if written[0] == {die_at}:
-            os.kill(os.getpid(), signal.SIGKILL)
-    write_records(path, records)
-
-batch_runner.write_records = write_or_die
-app.run(audit.main, argv=["audit", *sys.argv[1:]])
-"""
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +156,7 @@ def test_a_killed_process_stops_the_other_and_the_job_resumes(trained, tmp_path)
     flags = ("--limit=48", "--batch_size=4", "--audits=gradient,loo,permutation")
     command_runner("audit")[1](f"--workdir={one}", f"--data_dir={data_dir}", *flags)
     script = tmp_path / "killed.py"
-    script.write_text(textwrap.dedent(KILLED_COMMAND.format(repo=str(REPO), die_at=3)))
+    script.write_text(textwrap.dedent(KILLED_AT_PART.format(repo=str(REPO), die_at=3)))
     start = time.monotonic()
     processes = start_job("audit", two, data_dir, *flags, "--heartbeat_timeout=3", script=script)
     (code_0, stderr_0), (code_1, _) = finished(processes)
@@ -218,3 +197,21 @@ def test_an_unreachable_coordinator_is_one_line(trained):
     assert result.returncode != 0
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("error: No coordinator answered at 127.0.0.1:"), result.stderr[-2000:]
+
+
+def test_two_processes_stream_a_corpus_as_one(trained, tmp_path):
+    data_dir, workdir = trained
+    dataset = data.load_dataset("sst", data_dir)
+    texts = [" ".join(e.tokens) for e in data.pipeline.kept_examples(dataset, "test")[:29]]
+    corpus = tmp_path / "texts.jsonl"
+    corpus.write_text("".join(json.dumps({"text": text}) + "\n" for text in texts))
+    one, two = copy_of(workdir, tmp_path / "one"), copy_of(workdir, tmp_path / "two")
+    flags = (f"--dataset=jsonl:{corpus}", "--chunk_size=10", "--batch_size=4",
+             "--audits=gradient,loo,permutation")  # fmt: skip
+    command_runner("audit")[1](f"--workdir={one}", *flags)
+    results = finished(start_job("audit", two, data_dir, *flags))
+    for code, stderr in results:
+        assert code == 0, stderr[-3000:]
+    records = "audit/jsonl-texts/records.jsonl"
+    assert (two / records).read_bytes() == (one / records).read_bytes()
+    assert len((two / records).read_text().splitlines()) == 29  # a last chunk of 9

@@ -26,7 +26,7 @@ from attn_audit.audits.permutation import (
     permute_real_tokens,
 )
 from attn_audit.audits.protocol import AuditableModel, JWModel
-from attn_audit.audits.runner import AuditOptions, run_audit
+from attn_audit.audits.runner import AuditOptions, run_audit, run_audit_corpus
 from attn_audit.audits.transformer_model import TransformerModel, auditable_model
 from attn_audit.audits.views import AttentionView, ViewAuditor, audit_views, view_labels
 
@@ -35,6 +35,6 @@ __all__ = [
     "FlaxModel", "FlaxTransformerModel", "JWModel", "TransformerModel", "adversarial_search",
     "auditable_model", "checked_audits", "delete_position", "flax_model",
     "gradient_importance", "leave_one_out", "permutation_median_tvd", "permutation_tvds",
-    "permute_real_tokens", "run_audit",
+    "permute_real_tokens", "run_audit", "run_audit_corpus",
 ]  # fmt: skip
 __all__ += ["AttentionView", "ViewAuditor", "audit_views", "view_labels"]

@@ -24,6 +24,7 @@ from attn_audit.batch_runner import (
     record_header,
     require_finite,
     run_batches,
+    run_chunks,
     split_boundaries,
 )
 from attn_audit.data import wordpiece
@@ -191,4 +192,36 @@ def run_audit(
     return run_batches(
         auditor, split, boundaries, batch_size, out_dir,
         lambda batch, results: batch_records(batch, results, split, options.word_reduction),
+    )  # fmt: skip
+
+
+def run_audit_corpus(
+    model, params, chunks, out_dir, options: AuditOptions, program_cache=None
+) -> dict:  # fmt: skip
+    """Audits a corpus larger than memory, chunk by chunk (``batch_runner.run_chunks``).
+
+    Args:
+      model, params, options, program_cache: as for ``run_audit`` (``options.limit`` is the
+        reader's; ``options.split`` names the corpus).
+      chunks: ``(first text number, encode)`` pairs (``data.corpus.read_chunks``, encoded
+        with the run's vocabulary or tokenizer; this process's share in a job of several).
+      out_dir: where ``audit_config.json``, ``chunks/`` and ``records.jsonl`` go.
+
+    Returns:
+      ``run_chunks``' ``{"instances", "chunks", "runs"}``.
+    """
+    import jax  # only here, as run_audit
+
+    out_dir = pathlib.Path(out_dir)
+    check_options(out_dir, options.to_dict(), "audit_config.json")
+    auditor = BatchAuditor(
+        model, params, options.audits, jax.random.key(options.seed), options.adversary,
+        options.num_permutations, program_cache,
+    )  # fmt: skip
+    batch_size = rounded_batch_size(options.batch_size, auditor.num_devices)
+    return run_chunks(
+        auditor, chunks, options.num_buckets, batch_size, out_dir,
+        lambda split: lambda batch, results: batch_records(
+            batch, results, split, options.word_reduction
+        ),
     )  # fmt: skip

@@ -2,7 +2,17 @@
 
 import pathlib
 
-from attn_audit.data import agnews, babi, imdb, newsgroups, planted, snli, sst, tfds_source
+from attn_audit.data import (
+    agnews,
+    babi,
+    corpus,
+    imdb,
+    newsgroups,
+    planted,
+    snli,
+    sst,
+    tfds_source,
+)
 from attn_audit.data.batching import (
     batches,
     bucket_boundaries,
@@ -70,7 +80,7 @@ def load_dataset(name: str, data_dir: str | pathlib.Path | None = None) -> TextD
 __all__ = [
     "DATA_ENV_VAR", "DataError", "EOS", "EncodedSplit", "Example", "LOADERS", "PAD", "SOS",
     "Share", "TextDataset", "UNK", "Vocabulary", "batches", "bucket_boundaries", "bucket_of",
-    "fewest_padded_boundaries",
+    "fewest_padded_boundaries", "corpus",
     "build_vocabulary", "encode_split", "filter_by_length", "load_dataset", "resolve_data_dir",
     "sample_indices", "split_statistics", "subset_split", "tokenize", "vocabulary_for",
 ]  # fmt: skip

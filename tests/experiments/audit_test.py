@@ -3,6 +3,7 @@
 import json
 import logging
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
@@ -12,7 +13,7 @@ import time
 import pytest
 
 from attn_audit import data, training
-from tests._fixtures import TINY, command_runner, write_toy_sst
+from tests._fixtures import KILLED_AT_PART, TINY, command_runner, write_toy_sst
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 FIELDS = {
@@ -109,3 +110,85 @@ def test_killed_audit_resumes_to_identical_records(trained, tmp_path):
     killed = (copies["killed"] / "audit" / "test" / "records.jsonl").read_text()
     straight = (copies["straight"] / "audit" / "test" / "records.jsonl").read_text()
     assert killed == straight
+
+
+def write_corpus(trained_dir, path, count):
+    """The first ``count`` kept test instances of the toy SST run as a JSON-lines corpus."""
+    dataset = data.load_dataset("sst", trained_dir)
+    examples = data.pipeline.kept_examples(dataset, "test")[:count]
+    path.write_text("".join(
+        json.dumps({"review": " ".join(e.tokens), "sentiment": ["negative", "positive"][e.label]})
+        + "\n" for e in examples
+    ))  # fmt: skip
+    return path
+
+
+def test_a_corpus_streamed_in_chunks_audits_as_the_split(trained, tmp_path):
+    data_dir, workdir = trained
+    corpus = write_corpus(data_dir, tmp_path / "reviews.jsonl", 30)
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy, ignore=shutil.ignore_patterns("audit"))
+    _, run_audit = command_runner("audit")
+    options = ("--audits=gradient,loo,permutation", "--batch_size=8")
+    run_audit(f"--workdir={copy}", f"--data_dir={data_dir}", "--limit=30", *options)
+    run_audit(f"--workdir={copy}", f"--dataset=jsonl:{corpus}", "--text_field=review",
+              "--label_field=sentiment", "--chunk_size=7", *options)  # fmt: skip
+    out = copy / "audit" / "jsonl-reviews"
+    streamed = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    split = [json.loads(line) for line in
+             (copy / "audit" / "test" / "records.jsonl").read_text().splitlines()]  # fmt: skip
+    assert [r["index"] for r in streamed] == list(range(30))
+    assert sorted(p.name for p in (out / "chunks").iterdir()) == [
+        f"{first:012d}" for first in range(0, 30, 7)
+    ]  # five chunks, their parts deleted once merged
+    assert not list((out / "chunks").glob("*/parts"))
+    for mine, theirs in zip(streamed, split, strict=True):
+        assert mine["tokens"] == theirs["tokens"] and mine["label"] == theirs["label"]
+        assert mine["id"] == f"jsonl-reviews:{mine['index']}"
+        # Other widths (multiples of 16 per chunk): rounding only.
+        for field in ("prediction", "attention", "gradient", "loo"):
+            assert mine[field] == pytest.approx(theirs[field], abs=1e-5), field
+        assert mine["permutation_median_tvd"] == pytest.approx(
+            theirs["permutation_median_tvd"], abs=1e-5
+        )
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_instances"] == 30
+    assert summary["provenance"]["timings"]["chunks"] == 5
+
+
+def test_a_killed_corpus_audit_resumes_to_identical_records(trained, tmp_path):
+    data_dir, workdir = trained
+    corpus = write_corpus(data_dir, tmp_path / "reviews.jsonl", 24)
+    copies = {name: tmp_path / name for name in ("killed", "straight")}
+    for copy in copies.values():
+        shutil.copytree(workdir, copy, ignore=shutil.ignore_patterns("audit"))
+    options = (f"--dataset=jsonl:{corpus}", "--text_field=review", "--chunk_size=8",
+               "--batch_size=4", "--audits=gradient,permutation")  # fmt: skip
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_AT_PART.format(repo=str(REPO), die_at=4))  # in the second chunk
+    killed = subprocess.run([sys.executable, str(script), f"--workdir={copies['killed']}",
+                             *options], cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    chunks = copies["killed"] / "audit" / "jsonl-reviews" / "chunks"
+    assert (chunks / f"{0:012d}" / "records.jsonl").exists()
+    assert not (chunks / f"{8:012d}" / "records.jsonl").exists()
+    resumed = subprocess.run(audit_command(copies["killed"], data_dir, *options), cwd=REPO,
+                             capture_output=True, text=True)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resuming: 1 of 2 batches already done" in resumed.stderr
+    command_runner("audit")[1](f"--workdir={copies['straight']}", *options)
+    records = "audit/jsonl-reviews/records.jsonl"
+    assert (copies["killed"] / records).read_bytes() == (copies["straight"] / records).read_bytes()
+
+
+def test_a_bad_corpus_is_a_one_line_error(trained, tmp_path):
+    data_dir, workdir = trained
+    _, run_audit = command_runner("audit")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text('{"text": "a fine film"}\n{"text": ""}\n')
+    for corpus, message in ((f"jsonl:{tmp_path / 'none.jsonl'}", "does not exist"),
+                            (f"jsonl:{empty}", "Text 1 of .*empty.jsonl is empty")):  # fmt: skip
+        with pytest.raises(SystemExit) as error:
+            run_audit(f"--workdir={workdir}", f"--dataset={corpus}")
+        assert str(error.value.code).startswith("error: ")
+        assert re.search(message, str(error.value.code)), error.value.code
