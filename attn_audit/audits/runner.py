@@ -177,18 +177,12 @@ def run_audit(
       the wall time the audit waited for a program), ``run_seconds`` (running the
       batches and writing their records), ``boundaries``, ``shapes`` and ``batches``.
     """
-    import jax  # only here: keeps `import attn_audit.audits.runner` light for the report
-
     out_dir = pathlib.Path(out_dir)
     check_options(out_dir, options.to_dict(), "audit_config.json")
     split = first_instances(split, options.limit)
     if boundaries is None:
         boundaries = audit_boundaries(split, options.num_buckets)
-    auditor = BatchAuditor(
-        model, params, options.audits, jax.random.key(options.seed), options.adversary,
-        options.num_permutations, program_cache,
-    )  # fmt: skip
-    batch_size = rounded_batch_size(options.batch_size, auditor.num_devices)
+    auditor, batch_size = _auditor(model, params, options, program_cache)
     return run_batches(
         auditor, split, boundaries, batch_size, out_dir,
         lambda batch, results: batch_records(batch, results, split, options.word_reduction),
@@ -210,18 +204,23 @@ def run_audit_corpus(
     Returns:
       ``run_chunks``' ``{"instances", "chunks", "runs"}``.
     """
-    import jax  # only here, as run_audit
-
     out_dir = pathlib.Path(out_dir)
     check_options(out_dir, options.to_dict(), "audit_config.json")
-    auditor = BatchAuditor(
-        model, params, options.audits, jax.random.key(options.seed), options.adversary,
-        options.num_permutations, program_cache,
-    )  # fmt: skip
-    batch_size = rounded_batch_size(options.batch_size, auditor.num_devices)
+    auditor, batch_size = _auditor(model, params, options, program_cache)
     return run_chunks(
         auditor, chunks, options.num_buckets, batch_size, out_dir,
         lambda split: lambda batch, results: batch_records(
             batch, results, split, options.word_reduction
         ),
     )  # fmt: skip
+
+
+def _auditor(model, params, options: AuditOptions, program_cache) -> tuple[BatchAuditor, int]:
+    """The run's ``BatchAuditor`` and its batch size (rounded up to the devices)."""
+    import jax  # only here: keeps `import attn_audit.audits.runner` light for the report
+
+    auditor = BatchAuditor(
+        model, params, options.audits, jax.random.key(options.seed), options.adversary,
+        options.num_permutations, program_cache,
+    )  # fmt: skip
+    return auditor, rounded_batch_size(options.batch_size, auditor.num_devices)
