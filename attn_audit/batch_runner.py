@@ -218,11 +218,13 @@ def run_batches(
 
     out_dir = pathlib.Path(out_dir)
     parts = process_parts(out_dir, distributed.process_index(), distributed.process_count())
-    with folder_lock(out_dir if parts == out_dir / "parts" else parts):
+    alone = distributed.process_count() == 1
+    with folder_lock(out_dir if alone else parts):
         records, timings = _run_batches(engine, split, boundaries, batch_size, parts,
                                         make_records, balanced)  # fmt: skip
-    if distributed.process_count() == 1:
-        write_records(out_dir / "records.jsonl", records)
+        if alone:
+            write_records(out_dir / "records.jsonl", records)
+    if alone:
         return records, timings
     distributed.barrier(f"{out_dir} batches done")
     if distributed.process_index() != 0:
