@@ -10,6 +10,11 @@ fields documented in ``attn_audit/report/records.py``), ``summary.json`` and
 max-attention bin, adversarial max-JSD quantiles, provenance) and PNG figures.
 An interrupted audit resumes: the same command skips the batches already done.
 
+``--dataset=jsonl:PATH`` (or ``csv:PATH``, ``dir:PATH``; ``--text_field``, ``--label_field``)
+audits a corpus of your own instead, read ``--chunk_size`` texts at a time, into
+``WORKDIR/audit/<kind>-<name>/``. ``--coordinator_address --num_processes --process_id``
+run the audit as one job of several processes (``experiments/_processes.py``).
+
 For a transformer, ``--attention_views`` then audits every chosen attention view (each head's
 CLS row per layer, each layer's head mean, rollout, flow; ``attn_audit/audits/views.py``) with
 the same options, into ``WORKDIR/audit/<split>/views/``: ``records.jsonl``, ``views.json`` and
@@ -146,6 +151,11 @@ def audit_corpus(run, cache_folder, audits, start) -> None:
     covers its first ``SUMMARY_RECORDS`` records (``records.jsonl`` holds all)."""
     if _ATTENTION_VIEWS.value:
         raise ValueError("--attention_views audits a split, not a streamed corpus; drop it.")
+    if run.model_config.task != "classification":
+        raise ValueError(
+            f"A corpus of texts has no questions: --dataset takes classification runs, and "
+            f"{run.workdir} is a {run.model_config.task} run."
+        )
     corpus = data.corpus.Corpus.parse(_DATASET.value, _TEXT_FIELD.value, _LABEL_FIELD.value)
     label_names = run.config["data"]["label_names"]
     punctuation = data.corpus.training_punctuation(run.config["data"]["name"])
