@@ -192,3 +192,18 @@ def test_a_bad_corpus_is_a_one_line_error(trained, tmp_path):
             run_audit(f"--workdir={workdir}", f"--dataset={corpus}")
         assert str(error.value.code).startswith("error: ")
         assert re.search(message, str(error.value.code)), error.value.code
+
+
+def test_a_corpus_for_a_question_answering_run_is_a_one_line_error(tmp_path):
+    from tests.data.babi_test import write_babi
+
+    write_babi(tmp_path / "data")
+    dataset = data.load_dataset("babi1", tmp_path / "data")
+    config = training.TrainConfig(dataset="babi1", epochs=1, learning_rate=0.02, **TINY)
+    training.run_training(config, tmp_path / "run", dataset=dataset)
+    corpus = tmp_path / "texts.jsonl"
+    corpus.write_text('{"text": "mary went to the kitchen"}\n')
+    with pytest.raises(SystemExit) as error:
+        command_runner("audit")[1](f"--workdir={tmp_path / 'run'}", f"--dataset=jsonl:{corpus}")
+    message = str(error.value.code)
+    assert message.startswith("error: A corpus of texts has no questions") and "qa run" in message
