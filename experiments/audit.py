@@ -10,7 +10,8 @@ fields documented in ``attn_audit/report/records.py``), ``summary.json`` and
 max-attention bin, adversarial max-JSD quantiles, provenance) and PNG figures.
 An interrupted audit resumes: the same command skips the batches already done.
 
-``--dataset=jsonl:PATH`` (or ``csv:PATH``, ``dir:PATH``; ``--text_field``, ``--label_field``)
+``--dataset=jsonl:PATH`` (or ``csv:PATH``, ``dir:PATH``, ``tfds:NAME:SPLIT``; ``--text_field``,
+``--label_field``)
 audits a corpus of your own instead, read ``--chunk_size`` texts at a time, into
 ``WORKDIR/audit/<kind>-<name>/``. ``--coordinator_address --num_processes --process_id``
 run the audit as one job of several processes (``experiments/_processes.py``).
@@ -80,7 +81,8 @@ _DATA_DIR = flags.DEFINE_string(
 _DATASET = flags.DEFINE_string(
     "dataset", None,
     "Audit a corpus of your own instead of the run's data set: jsonl:PATH, csv:PATH (a header "
-    "row) or dir:PATH (*.txt files), read in chunks (memory flat in its size), into "
+    "row), dir:PATH (*.txt files) or tfds:NAME:SPLIT (a tensorflow-datasets split, slices "
+    "allowed: tfds:imdb_reviews:test[:10000]), read in chunks (memory flat in its size), into "
     "WORKDIR/audit/<kind>-<name>/.",
 )  # fmt: skip
 _TEXT_FIELD = flags.DEFINE_string("text_field", "text", "A corpus's field (column) of texts.")

@@ -1,10 +1,14 @@
-"""User corpora larger than memory: JSON lines, CSV or a folder of text files, read in chunks.
+"""User corpora larger than memory: JSON lines, CSV, a folder of text files or a TFDS split,
+read in chunks.
 
-A corpus is named ``jsonl:PATH``, ``csv:PATH`` (a header row names the columns) or
-``dir:PATH`` (every ``*.txt`` file below ``PATH``, in sorted order, one text each).
+A corpus is named ``jsonl:PATH``, ``csv:PATH`` (a header row names the columns),
+``dir:PATH`` (every ``*.txt`` file below ``PATH``, in sorted order, one text each) or
+``tfds:NAME:SPLIT`` (any tensorflow-datasets data set with a text feature, and a split in
+TFDS's syntax, slices included: ``tfds:imdb_reviews:test[:10000]``).
 JSON lines and CSV are read by pyarrow's dataset scanner, which reads ahead a few blocks of
 the file at a time, so memory is bounded by the chunk, not by the corpus; a folder is
-listed one level at a time (``os.scandir``) and read file by file.
+listed one level at a time (``os.scandir``) and read file by file; a TFDS split through
+``tfds.data_source``, one record at a time.
 
 Texts are numbered in file order from 0 (the records' ``index``). A text is tokenised as
 the trained run's data was (``punctuation``); its label is read from ``label_field`` (a
@@ -14,12 +18,16 @@ class index or name) or, without one, is −1: the audits use the predicted clas
 import dataclasses
 import os
 import pathlib
+import re
 from collections.abc import Iterator
 
+import numpy as np
+
+from attn_audit.data import tfds_source
 from attn_audit.data.dataset import DataError, Example
 from attn_audit.data.text import tokenize
 
-CORPUS_KINDS = ("jsonl", "csv", "dir")
+CORPUS_KINDS = ("jsonl", "csv", "dir", "tfds")
 NO_LABEL = -1
 
 
@@ -39,26 +47,41 @@ def training_punctuation(dataset_name: str) -> str:
 
 
 def is_corpus(name: str) -> bool:
-    """Whether ``name`` names a user corpus (``kind:PATH``) rather than a data set."""
-    return name.split(":", 1)[0] in CORPUS_KINDS and ":" in name
+    """Whether ``name`` names a user corpus (``kind:PATH``, ``tfds:NAME:SPLIT``) rather than a
+    data set (``tfds:NAME`` is the training data set of that name)."""
+    kind, _, rest = name.partition(":")
+    return kind in CORPUS_KINDS and bool(rest) and (kind != "tfds" or ":" in rest)
 
 
 @dataclasses.dataclass(frozen=True)
 class Corpus:
-    """A user corpus: ``kind`` (``CORPUS_KINDS``), ``path``, the field of its texts and,
-    optionally, of its labels (JSON lines and CSV; a folder's texts have no labels)."""
+    """A user corpus: ``kind`` (``CORPUS_KINDS``), ``path`` (a TFDS corpus: the data set's
+    name), the field of its texts and, optionally, of its labels (a folder's texts have
+    none); ``split``: a TFDS corpus's split."""
 
     kind: str
     path: pathlib.Path
     text_field: str = "text"
     label_field: str | None = None
+    split: str | None = None
 
     @classmethod
     def parse(cls, name: str, text_field: str = "text", label_field: str | None = None):
         """``Corpus`` of ``kind:PATH``; a DataError, saying what is wrong, otherwise."""
         kind, _, path = name.partition(":")
         if kind not in CORPUS_KINDS or not path:
-            raise DataError(f"A corpus is kind:PATH with kind in {CORPUS_KINDS}; got {name!r}.")
+            raise DataError(
+                f"A corpus is kind:PATH with kind in {CORPUS_KINDS} (tfds:NAME:SPLIT); got "
+                f"{name!r}."
+            )
+        if kind == "tfds":
+            tfds_name, _, split = path.partition(":")
+            if not tfds_name or not split:
+                raise DataError(
+                    f"A TFDS corpus names its split: tfds:NAME:SPLIT (tfds:imdb_reviews:test); "
+                    f"got {name!r}."
+                )
+            return cls(kind, pathlib.PurePosixPath(tfds_name), text_field, label_field, split)
         path = pathlib.Path(path).expanduser()
         if not path.exists():
             raise DataError(f"The corpus {path} does not exist; check the path after {kind}:.")
@@ -72,8 +95,18 @@ class Corpus:
 
     @property
     def name(self) -> str:
-        """A folder name for this corpus's outputs: ``<kind>-<file or folder name>``."""
+        """A folder name for this corpus's outputs: ``<kind>-<file or folder name>``
+        (``tfds-<name>-<split>``, characters other than letters, digits, ``-_.`` as ``_``)."""
+        if self.kind == "tfds":
+            return "tfds-" + re.sub(r"[^\w.-]", "_", f"{self.path}-{self.split}")
         return f"{self.kind}-{self.path.stem if self.kind != 'dir' else self.path.name}"
+
+    @property
+    def source(self) -> str:
+        """The corpus as messages name it: its file or folder, or TFDS's name and split."""
+        if self.kind == "tfds":
+            return f"TFDS {str(self.path)!r} split {self.split!r}"
+        return str(self.path)
 
 
 def read_chunks(
@@ -102,6 +135,9 @@ def read_chunks(
 
 
 def _texts(corpus: Corpus) -> Iterator[tuple[str | None, object]]:
+    if corpus.kind == "tfds":
+        yield from _tfds_texts(corpus)
+        return
     if corpus.kind == "dir":
         for path in _text_files(corpus.path):
             yield path.read_text(encoding="utf-8", errors="replace"), None
@@ -131,6 +167,21 @@ def _texts(corpus: Corpus) -> Iterator[tuple[str | None, object]]:
         ) from None
 
 
+def _tfds_texts(corpus: Corpus) -> Iterator[tuple[str | None, object]]:
+    source = tfds_source.data_source(str(corpus.path), corpus.split)
+    fields = [corpus.text_field] + ([corpus.label_field] if corpus.label_field else [])
+    for number in range(len(source)):
+        record = source[number]
+        missing = [field for field in fields if field not in record]
+        if missing:
+            raise DataError(
+                f"The corpus {corpus.source} has no feature {missing[0]!r} (its features: "
+                f"{sorted(record)}); choose --text_field / --label_field among them."
+            )
+        label = record[corpus.label_field] if corpus.label_field else None
+        yield tfds_source.text_of(record[corpus.text_field]), label
+
+
 def _text_files(folder: pathlib.Path) -> Iterator[pathlib.Path]:
     """Every ``*.txt`` file below ``folder``, in sorted order, one folder in memory at a time."""
     with os.scandir(folder) as entries:
@@ -143,7 +194,7 @@ def _text_files(folder: pathlib.Path) -> Iterator[pathlib.Path]:
 
 
 def _example(corpus, number, text, label, label_names, punctuation) -> Example:
-    where = f"Text {number} of {corpus.path}"
+    where = f"Text {number} of {corpus.source}"
     if not isinstance(text, str):
         raise DataError(f"{where} has no {corpus.text_field!r} (or not a string): {text!r}.")
     tokens = tokenize(text, punctuation)
@@ -158,6 +209,10 @@ def _example(corpus, number, text, label, label_names, punctuation) -> Example:
 def _label(where: str, corpus: Corpus, label, label_names) -> int:
     if corpus.label_field is None:
         return NO_LABEL
+    if isinstance(label, np.ndarray | np.generic):  # TFDS: a 0-d array of an int or bytes
+        label = label.item()
+    if isinstance(label, bytes):
+        label = label.decode("utf-8")
     if isinstance(label, str) and label in label_names:
         return list(label_names).index(label)
     if isinstance(label, int | str) and str(label).lstrip("-").isdigit():

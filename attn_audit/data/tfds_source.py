@@ -32,21 +32,29 @@ TFDS_DATASETS = {
 SPLIT_SEED = 1378
 
 
-def _text(value) -> str:
+def text_of(value) -> str:
+    """A TFDS text feature (bytes, str or a 0-d array of either) as ``str``."""
     if isinstance(value, bytes | np.bytes_):
         return value.decode("utf-8")
     if isinstance(value, np.ndarray):
-        return _text(value.item())
+        return text_of(value.item())
     return str(value)
 
 
-def _read(name: str, split: str, data_dir: pathlib.Path | None):
-    import tensorflow_datasets as tfds  # an optional dependency
-
-    importlib.import_module(f"tensorflow_datasets.text.{TFDS_DATASETS[name]}")
+def data_source(name: str, split: str, data_dir: pathlib.Path | None = None):
+    """TFDS's random-access source of ``name``'s ``split`` (records read one at a time, so
+    memory does not grow with the split); a DataError saying what to do when TFDS cannot
+    provide it (not installed, unknown name or split, not downloaded and offline)."""
     try:
-        source = tfds.data_source(name, split=split, data_dir=data_dir, download=True)
-        return [source[i] for i in range(len(source))]
+        import tensorflow_datasets as tfds  # an optional dependency
+    except ImportError:
+        raise DataError(
+            "tfds:<name> needs tensorflow-datasets: pip install -e '.[tfds]'."
+        ) from None
+    if name in TFDS_DATASETS:
+        importlib.import_module(f"tensorflow_datasets.text.{TFDS_DATASETS[name]}")
+    try:
+        return tfds.data_source(name, split=split, data_dir=data_dir, download=True)
     except Exception as error:  # tfds raises many kinds; say what to do in one place
         raise DataError(
             f"TFDS could not provide {name!r} split {split!r} ({type(error).__name__}: {error}). "
@@ -56,6 +64,11 @@ def _read(name: str, split: str, data_dir: pathlib.Path | None):
         ) from None
 
 
+def _read(name: str, split: str, data_dir: pathlib.Path | None):
+    source = data_source(name, split, data_dir)
+    return [source[i] for i in range(len(source))]
+
+
 def load(name: str, tfds_data_dir: pathlib.Path | None = None) -> TextDataset:
     """Loads ``name`` (without the ``tfds:`` prefix) through tensorflow-datasets."""
     if name not in TFDS_DATASETS:
@@ -63,12 +76,6 @@ def load(name: str, tfds_data_dir: pathlib.Path | None = None) -> TextDataset:
             f"Unknown TFDS data set {name!r}; supported: {sorted(TFDS_DATASETS)} "
             "(write --dataset=tfds:<name>)."
         )
-    try:
-        import tensorflow_datasets  # noqa: F401
-    except ImportError:
-        raise DataError(
-            "tfds:<name> needs tensorflow-datasets: pip install -e '.[tfds]'."
-        ) from None
 
     def examples(split, text_key, label_map=None, question_key=None):
         out = []
@@ -80,8 +87,9 @@ def load(name: str, tfds_data_dir: pathlib.Path | None = None) -> TextDataset:
                 label = label_map[label]
             if label < 0:  # unlabelled (GLUE test, SNLI pairs without a gold label)
                 continue
-            question = tokenize(_text(record[question_key])) if question_key else None
-            out.append(Example(f"{split}-{i}", tokenize(_text(record[text_key])), label, question))
+            question = tokenize(text_of(record[question_key])) if question_key else None
+            tokens = tokenize(text_of(record[text_key]))
+            out.append(Example(f"{split}-{i}", tokens, label, question))
         return out
 
     notes = [f"Loaded through tensorflow-datasets as {name!r}."]

@@ -1,6 +1,7 @@
 """User corpora read in chunks: JSON lines, CSV, a folder of text files; clear errors; memory
 bounded by the chunk, not the corpus."""
 
+import dataclasses
 import json
 import tracemalloc
 
@@ -106,3 +107,34 @@ def test_memory_follows_the_chunk_not_the_corpus(tmp_path, chunk_size):
 
     small, large = peak_of_reading(2_000), peak_of_reading(40_000)
     assert large < 1.5 * small, (small, large)  # 20 times the texts, about the same memory
+
+
+def test_a_tfds_split_is_a_corpus_read_in_chunks():
+    tfds = pytest.importorskip("tensorflow_datasets", reason="in the [test] extra; install it")
+    corpus = corpus_lib.Corpus.parse("tfds:imdb_reviews:test[:25]", label_field="label")
+    assert corpus.name == "tfds-imdb_reviews-test__25_"
+    assert corpus_lib.is_corpus("tfds:imdb_reviews:test") and corpus_lib.is_corpus("csv:x")
+    assert not corpus_lib.is_corpus("tfds:imdb_reviews") and not corpus_lib.is_corpus("sst")
+    with tfds.testing.mock_data(num_examples=25):
+        source = tfds.data_source("imdb_reviews", split="test")
+        records = [source[i] for i in range(len(source))]
+        chunks = read_all(corpus, chunk_size=10)
+        unlabelled = read_all(dataclasses.replace(corpus, label_field=None), chunk_size=10)
+        with pytest.raises(data.DataError, match=r"no feature 'body' \(its features: \['label'"):
+            read_all(dataclasses.replace(corpus, text_field="body"))
+    assert [first for first, _ in chunks] == [0, 10, 20]
+    examples = [e for _, chunk in chunks for e in chunk]
+    assert [e.text for e in examples] == [r["text"] for r in records]
+    assert [e.label for e in examples] == [int(r["label"]) for r in records]
+    assert [e.tokens for e in examples] == [data.tokenize(r["text"]) for r in records]
+    assert examples[3].id == "tfds-imdb_reviews-test__25_:3"
+    assert {e.label for _, c in unlabelled for e in c} == {corpus_lib.NO_LABEL}
+
+
+def test_bad_tfds_corpora_name_the_problem():
+    pytest.importorskip("tensorflow_datasets", reason="in the [test] extra; install it")
+    with pytest.raises(data.DataError, match=r"names its split: tfds:NAME:SPLIT"):
+        corpus_lib.Corpus.parse("tfds:imdb_reviews:")
+    no_such = corpus_lib.Corpus.parse("tfds:no_such_data_set:test")
+    with pytest.raises(data.DataError, match="TFDS could not provide 'no_such_data_set' split"):
+        read_all(no_such)

@@ -181,6 +181,26 @@ def test_a_killed_corpus_audit_resumes_to_identical_records(trained, tmp_path):
     assert (copies["killed"] / records).read_bytes() == (copies["straight"] / records).read_bytes()
 
 
+def test_a_tfds_split_streams_as_a_corpus(trained, tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets", reason="in the [test] extra; install it")
+    data_dir, workdir = trained
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy, ignore=shutil.ignore_patterns("audit"))
+    with tfds.testing.mock_data(num_examples=11):  # texts of random letters: [UNK] mostly
+        source = tfds.data_source("imdb_reviews", split="test")
+        labels = [int(source[i]["label"]) for i in range(len(source))]
+        command_runner("audit")[1](
+            f"--workdir={copy}", "--dataset=tfds:imdb_reviews:test", "--label_field=label",
+            "--chunk_size=4", "--batch_size=4", "--audits=gradient",
+        )  # fmt: skip
+    out = copy / "audit" / "tfds-imdb_reviews-test"
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in records] == list(range(11))
+    assert [r["label"] for r in records] == labels
+    assert records[5]["id"] == "tfds-imdb_reviews-test:5"
+    assert all(len(r["gradient"]) == len(r["tokens"]) for r in records)
+
+
 def test_a_bad_corpus_is_a_one_line_error(trained, tmp_path):
     data_dir, workdir = trained
     _, run_audit = command_runner("audit")
