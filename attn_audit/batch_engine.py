@@ -20,6 +20,7 @@ keys). The engine does the rest, once for every job:
 """
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -34,6 +35,14 @@ from jax.sharding import NamedSharding, PartitionSpec
 # about a quarter less time, the fixed-state audits run 1.4-2x faster (the default's loop
 # optimisations do not pay on their small [B, K, T] arrays) and the others as fast.
 COMPILER_OPTIONS = {"cpu": {"xla_backend_optimization_level": 1}}
+
+
+def compiler_options() -> dict | None:
+    """``COMPILER_OPTIONS`` of this backend, unless ``$XLA_FLAGS`` sets the optimisation level
+    itself (then XLA's flags decide: the test suite's cheaper settings, a user's own)."""
+    if "xla_backend_optimization_level" in os.environ.get("XLA_FLAGS", ""):
+        return None
+    return COMPILER_OPTIONS.get(jax.default_backend())
 
 
 def data_mesh() -> jax.sharding.Mesh:
@@ -250,7 +259,7 @@ class BatchEngine:
                 lowered = self.program_cache.lower(
                     program_name(program), call.function, call.static, call.dynamic
                 )
-            compiled = lowered.compile(COMPILER_OPTIONS.get(jax.default_backend()))
+            compiled = lowered.compile(compiler_options())
             self._executables.setdefault(key, compiled)
         return self._executables[key], call.dynamic
 

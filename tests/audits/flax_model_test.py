@@ -433,9 +433,9 @@ def test_audits_equal_the_plain_apply(case):
     """The adapter's α, output, gradient importance and leave-one-out equal the same
     computations on the unedited model (1e-6), for every instance of a batch.
 
-    Compiled with the tests' XLA settings, as the reference: the engine's programs
-    (``batch_engine.COMPILER_OPTIONS``) round differently, by up to about 1e-6 on the gradient
-    importance, whose ``Σ_d g e`` cancels.
+    Compiled with the tests' XLA settings, as the reference: the engine's programs outside
+    the tests (``batch_engine.COMPILER_OPTIONS``) round differently, by up to about 1e-6 on
+    the gradient importance, whose ``Σ_d g e`` cancels.
     """
 
     @jax.jit
