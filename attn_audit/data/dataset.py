@@ -5,7 +5,7 @@ import os
 import pathlib
 import tarfile
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 
 import numpy as np
 
@@ -54,6 +54,42 @@ class Example:
     text_evidence: tuple[int, ...] | None = None
 
 
+class LazySplits(MutableMapping):
+    """``{split: examples}`` whose splits are read on first use: ``readers`` maps each split
+    to a function returning its examples. A command that uses one split (an audit of the
+    test set) does not parse the others; a damaged file is reported when its split is read.
+    """
+
+    def __init__(self, readers: Mapping[str, Callable[[], list[Example]]]):
+        self._readers = dict(readers)
+        self._read: dict[str, list[Example]] = {}
+
+    def __getitem__(self, split: str) -> list[Example]:
+        if split not in self._read:
+            self._read[split] = self._readers[split]()  # KeyError for an unknown split
+        return self._read[split]
+
+    def __setitem__(self, split: str, examples: list[Example]) -> None:
+        self._readers[split] = list
+        self._read[split] = examples
+
+    def __delitem__(self, split: str) -> None:
+        del self._readers[split]
+        self._read.pop(split, None)
+
+    def __contains__(self, split) -> bool:
+        return split in self._readers  # without reading it
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._readers)
+
+    def __len__(self) -> int:
+        return len(self._readers)
+
+    def __repr__(self) -> str:
+        return f"LazySplits({sorted(self._readers)}, read: {sorted(self._read)})"
+
+
 @dataclasses.dataclass
 class TextDataset:
     """The three splits of one data set, before the length filter.
@@ -62,7 +98,8 @@ class TextDataset:
       name: the registry name (``sst``, ``agnews``, ...).
       task: ``classification`` or ``qa`` (QA and NLI share the QA models).
       label_names: class names; ``label`` indexes into it.
-      splits: ``{"train": [...], "dev": [...], "test": [...]}``.
+      splits: ``{"train": [...], "dev": [...], "test": [...]}`` (a dict, or ``LazySplits``
+        that read each split on first use).
       min_df: the minimum document frequency for the vocabulary (SPEC §1).
       min_length, max_length: JW's strict length bounds on real tokens
         (``min_length < n < max_length``); ``None`` means the split's own
@@ -80,7 +117,7 @@ class TextDataset:
     name: str
     task: str
     label_names: tuple[str, ...]
-    splits: dict[str, list[Example]]
+    splits: MutableMapping[str, list[Example]]
     min_df: int
     min_length: int | None = None
     max_length: int | None = None

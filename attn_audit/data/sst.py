@@ -12,12 +12,14 @@ tokens: a leaf is tokenised alone, which gives the same tokens as the whole text
 JW's cleaning works character by character and leaves are separated by spaces).
 """
 
+import functools
 import pathlib
 import re
 
 from attn_audit.data.dataset import (
     DataError,
     Example,
+    LazySplits,
     TextDataset,
     malformed,
     require_file,
@@ -200,10 +202,13 @@ def read_split(path: pathlib.Path, split: str) -> list[Example]:
 
 def load(data_dir: pathlib.Path) -> TextDataset:
     folder = data_dir / "sst"
-    splits = {
-        split: read_split(require_file(folder / name, f"SST {split} trees"), split)
+    paths = {
+        split: require_file(folder / name, f"SST {split} trees")
         for split, name in SPLIT_FILES.items()
-    }
+    }  # every file must be there; each is parsed when its split is first used
+    splits = LazySplits({
+        split: functools.partial(read_split, path, split) for split, path in paths.items()
+    })  # fmt: skip
     return TextDataset(
         name="sst",
         task="classification",

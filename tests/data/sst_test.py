@@ -18,7 +18,7 @@ def test_binary_rule_and_cleaning(tmp_path):
 def test_malformed_line_names_file_and_line(tmp_path):
     write_sst(tmp_path, TREES[:1] + ["this is not a tree"])
     with pytest.raises(data.DataError, match=r"train.txt, line 2: not a labelled PTB tree"):
-        data.load_dataset("sst", tmp_path)
+        dict(data.load_dataset("sst", tmp_path).splits)  # a split is parsed when read
 
 
 def test_missing_file_says_what_to_do(tmp_path):
@@ -49,7 +49,7 @@ def test_parse_tree_rejects_unbalanced_brackets():
 def test_bad_tree_names_file_line_and_text(tmp_path, bad_tree, message):
     write_sst(tmp_path, TREES[:1] + [bad_tree])
     with pytest.raises(data.DataError, match=r"sst/train\.txt, line 2: " + message) as error:
-        data.load_dataset("sst", tmp_path)
+        dict(data.load_dataset("sst", tmp_path).splits)
     assert repr(bad_tree) in str(error.value) and "restore the original file" in str(error.value)
 
 
@@ -64,14 +64,14 @@ def test_bytes_that_are_not_utf8_name_file_line_and_column(tmp_path):
         match=r"sst/dev\.txt, line 2: byte 0x91 at column 7 is not UTF-8 \(was the file saved "
         r"as WINDOWS-1252\?\): '\(3 \(3 \\x91Good\\x92\) \(2 film\)\)'\. .*iconv",
     ):
-        data.load_dataset("sst", tmp_path)
+        dict(data.load_dataset("sst", tmp_path).splits)
 
 
 def test_a_utf16_file_is_named_as_such(tmp_path):
     write_sst(tmp_path)
     (tmp_path / "sst" / "test.txt").write_text("\n".join(TREES), encoding="utf-16")
     with pytest.raises(data.DataError, match=r"test\.txt, line 1: byte 0xff .*saved as UTF-16"):
-        data.load_dataset("sst", tmp_path)
+        dict(data.load_dataset("sst", tmp_path).splits)
 
 
 def test_a_utf8_byte_order_mark_is_read_past(tmp_path):
@@ -84,7 +84,7 @@ def test_a_file_without_a_polar_tree_is_an_error(tmp_path):
     write_sst(tmp_path)
     (tmp_path / "sst" / "dev.txt").write_text(TREES[1] + "\n\n")
     with pytest.raises(data.DataError, match=r"dev\.txt holds no tree with a positive"):
-        data.load_dataset("sst", tmp_path)
+        dict(data.load_dataset("sst", tmp_path).splits)
 
 
 def test_a_word_with_a_no_break_space_is_one_leaf():
@@ -143,3 +143,17 @@ def test_text_evidence_is_per_leaf_of_the_text(tmp_path):
     (example,) = sst.read_split(tmp_path / "sst" / "test.txt", "test")
     assert example.text.split(" ") == ["Dull", ",", "slow-moving", "can't"]
     assert example.text_evidence == (1, 0, 0, 1)
+
+
+def test_each_split_is_parsed_when_first_read(tmp_path):
+    write_sst(tmp_path)
+    (tmp_path / "sst" / "train.txt").write_text("this is not a tree\n")
+    dataset = data.load_dataset("sst", tmp_path)  # the test split alone is fine
+    assert "train" in dataset.splits and set(dataset.splits) == {"train", "dev", "test"}
+    assert [e.tokens for e in dataset.splits["test"]] == [
+        e.tokens for e in data.sst.read_split(tmp_path / "sst" / "test.txt", "test")
+    ]
+    with pytest.raises(data.DataError, match=r"train.txt, line 1: not a labelled PTB tree"):
+        dataset.splits["train"]
+    dataset.splits["train"] = dataset.splits["test"][:1]  # a replaced split is kept as given
+    assert dataset.splits["train"] == dataset.splits["test"][:1]
