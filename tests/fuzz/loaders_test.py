@@ -50,9 +50,11 @@ def record(outcome: str) -> None:
 
 def load_or_data_error(name: str, folder: pathlib.Path) -> data.TextDataset | None:
     """Loads ``name``: a data set that loads must be well formed, and a DataError must name
-    a file in ``folder`` and print as UTF-8 (no lone surrogates from damaged names)."""
+    a file in ``folder`` and print as UTF-8 (no lone surrogates from damaged names). Every
+    split is read here (a loader may read a split on first use: SST's ``LazySplits``)."""
     try:
         dataset = data.load_dataset(name, folder)
+        dict(dataset.splits)
     except data.DataError as error:
         message = str(error)
         assert str(folder) in message, message
