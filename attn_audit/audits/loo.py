@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 
 from attn_audit import stats
-from attn_audit.audits.protocol import original_pass
+from attn_audit.audits.protocol import batch_predictions, original_pass
 from attn_audit.batch_engine import chunked_vmap, ragged_map
 from attn_audit.models import is_real_token, real_token_mask
 
@@ -90,7 +90,7 @@ def leave_one_out_of_batch(model, params, instances, variants_per_step: int) -> 
     """
     num_positions = instances["token_ids"].shape[1]
     lengths = instances["length"]
-    probabilities = jax.vmap(lambda instance: original_pass(model, params, instance)[3])(instances)
+    probabilities, _ = batch_predictions(model, params, instances)
     # Item j of a row deletes position j + 1 (1 … T − 2: SOS and position T − 1 never are).
     candidates = jnp.arange(1, max(num_positions - 1, 1))
 

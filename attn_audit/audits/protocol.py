@@ -72,6 +72,13 @@ def original_pass(model, params, instance):
     return embedded, states, alpha, probabilities
 
 
+def batch_predictions(model, params, instances) -> tuple[jax.Array, jax.Array]:
+    """``(p(· | x) [B, C], ŷ [B])`` of every row of a batch (``original_pass`` vmapped): what
+    the whole-batch audits, explainers and metrics start from."""
+    probabilities = jax.vmap(lambda instance: original_pass(model, params, instance)[3])(instances)
+    return probabilities, jnp.argmax(probabilities, axis=-1)
+
+
 @dataclasses.dataclass(frozen=True)
 class JWModel:
     """attn_audit's JW models (``attn_audit.models``) as an ``AuditableModel``.

@@ -9,7 +9,7 @@ one shorter, as JW's leave-one-out does).
 import jax
 import jax.numpy as jnp
 
-from attn_audit.audits.protocol import original_pass
+from attn_audit.audits.protocol import batch_predictions, original_pass
 from attn_audit.batch_engine import chunked_vmap, ragged_map
 from attn_audit.data.vocab import PAD
 from attn_audit.models import real_token_mask
@@ -50,12 +50,6 @@ def remove_tokens(instance: dict, keep: jax.Array, removal: str, mask_token_id: 
 def predicted_class(model, params, instance) -> jax.Array:
     """``ŷ = argmax p(· | x)``, the class every explainer explains (int scalar)."""
     return jnp.argmax(original_pass(model, params, instance)[3])
-
-
-def batch_predictions(model, params, instances) -> tuple[jax.Array, jax.Array]:
-    """``(p(· | x) [B, C], ŷ [B])`` of every row of a batch: what whole-batch programs explain."""
-    probabilities = jax.vmap(lambda instance: original_pass(model, params, instance)[3])(instances)
-    return probabilities, jnp.argmax(probabilities, axis=-1)
 
 
 def sampled_scores(
