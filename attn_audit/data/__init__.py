@@ -23,6 +23,7 @@ from attn_audit.data.dataset import (
     DATA_ENV_VAR,
     DataError,
     Example,
+    LazySplits,
     TextDataset,
     resolve_data_dir,
 )
@@ -78,9 +79,9 @@ def load_dataset(name: str, data_dir: str | pathlib.Path | None = None) -> TextD
 
 
 __all__ = [
-    "DATA_ENV_VAR", "DataError", "EOS", "EncodedSplit", "Example", "LOADERS", "PAD", "SOS",
-    "Share", "TextDataset", "UNK", "Vocabulary", "batches", "bucket_boundaries", "bucket_of",
-    "fewest_padded_boundaries", "corpus",
+    "DATA_ENV_VAR", "DataError", "EOS", "EncodedSplit", "Example", "LOADERS", "LazySplits",
+    "PAD", "SOS", "Share", "TextDataset", "UNK", "Vocabulary", "batches",
+    "bucket_boundaries", "bucket_of", "fewest_padded_boundaries", "corpus",
     "build_vocabulary", "encode_split", "filter_by_length", "load_dataset", "resolve_data_dir",
     "sample_indices", "split_statistics", "subset_split", "tokenize", "vocabulary_for",
 ]  # fmt: skip
