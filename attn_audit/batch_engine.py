@@ -255,11 +255,12 @@ class BatchEngine:
         if key not in self._executables:
             if self.program_cache is None:
                 lowered = call.function.lower(**call.static, **call.dynamic)
+                compiled = lowered.compile(compiler_options())
             else:
-                lowered = self.program_cache.lower(
-                    program_name(program), call.function, call.static, call.dynamic
-                )
-            compiled = lowered.compile(compiler_options())
+                compiled = self.program_cache.compiled(
+                    program_name(program), call.function, call.static, call.dynamic,
+                    compiler_options(),
+                )  # fmt: skip
             self._executables.setdefault(key, compiled)
         return self._executables[key], call.dynamic
 

@@ -19,11 +19,14 @@ import hashlib
 import logging
 import os
 import pathlib
+import pickle
 import tempfile
+import threading
 from collections.abc import Mapping
 
 import jax
 from jax import export
+from jax.experimental import serialize_executable
 
 _PACKAGE = pathlib.Path(__file__).resolve().parent.parent
 
@@ -96,6 +99,39 @@ class ProgramCache:
         """Loads or exports the program and compiles it, without running it."""
         self.lower(name, function, static, dynamic).compile()
 
+    def compiled(self, name: str, function, static: Mapping, dynamic: Mapping, options=None):
+        """The program lowered (``lower``) and compiled with XLA ``options``
+        (``jax.stages.Compiled``).
+
+        JAX's persistent cache keeps compiled code for the next run, but only process 0 of a
+        job of several processes writes to it (and on CPU its key names the devices, so the
+        other processes never find process 0's entries). Those other processes keep their
+        own compiled programs here instead (``jax.experimental.serialize_executable``), keyed
+        by ``program_key``, the process, its devices and ``options``: their second run
+        compiles nothing either. A program that JAX's cache served is not kept again (it
+        serves it next time too; and XLA:CPU cannot serialise an executable it deserialised:
+        the copy fails to run). A file that cannot be read is compiled again, with a warning.
+        """
+        lowered = self.lower(name, function, static, dynamic)
+        if not keeps_own_executables():
+            return lowered.compile(options)
+        path = self.folder / f"{executable_key(program_key(name, static, dynamic), options)}.exe"
+        if path.exists():
+            try:
+                return serialize_executable.deserialize_and_load(*pickle.loads(path.read_bytes()))
+            except Exception as error:  # noqa: BLE001  (a damaged file is compiled again)
+                logging.warning("Ignoring the unreadable compiled program %s (%s).", path, error)
+        served_before = _cache_hits_in_this_thread()
+        compiled = lowered.compile(options)
+        if _cache_hits_in_this_thread() != served_before:
+            return compiled
+        try:
+            _write_atomically(self.folder, path.name,
+                              pickle.dumps(serialize_executable.serialize(compiled)))  # fmt: skip
+        except Exception as error:  # noqa: BLE001  (a program that cannot be kept still runs)
+            logging.warning("Cannot keep compiled program %s in %s (%s).", name, self.folder, error)
+        return compiled
+
     def _callable(self, name, function, static, dynamic):
         """The jitted exported program, or None if it cannot be exported."""
         key = program_key(name, static, dynamic)
@@ -124,11 +160,54 @@ class ProgramCache:
             )
             return None
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            # Write then rename: a crash never leaves a half-written program under its key.
-            with tempfile.NamedTemporaryFile(dir=self.folder, suffix=".tmp", delete=False) as file:
-                file.write(serialized)
-            os.replace(file.name, self.folder / f"{key}.jax")
+            _write_atomically(self.folder, f"{key}.jax", serialized)
         except OSError as error:  # e.g. a read-only cache: run it, keep nothing
             logging.warning("Cannot keep program %s in %s (%s).", name, self.folder, error)
         return jax.jit(export.deserialize(serialized).call)
+
+
+def keeps_own_executables() -> bool:
+    """Whether this process keeps its compiled programs itself (``ProgramCache.compiled``):
+    a process other than process 0 of a job of several, which JAX's cache does not serve."""
+    return jax.process_count() > 1 and jax.process_index() != 0
+
+
+_CACHE_HIT = "/jax/compilation_cache/cache_hits"
+_cache_hits = threading.local()
+
+
+@functools.cache
+def _listen_for_cache_hits() -> None:
+    def count(event: str, **_) -> None:
+        if event == _CACHE_HIT:  # recorded in the thread that compiles
+            _cache_hits.count = getattr(_cache_hits, "count", 0) + 1
+
+    jax.monitoring.register_event_listener(count)
+
+
+def _cache_hits_in_this_thread() -> int:
+    """How many programs JAX's persistent cache has served to this thread so far."""
+    _listen_for_cache_hits()
+    return getattr(_cache_hits, "count", 0)
+
+
+def executable_key(key: str, options) -> str:
+    """The file name of a compiled program: ``program_key`` with this process, its
+    devices, the XLA ``options`` and ``$XLA_FLAGS``."""
+    parts = [
+        key,
+        f"process {jax.process_index()} of {jax.process_count()}",
+        repr([(d.id, d.platform, d.device_kind) for d in jax.local_devices()]),
+        repr(sorted((options or {}).items())),
+        os.environ.get("XLA_FLAGS", ""),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _write_atomically(folder: pathlib.Path, name: str, content: bytes) -> None:
+    """Writes ``folder/name`` through a temporary file and a rename: a crash never leaves a
+    half-written program under its key."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as file:
+        file.write(content)
+    os.replace(file.name, folder / name)

@@ -57,6 +57,51 @@ def test_a_damaged_file_is_exported_again(tmp_path, caplog):
     assert all(path.stat().st_size > 100 for path in tmp_path.glob("*.jax"))
 
 
+def test_a_process_other_than_the_first_keeps_its_compiled_programs(tmp_path, monkeypatch,
+                                                                     caplog):  # fmt: skip
+    """JAX's persistent cache is written by process 0 only: the other processes of a job keep
+    their compiled programs beside the exported ones, and a later run compiles nothing."""
+    model, params = tiny_model()
+
+    def own_auditor(program_cache=None):  # settings no other test uses: programs new to JAX's
+        return audits.BatchAuditor(  # cache in this session, so compiled here
+            model, params, key=None, adversary=audits.AdversarySettings(steps=3),
+            num_permutations=3, program_cache=program_cache,
+        )  # fmt: skip
+
+    batch = padded_batch((5, 7, 4, 6), 11)
+    expected = own_auditor()(batch)
+    monkeypatch.setattr(exported, "keeps_own_executables", lambda: True)  # as process 1 of 2
+    written = own_auditor(exported.ProgramCache(tmp_path))(batch)
+    assert len(list(tmp_path.glob("*.exe"))) == 2  # one per program of the auditor
+    compiles = []
+    original_compile = jax.stages.Lowered.compile
+
+    def counted_compile(self, *arguments, **options):
+        compiles.append(1)
+        return original_compile(self, *arguments, **options)
+
+    monkeypatch.setattr(jax.stages.Lowered, "compile", counted_compile)
+    read_back = own_auditor(exported.ProgramCache(tmp_path))(batch)  # the next run
+    assert compiles == []
+    for path in tmp_path.glob("*.exe"):
+        path.write_bytes(b"not a program")
+    with caplog.at_level(logging.WARNING):
+        again = own_auditor(exported.ProgramCache(tmp_path))(batch)
+    assert "unreadable compiled program" in caplog.text and len(compiles) == 2
+    for results in (written, read_back, again):
+        for name in ALL_RESULTS:
+            np.testing.assert_array_equal(results[name], expected[name], err_msg=name)
+    # Those two programs are in JAX's cache now (written by the compiles above, as process
+    # 0 would have): served from there, they are not kept again, and they run.
+    served = own_auditor(exported.ProgramCache(tmp_path / "served"))(batch)
+    assert not list((tmp_path / "served").glob("*.exe"))
+    np.testing.assert_array_equal(served["loo"], expected["loo"])
+    monkeypatch.setattr(exported, "keeps_own_executables", lambda: False)  # process 0, alone
+    auditor(exported.ProgramCache(tmp_path / "first"))(batch)
+    assert not list((tmp_path / "first").glob("*.exe"))
+
+
 def test_the_key_follows_shapes_static_arguments_and_source(monkeypatch):
     model, params = tiny_model()
     other_model, _ = tiny_model("average")
