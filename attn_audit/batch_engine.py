@@ -12,8 +12,9 @@ keys). The engine does the rest, once for every job:
 - per-instance keys ``fold_in(role_key, index)``: results do not depend on batching or
   sharding;
 - one compiled executable per (program, static arguments, batch shape), compiled ahead of
-  time with ``COMPILER_OPTIONS`` (through an ``exported.ProgramCache`` when given, so a later
-  process skips tracing), and each program's run seconds.
+  time with ``compiler_options()`` (through an ``exported.ProgramCache`` when given, so a
+  later process skips tracing, and the processes other than process 0 of a job, which JAX's
+  cache does not serve, compiling), and each program's run seconds.
 
 ``attn_audit.batch_runner`` runs an engine over a split (its ``programs``, ``compile`` and
 ``__call__``). Inside a program, ``chunked_vmap`` bounds the memory of many variants.
