@@ -3,6 +3,7 @@ coordinator write the records of one process, bit for bit; a killed process stop
 and a restart resumes; bad flags are one-line errors."""
 
 import json
+import os
 import pathlib
 import shutil
 import socket
@@ -133,6 +134,10 @@ def test_two_processes_audit_and_measure_faithfulness_as_one(trained, tmp_path):
         for process_id, (code, stderr) in enumerate(results):
             assert code == 0, (command, process_id, stderr[-3000:])
         assert "Process 1 of 2: done" in results[1][1]
+    # Process 1's programs, which JAX's cache (written by process 0 only) does not serve, are
+    # kept beside the exported ones for the next run (ProgramCache.compiled).
+    cache = pathlib.Path(os.environ["ATTN_AUDIT_JAX_CACHE"]) / "exported"
+    assert list(cache.glob("*.exe"))
     for records in ("audit/test/records.jsonl", "faithfulness/test/explain/records.jsonl",
                     "faithfulness/test/metrics/records.jsonl",
                     "faithfulness/test/randomisation/records.jsonl"):  # fmt: skip
