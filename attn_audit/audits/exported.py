@@ -95,10 +95,6 @@ class ProgramCache:
             return function.lower(**static, **dynamic)
         return exported.lower(**dynamic)
 
-    def compile(self, name: str, function, static: Mapping, dynamic: Mapping):
-        """Loads or exports the program and compiles it, without running it."""
-        self.lower(name, function, static, dynamic).compile()
-
     def compiled(self, name: str, function, static: Mapping, dynamic: Mapping, options=None):
         """The program lowered (``lower``) and compiled with XLA ``options``
         (``jax.stages.Compiled``).
