@@ -32,6 +32,8 @@ without token p and of the sequence without its mirror ``length − 1 − p`` (o
 ``None``); leave-one-out then skips re-encoding (our BiLSTM reuses the
 unchanged half of each direction and runs the two variants' new chains in
 shared lanes, see ``models.deletion_shortcut.bilstm_states_without_pair``).
+``masking_states(params, instance, embedded, states, mask_token_id)`` is its
+counterpart for a masked token (occlusion).
 
 The audits use them like this: gradient importance differentiates
 ``decode(encode(e), stop_gradient(α))`` with respect to ``e = embed(...)``;
@@ -135,20 +137,51 @@ class JWModel:
         """
         if not deletion_shortcut.has_deletion_shortcut(self.config):
             return None
-        encoder_params, length, question = params["encoder"], instance["length"], states["question"]
+        encoder_params, length = params["encoder"], instance["length"]
         context = deletion_shortcut.deletion_context(encoder_params, self.config, embedded, length)
+
+        def pair_states(position, readout):
+            return deletion_shortcut.states_without_pair(
+                encoder_params, self.config, context, length, position, readout
+            )
+
+        return self._pair_readouts(params, embedded, states, pair_states)
+
+    def masking_states(self, params, instance, embedded, states, mask_token_id):
+        """Optional occlusion shortcut: ``p -> states`` with p masked and with ``n − 1 − p``
+        masked (``mask_token_id`` in their place), as ``deletion_states`` returns them.
+
+        The BiLSTM reuses each direction's unchanged half and runs the two variants' new
+        chains in shared lanes (``deletion_shortcut.bilstm_states_masked_pair``); ``None``
+        for the other encoders (``deletion_shortcut.has_masking_shortcut``).
+        """
+        if not deletion_shortcut.has_masking_shortcut(self.config):
+            return None
+        encoder_params, length = params["encoder"], instance["length"]
+        context = deletion_shortcut.deletion_context(encoder_params, self.config, embedded, length)
+        mask_embedding = models.embed(params, self.config, jnp.asarray([mask_token_id]))[0]
+        mask_gates = deletion_shortcut.mask_input_gates(encoder_params, mask_embedding)
+
+        def pair_states(position, readout):
+            return deletion_shortcut.bilstm_states_masked_pair(
+                encoder_params["rnn"], context, mask_gates, length, position, readout
+            )
+
+        return self._pair_readouts(params, embedded, states, pair_states)
+
+    def _pair_readouts(self, params, embedded, states, pair_states):
+        """``p -> {"question", "keys", "projected"}`` of a pair of variants (leading axis 2)
+        from ``pair_states(p, readout)``, which reads their states out through ``readout``."""
+        question = states["question"]
         # Both readouts are linear and bias-free: their matrix is the readout of the identity.
         identity = jnp.eye(self.config.state_dim, dtype=embedded.dtype)
         readouts = self._readouts(params, identity, question)
         widths = [readouts["keys"].shape[-1]]
         readout = jnp.concatenate([readouts["keys"], readouts["projected"]], axis=-1)
 
-        def without_pair(position):
-            read = deletion_shortcut.states_without_pair(
-                encoder_params, self.config, context, length, position, readout
-            )
-            keys, projected = jnp.split(read, widths, axis=-1)
+        def pair(position):
+            keys, projected = jnp.split(pair_states(position, readout), widths, axis=-1)
             pair_question = None if question is None else jnp.stack([question, question])
             return {"question": pair_question, "keys": keys, "projected": projected}
 
-        return without_pair
+        return pair

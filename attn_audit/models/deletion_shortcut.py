@@ -11,7 +11,12 @@ backward suffix unchanged").
   ``2r`` states around the deleted position change; the rest are the original states,
   shifted (``cnn_states_without``).
 
-``audits.JWModel.deletion_states`` uses it; every path is tested equal to re-encoding.
+Masking a token (occlusion's blank-out, SPEC §7) leaves the same halves unchanged: the
+BiLSTM's masked variants p and ``n − 1 − p`` share lanes too
+(``bilstm_states_masked_pair``).
+
+``audits.JWModel.deletion_states`` and ``masking_states`` use it; every path is tested
+equal to re-encoding.
 """
 
 import jax
@@ -118,6 +123,24 @@ def _two_chains(
     return hiddens.swapaxes(0, 1)
 
 
+def _read_out(context: dict, outputs: tuple, readout: jax.Array | None) -> tuple:
+    """``(original halves, chain outputs, combine)`` of a pair's states: the hidden states
+    and ``concatenate``, or with a linear ``readout [2H, F]`` each half read out through its
+    rows, ``[h_f; h_b] R = h_f R_f + h_b R_b``, and ``add``."""
+    originals = (context["forward_hidden"], context["backward_hidden"])
+    if readout is None:
+        return (
+            originals,
+            outputs,
+            lambda forward, backward: jnp.concatenate([forward, backward], axis=-1),
+        )
+    hidden_size = originals[0].shape[-1]
+    halves = (readout[:hidden_size], readout[hidden_size:])
+    originals = tuple(h @ r for h, r in zip(originals, halves, strict=True))
+    outputs = tuple(h @ r for h, r in zip(outputs, halves, strict=True))
+    return originals, outputs, jnp.add
+
+
 def _deleted_states(
     originals: tuple[jax.Array, jax.Array],
     outputs: tuple[jax.Array, jax.Array],
@@ -208,22 +231,116 @@ def bilstm_states_without_pair(
         _stacked(forward_starts[1], backward_starts[1]),
         jnp.stack([mirror, position]),
     )
-    originals = (context["forward_hidden"], context["backward_hidden"])
-
-    def combine(forward_half, backward_half):
-        return jnp.concatenate([forward_half, backward_half], axis=-1)
-
-    if readout is not None:
-        hidden_size = originals[0].shape[-1]
-        halves = (readout[:hidden_size], readout[hidden_size:])
-        originals = tuple(h @ r for h, r in zip(originals, halves, strict=True))
-        outputs = tuple(h @ r for h, r in zip(outputs, halves, strict=True))
-        combine = jnp.add
+    originals, outputs, combine = _read_out(context, outputs, readout)
     without_position = _deleted_states(originals, outputs, position, (0, 0), length, combine)
     without_mirror = _deleted_states(
         originals, outputs, mirror, (mirror, position), length, combine
     )
     return jnp.stack([without_position, without_mirror])
+
+
+def _masked_states(
+    originals: tuple[jax.Array, jax.Array],
+    outputs: tuple[jax.Array, jax.Array],
+    position: jax.Array,
+    offsets: tuple[jax.Array, jax.Array],
+    length: jax.Array,
+    combine,
+) -> jax.Array:
+    """``combine(forward half, backward half)`` of the variant with ``position`` masked.
+
+    Forward: ``originals[0][t]`` before ``position``, then chain output
+    ``outputs[0][offsets[0] + t − position]``. Backward: chain output
+    ``outputs[1][offsets[1] + position − t]`` up to ``position``, then ``originals[1][t]``.
+    Zero at ``t >= length``.
+    """
+    num_positions = originals[0].shape[0]
+    last_output = outputs[0].shape[0] - 1
+    positions = jnp.arange(num_positions)
+    forward_new = outputs[0][jnp.clip(offsets[0] + positions - position, 0, last_output)]
+    backward_new = outputs[1][jnp.clip(offsets[1] + position - positions, 0, last_output)]
+    forward_half = jnp.where((positions < position)[:, None], originals[0], forward_new)
+    backward_half = jnp.where((positions > position)[:, None], originals[1], backward_new)
+    return jnp.where((positions < length)[:, None], combine(forward_half, backward_half), 0.0)
+
+
+def bilstm_states_masked_pair(
+    rnn: Params,
+    context: dict,
+    mask_gates: jax.Array,
+    length: jax.Array,
+    position: jax.Array,
+    readout: jax.Array | None = None,
+) -> jax.Array:
+    """BiLSTM states of the sequence with ``p = position`` masked, and with ``q = n − 1 − p``.
+
+    Replacing ``x_p`` by the mask token ``m`` leaves the forward states before p and the
+    backward states after p unchanged (occlusion's prefix reuse). Only two chains are
+    new: the forward one from ``(h_{p-1}, c_{p-1})`` over ``m, x_{p+1} … x_{n-1}`` (n − p
+    steps) and the backward one from ``(h^b_{p+1}, c^b_{p+1})`` over ``m, x_{p-1} … x_0``
+    (p + 1 steps). The mirror q needs p + 1 forward and n − p backward steps, so the two
+    variants' forward chains fill one lane of n + 1 steps and their backward chains
+    another: about half the recurrent work of re-encoding both, and no input projection
+    (the mask token's is ``mask_gates``). Equal to ``encode_states`` on each masked
+    sequence (tested). ``readout``: as ``bilstm_states_without_pair``.
+
+    Args:
+      rnn: ``{"forward": cell, "backward": cell}``.
+      context: ``bilstm_deletion_context`` of the original sequence.
+      mask_gates: ``[2, 4H]``, ``W_ih m + b_ih + b_hh`` of the forward and backward cell.
+      length: scalar int n (both variants keep it).
+      position: scalar int p in ``[0, n)``.
+      readout: optional ``[2H, F]``.
+
+    Returns:
+      ``[2, T, 2H]`` (``[2, T, F]`` with ``readout``): p masked, then q masked; zero at
+      ``t >= n``.
+    """
+    forward_gates, backward_gates = context["forward_gates"], context["backward_gates"]
+    num_positions = forward_gates.shape[0]
+    mirror = length - 1 - position
+    steps = jnp.arange(num_positions + 1)
+    last, masked = num_positions - 1, num_positions  # the mask row follows the T positions
+    # Forward lane: p's chain for n − p steps (positions p …), then q's (positions q …).
+    forward_switch = length - position
+    forward_index = jnp.where(
+        steps < forward_switch, position + steps, mirror + steps - forward_switch
+    )
+    forward_index = jnp.where((steps == 0) | (steps == forward_switch), masked,
+                              jnp.clip(forward_index, 0, last))  # fmt: skip
+    # Backward lane: p's chain for p + 1 steps (positions p … 0), then q's (q … 0).
+    backward_switch = position + 1
+    backward_index = jnp.where(
+        steps < backward_switch, position - steps, mirror - (steps - backward_switch)
+    )
+    backward_index = jnp.where((steps == 0) | (steps == backward_switch), masked,
+                               jnp.clip(backward_index, 0, last))  # fmt: skip
+    forward_starts = (
+        _state_at(context, "forward", jnp.maximum(position - 1, 0), position > 0),
+        _state_at(context, "forward", jnp.maximum(mirror - 1, 0), mirror > 0),
+    )
+    backward_starts = (
+        _state_at(context, "backward", jnp.minimum(position + 1, last), position + 1 < length),
+        _state_at(context, "backward", jnp.minimum(mirror + 1, last), mirror + 1 < length),
+    )
+    input_gates = jnp.stack([
+        jnp.concatenate([forward_gates, mask_gates[0][None]]),
+        jnp.concatenate([backward_gates, mask_gates[1][None]]),
+    ])  # fmt: skip
+    outputs = _two_chains(
+        rnn,
+        input_gates,
+        jnp.stack([forward_index, backward_index]),
+        _stacked(forward_starts[0], backward_starts[0]),
+        _stacked(forward_starts[1], backward_starts[1]),
+        jnp.stack([forward_switch, backward_switch]),
+    )
+    originals, outputs, combine = _read_out(context, outputs, readout)
+    masked_position = _masked_states(originals, outputs, position, (0, 0), length, combine)
+    masked_mirror = _masked_states(
+        originals, outputs, mirror, (forward_switch, backward_switch), length, combine
+    )
+    return jnp.stack([masked_position, masked_mirror])
 
 
 def cnn_states_without(
@@ -281,6 +398,18 @@ def cnn_states_without(
 def has_deletion_shortcut(config: ModelConfig) -> bool:
     """Whether ``states_without_pair`` beats re-encoding a deleted sequence (all three)."""
     return config.encoder in ("lstm", "cnn", "average")
+
+
+def has_masking_shortcut(config: ModelConfig) -> bool:
+    """Whether ``masked_pair_states`` exists for this encoder (the BiLSTM only: masking one
+    token of the CNN or the average changes few states, and re-encoding them is cheap)."""
+    return config.encoder == "lstm"
+
+
+def mask_input_gates(encoder_params: Params, mask_embedding: jax.Array) -> jax.Array:
+    """``[2, 4H]``: the BiLSTM's input projection of the mask token's embedding ``[E]``."""
+    forward, backward = bilstm_input_gates(encoder_params["rnn"], mask_embedding[None])
+    return jnp.concatenate([forward, backward])
 
 
 def deletion_context(

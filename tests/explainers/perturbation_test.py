@@ -85,9 +85,30 @@ def test_random_ranks_order_the_real_players_first_and_do_not_depend_on_the_widt
     assert len({tuple(r) for r in narrow[:, :4]}) > 10  # orders vary
 
 
+occlusion_jit = jax.jit(occlusion, static_argnums=(0, 3, 4, 5, 6))
+
+
 @pytest.mark.parametrize("removal", ["mask", "delete"])
-def test_occlusion_of_a_batch_equals_each_row_alone(removal):
-    model, params = tiny_model("lstm", "tanh", num_classes=3)
+@pytest.mark.parametrize("task", ["classification", "qa"])
+def test_occlusion_through_the_bilstm_shortcut_equals_re_running_the_model(removal, task):
+    """The masked (deleted) pairs' states reused from the original pass (``masking_states``,
+    ``deletion_states``), all pairs at once and 3 variants a step, against one whole forward
+    pass per removed token; rows from no real token to the full width."""
+    model, params = tiny_model("lstm", "dot" if task == "qa" else "tanh", task, num_classes=3)
+    batch = tiny_batch((2, 3, 4, 7, 12), width=12, seed=4, questions=task == "qa")
+    for row in range(5):
+        instance = instance_of(batch, row)
+        plain = occlusion_jit(model, params, instance, UNK, removal, None, False)
+        assert np.abs(plain).max() > 0 or row == 0  # the tokens move the output
+        for chunk in (None, 3):
+            found = occlusion_jit(model, params, instance, UNK, removal, chunk, True)
+            np.testing.assert_allclose(found, plain, atol=1e-6, err_msg=f"row {row}")
+
+
+@pytest.mark.parametrize("removal", ["mask", "delete"])
+@pytest.mark.parametrize("encoder", ["lstm", "cnn"])  # with and without the pair shortcut
+def test_occlusion_of_a_batch_equals_each_row_alone(removal, encoder):
+    model, params = tiny_model(encoder, "tanh", num_classes=3)
     batch = tiny_batch((3, 7, 12, 5), width=12)
     batch["lengths"][3] = 0  # a padding row
     batch["token_ids"][3] = 0
@@ -96,8 +117,7 @@ def test_occlusion_of_a_batch_equals_each_row_alone(removal):
     found = jax.jit(occlusion_of_batch, static_argnums=(0, 3, 4, 5))(
         model, params, instances, UNK, removal, 5
     )
-    alone = jax.jit(occlusion, static_argnums=(0, 3, 4))
     for row in range(3):
-        expected = alone(model, params, instance_of(batch, row), UNK, removal)
+        expected = occlusion_jit(model, params, instance_of(batch, row), UNK, removal, None, False)
         np.testing.assert_allclose(found[row], expected, atol=1e-6)
     np.testing.assert_array_equal(found[3], 0.0)

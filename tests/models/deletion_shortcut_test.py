@@ -61,3 +61,40 @@ def test_cnn_states_without_equal_encoding_the_deleted_sequence_at_any_reach(ker
                 params, config, models.embed(params, config, shorter), length - 1
             )
             np.testing.assert_allclose(got, expected, atol=1e-6, err_msg=f"{length} {position}")
+
+
+def test_masked_pair_states_equal_encoding_each_masked_sequence():
+    """Both variants of every pair (p, n − 1 − p), SOS and EOS included, as states and through
+    a random linear readout, against encoding the masked sequence from scratch."""
+    config = tiny_config("lstm", "tanh")
+    params = initial_params(config)
+    readout = jax.random.normal(jax.random.key(5), (config.state_dim, 3))
+    mask_id = 1
+    mask_gates = deletion_shortcut.mask_input_gates(
+        params["encoder"], models.embed(params, config, jnp.asarray([mask_id]))[0]
+    )
+    for length in (3, 6, 11, 12):
+        token_ids, length = padded(list(range(4, 4 + length - 2)), 12)
+        embedded = models.embed(params, config, token_ids)
+        context = deletion_shortcut.deletion_context(params["encoder"], config, embedded, length)
+        for position in range(length):
+            pair = [
+                deletion_shortcut.bilstm_states_masked_pair(
+                    params["encoder"]["rnn"], context, mask_gates, length, jnp.int32(position),
+                    matrix,
+                )
+                for matrix in (None, readout)
+            ]  # fmt: skip
+            for member, masked in enumerate([position, length - 1 - position]):
+                variant = jnp.asarray(token_ids).at[masked].set(mask_id)
+                expected = models.encode(params, config, models.embed(params, config, variant),
+                                         length)  # fmt: skip
+                np.testing.assert_allclose(pair[0][member], expected, atol=1e-6,
+                                           err_msg=f"{length} {position} {member}")  # fmt: skip
+                np.testing.assert_allclose(pair[1][member], expected @ readout, atol=1e-5)
+
+
+def test_only_the_bilstm_has_a_masking_shortcut():
+    assert deletion_shortcut.has_masking_shortcut(tiny_config("lstm", "tanh"))
+    for encoder in ("cnn", "average"):
+        assert not deletion_shortcut.has_masking_shortcut(tiny_config(encoder, "tanh"))
