@@ -1,7 +1,7 @@
 r"""attn_audit's batched JAX explainers against Captum on the default SST model: agreement, speed.
 
-  python -m benchmarks.explain_vs_captum [--workdir=runs/sst_lstm_tanh --limit=64
-                                          --captum_limit=16 --torch_threads=1]
+  python -m benchmarks.explain_vs_captum [--workdir=runs/sst_lstm_tanh --limit=N
+                                          --captum_limit=200 --torch_threads=1]
 
 Every explainer explains ``f(x) = p(ŷ | x)``, ŷ predicted on the full input, with UNK as the
 mask token (SPEC §7). Captum runs on the PyTorch twin (``tests/reference/torch_model.py``)
@@ -15,20 +15,31 @@ pass on SOS, EOS or padding.
    ``FeatureAblation`` (occlusion with UNK) against ours; Captum batched against Captum one
    instance at a time. Asserted: gradients to 1e-4 of the instance's largest score,
    occlusion to 1e-5.
-2. Speed per explainer on the first ``--limit`` test instances (batches of
-   ``--batch_size``, the split's two length buckets): ours = ahead-of-time compilation,
-   timed apart, then the steady seconds per instance; Captum one instance at a time with
-   its defaults (``internal_batch_size``, ``perturbations_per_eval``), and batched as far as
-   Captum allows. Sampled Shapley, KernelSHAP and LIME cost seconds an instance in Captum:
-   they are timed on ``--captum_limit`` instances spread evenly over the ``--limit``.
-3. Writes ``benchmarks/EXPLAIN_RESULTS.md`` (hand-written remarks below its marker line
+2. Speed per explainer on the whole test set (or its first ``--limit`` instances), in the
+   explain command's batches (``--batch_size`` rows, balanced, its four widths fitted to
+   the split): ours = ahead-of-time compilation, timed apart, then the steady seconds per
+   instance. Captum costs up to seconds an instance, so it is timed on ``--captum_limit``
+   instances stratified by length (as issue 34 allows), one instance at a time with its
+   defaults (``internal_batch_size``, ``perturbations_per_eval``), and batched as far as
+   Captum allows (the sample sorted by length, ``--batch_size`` a call); per-instance
+   times are compared.
+3. The whole ``experiments.explain`` process over the same instances, with every default
+   explainer, a fresh copy of the run folder and an empty JAX cache, against Captum's
+   per-instance times summed over the six explainers × the instances
+   (``--noexplain_process`` skips it).
+4. Writes ``benchmarks/EXPLAIN_RESULTS.md`` (hand-written remarks below its marker line
    are kept) and prints it.
 
-Expected run time with the defaults on the 2-core machine: 5 to 6 minutes (4.8 and 6.0 measured).
+Expected run time with the defaults on the 2-core machine: about 25 minutes.
 """
 
+import json
 import os
 import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
 
@@ -58,9 +69,14 @@ from tests.reference.torch_model import load_torch_model
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/sst_lstm_tanh", "A trained run (make train).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Data folder (default $ATTN_AUDIT_DATA).")
-_LIMIT = flags.DEFINE_integer("limit", 128, "Test instances for the timings.")
+_LIMIT = flags.DEFINE_integer(
+    "limit", None, "Test instances for the timings (default: the whole test set)."
+)
 _CAPTUM_LIMIT = flags.DEFINE_integer(
-    "captum_limit", 16, "Instances, spread over --limit, for Captum's sampled explainers."
+    "captum_limit", 200, "Instances, stratified by length, that Captum is timed on."
+)
+_EXPLAIN_PROCESS = flags.DEFINE_bool(
+    "explain_process", True, "Also time the whole experiments.explain process (cold cache)."
 )
 _AGREEMENT_INSTANCES = flags.DEFINE_integer("agreement_instances", 4, "Instances to compare.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Rows per batch, both sides.")
@@ -80,8 +96,6 @@ _OUT = flags.DEFINE_string("out", "benchmarks", "Where EXPLAIN_RESULTS.md goes."
 EXPLAINERS = ("integrated_gradients", "grad_input", "occlusion", "shapley_sampling",
               "kernel_shap", "lime")  # fmt: skip
 DETERMINISTIC = EXPLAINERS[:3]
-# Captum costs seconds an instance on these: timed on --captum_limit instances.
-SAMPLED = EXPLAINERS[3:]
 # Gradients: float32 on both sides, summed in different orders (and over 50 points for IG);
 # measured 1e-6 of the largest score. Occlusion evaluates the same inputs on both sides.
 GRADIENT_RTOL, OCCLUSION_ATOL = 1e-4, 1e-5
@@ -121,20 +135,17 @@ def batch_rows(batch: dict) -> list[tuple[int, np.ndarray]]:
             for row in np.flatnonzero(batch["index"] >= 0)]  # fmt: skip
 
 
-def spread(count: int, total: int) -> list[int]:
-    """``count`` indices spread evenly over ``0 … total − 1``."""
-    return sorted({int(i) for i in np.linspace(0, total - 1, min(count, total)).round()})
-
-
-def subset_batches(batches: list[dict], indices) -> list[dict]:
-    """``batches`` cut down to the rows of ``indices`` (batches left empty dropped)."""
-    wanted = set(indices)
-    kept = []
-    for batch in batches:
-        rows = [row for row, index in enumerate(batch["index"]) if int(index) in wanted]
-        if rows:
-            kept.append({name: value[rows] for name, value in batch.items()})
-    return kept
+def captum_groups(batches: list[dict], count: int, batch_size: int) -> list[list[tuple]]:
+    """Captum's sample, stratified by length: the rows ``(index, ids)`` of ``batches`` sorted
+    by length (ties by number) and cut into groups of ``batch_size`` (the batches a PyTorch
+    user who sorts the whole split by length would run: the least padding), of which
+    ``⌈count / batch_size⌉`` groups at evenly spaced ranks are kept."""
+    rows = sorted((row for batch in batches for row in batch_rows(batch)),
+                  key=lambda row: (len(row[1]), row[0]))  # fmt: skip
+    groups = [rows[start : start + batch_size] for start in range(0, len(rows), batch_size)]
+    wanted = min(-(-count // batch_size), len(groups))
+    return [groups[rank] for rank in sorted(set(np.linspace(0, len(groups) - 1, wanted)
+                                                .round().astype(int)))]  # fmt: skip
 
 
 # ------------------------------------------------------------------ Captum on the twin
@@ -239,21 +250,19 @@ def captum_attribute(
     return [scores[row, : len(ids) - 2] for row, ids in enumerate(rows)]
 
 
-def captum_pass(explainer, side, batches, settings, batched, **options):
-    """Captum over ``batches``' real rows: ``{index: scores [n]}``; one call per row, or per
-    batch (``batched``)."""
+def captum_pass(explainer, side, groups, settings, batched, **options):
+    """Captum over the rows ``(index, ids)`` of ``groups``: ``{index: scores [n]}``; one call
+    per row, or per group (``batched``)."""
     scores = {}
-    for batch in batches:
-        rows = batch_rows(batch)
-        groups = [rows] if batched else [[row] for row in rows]
-        for group in groups:
-            found = captum_attribute(explainer, side, [ids for _, ids in group], settings,
+    for group in groups:
+        for call in [group] if batched else [[row] for row in group]:
+            found = captum_attribute(explainer, side, [ids for _, ids in call], settings,
                                      batched, **options)  # fmt: skip
-            scores.update(zip([index for index, _ in group], found, strict=True))
+            scores.update(zip([index for index, _ in call], found, strict=True))
     return scores
 
 
-def time_captum(explainer, side, batches, settings, batched, seed=0, **options):
+def time_captum(explainer, side, groups, settings, batched, seed=0, **options):
     """``(seconds of the best pass, its scores {index: [n]})``; torch seeded per pass."""
     found = {}
 
@@ -262,7 +271,7 @@ def time_captum(explainer, side, batches, settings, batched, seed=0, **options):
         with warnings.catch_warnings():
             # Captum's note that Lime/KernelShap fit one model per example of a batch.
             warnings.filterwarnings("ignore", "You are providing multiple inputs")
-            found.update(captum_pass(explainer, side, batches, settings, batched, **options))
+            found.update(captum_pass(explainer, side, groups, settings, batched, **options))
 
     return best_seconds(run), found
 
@@ -337,8 +346,8 @@ def check_agreement(model, params, side, batch, settings, num_instances):
     figures = {}
     for explainer in DETERMINISTIC:
         ours = jax_scores(results, batch, explainer)
-        one = captum_pass(explainer, side, [first], settings, batched=False)
-        batched = captum_pass(explainer, side, [first], settings, batched=True)
+        one = captum_pass(explainer, side, [batch_rows(first)], settings, batched=False)
+        batched = captum_pass(explainer, side, [batch_rows(first)], settings, batched=True)
         figures[explainer] = {"ours": differences(ours, one), "batched": differences(batched, one)}
         for what, (absolute, relative) in figures[explainer].items():
             if explainer == "occlusion":
@@ -379,33 +388,44 @@ def evaluations(explainer: str, settings, players: int) -> int:
     return 1 + per_explainer[explainer]
 
 
-def encoder_positions(explainer, settings, batches, style) -> float:
-    """Encoder positions run per instance (evaluations × sequence width), padding included.
-
-    ``style``: ``"jax"`` (every row of the padded batches, at the batch width), ``"one"``
-    (each instance alone, at its own length) or ``"batched"`` (Captum's batched calls: the
-    real rows of a batch at its longest length).
-    """
+def jax_positions(explainer, settings, batches) -> float:
+    """Encoder positions JAX runs per instance (evaluations × sequence width), padding
+    included: every row of the batches, at the batch width."""
     total, instances = 0, 0
     for batch in batches:
+        rows, width = batch["token_ids"].shape
         lengths = [len(ids) for _, ids in batch_rows(batch)]
         instances += len(lengths)
-        width = batch["token_ids"].shape[1]
-        if style == "jax" and explainer in explainers.engine.WHOLE_BATCH_EXPLAINERS:
-            # Every row's forward pass for ŷ, then each real row's own coalitions: occlusion
-            # n, sampled Shapley ∅ and N once and n − 1 per order, KernelSHAP, LIME and IG
-            # their samples or points (padding rows: none). All at the batch width.
-            total += len(batch["index"]) * width
+        if explainer == "occlusion":
+            # The BiLSTM's masking shortcut (models.deletion_shortcut), every row: the
+            # original pass, then ⌈(T − 2) / 2⌉ masked pairs, each two lanes (one per
+            # direction) of T + 1 steps, i.e. T + 1 positions.
+            total += rows * (width + max((width - 1) // 2, 1) * (width + 1))
+        elif explainer in explainers.engine.WHOLE_BATCH_EXPLAINERS:
+            # Every row's forward pass for ŷ, then each real row's own coalitions: sampled
+            # Shapley ∅ and N once and n − 1 per order, KernelSHAP, LIME and IG their
+            # samples or points (padding rows: none). All at the batch width.
+            total += rows * width
             for n in (length - 2 for length in lengths):
                 if explainer == "shapley_sampling":
                     own = 2 + settings.shapley_permutations * (n - 1)
                 else:
                     own = evaluations(explainer, settings, n) - 1
                 total += own * width
-        elif style == "jax":
-            count = evaluations(explainer, settings, width - 2)
-            total += len(batch["index"]) * count * width
-        elif style == "one" or explainer in ("kernel_shap", "lime"):
+        else:
+            total += rows * evaluations(explainer, settings, width - 2) * width
+    return total / instances
+
+
+def captum_positions(explainer, settings, groups, batched: bool) -> float:
+    """Encoder positions Captum runs per instance: each instance alone at its own length
+    (one at a time; also ``KernelShap`` and ``Lime``, which loop over a batch), or a
+    group's rows at its longest length (batched)."""
+    total, instances = 0, 0
+    for group in groups:
+        lengths = [len(ids) for _, ids in group]
+        instances += len(lengths)
+        if not batched or explainer in ("kernel_shap", "lime"):
             total += sum(evaluations(explainer, settings, n - 2) * n for n in lengths)
         else:
             longest = max(lengths)
@@ -416,16 +436,16 @@ def encoder_positions(explainer, settings, batches, style) -> float:
 # ------------------------------------------------------------------ one explainer, both sides
 
 
-def measure(explainer, model, params, side, batches, settings, key, captum_indices, **options):
+def measure(explainer, model, params, side, batches, groups, settings, key, **options):
     """Times ``explainer`` on both sides; a dict of seconds, instance counts and agreement.
 
-    JAX runs on all ``batches``; Captum on the rows of ``captum_indices`` (all when None).
+    JAX runs on all ``batches``; Captum on the rows of ``groups`` (its batches).
     """
     compile_seconds, steady, ours = time_jax(model, params, batches, explainer, settings, key)
-    captum_batches = batches if captum_indices is None else subset_batches(batches, captum_indices)
-    one_seconds, one = time_captum(explainer, side, captum_batches, settings, batched=False)
-    batched_seconds, batched = time_captum(explainer, side, captum_batches, settings,
-                                           batched=True, **options)  # fmt: skip
+    one_seconds, one = time_captum(explainer, side, groups, settings, batched=False)
+    batched_seconds, batched = time_captum(explainer, side, groups, settings, batched=True,
+                                           **options)  # fmt: skip
+    every_instance = [[row] for batch in batches for row in batch_rows(batch)]
     return {
         "jax_compile_s": compile_seconds, "jax_steady_s": steady, "jax_instances": len(ours),
         "widths": sorted({b["token_ids"].shape[1] for b in batches}),
@@ -435,11 +455,10 @@ def measure(explainer, model, params, side, batches, settings, key, captum_indic
         "captum_mean_tokens": float(np.mean([len(s) for s in one.values()])),
         "ours_vs_one": differences(ours, one), "batched_vs_one": differences(batched, one),
         "r_ours_one": correlation(ours, one), "r_batched_one": correlation(batched, one),
-        "jax_positions": encoder_positions(explainer, settings, batches, "jax"),
-        "captum_one_positions": encoder_positions(explainer, settings, captum_batches, "one"),
-        "captum_batched_positions": encoder_positions(explainer, settings, captum_batches,
-                                                      "batched"),
-        "floor_positions": encoder_positions(explainer, settings, batches, "one"),
+        "jax_positions": jax_positions(explainer, settings, batches),
+        "captum_one_positions": captum_positions(explainer, settings, groups, False),
+        "captum_batched_positions": captum_positions(explainer, settings, groups, True),
+        "floor_positions": captum_positions(explainer, settings, every_instance, False),
     }  # fmt: skip
 
 
@@ -478,10 +497,10 @@ def padding(batches: list[dict]) -> str:
     positions = sum(b["token_ids"].size for b in batches)
     filled = sum(int(np.sum(b["lengths"])) for b in batches)
     return (
-        f"The JAX batches hold {rows} rows for {instances} instances (the last batch of a bucket "
-        "is padded with empty rows: grad × input runs them, the whole-batch explainers, all "
-        "others here, run nothing for them but the prediction); tokens (SOS and EOS "
-        f"included) fill {filled / positions:.0%} of their positions."
+        f"The JAX batches hold {rows} rows for {instances} instances (each bucket's batches "
+        "share its instances evenly, as the explain command's do; grad × input and occlusion "
+        "run the padding rows, the other whole-batch explainers only their prediction); "
+        f"tokens (SOS and EOS included) fill {filled / positions:.0%} of their positions."
     )
 
 
@@ -532,17 +551,17 @@ def render(rows, figures, context) -> str:
             else:
                 ours, batched = f"r = {row['r_ours_one']:.2f}", f"r = {row['r_batched_one']:.2f}"
             lines.append(f"| {explainer} | {row['captum_instances']} | {ours} | {batched} |")
-        lines += ["", f"## Speed (first {context['limit']} SST test instances, batches of "
+        lines += ["", f"## Speed ({context['limit']} SST test instances, batches of up to "
                   f"{context['batch_size']})", "", *table(rows), ""]  # fmt: skip
         lines += speed_notes(rows, context)
         lines += work_table(rows)
         lines += floor_table(rows, context)
+        lines += process_lines(rows, context)
     return "\n".join(lines) + "\n"
 
 
 def speed_notes(rows, context) -> list[str]:
     settings = context["settings"]
-    sampled = [name for name in rows if name in SAMPLED]
     widths = sorted({w for row in rows.values() for w in row["widths"]})
     notes = [
         f"- **JAX compile s**: ahead-of-time compilation of the explainer's program at each "
@@ -553,8 +572,8 @@ def speed_notes(rows, context) -> list[str]:
         f"{context['padding']}",
         "- **Captum one-at-a-time**: one `attribute` call per instance with Captum's defaults "
         "(`internal_batch_size=None`: IG's points in one pass; `perturbations_per_eval=1`), "
-        "after a forward pass for ŷ. **Captum batched**: the instances of each of our "
-        "batches in one call, IG with `internal_batch_size="
+        "after a forward pass for ŷ. **Captum batched**: its instances sorted by length, "
+        f"{context['batch_size']} a call, IG with `internal_batch_size="
         f"{context['ig_internal_batch_size']}`, perturbation methods with "
         f"`perturbations_per_eval={context['perturbations_per_eval']}`; `KernelShap` and "
         "`Lime` fit one model per example and loop over a batch themselves, so they get one "
@@ -568,7 +587,9 @@ def speed_notes(rows, context) -> list[str]:
         f"width; Captum: {settings.shapley_permutations} random orders, n forward passes each, "
         f"N when batched); KernelSHAP {settings.kernel_samples} sampled coalitions plus the "
         f"full and the empty one (Captum `n_samples={settings.kernel_samples + 2}`); LIME "
-        f"{settings.lime_samples} samples. Ours all at the batch width, padding rows none.",
+        f"{settings.lime_samples} samples. Ours all at the batch width, padding rows none; "
+        "occlusion through the BiLSTM's masking shortcut (the forward prefix and backward "
+        "suffix a masked token leaves unchanged are reused, two variants share a lane).",
         "- **LIME differs by design**: ours is `lime`'s text explainer (SPEC §7: remove "
         "s ~ U{1 … n−1} tokens, kernel exp(−d²/25²) of 100 × the cosine distance between the "
         "binary masks, ridge α = 1); Captum's `Lime` defaults draw Bernoulli(½) masks, weigh "
@@ -576,13 +597,16 @@ def speed_notes(rows, context) -> list[str]:
         "`SkLearnLasso(alpha=0.01)`. Same number of model evaluations; the scores are not "
         "expected to agree.",
     ]  # fmt: skip
-    if sampled:
-        row = rows[sampled[0]]
+    if rows:
+        row = next(iter(rows.values()))
+        every = row["jax_instances"] / row["captum_instances"]
         notes.append(
-            f"- {', '.join(sampled)}: Captum timed on {row['captum_instances']} instances spread "
-            f"evenly over the {row['jax_instances']} (mean {row['captum_mean_tokens']:.1f} real "
-            f"tokens, against {row['jax_mean_tokens']:.1f} over all {row['jax_instances']}); "
-            "JAX on all of them. Per-instance times compared."
+            f"- Captum timed on {row['captum_instances']} instances stratified by length (the "
+            f"{row['jax_instances']} sorted by length in groups of {context['batch_size']}, "
+            f"every ~{every:.0f}th group; "
+            f"mean {row['captum_mean_tokens']:.1f} real tokens, against "
+            f"{row['jax_mean_tokens']:.1f} over all {row['jax_instances']}); JAX on all of "
+            "them. Per-instance times compared."
         )
     return notes + [""]
 
@@ -668,6 +692,67 @@ def command() -> str:
     return command_line("benchmarks.explain_vs_captum", holders)
 
 
+# ------------------------------------------------------------------ the whole explain process
+
+
+def explain_process(workdir, data_dir, limit) -> dict:
+    """The whole ``experiments.explain`` process (every default explainer) over the timed
+    instances, as a new user runs it: a fresh copy of the run folder (checkpoint, vocabulary,
+    configuration; no earlier outputs) and an empty JAX cache.
+
+    Returns:
+      ``{"seconds": wall seconds from launch to exit, "timings": its summary's timings}``.
+    """
+    with tempfile.TemporaryDirectory(prefix="explain_process_") as folder:
+        copy = pathlib.Path(folder) / "run"
+        shutil.copytree(workdir, copy, ignore=shutil.ignore_patterns(
+            "audit", "explain", "faithfulness", "exported", "report.html"))  # fmt: skip
+        command = [sys.executable, "-m", "experiments.explain", f"--workdir={copy}",
+                   "--split=test", *([f"--data_dir={data_dir}"] if data_dir else []),
+                   *([f"--limit={limit}"] if limit else [])]  # fmt: skip
+        environment = {**os.environ, "ATTN_AUDIT_JAX_CACHE": str(pathlib.Path(folder) / "cache")}
+        start = time.perf_counter()
+        done = subprocess.run(command, env=environment, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if done.returncode:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+        summary = json.loads((copy / "explain" / "test" / "summary.json").read_text())
+    timings = summary["provenance"]["timings"]
+    return {"seconds": seconds, "timings": {k: v for k, v in timings.items() if k != "runs"}}
+
+
+def process_lines(rows, context) -> list[str]:
+    """The whole explain process against tuned Captum's total for the same instances."""
+    process = context["process"]
+    if not process:
+        return []
+    timings = process["timings"]
+    instances = next(iter(rows.values()))["jax_instances"]
+    captum_batched = sum(per_instance_ms(row)[2] for row in rows.values()) * instances / 1e3
+    captum_one = sum(per_instance_ms(row)[1] for row in rows.values()) * instances / 1e3
+    return [
+        "## The whole explain process (cold cache)", "",
+        f"`python -m experiments.explain --workdir=<fresh copy of {context['workdir']}> "
+        "--split=test` with every default explainer, an empty `ATTN_AUDIT_JAX_CACHE` and no "
+        "earlier outputs, launched from this benchmark: start-up, data, compilation, the "
+        "batches, records, summary and report page. Captum's totals: its per-instance time "
+        "above (the stratified sample) × the same instances, summed over the six explainers "
+        "it has (ours also runs attention, gradient, grad_l2 and the random floor).", "",
+        "| what | seconds | instances/s | ours ÷ |", "|---|---|---|---|",
+        f"| `experiments.explain`, whole process | {process['seconds']:.1f} | "
+        f"{instances / process['seconds']:.1f} | 1.0× |",
+        f"| its batches (first to last) | {timings['wall_seconds']:.1f} | "
+        f"{instances / timings['wall_seconds']:.1f} | — |",
+        f"| Captum batched, six explainers (scaled) | {captum_batched:.1f} | "
+        f"{instances / captum_batched:.1f} | {ratio(captum_batched / process['seconds'])} |",
+        f"| Captum one at a time, six explainers (scaled) | {captum_one:.1f} | "
+        f"{instances / captum_one:.1f} | {ratio(captum_one / process['seconds'])} |", "",
+        f"Compilation in the process: {timings['compile_seconds']:.1f} s of compile-thread "
+        f"time over {timings['shapes']} widths, of which the batches waited "
+        f"{timings['compile_wait_seconds']:.1f} s.", "",
+    ]  # fmt: skip
+
+
 def main(argv):
     del argv
     start = time.perf_counter()
@@ -685,8 +770,9 @@ def main(argv):
     dataset = data.load_dataset(run.config["data"]["name"], _DATA_DIR.value)
     split = first_instances(data.encode_split(dataset, "test", run.vocab), _LIMIT.value)
     # The explain command's widths (ExplainOptions.num_buckets), fitted to the timed instances.
+    # Balanced as the explain command's batches are (batch_runner.run_batches).
     widths = split_boundaries(split, explainers.ExplainOptions.num_buckets)
-    batches = list(data.batches(split, _BATCH_SIZE.value, widths))
+    batches = list(data.batches(split, _BATCH_SIZE.value, widths, balanced_multiple=1))
     settings = explainers.ExplainerSettings()
     probe = thread_probe(side, batches)
     print(probe, flush=True)
@@ -696,14 +782,17 @@ def main(argv):
     print("agreement:", figures, flush=True)
     options = {"perturbations_per_eval": _PERTURBATIONS_PER_EVAL.value,
                "ig_internal_batch_size": _IG_INTERNAL_BATCH_SIZE.value}  # fmt: skip
-    captum_indices = spread(_CAPTUM_LIMIT.value, len(split))
+    groups = captum_groups(batches, _CAPTUM_LIMIT.value, _BATCH_SIZE.value)
     key = jax.random.key(0)
     rows = {}
     for explainer in names:
-        subset = captum_indices if explainer in SAMPLED else None
-        rows[explainer] = measure(explainer, model, run.params, side, batches, settings, key,
-                                  subset, **options)  # fmt: skip
+        rows[explainer] = measure(explainer, model, run.params, side, batches, groups,
+                                  settings, key, **options)  # fmt: skip
         print(explainer, rows[explainer], flush=True)
+    process = None
+    if _EXPLAIN_PROCESS.value and set(names) == set(EXPLAINERS):
+        process = explain_process(_WORKDIR.value, _DATA_DIR.value, _LIMIT.value)
+        print("explain process:", process, flush=True)
     context = {
         "machine": machine(), "load_before": load_before, "load_after": load_average(),
         "command": command(),
@@ -712,7 +801,7 @@ def main(argv):
         "batch_size": _BATCH_SIZE.value, "settings": settings, "thread_probe": probe,
         "torch_threads": torch.get_num_threads(), "padding": padding(batches), **options,
         "position_flops": position_flops(run.model_config),
-        "matmul_gflops": _machine.matmul_peak(),
+        "matmul_gflops": _machine.matmul_peak(), "process": process,
     }  # fmt: skip
     report = render(rows, figures, context)
     write_results(pathlib.Path(_OUT.value) / RESULTS_FILE, report)

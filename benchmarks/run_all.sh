@@ -24,7 +24,7 @@ mkdir -p "$OUT"
 
 if [[ "${BENCH_QUICK:-0}" == 1 ]]; then
   AUDIT=(--limit=64 --eager_limit=64)
-  EXPLAIN=(--limit=32 --captum_limit=4 --agreement_instances=2)
+  EXPLAIN=(--limit=32 --captum_limit=4 --agreement_instances=2 --noexplain_process)
   FAITH=(--limit=32 --torch_limit=4 --agreement_instances=2)
 else
   AUDIT=(--limit=320 --eager_limit=320)

@@ -66,9 +66,10 @@ def test_agreement_holds_on_the_tiny_model(setup):
 def test_captum_runs_each_explainer_one_at_a_time_and_batched(setup, explainer, monkeypatch):
     monkeypatch.setattr(bench, "MIN_TIMING_SECONDS", 0.0)  # one pass
     _, _, side, batches = setup
+    groups = [bench.batch_rows(batch) for batch in batches]
     found = {}
     for batched in (False, True):
-        seconds, found[batched] = bench.time_captum(explainer, side, batches, SETTINGS, batched,
+        seconds, found[batched] = bench.time_captum(explainer, side, groups, SETTINGS, batched,
                                                     perturbations_per_eval=4)  # fmt: skip
         assert seconds > 0
     lengths = {index: len(ids) - 2 for batch in batches for index, ids in bench.batch_rows(batch)}
@@ -80,15 +81,16 @@ def test_captum_runs_each_explainer_one_at_a_time_and_batched(setup, explainer, 
 
 @pytest.mark.parametrize("explainer", ["occlusion", "kernel_shap"])
 def test_measure_times_both_sides(setup, explainer, monkeypatch):
-    """At each batch width (two for occlusion); Captum on a subset for the sampled ones."""
+    """At each batch width (two for occlusion); Captum on a stratified sample (kernel_shap)."""
     monkeypatch.setattr(bench, "MIN_TIMING_SECONDS", 0.0)
     model, params, side, batches = setup
     batches = batches if explainer == "occlusion" else batches[:1]
-    subset = [0, 2] if explainer in bench.SAMPLED else None
-    row = bench.measure(explainer, model, params, side, batches, SETTINGS, jax.random.key(0),
-                        subset, perturbations_per_eval=4)  # fmt: skip
+    count = 6 if explainer == "occlusion" else 2
+    groups = bench.captum_groups(batches, count, 2)
+    row = bench.measure(explainer, model, params, side, batches, groups, SETTINGS,
+                        jax.random.key(0), perturbations_per_eval=4)  # fmt: skip
     assert row["jax_instances"] == sum(int(np.sum(b["index"] >= 0)) for b in batches)
-    assert row["captum_instances"] == (2 if subset else row["jax_instances"])
+    assert row["captum_instances"] == sum(len(group) for group in groups) > 0
     assert row["widths"] == sorted(b["token_ids"].shape[1] for b in batches)
     assert min(row["jax_compile_s"], row["jax_steady_s"], row["captum_one_s"],
                row["captum_batched_s"]) > 0  # fmt: skip
@@ -98,21 +100,41 @@ def test_measure_times_both_sides(setup, explainer, monkeypatch):
 
 
 def test_encoder_positions_count_padding_on_our_side():
-    """Width 8, lengths 5, 6, 8 (n = 3, 4, 6), one padding row: occlusion is our 4 rows' ŷ
-    and the real rows' n removals, all at width 8; 1 + n of n + 2 alone, and 1 + 6 of 8 for
-    each real row in Captum's batched call. KernelSHAP (whole batch too): the 4 rows' ŷ and
-    502 coalitions for each of the 3 real rows."""
+    """Width 8, lengths 5, 6, 8 (n = 3, 4, 6), one padding row. Occlusion: each of our 4 rows'
+    ŷ at width 8 and its 3 masked pairs of 9 steps (the shortcut); 1 + n of n + 2 alone,
+    and 1 + 6 of 8 for each real row in Captum's batched call. KernelSHAP (whole batch): the
+    4 rows' ŷ and 502 coalitions for each of the 3 real rows; Captum alone for each."""
     batch = padded_batch((5, 6, 8, 2), 8)
     batch["index"][3], batch["lengths"][3], batch["token_ids"][3] = -1, 0, 0
     settings = explainers.ExplainerSettings()
-    positions = {style: bench.encoder_positions("occlusion", settings, [batch], style)
-                 for style in ("jax", "one", "batched")}  # fmt: skip
-    assert positions == {"jax": (4 + 3 + 4 + 6) * 8 / 3, "one": (4 * 5 + 5 * 6 + 7 * 8) / 3,
-                         "batched": 56}  # fmt: skip
-    kernel = bench.encoder_positions("kernel_shap", settings, [batch], "jax")
-    assert kernel == (4 + 3 * 502) * 8 / 3
-    sampled = bench.encoder_positions("shapley_sampling", settings, [batch], "jax")
+    groups = [bench.batch_rows(batch)]
+    assert bench.jax_positions("occlusion", settings, [batch]) == 4 * (8 + 3 * 9) / 3
+    assert (
+        bench.captum_positions("occlusion", settings, groups, False) == (4 * 5 + 5 * 6 + 7 * 8) / 3
+    )
+    assert bench.captum_positions("occlusion", settings, groups, True) == 56
+    assert bench.jax_positions("kernel_shap", settings, [batch]) == (4 + 3 * 502) * 8 / 3
+    for batched in (False, True):
+        assert bench.captum_positions("kernel_shap", settings, groups, batched) == (
+            503 * (5 + 6 + 8) / 3
+        )
+    sampled = bench.jax_positions("shapley_sampling", settings, [batch])
     assert sampled == (4 + 3 * 2 + 20 * (2 + 3 + 5)) * 8 / 3
+
+
+def test_captum_sample_is_stratified_by_length_and_batched_by_length():
+    """Lengths 3 … 12 over two batches, sorted by length in groups of 3: [3, 4, 5], [6, 7, 8],
+    [9, 10, 11], [12]; 4 instances take 2 groups at evenly spaced ranks (0, 3), 7 take 3
+    (0, 2, 3: numpy rounds 1.5 to even)."""
+    batches = [padded_batch((12, 3, 9, 6, 4), 12), padded_batch((5, 7, 8, 10, 11), 12, 5)]
+
+    def lengths(groups):
+        return [[len(ids) for _, ids in group] for group in groups]
+
+    assert lengths(bench.captum_groups(batches, 4, 3)) == [[3, 4, 5], [12]]
+    assert lengths(bench.captum_groups(batches, 7, 3)) == [[3, 4, 5], [9, 10, 11], [12]]
+    assert lengths(bench.captum_groups(batches, 50, 4)) == [[3, 4, 5, 6], [7, 8, 9, 10],
+                                                            [11, 12]]  # fmt: skip
 
 
 def test_report_has_every_explainer_and_keeps_remarks(tmp_path):
@@ -132,6 +154,8 @@ def test_report_has_every_explainer_and_keeps_remarks(tmp_path):
         "thread_probe": "", "torch_threads": 1, "perturbations_per_eval": 64,
         "ig_internal_batch_size": None, "padding": "", "position_flops": 1e5,
         "matmul_gflops": 100.0,
+        "process": {"seconds": 20.0, "timings": {"wall_seconds": 10.0, "compile_seconds": 30.0,
+                                                  "shapes": 2, "compile_wait_seconds": 4.0}},
     }  # fmt: skip
     figures = {name: {"ours": (0.0, 0.0), "batched": (0.0, 0.0)} for name in bench.DETERMINISTIC}
     report = bench.render(rows, figures, context)
@@ -143,6 +167,10 @@ def test_report_has_every_explainer_and_keeps_remarks(tmp_path):
         floor_ms = 2.0 * passes
         assert (f"\n| {explainer} | {200 * passes:,} | {floor_ms:.2f} | 7.8 | "
                 f"{7.8125 / floor_ms:.1f}× |") in report  # fmt: skip
+    # The whole process (20 s for 64 instances) against Captum's six per-instance times × 64.
+    assert "| `experiments.explain`, whole process | 20.0 | 3.2 | 1.0× |" in report
+    assert "| Captum batched, six explainers (scaled) | 24.0 | 2.7 | 1.2× |" in report
+    assert "| Captum one at a time, six explainers (scaled) | 96.0 | 0.7 | 4.8× |" in report
     path = tmp_path / bench.RESULTS_FILE
     bench.write_results(path, report)
     path.write_text(path.read_text() + "A remark.\n")
