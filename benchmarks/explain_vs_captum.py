@@ -81,10 +81,14 @@ _EXPLAIN_PROCESS = flags.DEFINE_bool(
 _AGREEMENT_INSTANCES = flags.DEFINE_integer("agreement_instances", 4, "Instances to compare.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Rows per batch, both sides.")
 _PERTURBATIONS_PER_EVAL = flags.DEFINE_integer(
-    "perturbations_per_eval", 64, "Captum batched: perturbations per forward pass."
+    "perturbations_per_eval",
+    None,
+    "Captum batched: perturbations per forward pass (default: tuned, CAPTUM_GRID).",
 )
 _IG_INTERNAL_BATCH_SIZE = flags.DEFINE_integer(
-    "ig_internal_batch_size", 50, "Captum batched IG: rows per pass (None: all at once)."
+    "ig_internal_batch_size",
+    None,
+    "Captum batched IG: rows per pass (default: tuned, CAPTUM_GRID; 0: all at once).",
 )
 _TORCH_THREADS = flags.DEFINE_integer(
     "torch_threads", 1, "ATen intra-op threads for Captum (0: PyTorch's default)."
@@ -102,6 +106,16 @@ GRADIENT_RTOL, OCCLUSION_ATOL = 1e-4, 1e-5
 # A measurement is repeated until it has taken this long (at most 5 times); the best counts.
 MIN_TIMING_SECONDS = 2.0
 RESULTS_FILE = "EXPLAIN_RESULTS.md"
+# Captum batched's settings, tuned per explainer on the sample's middle group before timing
+# (the fastest candidate wins): IG's rows per pass (None: all at once), and perturbations per
+# forward pass (a group's rows × it, for the methods that batch over examples).
+CAPTUM_GRID = {
+    "integrated_gradients": ("ig_internal_batch_size", (50, 400, None)),
+    "occlusion": ("perturbations_per_eval", (4, 16, 64)),
+    "shapley_sampling": ("perturbations_per_eval", (4, 16, 64)),
+    "kernel_shap": ("perturbations_per_eval", (16, 64, 256)),
+    "lime": ("perturbations_per_eval", (16, 64, 256)),
+}
 
 
 def machine() -> str:
@@ -436,17 +450,40 @@ def captum_positions(explainer, settings, groups, batched: bool) -> float:
 # ------------------------------------------------------------------ one explainer, both sides
 
 
-def measure(explainer, model, params, side, batches, groups, settings, key, **options):
+def tune_captum(explainer, side, groups, settings, given: dict) -> tuple[dict, dict]:
+    """Captum batched's setting for ``explainer``: ``given`` (from the flags) where set, else
+    the fastest of ``CAPTUM_GRID``'s candidates on the middle group of ``groups``.
+
+    Returns:
+      ``(options for captum_attribute, {candidate: ms/instance on the tuning group})``.
+    """
+    if explainer not in CAPTUM_GRID:
+        return {}, {}
+    name, candidates = CAPTUM_GRID[explainer]
+    if given.get(name) is not None:
+        return {name: given[name] or None}, {}  # 0: IG's points all at once
+    group = groups[len(groups) // 2]
+    timings = {}
+    for candidate in candidates:
+        seconds, _ = time_captum(explainer, side, [group], settings, True, **{name: candidate})
+        timings[candidate] = 1e3 * seconds / len(group)
+    return {name: min(timings, key=timings.get)}, timings
+
+
+def measure(explainer, model, params, side, batches, groups, settings, key, **given):
     """Times ``explainer`` on both sides; a dict of seconds, instance counts and agreement.
 
-    JAX runs on all ``batches``; Captum on the rows of ``groups`` (its batches).
+    JAX runs on all ``batches``; Captum on the rows of ``groups`` (its batches), batched
+    with the settings of ``tune_captum`` (``given``: the flags' settings, None to tune).
     """
     compile_seconds, steady, ours = time_jax(model, params, batches, explainer, settings, key)
+    options, tuning = tune_captum(explainer, side, groups, settings, given)
     one_seconds, one = time_captum(explainer, side, groups, settings, batched=False)
     batched_seconds, batched = time_captum(explainer, side, groups, settings, batched=True,
                                            **options)  # fmt: skip
     every_instance = [[row] for batch in batches for row in batch_rows(batch)]
     return {
+        "captum_options": options, "captum_tuning": tuning,
         "jax_compile_s": compile_seconds, "jax_steady_s": steady, "jax_instances": len(ours),
         "widths": sorted({b["token_ids"].shape[1] for b in batches}),
         "captum_one_s": one_seconds, "captum_batched_s": batched_seconds,
@@ -573,11 +610,10 @@ def speed_notes(rows, context) -> list[str]:
         "- **Captum one-at-a-time**: one `attribute` call per instance with Captum's defaults "
         "(`internal_batch_size=None`: IG's points in one pass; `perturbations_per_eval=1`), "
         "after a forward pass for ŷ. **Captum batched**: its instances sorted by length, "
-        f"{context['batch_size']} a call, IG with `internal_batch_size="
-        f"{context['ig_internal_batch_size']}`, perturbation methods with "
-        f"`perturbations_per_eval={context['perturbations_per_eval']}`; `KernelShap` and "
-        "`Lime` fit one model per example and loop over a batch themselves, so they get one "
-        "instance a call with the same `perturbations_per_eval`.",
+        f"{context['batch_size']} a call; `KernelShap` and `Lime` fit one model per example "
+        "and loop over a batch themselves, so they get one instance a call. Its settings, "
+        "tuned per explainer on the middle group of its sample (ms/instance of each "
+        f"candidate; the fastest taken): {tuning_text(rows)}.",
         f"- PyTorch runs with {context['torch_threads']} intra-op thread(s). "
         f"{context['thread_probe']}",
         f"- Work per instance with n real tokens: IG {settings.ig_points} gradients "
@@ -609,6 +645,17 @@ def speed_notes(rows, context) -> list[str]:
             "them. Per-instance times compared."
         )
     return notes + [""]
+
+
+def tuning_text(rows) -> str:
+    """``explainer name=value`` (tuned: ``candidate ms`` each) for the report."""
+    parts = []
+    for explainer, row in rows.items():
+        for name, value in row["captum_options"].items():
+            tried = ", ".join(f"{candidate} {ms:.1f}"
+                              for candidate, ms in row["captum_tuning"].items())  # fmt: skip
+            parts.append(f"{explainer} `{name}={value}`" + (f" ({tried})" if tried else " (given)"))
+    return "; ".join(parts) or "none"
 
 
 GRADIENT_EXPLAINERS = ("integrated_gradients", "grad_input")
@@ -650,7 +697,8 @@ def work_table(rows) -> list[str]:
         "## Work done", "",
         "Encoder positions run per instance: model evaluations × the sequence width they run "
         "at, padding rows and positions included (a backward pass counted with its forward; "
-        "see `encoder_positions`), and the rate at which each side gets through them.", "",
+        "see `jax_positions` and `captum_positions`), and the rate at which each side gets "
+        "through them.", "",
         "| explainer | JAX positions | Captum one-at-a-time positions | Captum batched "
         "positions | JAX k positions/s | Captum one-at-a-time k/s | Captum batched k/s |",
         "|---|---|---|---|---|---|---|",
@@ -780,14 +828,14 @@ def main(argv):
     figures = check_agreement(model, run.params, side, batches[0], settings,
                               _AGREEMENT_INSTANCES.value)  # fmt: skip
     print("agreement:", figures, flush=True)
-    options = {"perturbations_per_eval": _PERTURBATIONS_PER_EVAL.value,
-               "ig_internal_batch_size": _IG_INTERNAL_BATCH_SIZE.value}  # fmt: skip
+    given = {"perturbations_per_eval": _PERTURBATIONS_PER_EVAL.value,
+             "ig_internal_batch_size": _IG_INTERNAL_BATCH_SIZE.value}  # fmt: skip
     groups = captum_groups(batches, _CAPTUM_LIMIT.value, _BATCH_SIZE.value)
     key = jax.random.key(0)
     rows = {}
     for explainer in names:
         rows[explainer] = measure(explainer, model, run.params, side, batches, groups,
-                                  settings, key, **options)  # fmt: skip
+                                  settings, key, **given)  # fmt: skip
         print(explainer, rows[explainer], flush=True)
     process = None
     if _EXPLAIN_PROCESS.value and set(names) == set(EXPLAINERS):
@@ -799,7 +847,7 @@ def main(argv):
         "workdir": _WORKDIR.value, "minutes": (time.perf_counter() - start) / 60,
         "agreement_instances": _AGREEMENT_INSTANCES.value, "limit": len(split),
         "batch_size": _BATCH_SIZE.value, "settings": settings, "thread_probe": probe,
-        "torch_threads": torch.get_num_threads(), "padding": padding(batches), **options,
+        "torch_threads": torch.get_num_threads(), "padding": padding(batches),
         "position_flops": position_flops(run.model_config),
         "matmul_gflops": _machine.matmul_peak(), "process": process,
     }  # fmt: skip

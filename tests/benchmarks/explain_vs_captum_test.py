@@ -99,6 +99,22 @@ def test_measure_times_both_sides(setup, explainer, monkeypatch):
         assert row["batched_vs_one"][0] < bench.OCCLUSION_ATOL, row
 
 
+@pytest.mark.parametrize("explainer", ["integrated_gradients", "shapley_sampling"])
+def test_captum_batched_settings_are_tuned_unless_given(setup, explainer, monkeypatch):
+    """Every candidate of the grid is timed on the middle group and the fastest is taken; a
+    flag's value is taken as given (0: IG's points all at once); grad × input has none."""
+    monkeypatch.setattr(bench, "MIN_TIMING_SECONDS", 0.0)
+    _, _, side, batches = setup
+    groups = bench.captum_groups(batches, 6, 2)
+    name, candidates = bench.CAPTUM_GRID[explainer]
+    options, tuning = bench.tune_captum(explainer, side, groups, SETTINGS, {})
+    assert list(tuning) == list(candidates) and min(tuning.values()) > 0
+    assert options == {name: min(tuning, key=tuning.get)}
+    assert bench.tune_captum(explainer, side, groups, SETTINGS, {name: 0}) == ({name: None}, {})
+    assert bench.tune_captum(explainer, side, groups, SETTINGS, {name: 8}) == ({name: 8}, {})
+    assert bench.tune_captum("grad_input", side, groups, SETTINGS, {}) == ({}, {})
+
+
 def test_encoder_positions_count_padding_on_our_side():
     """Width 8, lengths 5, 6, 8 (n = 3, 4, 6), one padding row. Occlusion: each of our 4 rows'
     ŷ at width 8 and its 3 masked pairs of 9 steps (the shortcut); 1 + n of n + 2 alone,
@@ -139,6 +155,7 @@ def test_captum_sample_is_stratified_by_length_and_batched_by_length():
 
 def test_report_has_every_explainer_and_keeps_remarks(tmp_path):
     row = {
+        "captum_options": {"perturbations_per_eval": 16}, "captum_tuning": {4: 2.5, 16: 2.0},
         "jax_compile_s": 3.0, "jax_steady_s": 0.5, "jax_instances": 64, "widths": [24, 48],
         "captum_one_s": 4.0, "captum_batched_s": 1.0, "captum_instances": 16,
         "jax_mean_tokens": 19.1, "captum_mean_tokens": 18.0, "ours_vs_one": (1e-8, 1e-6),
@@ -171,6 +188,7 @@ def test_report_has_every_explainer_and_keeps_remarks(tmp_path):
     assert "| `experiments.explain`, whole process | 20.0 | 3.2 | 1.0× |" in report
     assert "| Captum batched, six explainers (scaled) | 24.0 | 2.7 | 1.2× |" in report
     assert "| Captum one at a time, six explainers (scaled) | 96.0 | 0.7 | 4.8× |" in report
+    assert "occlusion `perturbations_per_eval=16` (4 2.5, 16 2.0)" in report
     path = tmp_path / bench.RESULTS_FILE
     bench.write_results(path, report)
     path.write_text(path.read_text() + "A remark.\n")
