@@ -28,7 +28,7 @@ if [[ "${BENCH_QUICK:-0}" == 1 ]]; then
   FAITH=(--limit=32 --torch_limit=4 --agreement_instances=2)
 else
   AUDIT=(--limit=320 --eager_limit=320)
-  EXPLAIN=(--limit=256 --captum_limit=32)
+  EXPLAIN=(--limit=256 --captum_limit=32 --noexplain_process)
   FAITH=(--limit=256 --torch_limit=32)
 fi
 
