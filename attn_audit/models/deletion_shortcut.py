@@ -74,6 +74,20 @@ def _stacked(forward: tuple, backward: tuple) -> tuple:
     return jax.tree.map(lambda f, b: jnp.stack([f, b]), forward, backward)
 
 
+def _chain_starts(context: dict, position, mirror, length) -> tuple:
+    """Where the two variants' new chains start, ``(first, second)``, each ``(h, c)`` of
+    both lanes ``[2, H]``: the original forward state before the removed token and backward
+    state after it (the zero state past either end), for p (first) and q (second)."""
+    last = context["forward_hidden"].shape[0] - 1
+    forward = [_state_at(context, "forward", jnp.maximum(removed - 1, 0), removed > 0)
+               for removed in (position, mirror)]  # fmt: skip
+    backward = [
+        _state_at(context, "backward", jnp.minimum(removed + 1, last), removed + 1 < length)
+        for removed in (position, mirror)
+    ]
+    return tuple(_stacked(f, b) for f, b in zip(forward, backward, strict=True))
+
+
 def _two_chains(
     rnn: Params,
     input_gates: jax.Array,
@@ -211,24 +225,15 @@ def bilstm_states_without_pair(
     last = num_positions - 1
     # Forward lane: p's chain for n − 1 − p = q steps (x_{p+1} …), then q's chain (x_{q+1} …).
     forward_index = jnp.where(steps < mirror, position + 1 + steps, steps + 1)
-    forward_starts = (
-        _state_at(context, "forward", jnp.maximum(position - 1, 0), position > 0),
-        _state_at(context, "forward", jnp.maximum(mirror - 1, 0), mirror > 0),
-    )
     # Backward lane: p's chain for p steps (x_{p-1} … x_0), then q's chain (x_{q-1} … x_0).
     backward_index = jnp.where(
         steps < position, position - 1 - steps, mirror - 1 - (steps - position)
-    )
-    backward_starts = (
-        _state_at(context, "backward", jnp.minimum(position + 1, last), position + 1 < length),
-        _state_at(context, "backward", jnp.minimum(mirror + 1, last), mirror + 1 < length),
     )
     outputs = _two_chains(
         rnn,
         jnp.stack([forward_gates, backward_gates]),
         jnp.clip(jnp.stack([forward_index, backward_index]), 0, last),
-        _stacked(forward_starts[0], backward_starts[0]),
-        _stacked(forward_starts[1], backward_starts[1]),
+        *_chain_starts(context, position, mirror, length),
         jnp.stack([mirror, position]),
     )
     originals, outputs, combine = _read_out(context, outputs, readout)
@@ -315,14 +320,6 @@ def bilstm_states_masked_pair(
     )
     backward_index = jnp.where((steps == 0) | (steps == backward_switch), masked,
                                jnp.clip(backward_index, 0, last))  # fmt: skip
-    forward_starts = (
-        _state_at(context, "forward", jnp.maximum(position - 1, 0), position > 0),
-        _state_at(context, "forward", jnp.maximum(mirror - 1, 0), mirror > 0),
-    )
-    backward_starts = (
-        _state_at(context, "backward", jnp.minimum(position + 1, last), position + 1 < length),
-        _state_at(context, "backward", jnp.minimum(mirror + 1, last), mirror + 1 < length),
-    )
     input_gates = jnp.stack([
         jnp.concatenate([forward_gates, mask_gates[0][None]]),
         jnp.concatenate([backward_gates, mask_gates[1][None]]),
@@ -331,8 +328,7 @@ def bilstm_states_masked_pair(
         rnn,
         input_gates,
         jnp.stack([forward_index, backward_index]),
-        _stacked(forward_starts[0], backward_starts[0]),
-        _stacked(forward_starts[1], backward_starts[1]),
+        *_chain_starts(context, position, mirror, length),
         jnp.stack([forward_switch, backward_switch]),
     )
     originals, outputs, combine = _read_out(context, outputs, readout)
