@@ -16,7 +16,7 @@ import numpy as np
 
 from attn_audit.audits.adversarial import JW_ADVERSARY, adversarial_search
 from attn_audit.audits.gradient import gradient_importance
-from attn_audit.audits.loo import leave_one_out, leave_one_out_of_batch
+from attn_audit.audits.loo import leave_one_out_of_batch, leave_one_out_of_pairs
 from attn_audit.audits.permutation import NUM_PERMUTATIONS, permutation_median_tvd
 from attn_audit.batch_engine import BatchEngine, ProgramCall
 
@@ -79,6 +79,20 @@ def loo_variants_per_step(batch_size: int, num_positions: int) -> int:
     return min(within_budget, -(-candidates // LOO_STEPS_PER_BATCH))
 
 
+# The real pairs of deletions of a batch with the deletion shortcut run in about this many steps
+# (``leave_one_out_of_pairs``): fewer, larger steps waste more of the partly empty last one.
+LOO_PAIR_STEPS_PER_BATCH = 2
+
+
+def loo_pairs_per_step(batch_size: int, num_positions: int) -> int:
+    """Pairs of deletions per step of ``leave_one_out_of_pairs``: a
+    ``LOO_PAIR_STEPS_PER_BATCH``-th of the batch's ``B · ⌈(T − 2) / 2⌉`` candidate pairs, at
+    most ``LOO_VARIANT_POSITIONS_PER_STEP / 2T``."""
+    candidates = batch_size * max((num_positions - 1) // 2, 1)
+    within_budget = max(1, LOO_VARIANT_POSITIONS_PER_STEP // (2 * num_positions))
+    return min(within_budget, -(-candidates // LOO_PAIR_STEPS_PER_BATCH))
+
+
 def uses_deletion_shortcut(model, params, instances) -> bool:
     """Whether ``model.deletion_states`` supplies the variants' states (decided while
     tracing: the shortcut is a Python function or None; the traced calls are dropped)."""
@@ -95,16 +109,20 @@ def uses_deletion_shortcut(model, params, instances) -> bool:
 def loo_batch(model, params, instances, positions_per_chunk=None):
     """Leave-one-out output changes ``[B, T]``.
 
-    Models with a deletion shortcut (JW's BiLSTM and CNN): ``leave_one_out`` per row. Others
-    re-run the whole model per variant, so only the real deletions run
-    (``leave_one_out_of_batch``; equal to the per-row function, tested).
+    Models with a deletion shortcut (JW's BiLSTM and CNN) run each row's real pairs of
+    deletions (``leave_one_out_of_pairs``); others re-run the whole model per real deletion
+    (``leave_one_out_of_batch``). Both equal ``leave_one_out`` of each row (tested).
     """
+    rows, num_positions = instances["token_ids"].shape
     if not uses_deletion_shortcut(model, params, instances):
-        steps = loo_variants_per_step(*instances["token_ids"].shape)
-        return leave_one_out_of_batch(model, params, instances, steps)
-    return jax.vmap(lambda instance: leave_one_out(model, params, instance, positions_per_chunk))(
-        instances
-    )
+        return leave_one_out_of_batch(
+            model, params, instances, loo_variants_per_step(rows, num_positions)
+        )
+    if positions_per_chunk is None:
+        pairs_per_step = loo_pairs_per_step(rows, num_positions)
+    else:  # the same variants a step as positions_per_chunk deletions of every row
+        pairs_per_step = max(rows * positions_per_chunk // 2, 1)
+    return leave_one_out_of_pairs(model, params, instances, pairs_per_step)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_permutations"))

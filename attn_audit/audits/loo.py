@@ -4,7 +4,12 @@ import jax
 import jax.numpy as jnp
 
 from attn_audit import stats
-from attn_audit.audits.protocol import batch_predictions, original_pass
+from attn_audit.audits.protocol import (
+    batch_pair_shortcut,
+    batch_predictions,
+    original_pass,
+    pair_values_of_batch,
+)
 from attn_audit.batch_engine import chunked_vmap, ragged_map
 from attn_audit.models import is_real_token, real_token_mask
 
@@ -15,6 +20,20 @@ def delete_position(token_ids: jax.Array, position: jax.Array) -> jax.Array:
     source = jnp.arange(num_positions) + (jnp.arange(num_positions) >= position)
     shifted = token_ids[jnp.minimum(source, num_positions - 1)]
     return jnp.where(source < num_positions, shifted, 0)
+
+
+def deleted_variant(instance: dict, position: jax.Array) -> dict:
+    """``instance`` with the token at ``position`` deleted (``delete_position``, length − 1)."""
+    variant = dict(instance)
+    variant["token_ids"] = delete_position(instance["token_ids"], position)
+    variant["length"] = instance["length"] - 1
+    return variant
+
+
+def output_change(model, params, variant, variant_states, probabilities) -> jax.Array:
+    """``TVD(ŷ(variant), probabilities)`` from the variant's states: a scalar."""
+    alpha = model.attention(params, variant, variant_states)
+    return stats.tvd(model.decode(params, variant, variant_states, alpha), probabilities)
 
 
 def leave_one_out(model, params, instance, positions_per_chunk: int | None = None) -> jax.Array:
@@ -36,25 +55,20 @@ def leave_one_out(model, params, instance, positions_per_chunk: int | None = Non
     shortcut = getattr(model, "deletion_states", None)
     states_without_pair = shortcut and shortcut(params, instance, embedded, states)
 
-    def variant_of(position):
-        variant = dict(instance)
-        variant["token_ids"] = delete_position(instance["token_ids"], position)
-        variant["length"] = length - 1
-        return variant
-
-    def change(variant, variant_states):
-        alpha = model.attention(params, variant, variant_states)
-        variant_probabilities = model.decode(params, variant, variant_states, alpha)
-        return stats.tvd(variant_probabilities, probabilities)
-
     def without(position):
-        variant = variant_of(position)
-        return change(variant, model.encode(params, variant, model.embed(params, variant)))
+        variant = deleted_variant(instance, position)
+        variant_states = model.encode(params, variant, model.embed(params, variant))
+        return output_change(model, params, variant, variant_states, probabilities)
 
     def without_pair(position):
         pair = jnp.stack([position, length - 1 - position])
-        variants = jax.vmap(variant_of)(pair)
-        return pair, jax.vmap(change)(variants, states_without_pair(position))
+        variants = jax.vmap(lambda removed: deleted_variant(instance, removed))(pair)
+        changes = jax.vmap(
+            lambda variant, variant_states: output_change(
+                model, params, variant, variant_states, probabilities
+            )
+        )(variants, states_without_pair(position))
+        return pair, changes
 
     # Real tokens sit at 1 … length − 2 <= T − 2: SOS (0) and position T − 1 are never deleted.
     if states_without_pair is None:
@@ -70,6 +84,29 @@ def leave_one_out(model, params, instance, positions_per_chunk: int | None = Non
     positions = jnp.where(is_real, positions, num_positions)
     changes = jnp.zeros(num_positions, changes.dtype).at[positions].set(changes, mode="drop")
     return jnp.where(real_token_mask(length, num_positions), changes, 0.0)
+
+
+def leave_one_out_of_pairs(model, params, instances, pairs_per_step: int | None) -> jax.Array:
+    """``leave_one_out`` of every row of a batch, for a model with ``deletion_states``: only
+    each row's real pairs of deletions run (``protocol.pair_values_of_batch``: for a row of
+    n tokens ``⌊(n − 1) / 2⌋`` pairs, not ``⌈(T − 2) / 2⌉``), ``pairs_per_step`` at a time.
+    Equal to ``leave_one_out`` of each row (tested). ``[B, T]``, zero off the real tokens."""
+    embedded, states, _, probabilities = jax.vmap(
+        lambda instance: original_pass(model, params, instance)
+    )(instances)
+    shortcut = batch_pair_shortcut(
+        lambda *row: model.deletion_states(params, *row), instances, embedded, states
+    )
+
+    def changes(row, instance, pair, pair_states):
+        variants = jax.vmap(lambda removed: deleted_variant(instance, removed))(pair)
+        return jax.vmap(
+            lambda variant, variant_states: output_change(
+                model, params, variant, variant_states, probabilities[row]
+            )
+        )(variants, pair_states)
+
+    return pair_values_of_batch(shortcut, instances, changes, pairs_per_step)
 
 
 def leave_one_out_of_batch(model, params, instances, variants_per_step: int) -> jax.Array:
@@ -96,13 +133,9 @@ def leave_one_out_of_batch(model, params, instances, variants_per_step: int) -> 
 
     def change(row, item):
         instance = jax.tree.map(lambda leaf: leaf[row], instances)
-        variant = dict(instance)
-        variant["token_ids"] = delete_position(instance["token_ids"], candidates[item])
-        variant["length"] = instance["length"] - 1
-        embedded = model.embed(params, variant)
-        states = model.encode(params, variant, embedded)
-        alpha = model.attention(params, variant, states)
-        return stats.tvd(model.decode(params, variant, states, alpha), probabilities[row])
+        variant = deleted_variant(instance, candidates[item])
+        variant_states = model.encode(params, variant, model.embed(params, variant))
+        return output_change(model, params, variant, variant_states, probabilities[row])
 
     needed = is_real_token(candidates[None, :], lengths[:, None])  # [B, T − 2]
     changes = ragged_map(change, needed, variants_per_step)

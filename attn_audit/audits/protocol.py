@@ -27,7 +27,7 @@ gradient explainers differentiate it. Without it they differentiate
 transformer adapters hold the other heads' rows and so provide ``forward``).
 
 Optionally, ``deletion_states(params, instance, embedded, states)`` returns a
-function ``p -> states`` (each leaf with a leading axis of 2) of the sequence
+``PairShortcut``, ``p -> states`` (each leaf with a leading axis of 2) of the sequence
 without token p and of the sequence without its mirror ``length − 1 − p`` (or
 ``None``); leave-one-out then skips re-encoding (our BiLSTM reuses the
 unchanged half of each direction and runs the two variants' new chains in
@@ -43,13 +43,15 @@ with other α on fixed states.
 """
 
 import dataclasses
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
 
 from attn_audit import models
-from attn_audit.models import decoder, deletion_shortcut
+from attn_audit.batch_engine import ragged_map
+from attn_audit.models import decoder, deletion_shortcut, is_real_token
 
 
 class AuditableModel(Protocol):
@@ -79,6 +81,82 @@ def batch_predictions(model, params, instances) -> tuple[jax.Array, jax.Array]:
     the whole-batch audits, explainers and metrics start from."""
     probabilities = jax.vmap(lambda instance: original_pass(model, params, instance)[3])(instances)
     return probabilities, jnp.argmax(probabilities, axis=-1)
+
+
+class PairShortcut(NamedTuple):
+    """A model's shortcut for one instance's variants without one token (``deletion_states``,
+    ``masking_states``): ``states(context, row, p)`` are the states (each leaf with a leading
+    axis of 2) without token p and without its mirror ``length − 1 − p``.
+
+    ``context`` holds the instance's arrays that ``states`` reads, with ``row=None``; a
+    batch's contexts stack (``batch_pair_shortcut``) and ``states`` reads row ``row`` of
+    them in place, so one function serves every row and no variant copies its row's context.
+    ``shortcut(p)`` applies it to its own context."""
+
+    context: Any
+    states: Callable[[Any, Any, jax.Array], Any]
+
+    def __call__(self, position):
+        return self.states(self.context, None, position)
+
+
+def _row_of(leaf, row):
+    """``leaf`` of one instance's context (``row`` None) or row ``row`` of a batch's."""
+    return leaf if row is None else leaf[row]
+
+
+def batch_pair_shortcut(shortcut_of, instances, embedded, states) -> PairShortcut | None:
+    """``shortcut_of(instance, embedded, states)`` (a model's ``deletion_states`` or
+    ``masking_states``, its other arguments bound) of every row of a batch: one
+    ``PairShortcut`` whose context leaves have a leading ``[B]`` axis; None for a model
+    without one (decided while tracing row 0, whose traced calls are dropped)."""
+    found = shortcut_of(*jax.tree.map(lambda leaf: leaf[0], (instances, embedded, states)))
+    if found is None:
+        return None
+    contexts = jax.vmap(lambda *row: shortcut_of(*row).context)(instances, embedded, states)
+    return PairShortcut(contexts, found.states)
+
+
+def pair_values_of_batch(shortcut: PairShortcut, instances, value, pairs_per_step) -> jax.Array:
+    """``value`` of every real token of every row, two tokens per pair of variants.
+
+    Row b's pairs are ``(p, n_b − 1 − p)`` for ``p = 1 … ⌊(n_b − 1) / 2⌋``: each real token
+    once (the middle one of an odd count pairs with itself). Only these pairs run, gathered
+    over the batch (``ragged_map``), ``pairs_per_step`` at a time; a row's padded width and
+    its padding rows cost nothing.
+
+    Args:
+      shortcut: ``batch_pair_shortcut`` of the batch.
+      instances: the batch, each leaf ``[B, ...]``.
+      value: ``(row, instance, pair [2], pair_states) -> [2]``, the value of the variants
+        without ``pair[0]`` and without ``pair[1]``, vmappable.
+      pairs_per_step: pairs run together; None: all of them at once.
+
+    Returns:
+      ``[B, T]``: the value of the variant without t at each real token t, 0 elsewhere.
+    """
+    num_rows, num_positions = instances["token_ids"].shape
+    lengths = instances["length"]
+    firsts = jnp.arange(1, max((num_positions - 1) // 2, 1) + 1)  # [K]
+    mirrors = lengths[:, None] - 1 - firsts[None, :]  # [B, K]
+    needed = firsts[None, :] <= mirrors
+
+    def pair_value(row, item):
+        instance = jax.tree.map(lambda leaf: leaf[row], instances)
+        pair = jnp.stack([firsts[item], mirrors[row, item]])
+        return value(row, instance, pair, shortcut.states(shortcut.context, row, firsts[item]))
+
+    values = ragged_map(pair_value, needed, pairs_per_step)  # [B, K, 2]
+    # p from the pair's first variant; its mirror from the second, unless it is p itself.
+    slots = jnp.stack([
+        jnp.where(needed, firsts[None, :], num_positions),
+        jnp.where(needed & (mirrors > firsts[None, :]), mirrors, num_positions),
+    ], axis=-1)  # fmt: skip
+    rows = jnp.broadcast_to(jnp.arange(num_rows)[:, None, None], slots.shape)
+    found = jnp.zeros((num_rows, num_positions), values.dtype)
+    found = found.at[rows, slots].set(values, mode="drop")
+    real = is_real_token(jnp.arange(num_positions)[None, :], lengths[:, None])
+    return jnp.where(real, found, 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +205,8 @@ class JWModel:
         return models.probabilities(logits, self.config)
 
     def deletion_states(self, params, instance, embedded, states):
-        """Optional leave-one-out shortcut: ``p -> states`` without p and without ``n − 1 − p``.
+        """Optional leave-one-out shortcut: a ``PairShortcut``, ``p -> states`` without p and
+        without ``n − 1 − p``.
 
         Each leaf of the returned states has a leading axis of 2; they hold the
         readouts only (``"keys"``, ``"projected"``), which the BiLSTM computes
@@ -138,18 +217,24 @@ class JWModel:
         if not deletion_shortcut.has_deletion_shortcut(self.config):
             return None
         encoder_params, length = params["encoder"], instance["length"]
-        context = deletion_shortcut.deletion_context(encoder_params, self.config, embedded, length)
+        readout, widths = self._pair_readout(params, embedded, states["question"])
+        context = deletion_shortcut.deletion_context(
+            encoder_params, self.config, embedded, length, readout
+        )
 
-        def pair_states(position, readout):
+        def pair_states(pair_context, row, position, own_readout):
             return deletion_shortcut.states_without_pair(
-                encoder_params, self.config, context, length, position, readout
-            )
+                encoder_params, self.config, pair_context["context"],
+                _row_of(pair_context["length"], row), position, own_readout, row,
+            )  # fmt: skip
 
-        return self._pair_readouts(params, embedded, states, pair_states)
+        pair_context = {"context": context, "length": length}
+        return self._pair_shortcut(states, readout, widths, pair_states, pair_context)
 
     def masking_states(self, params, instance, embedded, states, mask_token_id):
-        """Optional occlusion shortcut: ``p -> states`` with p masked and with ``n − 1 − p``
-        masked (``mask_token_id`` in their place), as ``deletion_states`` returns them.
+        """Optional occlusion shortcut: a ``PairShortcut``, ``p -> states`` with p masked and
+        with ``n − 1 − p`` masked (``mask_token_id`` in their place), as ``deletion_states``
+        returns them.
 
         The BiLSTM reuses each direction's unchanged half and runs the two variants' new
         chains in shared lanes (``deletion_shortcut.bilstm_states_masked_pair``); ``None``
@@ -158,30 +243,47 @@ class JWModel:
         if not deletion_shortcut.has_masking_shortcut(self.config):
             return None
         encoder_params, length = params["encoder"], instance["length"]
-        context = deletion_shortcut.deletion_context(encoder_params, self.config, embedded, length)
+        readout, widths = self._pair_readout(params, embedded, states["question"])
         mask_embedding = models.embed(params, self.config, jnp.asarray([mask_token_id]))[0]
-        mask_gates = deletion_shortcut.mask_input_gates(encoder_params, mask_embedding)
+        context = deletion_shortcut.masking_context(
+            encoder_params, embedded, length, mask_embedding, readout
+        )
 
-        def pair_states(position, readout):
+        def pair_states(pair_context, row, position, own_readout):
             return deletion_shortcut.bilstm_states_masked_pair(
-                encoder_params["rnn"], context, mask_gates, length, position, readout
-            )
+                encoder_params["rnn"], pair_context["context"],
+                _row_of(pair_context["length"], row), position, own_readout, row,
+            )  # fmt: skip
 
-        return self._pair_readouts(params, embedded, states, pair_states)
+        pair_context = {"context": context, "length": length}
+        return self._pair_shortcut(states, readout, widths, pair_states, pair_context)
 
-    def _pair_readouts(self, params, embedded, states, pair_states):
-        """``p -> {"question", "keys", "projected"}`` of a pair of variants (leading axis 2)
-        from ``pair_states(p, readout)``, which reads their states out through ``readout``."""
-        question = states["question"]
+    def _pair_readout(self, params, embedded, question) -> tuple[jax.Array, list[int]]:
+        """``([2H, K + P], [K])``: the attention keys' and the decoder projections' readout
+        matrix side by side, and where to split their outputs."""
         # Both readouts are linear and bias-free: their matrix is the readout of the identity.
         identity = jnp.eye(self.config.state_dim, dtype=embedded.dtype)
         readouts = self._readouts(params, identity, question)
-        widths = [readouts["keys"].shape[-1]]
         readout = jnp.concatenate([readouts["keys"], readouts["projected"]], axis=-1)
+        return readout, [readouts["keys"].shape[-1]]
 
-        def pair(position):
-            keys, projected = jnp.split(pair_states(position, readout), widths, axis=-1)
-            pair_question = None if question is None else jnp.stack([question, question])
+    def _pair_shortcut(self, states, readout, widths, pair_states, pair_context):
+        """A ``PairShortcut`` of ``{"question", "keys", "projected"}`` (leading axis 2) of a
+        pair of variants, from ``pair_states(pair_context, row, p, readout)``, their states
+        read out through ``readout`` (``_pair_readout``)."""
+        question = states["question"]
+        # Without a question the readout is the parameters' alone: one for every row, not a
+        # copy per row in the context (which a batch stacks, batch_pair_shortcut).
+        context = {"pair": pair_context, "question": question,
+                   "readout": None if question is None else readout}  # fmt: skip
+
+        def pair(context, row, position):
+            own = readout if context["readout"] is None else _row_of(context["readout"], row)
+            found = pair_states(context["pair"], row, position, own)
+            keys, projected = jnp.split(found, widths, axis=-1)
+            pair_question = None if question is None else _row_of(context["question"], row)
+            if pair_question is not None:
+                pair_question = jnp.stack([pair_question, pair_question])
             return {"question": pair_question, "keys": keys, "projected": projected}
 
-        return pair
+        return PairShortcut(context, pair)

@@ -35,7 +35,9 @@ from attn_audit.models.encoders import (
 from attn_audit.models.primitives import valid_mask
 
 
-def bilstm_deletion_context(rnn: Params, embedded: jax.Array, length: jax.Array) -> dict:
+def bilstm_deletion_context(
+    rnn: Params, embedded: jax.Array, length: jax.Array, readout: jax.Array | None = None
+) -> dict:
     """What every leave-one-out variant of a BiLSTM shares (see ``bilstm_states_without_pair``).
 
     Args:
@@ -43,28 +45,44 @@ def bilstm_deletion_context(rnn: Params, embedded: jax.Array, length: jax.Array)
       embedded: ``[T, E]``, zero at ``t >= length``.
       length: scalar int.
 
+      readout: optional linear ``[2H, F]`` the variants' states are read out through.
+
     Returns:
-      ``{"forward_gates", "backward_gates": [T, 4H]}`` (input projections ``W_ih x_t + b``),
-      and the original states ``{"forward", "backward"}_{"hidden", "memory"}: [T, H]``
-      (backward state at t has read ``x_{length-1} … x_t``).
+      ``{"input_gates": [2, T, 4H]}`` (input projections ``W_ih x_t + b`` of the forward and
+      the backward cell), the original states ``{"forward", "backward"}_{"hidden",
+      "memory"}: [T, H]`` (backward state at t has read ``x_{length-1} … x_t``) and
+      ``"forward_half"``, ``"backward_half"``: the two directions' hidden states read out
+      through their rows of ``readout`` (``[T, F]`` each; the hidden states without one).
     """
     reversal = valid_reversal_index(length, embedded.shape[0])
     forward_gates, backward_gates = bilstm_input_gates(rnn, embedded)
     hidden, memory = bilstm_run(rnn, forward_gates, backward_gates[reversal])
+    halves = (hidden[0], hidden[1][reversal])
+    if readout is not None:
+        rows = halves[0].shape[-1]
+        halves = (halves[0] @ readout[:rows], halves[1] @ readout[rows:])
     return {
-        "forward_gates": forward_gates,
-        "backward_gates": backward_gates,
+        "input_gates": jnp.stack([forward_gates, backward_gates]),
         "forward_hidden": hidden[0],
         "forward_memory": memory[0],
         "backward_hidden": hidden[1][reversal],
         "backward_memory": memory[1][reversal],
+        "forward_half": halves[0],
+        "backward_half": halves[1],
     }
 
 
-def _state_at(context: dict, direction: str, index: jax.Array, exists: jax.Array) -> tuple:
+def _read(context: dict, key: str, row, index=slice(None)) -> jax.Array:
+    """``context[key]`` at ``index`` along the sequence. ``row``: None for the context of one
+    sequence; else the context is a batch's (leading axis B, ``protocol.batch_pair_shortcut``)
+    and ``row`` its sequence, read in place (no copy of the row's context per variant)."""
+    return context[key][index] if row is None else context[key][row, index]
+
+
+def _state_at(context: dict, row, direction: str, index: jax.Array, exists: jax.Array) -> tuple:
     """The original ``(h, c)`` of ``direction`` at ``index``; the zero state if not ``exists``."""
     return tuple(
-        jnp.where(exists, context[f"{direction}_{part}"][index], 0.0)
+        jnp.where(exists, _read(context, f"{direction}_{part}", row, index), 0.0)
         for part in ("hidden", "memory")
     )
 
@@ -74,15 +92,15 @@ def _stacked(forward: tuple, backward: tuple) -> tuple:
     return jax.tree.map(lambda f, b: jnp.stack([f, b]), forward, backward)
 
 
-def _chain_starts(context: dict, position, mirror, length) -> tuple:
+def _chain_starts(context: dict, row, position, mirror, length) -> tuple:
     """Where the two variants' new chains start, ``(first, second)``, each ``(h, c)`` of
     both lanes ``[2, H]``: the original forward state before the removed token and backward
     state after it (the zero state past either end), for p (first) and q (second)."""
-    last = context["forward_hidden"].shape[0] - 1
-    forward = [_state_at(context, "forward", jnp.maximum(removed - 1, 0), removed > 0)
+    last = context["forward_hidden"].shape[-2] - 1
+    forward = [_state_at(context, row, "forward", jnp.maximum(removed - 1, 0), removed > 0)
                for removed in (position, mirror)]  # fmt: skip
     backward = [
-        _state_at(context, "backward", jnp.minimum(removed + 1, last), removed + 1 < length)
+        _state_at(context, row, "backward", jnp.minimum(removed + 1, last), removed + 1 < length)
         for removed in (position, mirror)
     ]
     return tuple(_stacked(f, b) for f, b in zip(forward, backward, strict=True))
@@ -91,6 +109,7 @@ def _chain_starts(context: dict, position, mirror, length) -> tuple:
 def _two_chains(
     rnn: Params,
     input_gates: jax.Array,
+    row,
     step_index: jax.Array,
     first_start: tuple,
     second_start: tuple,
@@ -108,7 +127,8 @@ def _two_chains(
 
     Args:
       rnn: ``{"forward": cell, "backward": cell}``.
-      input_gates: ``[2, T, 4H]``.
+      input_gates: ``[2, T, 4H]`` (``[B, 2, T, 4H]`` with a ``row``: see ``_read``).
+      row: None, or the row of a batch's ``input_gates``.
       step_index: int ``[2, S]``.
       first_start, second_start: ``(h, c)``, each ``[2, H]``.
       switch: int ``[2]``.
@@ -127,7 +147,10 @@ def _two_chains(
             for start, value in zip(second_start, carry, strict=True)
         )
         recurrent = jnp.stack([hidden[0] @ transposed[0], hidden[1] @ transposed[1]])
-        gates = input_gates[directions, index] + recurrent
+        if row is None:
+            gates = input_gates[directions, index] + recurrent
+        else:
+            gates = input_gates[row, directions, index] + recurrent
         hidden, memory = lstm_cell(gates, memory)
         return (hidden, memory), hidden
 
@@ -137,20 +160,20 @@ def _two_chains(
     return hiddens.swapaxes(0, 1)
 
 
-def _read_out(context: dict, outputs: tuple, readout: jax.Array | None) -> tuple:
+def _read_out(context: dict, row, outputs: tuple, readout: jax.Array | None) -> tuple:
     """``(original halves, chain outputs, combine)`` of a pair's states: the hidden states
     and ``concatenate``, or with a linear ``readout [2H, F]`` each half read out through its
     rows, ``[h_f; h_b] R = h_f R_f + h_b R_b``, and ``add``."""
-    originals = (context["forward_hidden"], context["backward_hidden"])
+    # Read out already (bilstm_deletion_context).
+    originals = (_read(context, "forward_half", row), _read(context, "backward_half", row))
     if readout is None:
         return (
             originals,
             outputs,
             lambda forward, backward: jnp.concatenate([forward, backward], axis=-1),
         )
-    hidden_size = originals[0].shape[-1]
+    hidden_size = outputs[0].shape[-1]
     halves = (readout[:hidden_size], readout[hidden_size:])
-    originals = tuple(h @ r for h, r in zip(originals, halves, strict=True))
     outputs = tuple(h @ r for h, r in zip(outputs, halves, strict=True))
     return originals, outputs, jnp.add
 
@@ -189,6 +212,7 @@ def bilstm_states_without_pair(
     length: jax.Array,
     position: jax.Array,
     readout: jax.Array | None = None,
+    row: jax.Array | None = None,
 ) -> jax.Array:
     """BiLSTM states of the sequence without ``p = position`` and without ``q = n − 1 − p``.
 
@@ -209,17 +233,18 @@ def bilstm_states_without_pair(
 
     Args:
       rnn: ``{"forward": cell, "backward": cell}``.
-      context: ``bilstm_deletion_context`` of the original sequence.
+      context: ``bilstm_deletion_context`` of the original sequence (built with the same
+        ``readout``), or of a batch's sequences stacked (then ``row`` picks one, ``_read``).
       length: scalar int n of the original sequence; the variants have n − 1.
       position: scalar int p in ``[0, n)``.
       readout: optional ``[2H, F]``.
+      row: None, or the row of a batched ``context``.
 
     Returns:
       ``[2, T, 2H]`` (``[2, T, F]`` with ``readout``): without p, then without q; zero at
       ``t >= n − 1``.
     """
-    forward_gates, backward_gates = context["forward_gates"], context["backward_gates"]
-    num_positions = forward_gates.shape[0]
+    num_positions = context["forward_hidden"].shape[-2]
     mirror = length - 1 - position
     steps = jnp.arange(num_positions - 1)
     last = num_positions - 1
@@ -231,12 +256,13 @@ def bilstm_states_without_pair(
     )
     outputs = _two_chains(
         rnn,
-        jnp.stack([forward_gates, backward_gates]),
+        context["input_gates"],
+        row,
         jnp.clip(jnp.stack([forward_index, backward_index]), 0, last),
-        *_chain_starts(context, position, mirror, length),
+        *_chain_starts(context, row, position, mirror, length),
         jnp.stack([mirror, position]),
     )
-    originals, outputs, combine = _read_out(context, outputs, readout)
+    originals, outputs, combine = _read_out(context, row, outputs, readout)
     without_position = _deleted_states(originals, outputs, position, (0, 0), length, combine)
     without_mirror = _deleted_states(
         originals, outputs, mirror, (mirror, position), length, combine
@@ -272,10 +298,10 @@ def _masked_states(
 def bilstm_states_masked_pair(
     rnn: Params,
     context: dict,
-    mask_gates: jax.Array,
     length: jax.Array,
     position: jax.Array,
     readout: jax.Array | None = None,
+    row: jax.Array | None = None,
 ) -> jax.Array:
     """BiLSTM states of the sequence with ``p = position`` masked, and with ``q = n − 1 − p``.
 
@@ -286,13 +312,13 @@ def bilstm_states_masked_pair(
     (p + 1 steps). The mirror q needs p + 1 forward and n − p backward steps, so the two
     variants' forward chains fill one lane of n + 1 steps and their backward chains
     another: about half the recurrent work of re-encoding both, and no input projection
-    (the mask token's is ``mask_gates``). Equal to ``encode_states`` on each masked
-    sequence (tested). ``readout``: as ``bilstm_states_without_pair``.
+    (the mask token's is the context's last row of input projections). Equal to
+    ``encode_states`` on each masked sequence (tested). ``readout``, ``row``: as
+    ``bilstm_states_without_pair``.
 
     Args:
       rnn: ``{"forward": cell, "backward": cell}``.
-      context: ``bilstm_deletion_context`` of the original sequence.
-      mask_gates: ``[2, 4H]``, ``W_ih m + b_ih + b_hh`` of the forward and backward cell.
+      context: ``masking_context`` of the original sequence.
       length: scalar int n (both variants keep it).
       position: scalar int p in ``[0, n)``.
       readout: optional ``[2H, F]``.
@@ -301,8 +327,7 @@ def bilstm_states_masked_pair(
       ``[2, T, 2H]`` (``[2, T, F]`` with ``readout``): p masked, then q masked; zero at
       ``t >= n``.
     """
-    forward_gates, backward_gates = context["forward_gates"], context["backward_gates"]
-    num_positions = forward_gates.shape[0]
+    num_positions = context["forward_hidden"].shape[-2]
     mirror = length - 1 - position
     steps = jnp.arange(num_positions + 1)
     last, masked = num_positions - 1, num_positions  # the mask row follows the T positions
@@ -320,18 +345,15 @@ def bilstm_states_masked_pair(
     )
     backward_index = jnp.where((steps == 0) | (steps == backward_switch), masked,
                                jnp.clip(backward_index, 0, last))  # fmt: skip
-    input_gates = jnp.stack([
-        jnp.concatenate([forward_gates, mask_gates[0][None]]),
-        jnp.concatenate([backward_gates, mask_gates[1][None]]),
-    ])  # fmt: skip
     outputs = _two_chains(
         rnn,
-        input_gates,
+        context["input_gates"],
+        row,
         jnp.stack([forward_index, backward_index]),
-        *_chain_starts(context, position, mirror, length),
+        *_chain_starts(context, row, position, mirror, length),
         jnp.stack([forward_switch, backward_switch]),
     )
-    originals, outputs, combine = _read_out(context, outputs, readout)
+    originals, outputs, combine = _read_out(context, row, outputs, readout)
     masked_position = _masked_states(originals, outputs, position, (0, 0), length, combine)
     masked_mirror = _masked_states(
         originals, outputs, mirror, (forward_switch, backward_switch), length, combine
@@ -346,6 +368,7 @@ def cnn_states_without(
     length: jax.Array,
     position: jax.Array,
     readout: jax.Array | None = None,
+    row: jax.Array | None = None,
 ) -> jax.Array:
     """CNN states of the sequence without ``p = position``, re-computing ``2r`` of them.
 
@@ -364,24 +387,25 @@ def cnn_states_without(
         original sequence (``deletion_context``).
       length: scalar int n of the original sequence; the variant has n − 1.
       position: scalar int p in ``[0, n)``.
-      readout: optional linear ``[H, F]``: returns ``states @ readout`` (the original
-        states' readout is computed once, outside any vmap over positions).
+      readout: optional linear ``[H, F]``: returns ``states @ readout`` (the context's
+        states are read out already, ``deletion_context``).
+      row: None, or the row of a batched ``context`` (``_read``).
 
     Returns:
       ``[T, H]`` (``[T, F]`` with ``readout``), zero at ``t >= n − 1``.
     """
-    embedded, states = context["embedded"], context["states"]
-    if readout is not None:
-        states = states @ readout
-    num_positions = states.shape[0]
+    num_positions = context["states"].shape[-2]
     positions = jnp.arange(num_positions)
-    shifted = states[jnp.minimum(positions + (positions >= position), num_positions - 1)]
+    shifted = _read(
+        context, "states", row, jnp.minimum(positions + (positions >= position), num_positions - 1)
+    )
     reach = max((kernel_size - 1) // 2 for kernel_size in config.cnn_kernel_sizes)
     if reach:
         window = position - 2 * reach + jnp.arange(4 * reach)  # variant positions
         source = window + (window >= position)  # their original positions
         inside = (window >= 0) & (source < num_positions)
-        tokens = jnp.where(inside[:, None], embedded[jnp.clip(source, 0, num_positions - 1)], 0)
+        window_tokens = _read(context, "embedded", row, jnp.clip(source, 0, num_positions - 1))
+        tokens = jnp.where(inside[:, None], window_tokens, 0)
         new = cnn_states(convolutions, config, tokens)[reach : 3 * reach]  # j ∈ [p − r, p + r)
         if readout is not None:
             new = new @ readout
@@ -408,8 +432,29 @@ def mask_input_gates(encoder_params: Params, mask_embedding: jax.Array) -> jax.A
     return jnp.concatenate([forward, backward])
 
 
+def masking_context(
+    encoder_params: Params,
+    embedded: jax.Array,
+    length: jax.Array,
+    mask_embedding: jax.Array,
+    readout: jax.Array | None = None,
+) -> dict:
+    """What all masked variants of one BiLSTM sequence share (``bilstm_states_masked_pair``):
+    ``deletion_context``'s, the mask token's input projections (``mask_embedding [E]``)
+    following the T positions' in ``"input_gates" [2, T + 1, 4H]``."""
+    embedded = jnp.where(valid_mask(length, embedded.shape[0])[:, None], embedded, 0.0)
+    context = bilstm_deletion_context(encoder_params["rnn"], embedded, length, readout)
+    mask_gates = mask_input_gates(encoder_params, mask_embedding)
+    context["input_gates"] = jnp.concatenate([context["input_gates"], mask_gates[:, None]], 1)
+    return context
+
+
 def deletion_context(
-    encoder_params: Params, config: ModelConfig, embedded: jax.Array, length: jax.Array
+    encoder_params: Params,
+    config: ModelConfig,
+    embedded: jax.Array,
+    length: jax.Array,
+    readout: jax.Array | None = None,
 ) -> dict:
     """What all leave-one-out variants of one sequence share.
 
@@ -418,19 +463,26 @@ def deletion_context(
       config: ``config.encoder`` in ``("lstm", "cnn", "average")``.
       embedded: ``[T, E]``; positions ``t >= length`` are read as zeros.
       length: scalar int.
+      readout: optional linear ``[H, F]``: the original states are kept read out through it
+        (once per sequence, not once per variant); pass the same to ``states_without_pair``.
 
     Returns:
       a dict for ``states_without_pair``.
     """
     if not has_deletion_shortcut(config):
         raise ValueError(f"No deletion shortcut for encoder {config.encoder!r}; re-encode instead.")
-    if config.encoder == "average":
-        return {"states": encode_states(encoder_params, config, embedded, length)}
-    embedded = jnp.where(valid_mask(length, embedded.shape[0])[:, None], embedded, 0.0)
+    if config.encoder == "lstm":
+        embedded = jnp.where(valid_mask(length, embedded.shape[0])[:, None], embedded, 0.0)
+        return bilstm_deletion_context(encoder_params["rnn"], embedded, length, readout)
     if config.encoder == "cnn":
-        states = encode_states(encoder_params, config, embedded, length)
-        return {"embedded": embedded, "states": states}
-    return bilstm_deletion_context(encoder_params["rnn"], embedded, length)
+        embedded = jnp.where(valid_mask(length, embedded.shape[0])[:, None], embedded, 0.0)
+    states = encode_states(encoder_params, config, embedded, length)
+    states = states if readout is None else states @ readout
+    return (
+        {"states": states}
+        if config.encoder == "average"
+        else {"embedded": embedded, "states": states}
+    )
 
 
 def states_without_pair(
@@ -440,6 +492,7 @@ def states_without_pair(
     length: jax.Array,
     position: jax.Array,
     readout: jax.Array | None = None,
+    row: jax.Array | None = None,
 ) -> jax.Array:
     """``encode_states`` of the sequence without ``p = position`` and without ``n − 1 − p``.
 
@@ -448,27 +501,29 @@ def states_without_pair(
     - lstm: ``bilstm_states_without_pair`` (the two variants share their lanes);
     - cnn: ``cnn_states_without``, once per variant.
 
-    With a linear ``readout [H, F]``, returns the states' readout ``states @ readout``
-    instead (for the BiLSTM without materialising the states).
+    With a linear ``readout [H, F]`` (the one ``deletion_context`` was given), returns the
+    states' readout ``states @ readout`` instead (for the BiLSTM without materialising the
+    states). ``row``: None, or the row of a batched ``context`` (``_read``).
 
     Returns:
       ``[2, T, H]`` (``[2, T, F]`` with ``readout``), zero at ``t >= length − 1``.
     """
     if config.encoder == "lstm":
         rnn = encoder_params["rnn"]
-        return bilstm_states_without_pair(rnn, context, length, position, readout)
+        return bilstm_states_without_pair(rnn, context, length, position, readout, row)
     if config.encoder == "cnn":
         convolutions = encoder_params["convolutions"]
         return jnp.stack([
-            cnn_states_without(convolutions, config, context, length, deleted, readout)
+            cnn_states_without(convolutions, config, context, length, deleted, readout, row)
             for deleted in (position, length - 1 - position)
         ])  # fmt: skip
-    states = context["states"] if readout is None else context["states"] @ readout
-    num_positions = states.shape[0]
+    num_positions = context["states"].shape[-2]
     positions = jnp.arange(num_positions)
 
-    def without(deleted):
+    def without(deleted):  # the context's states are read out already (deletion_context)
         source = jnp.minimum(positions + (positions >= deleted), num_positions - 1)
-        return jnp.where((positions < length - 1)[:, None], states[source], 0.0)
+        return jnp.where(
+            (positions < length - 1)[:, None], _read(context, "states", row, source), 0.0
+        )
 
     return jnp.stack([without(position), without(length - 1 - position)])

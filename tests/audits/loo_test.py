@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from attn_audit import audits, batch_engine, models
-from attn_audit.audits.loo import leave_one_out_of_batch
+from attn_audit.audits.loo import leave_one_out_of_batch, leave_one_out_of_pairs
 from tests._fixtures import (
     CASES,
     forward_probabilities,
@@ -98,3 +98,25 @@ def test_only_the_real_deletions_of_a_batch_equal_every_rows_own(variants_per_st
     )
     assert audits.engine.loo_variants_per_step(32, 64) == 124  # 32 · 62 / 16
     assert audits.engine.loo_variants_per_step(32, 4096) == 64  # the memory budget, 2^18 / T
+
+
+@pytest.mark.parametrize("encoder, attention, task, num_classes", CASES)
+@pytest.mark.parametrize("pairs_per_step", [1, 5, None])
+def test_only_the_real_pairs_of_a_batch_equal_every_rows_own(
+    encoder, attention, task, num_classes, pairs_per_step
+):
+    """``leave_one_out_of_pairs`` (each row's real pairs of deletions gathered over the batch,
+    the row's context read in place, steps of any size) equals ``leave_one_out`` of each row,
+    a data-layer padding row and a row of one real token included."""
+    model, params = tiny_model(encoder, attention, task, num_classes)
+    batch = tiny_batch((7, 3, 10, 4), width=12, seed=2, questions=task == "qa")
+    batch["token_ids"][3], batch["lengths"][3] = 0, 0  # a data-layer padding row
+    instances = batch_engine.instances_from_batch({k: jnp.asarray(v) for k, v in batch.items()})
+    per_row = jax.jit(jax.vmap(lambda i: audits.leave_one_out(model, params, i)))(instances)
+    packed = jax.jit(leave_one_out_of_pairs, static_argnums=(0, 3))(
+        model, params, instances, pairs_per_step
+    )
+    assert np.all(np.asarray(per_row)[[0, 2]].sum(axis=1) > 0)
+    np.testing.assert_allclose(np.asarray(packed), np.asarray(per_row), atol=1e-6)
+    assert audits.engine.loo_pairs_per_step(32, 48) == 368  # 32 · 23 / 2
+    assert audits.engine.loo_pairs_per_step(32, 4096) == 32  # the memory budget, 2^18 / 2T

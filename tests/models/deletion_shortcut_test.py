@@ -12,32 +12,49 @@ from attn_audit.models import deletion_shortcut
 from tests._fixtures import initial_params, padded, tiny_config
 
 
+def _stacked(contexts: list[dict]) -> dict:
+    """The contexts of several sequences as a batch's (leading axis B)."""
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *contexts)
+
+
 @pytest.mark.parametrize("encoder", ["lstm", "cnn", "average"])
 def test_states_without_pair_equal_encoding_each_deleted_sequence(encoder):
     """Both variants of every pair (p, n − 1 − p), SOS and EOS included, as states and through
-    a random linear readout, against encoding the shorter sequence from scratch."""
+    a random linear readout, against encoding the shorter sequence from scratch; from one
+    sequence's context and from its row of a batch's contexts."""
     config = tiny_config(encoder, "tanh")
     params = initial_params(config)
     readout = jax.random.normal(jax.random.key(5), (config.state_dim, 3))
-    for length in (3, 6, 10):
-        token_ids, length = padded(list(range(4, 4 + length - 2)), 12)
-        embedded = models.embed(params, config, token_ids)
-        context = deletion_shortcut.deletion_context(params["encoder"], config, embedded, length)
-        for position in range(length):
-            pair = [
-                deletion_shortcut.states_without_pair(
-                    params["encoder"], config, context, length, jnp.int32(position), matrix
-                )
-                for matrix in (None, readout)
-            ]
-            for member, deleted in enumerate([position, length - 1 - position]):
-                kept = [t for t in range(12) if t != deleted] + [11]
-                shorter = jnp.where(jnp.arange(12) < length - 1, token_ids[jnp.array(kept)], 0)
-                expected = models.encode(
-                    params, config, models.embed(params, config, shorter), length - 1
-                )
-                np.testing.assert_allclose(pair[0][member], expected, atol=1e-6)
-                np.testing.assert_allclose(pair[1][member], expected @ readout, atol=1e-5)
+    sequences = [padded(list(range(4, 4 + length - 2)), 12) for length in (3, 6, 10)]
+    for matrix in (None, readout):
+        contexts = [
+            deletion_shortcut.deletion_context(
+                params["encoder"], config, models.embed(params, config, token_ids), length,
+                matrix,
+            )
+            for token_ids, length in sequences
+        ]  # fmt: skip
+        batch = _stacked(contexts)
+        for row, (token_ids, length) in enumerate(sequences):
+            for position in range(length):
+                pair, from_batch = (
+                    deletion_shortcut.states_without_pair(
+                        params["encoder"], config, context, length, jnp.int32(position), matrix,
+                        index,
+                    )
+                    for context, index in ((contexts[row], None), (batch, jnp.int32(row)))
+                )  # fmt: skip
+                np.testing.assert_allclose(from_batch, pair, atol=1e-6)
+                for member, deleted in enumerate([position, length - 1 - position]):
+                    kept = [t for t in range(12) if t != deleted] + [11]
+                    shorter = jnp.where(jnp.arange(12) < length - 1, token_ids[jnp.array(kept)], 0)
+                    expected = models.encode(
+                        params, config, models.embed(params, config, shorter), length - 1
+                    )
+                    tolerance = 1e-6 if matrix is None else 1e-5
+                    if matrix is not None:
+                        expected = expected @ matrix
+                    np.testing.assert_allclose(pair[member], expected, atol=tolerance)
 
 
 @pytest.mark.parametrize("kernel_sizes", [(1,), (3,), (5, 1), (1, 3, 5, 7)])
@@ -65,33 +82,42 @@ def test_cnn_states_without_equal_encoding_the_deleted_sequence_at_any_reach(ker
 
 def test_masked_pair_states_equal_encoding_each_masked_sequence():
     """Both variants of every pair (p, n − 1 − p), SOS and EOS included, as states and through
-    a random linear readout, against encoding the masked sequence from scratch."""
+    a random linear readout, against encoding the masked sequence from scratch; from one
+    sequence's context and from its row of a batch's contexts."""
     config = tiny_config("lstm", "tanh")
     params = initial_params(config)
     readout = jax.random.normal(jax.random.key(5), (config.state_dim, 3))
     mask_id = 1
-    mask_gates = deletion_shortcut.mask_input_gates(
-        params["encoder"], models.embed(params, config, jnp.asarray([mask_id]))[0]
-    )
-    for length in (3, 6, 11, 12):
-        token_ids, length = padded(list(range(4, 4 + length - 2)), 12)
-        embedded = models.embed(params, config, token_ids)
-        context = deletion_shortcut.deletion_context(params["encoder"], config, embedded, length)
-        for position in range(length):
-            pair = [
-                deletion_shortcut.bilstm_states_masked_pair(
-                    params["encoder"]["rnn"], context, mask_gates, length, jnp.int32(position),
-                    matrix,
-                )
-                for matrix in (None, readout)
-            ]  # fmt: skip
-            for member, masked in enumerate([position, length - 1 - position]):
-                variant = jnp.asarray(token_ids).at[masked].set(mask_id)
-                expected = models.encode(params, config, models.embed(params, config, variant),
-                                         length)  # fmt: skip
-                np.testing.assert_allclose(pair[0][member], expected, atol=1e-6,
-                                           err_msg=f"{length} {position} {member}")  # fmt: skip
-                np.testing.assert_allclose(pair[1][member], expected @ readout, atol=1e-5)
+    mask_embedding = models.embed(params, config, jnp.asarray([mask_id]))[0]
+    sequences = [padded(list(range(4, 4 + length - 2)), 12) for length in (3, 6, 11, 12)]
+    for matrix in (None, readout):
+        contexts = [
+            deletion_shortcut.masking_context(
+                params["encoder"], models.embed(params, config, token_ids), length,
+                mask_embedding, matrix,
+            )
+            for token_ids, length in sequences
+        ]  # fmt: skip
+        batch = _stacked(contexts)
+        for row, (token_ids, length) in enumerate(sequences):
+            for position in range(length):
+                pair, from_batch = (
+                    deletion_shortcut.bilstm_states_masked_pair(
+                        params["encoder"]["rnn"], context, length, jnp.int32(position), matrix,
+                        index,
+                    )
+                    for context, index in ((contexts[row], None), (batch, jnp.int32(row)))
+                )  # fmt: skip
+                np.testing.assert_allclose(from_batch, pair, atol=1e-6)
+                for member, masked in enumerate([position, length - 1 - position]):
+                    variant = jnp.asarray(token_ids).at[masked].set(mask_id)
+                    expected = models.encode(params, config, models.embed(params, config, variant),
+                                             length)  # fmt: skip
+                    tolerance = 1e-6 if matrix is None else 1e-5
+                    if matrix is not None:
+                        expected = expected @ matrix
+                    np.testing.assert_allclose(pair[member], expected, atol=tolerance,
+                                               err_msg=f"{length} {position} {member}")  # fmt: skip
 
 
 def test_only_the_bilstm_has_a_masking_shortcut():
