@@ -114,10 +114,13 @@ def test_occlusion_of_a_batch_equals_each_row_alone(removal, encoder):
     batch["token_ids"][3] = 0
     instances = {k: jnp.asarray(v) for k, v in (("token_ids", batch["token_ids"]),
                                                  ("length", batch["lengths"]))}  # fmt: skip
-    found = jax.jit(occlusion_of_batch, static_argnums=(0, 3, 4, 5))(
-        model, params, instances, UNK, removal, 5
-    )
-    for row in range(3):
-        expected = occlusion_jit(model, params, instance_of(batch, row), UNK, removal, None, False)
-        np.testing.assert_allclose(found[row], expected, atol=1e-6)
-    np.testing.assert_array_equal(found[3], 0.0)
+    for per_step in (1, 5):  # the pairs in 5 steps and in one
+        found = jax.jit(occlusion_of_batch, static_argnums=(0, 3, 4, 5))(
+            model, params, instances, UNK, removal, per_step
+        )
+        for row in range(3):
+            expected = occlusion_jit(
+                model, params, instance_of(batch, row), UNK, removal, None, False
+            )
+            np.testing.assert_allclose(found[row], expected, atol=1e-6)
+        np.testing.assert_array_equal(found[3], 0.0)
