@@ -411,10 +411,12 @@ def jax_positions(explainer, settings, batches) -> float:
         lengths = [len(ids) for _, ids in batch_rows(batch)]
         instances += len(lengths)
         if explainer == "occlusion":
-            # The BiLSTM's masking shortcut (models.deletion_shortcut), every row: the
-            # original pass, then ⌈(T − 2) / 2⌉ masked pairs, each two lanes (one per
-            # direction) of T + 1 steps, i.e. T + 1 positions.
-            total += rows * (width + max((width - 1) // 2, 1) * (width + 1))
+            # The BiLSTM's masking shortcut (models.deletion_shortcut): every row's original
+            # pass, then each row's own ⌊(n − 1) / 2⌋ masked pairs (n tokens, SOS and EOS
+            # included; protocol.pair_values_of_batch), each two lanes (one per direction)
+            # of T + 1 steps, i.e. T + 1 positions.
+            total += rows * width
+            total += sum(max((length - 1) // 2, 0) for length in lengths) * (width + 1)
         elif explainer in explainers.engine.WHOLE_BATCH_EXPLAINERS:
             # Every row's forward pass for ŷ, then each real row's own coalitions: sampled
             # Shapley ∅ and N once and n − 1 per order, KernelSHAP, LIME and IG their

@@ -117,14 +117,15 @@ def test_captum_batched_settings_are_tuned_unless_given(setup, explainer, monkey
 
 def test_encoder_positions_count_padding_on_our_side():
     """Width 8, lengths 5, 6, 8 (n = 3, 4, 6), one padding row. Occlusion: each of our 4 rows'
-    ŷ at width 8 and its 3 masked pairs of 9 steps (the shortcut); 1 + n of n + 2 alone,
+    ŷ at width 8, and each real row's own masked pairs (2, 2, 3) of 9 steps (the shortcut,
+    ⌊(length − 1) / 2⌋ pairs a row); 1 + n of n + 2 alone,
     and 1 + 6 of 8 for each real row in Captum's batched call. KernelSHAP (whole batch): the
     4 rows' ŷ and 502 coalitions for each of the 3 real rows; Captum alone for each."""
     batch = padded_batch((5, 6, 8, 2), 8)
     batch["index"][3], batch["lengths"][3], batch["token_ids"][3] = -1, 0, 0
     settings = explainers.ExplainerSettings()
     groups = [bench.batch_rows(batch)]
-    assert bench.jax_positions("occlusion", settings, [batch]) == 4 * (8 + 3 * 9) / 3
+    assert bench.jax_positions("occlusion", settings, [batch]) == (4 * 8 + (2 + 2 + 3) * 9) / 3
     assert (
         bench.captum_positions("occlusion", settings, groups, False) == (4 * 5 + 5 * 6 + 7 * 8) / 3
     )
