@@ -27,13 +27,15 @@ gradient explainers differentiate it. Without it they differentiate
 transformer adapters hold the other heads' rows and so provide ``forward``).
 
 Optionally, ``deletion_states(params, instance, embedded, states)`` returns a
-``PairShortcut``, ``p -> states`` (each leaf with a leading axis of 2) of the sequence
+``StateShortcut``, ``p -> states`` (each leaf with a leading axis of 2) of the sequence
 without token p and of the sequence without its mirror ``length − 1 − p`` (or
 ``None``); leave-one-out then skips re-encoding (our BiLSTM reuses the
 unchanged half of each direction and runs the two variants' new chains in
 shared lanes, see ``models.deletion_shortcut.bilstm_states_without_pair``).
 ``masking_states(params, instance, embedded, states, mask_token_id)`` is its
-counterpart for a masked token (occlusion).
+counterpart for a masked token (occlusion), and ``coalition_states`` (same arguments) gives
+the states of any coalition of masked tokens (the perturbation explainers and the flips)
+without embedding and projecting each variant again.
 
 The audits use them like this: gradient importance differentiates
 ``decode(encode(e), stop_gradient(α))`` with respect to ``e = embed(...)``;
@@ -83,7 +85,7 @@ def batch_predictions(model, params, instances) -> tuple[jax.Array, jax.Array]:
     return probabilities, jnp.argmax(probabilities, axis=-1)
 
 
-class PairShortcut(NamedTuple):
+class StateShortcut(NamedTuple):
     """A model's shortcut for one instance's variants without one token (``deletion_states``,
     ``masking_states``): ``states(context, row, p)`` are the states (each leaf with a leading
     axis of 2) without token p and without its mirror ``length − 1 − p``.
@@ -105,19 +107,19 @@ def _row_of(leaf, row):
     return leaf if row is None else leaf[row]
 
 
-def batch_pair_shortcut(shortcut_of, instances, embedded, states) -> PairShortcut | None:
+def batch_pair_shortcut(shortcut_of, instances, embedded, states) -> StateShortcut | None:
     """``shortcut_of(instance, embedded, states)`` (a model's ``deletion_states`` or
     ``masking_states``, its other arguments bound) of every row of a batch: one
-    ``PairShortcut`` whose context leaves have a leading ``[B]`` axis; None for a model
+    ``StateShortcut`` whose context leaves have a leading ``[B]`` axis; None for a model
     without one (decided while tracing row 0, whose traced calls are dropped)."""
     found = shortcut_of(*jax.tree.map(lambda leaf: leaf[0], (instances, embedded, states)))
     if found is None:
         return None
     contexts = jax.vmap(lambda *row: shortcut_of(*row).context)(instances, embedded, states)
-    return PairShortcut(contexts, found.states)
+    return StateShortcut(contexts, found.states)
 
 
-def pair_values_of_batch(shortcut: PairShortcut, instances, value, pairs_per_step) -> jax.Array:
+def pair_values_of_batch(shortcut: StateShortcut, instances, value, pairs_per_step) -> jax.Array:
     """``value`` of every real token of every row, two tokens per pair of variants.
 
     Row b's pairs are ``(p, n_b − 1 − p)`` for ``p = 1 … ⌊(n_b − 1) / 2⌋``: each real token
@@ -205,7 +207,7 @@ class JWModel:
         return models.probabilities(logits, self.config)
 
     def deletion_states(self, params, instance, embedded, states):
-        """Optional leave-one-out shortcut: a ``PairShortcut``, ``p -> states`` without p and
+        """Optional leave-one-out shortcut: a ``StateShortcut``, ``p -> states`` without p and
         without ``n − 1 − p``.
 
         Each leaf of the returned states has a leading axis of 2; they hold the
@@ -232,7 +234,7 @@ class JWModel:
         return self._pair_shortcut(states, readout, widths, pair_states, pair_context)
 
     def masking_states(self, params, instance, embedded, states, mask_token_id):
-        """Optional occlusion shortcut: a ``PairShortcut``, ``p -> states`` with p masked and
+        """Optional occlusion shortcut: a ``StateShortcut``, ``p -> states`` with p masked and
         with ``n − 1 − p`` masked (``mask_token_id`` in their place), as ``deletion_states``
         returns them.
 
@@ -242,6 +244,31 @@ class JWModel:
         """
         if not deletion_shortcut.has_masking_shortcut(self.config):
             return None
+        return self._masking_shortcut(
+            params, instance, embedded, states, mask_token_id,
+            deletion_shortcut.bilstm_states_masked_pair, copies=2,
+        )  # fmt: skip
+
+    def coalition_states(self, params, instance, embedded, states, mask_token_id):
+        """Optional shortcut for coalitions of masked tokens: a ``StateShortcut``, ``masked ->
+        states`` of the sequence with the positions ``masked`` (bool ``[T]``) masked.
+
+        The BiLSTM reads each position's input projection, or the mask token's, from the
+        masking context instead of embedding and projecting every variant
+        (``deletion_shortcut.bilstm_states_masked``); ``None`` for the other encoders.
+        """
+        if not deletion_shortcut.has_masking_shortcut(self.config):
+            return None
+        return self._masking_shortcut(
+            params, instance, embedded, states, mask_token_id,
+            deletion_shortcut.bilstm_states_masked, copies=None,
+        )  # fmt: skip
+
+    def _masking_shortcut(self, params, instance, embedded, states, mask_token_id, variants_of,
+                          copies):  # fmt: skip
+        """``masking_states`` and ``coalition_states``: the BiLSTM's masking context (input
+        projections of the positions and of the mask token) and ``variants_of(rnn, context,
+        length, what, readout, row)`` reading it."""
         encoder_params, length = params["encoder"], instance["length"]
         readout, widths = self._pair_readout(params, embedded, states["question"])
         mask_embedding = models.embed(params, self.config, jnp.asarray([mask_token_id]))[0]
@@ -249,14 +276,14 @@ class JWModel:
             encoder_params, embedded, length, mask_embedding, readout
         )
 
-        def pair_states(pair_context, row, position, own_readout):
-            return deletion_shortcut.bilstm_states_masked_pair(
-                encoder_params["rnn"], pair_context["context"],
-                _row_of(pair_context["length"], row), position, own_readout, row,
+        def variant_states(variant_context, row, what, own_readout):
+            return variants_of(
+                encoder_params["rnn"], variant_context["context"],
+                _row_of(variant_context["length"], row), what, own_readout, row,
             )  # fmt: skip
 
-        pair_context = {"context": context, "length": length}
-        return self._pair_shortcut(states, readout, widths, pair_states, pair_context)
+        variant_context = {"context": context, "length": length}
+        return self._pair_shortcut(states, readout, widths, variant_states, variant_context, copies)
 
     def _pair_readout(self, params, embedded, question) -> tuple[jax.Array, list[int]]:
         """``([2H, K + P], [K])``: the attention keys' and the decoder projections' readout
@@ -267,23 +294,24 @@ class JWModel:
         readout = jnp.concatenate([readouts["keys"], readouts["projected"]], axis=-1)
         return readout, [readouts["keys"].shape[-1]]
 
-    def _pair_shortcut(self, states, readout, widths, pair_states, pair_context):
-        """A ``PairShortcut`` of ``{"question", "keys", "projected"}`` (leading axis 2) of a
-        pair of variants, from ``pair_states(pair_context, row, p, readout)``, their states
-        read out through ``readout`` (``_pair_readout``)."""
+    def _pair_shortcut(self, states, readout, widths, pair_states, pair_context, copies=2):
+        """A ``StateShortcut`` of ``{"question", "keys", "projected"}`` (leading axis
+        ``copies``; none for ``copies=None``) of a pair of variants (or of one coalition),
+        from ``pair_states(pair_context, row, what, readout)``, their states read out through
+        ``readout`` (``_pair_readout``)."""
         question = states["question"]
         # Without a question the readout is the parameters' alone: one for every row, not a
         # copy per row in the context (which a batch stacks, batch_pair_shortcut).
         context = {"pair": pair_context, "question": question,
                    "readout": None if question is None else readout}  # fmt: skip
 
-        def pair(context, row, position):
+        def pair(context, row, what):
             own = readout if context["readout"] is None else _row_of(context["readout"], row)
-            found = pair_states(context["pair"], row, position, own)
+            found = pair_states(context["pair"], row, what, own)
             keys, projected = jnp.split(found, widths, axis=-1)
             pair_question = None if question is None else _row_of(context["question"], row)
-            if pair_question is not None:
-                pair_question = jnp.stack([pair_question, pair_question])
+            if pair_question is not None and copies:
+                pair_question = jnp.stack([pair_question] * copies)
             return {"question": pair_question, "keys": keys, "projected": projected}
 
-        return PairShortcut(context, pair)
+        return StateShortcut(context, pair)

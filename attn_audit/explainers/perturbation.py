@@ -9,7 +9,7 @@ one shorter, as JW's leave-one-out does).
 import jax
 import jax.numpy as jnp
 
-from attn_audit.audits.protocol import batch_predictions, original_pass
+from attn_audit.audits.protocol import batch_pair_shortcut, batch_predictions, original_pass
 from attn_audit.batch_engine import chunked_vmap, ragged_map
 from attn_audit.data.vocab import PAD
 from attn_audit.models import real_token_mask
@@ -157,13 +157,35 @@ def coalition_probabilities_of_batch(
 def _coalitions_of_batch(
     model, params, instances, keeps, needed, removal, mask_token_id, per_step, read
 ) -> jax.Array:  # fmt: skip
+    num_positions = instances["token_ids"].shape[1]
+    shortcut = removal == "mask" and coalition_shortcut(model, params, instances, mask_token_id)
+
     def value(row, coalition):
         instance = jax.tree.map(lambda leaf: leaf[row], instances)
         keep = keeps[coalition] if keeps.ndim == 2 else keeps[row, coalition]
         variant = remove_tokens(instance, keep, removal, mask_token_id)
-        return read(original_pass(model, params, variant)[3], row)
+        if not shortcut:
+            return read(original_pass(model, params, variant)[3], row)
+        masked = real_token_mask(instance["length"], num_positions) & ~keep
+        states = shortcut.states(shortcut.context, row, masked)
+        alpha = model.attention(params, variant, states)
+        return read(model.decode(params, variant, states, alpha), row)
 
     return ragged_map(value, needed, per_step)
+
+
+def coalition_shortcut(model, params, instances, mask_token_id: int):
+    """The batch's ``model.coalition_states`` (see ``audits.protocol``) for coalitions of
+    masked tokens, its context stacked over the rows, or None for a model without one."""
+    if getattr(model, "coalition_states", None) is None:
+        return None
+    embedded, states = jax.vmap(lambda instance: original_pass(model, params, instance)[:2])(
+        instances
+    )
+    return batch_pair_shortcut(
+        lambda *row: model.coalition_states(params, *row, mask_token_id),
+        instances, embedded, states,
+    )  # fmt: skip
 
 
 def keep_from_players(players: jax.Array, num_positions: int) -> jax.Array:

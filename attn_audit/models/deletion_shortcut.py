@@ -361,6 +361,53 @@ def bilstm_states_masked_pair(
     return jnp.stack([masked_position, masked_mirror])
 
 
+def bilstm_states_masked(
+    rnn: Params,
+    context: dict,
+    length: jax.Array,
+    masked: jax.Array,
+    readout: jax.Array | None = None,
+    row: jax.Array | None = None,
+) -> jax.Array:
+    """BiLSTM states of the sequence with the positions ``masked`` replaced by the mask token.
+
+    Both directions run again from the zero state (a coalition of several masked tokens
+    shares no prefix with the original), but their input projections are read from the
+    masking context (``masking_context``: each position's row, or the mask token's): no
+    embedding and no input projection per variant. Equal to ``encode_states`` on the masked
+    sequence (tested).
+
+    Args:
+      rnn: ``{"forward": cell, "backward": cell}``.
+      context: ``masking_context`` of the original sequence (built with the same ``readout``),
+        or of a batch's sequences stacked (then ``row`` picks one, ``_read``).
+      length: scalar int n (the variant keeps it).
+      masked: bool ``[T]``.
+      readout: optional ``[2H, F]``.
+      row: None, or the row of a batched ``context``.
+
+    Returns:
+      ``[T, 2H]`` (``[T, F]`` with ``readout``), zero at ``t >= n``.
+    """
+    num_positions = context["forward_hidden"].shape[-2]
+    positions = jnp.arange(num_positions)
+    reversal = valid_reversal_index(length, num_positions)
+    source = jnp.where(masked, num_positions, positions)  # the mask row follows the T positions
+    zero = jnp.zeros(context["forward_hidden"].shape[-1:], context["input_gates"].dtype)
+    start = (jnp.stack([zero, zero]),) * 2
+    outputs = _two_chains(
+        rnn, context["input_gates"], row, jnp.stack([source, source[reversal]]), start, start,
+        jnp.full(2, num_positions),  # never restarts
+    )  # fmt: skip
+    halves = (outputs[0], outputs[1][reversal])
+    if readout is None:
+        states = jnp.concatenate(halves, axis=-1)
+    else:
+        hidden_size = halves[0].shape[-1]
+        states = halves[0] @ readout[:hidden_size] + halves[1] @ readout[hidden_size:]
+    return jnp.where((positions < length)[:, None], states, 0.0)
+
+
 def cnn_states_without(
     convolutions: Params,
     config: ModelConfig,

@@ -1,11 +1,14 @@
 """attn_audit.explainers.perturbation: removing tokens by mask or deletion equals list surgery,
 and coalition values are the model's output on the modified instance."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from attn_audit import audits, batch_engine
 from attn_audit.data.vocab import UNK
 from attn_audit.explainers import perturbation
 from attn_audit.explainers.occlusion import occlusion, occlusion_of_batch
@@ -124,3 +127,36 @@ def test_occlusion_of_a_batch_equals_each_row_alone(removal, encoder):
             )
             np.testing.assert_allclose(found[row], expected, atol=1e-6)
         np.testing.assert_array_equal(found[3], 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class WithoutCoalitionShortcut(audits.JWModel):
+    """A JW model whose coalitions re-run the whole model (embedding and projection)."""
+
+    def coalition_states(self, params, instance, embedded, states, mask_token_id):
+        return None
+
+
+@pytest.mark.parametrize("encoder, attention, task, num_classes", [CASES[0], CASES[3]])
+def test_coalitions_through_the_projection_shortcut_equal_re_running_the_model(
+    encoder, attention, task, num_classes
+):
+    """The BiLSTM's coalitions of masked tokens read from the stacked masking contexts
+    (``coalition_states``) equal one whole forward pass each, in steps spanning rows; a
+    padding row and the empty and full coalitions included (QA: the question is kept)."""
+    model, params = tiny_model(encoder, attention, task, num_classes)
+    batch = tiny_batch((3, 7, 12, 5), width=12, questions=task == "qa")
+    batch["lengths"][3], batch["token_ids"][3] = 0, 0  # a padding row
+    instances = batch_engine.instances_from_batch({k: jnp.asarray(v) for k, v in batch.items()})
+    keeps = jnp.asarray(np.random.default_rng(4).random((4, 6, 12)) < 0.5)
+    keeps = keeps.at[:, 0].set(False).at[:, 1].set(True)
+    needed = jnp.asarray(batch["lengths"] > 0)[:, None] & jnp.ones((4, 6), bool)
+    of_batch = jax.jit(
+        perturbation.coalition_probabilities_of_batch, static_argnums=(0, 5, 6, 7)
+    )  # fmt: skip
+    assert perturbation.coalition_shortcut(model, params, instances, MASK_ID) is not None
+    shortcut = of_batch(model, params, instances, keeps, needed, "mask", MASK_ID, 5)
+    plain_model = WithoutCoalitionShortcut(model.config)
+    plain = of_batch(plain_model, params, instances, keeps, needed, "mask", MASK_ID, 5)
+    assert np.all(np.asarray(plain)[:3] > 0)
+    np.testing.assert_allclose(np.asarray(shortcut), np.asarray(plain), atol=1e-6)

@@ -120,6 +120,47 @@ def test_masked_pair_states_equal_encoding_each_masked_sequence():
                                                err_msg=f"{length} {position} {member}")  # fmt: skip
 
 
+def test_masked_coalition_states_equal_encoding_the_masked_sequence():
+    """Random coalitions of masked real tokens (none, some, all), as states and through a
+    random linear readout, against encoding the masked sequence from scratch; from one
+    sequence's context and from its row of a batch's contexts."""
+    config = tiny_config("lstm", "tanh")
+    params = initial_params(config)
+    readout = jax.random.normal(jax.random.key(5), (config.state_dim, 3))
+    mask_id = 1
+    mask_embedding = models.embed(params, config, jnp.asarray([mask_id]))[0]
+    sequences = [padded(list(range(4, 4 + length - 2)), 12) for length in (3, 7, 12)]
+    rng = np.random.default_rng(0)
+    for matrix in (None, readout):
+        contexts = [
+            deletion_shortcut.masking_context(
+                params["encoder"], models.embed(params, config, token_ids), length,
+                mask_embedding, matrix,
+            )
+            for token_ids, length in sequences
+        ]  # fmt: skip
+        batch = _stacked(contexts)
+        for row, (token_ids, length) in enumerate(sequences):
+            real = (np.arange(12) >= 1) & (np.arange(12) <= length - 2)
+            for rate in (0.0, 0.4, 1.0):
+                masked = jnp.asarray(real & (rng.random(12) < rate))
+                got, from_batch = (
+                    deletion_shortcut.bilstm_states_masked(
+                        params["encoder"]["rnn"], context, length, masked, matrix, index
+                    )
+                    for context, index in ((contexts[row], None), (batch, jnp.int32(row)))
+                )
+                np.testing.assert_allclose(from_batch, got, atol=1e-6)
+                variant = jnp.where(masked, mask_id, jnp.asarray(token_ids))
+                expected = models.encode(params, config, models.embed(params, config, variant),
+                                         length)  # fmt: skip
+                tolerance = 1e-6 if matrix is None else 1e-5
+                if matrix is not None:
+                    expected = expected @ matrix
+                message = f"{length} {rate}"
+                np.testing.assert_allclose(got, expected, atol=tolerance, err_msg=message)
+
+
 def test_only_the_bilstm_has_a_masking_shortcut():
     assert deletion_shortcut.has_masking_shortcut(tiny_config("lstm", "tanh"))
     for encoder in ("cnn", "average"):
