@@ -17,6 +17,18 @@ def _stacked(contexts: list[dict]) -> dict:
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *contexts)
 
 
+def _masking_contexts(params, config, sequences, mask_embedding, matrix):
+    """Each sequence's ``masking_context`` and the same stacked as a batch's."""
+    contexts = [
+        deletion_shortcut.masking_context(
+            params["encoder"], models.embed(params, config, token_ids), length, mask_embedding,
+            matrix,
+        )
+        for token_ids, length in sequences
+    ]  # fmt: skip
+    return contexts, _stacked(contexts)
+
+
 @pytest.mark.parametrize("encoder", ["lstm", "cnn", "average"])
 def test_states_without_pair_equal_encoding_each_deleted_sequence(encoder):
     """Both variants of every pair (p, n − 1 − p), SOS and EOS included, as states and through
@@ -91,14 +103,7 @@ def test_masked_pair_states_equal_encoding_each_masked_sequence():
     mask_embedding = models.embed(params, config, jnp.asarray([mask_id]))[0]
     sequences = [padded(list(range(4, 4 + length - 2)), 12) for length in (3, 6, 11, 12)]
     for matrix in (None, readout):
-        contexts = [
-            deletion_shortcut.masking_context(
-                params["encoder"], models.embed(params, config, token_ids), length,
-                mask_embedding, matrix,
-            )
-            for token_ids, length in sequences
-        ]  # fmt: skip
-        batch = _stacked(contexts)
+        contexts, batch = _masking_contexts(params, config, sequences, mask_embedding, matrix)
         for row, (token_ids, length) in enumerate(sequences):
             for position in range(length):
                 pair, from_batch = (
@@ -132,14 +137,7 @@ def test_masked_coalition_states_equal_encoding_the_masked_sequence():
     sequences = [padded(list(range(4, 4 + length - 2)), 12) for length in (3, 7, 12)]
     rng = np.random.default_rng(0)
     for matrix in (None, readout):
-        contexts = [
-            deletion_shortcut.masking_context(
-                params["encoder"], models.embed(params, config, token_ids), length,
-                mask_embedding, matrix,
-            )
-            for token_ids, length in sequences
-        ]  # fmt: skip
-        batch = _stacked(contexts)
+        contexts, batch = _masking_contexts(params, config, sequences, mask_embedding, matrix)
         for row, (token_ids, length) in enumerate(sequences):
             real = (np.arange(12) >= 1) & (np.arange(12) <= length - 2)
             for rate in (0.0, 0.4, 1.0):
