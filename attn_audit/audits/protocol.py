@@ -34,8 +34,10 @@ unchanged half of each direction and runs the two variants' new chains in
 shared lanes, see ``models.deletion_shortcut.bilstm_states_without_pair``).
 ``masking_states(params, instance, embedded, states, mask_token_id)`` is its
 counterpart for a masked token (occlusion), and ``coalition_states`` (same arguments) gives
-the states of any coalition of masked tokens (the perturbation explainers and the flips)
-without embedding and projecting each variant again.
+the states of the sequence whose embedding at t is ``w_t e_t + (1 − w_t) m`` (``m`` the mask
+token's) for any ``w`` in [0, 1]: coalitions of masked tokens (the perturbation explainers
+and the flips) and integrated gradients' path points, without embedding and projecting
+each variant again.
 
 The audits use them like this: gradient importance differentiates
 ``decode(encode(e), stop_gradient(α))`` with respect to ``e = embed(...)``;
@@ -250,18 +252,20 @@ class JWModel:
         )  # fmt: skip
 
     def coalition_states(self, params, instance, embedded, states, mask_token_id):
-        """Optional shortcut for coalitions of masked tokens: a ``StateShortcut``, ``masked ->
-        states`` of the sequence with the positions ``masked`` (bool ``[T]``) masked.
+        """Optional shortcut for coalitions of masked tokens and the points between them: a
+        ``StateShortcut``, ``presence -> states`` of the sequence whose embedding at t is
+        ``w_t e_t + (1 − w_t) m`` (``w = presence``, float ``[T]`` in [0, 1]; ``m`` the mask
+        token's embedding): 0 masks a token, 1 keeps it. Differentiable in ``presence``.
 
-        The BiLSTM reads each position's input projection, or the mask token's, from the
-        masking context instead of embedding and projecting every variant
-        (``deletion_shortcut.bilstm_states_masked``); ``None`` for the other encoders.
+        The BiLSTM blends each position's input projection with the mask token's, read from
+        the masking context, instead of embedding and projecting every variant
+        (``deletion_shortcut.bilstm_states_blended``); ``None`` for the other encoders.
         """
         if not deletion_shortcut.has_masking_shortcut(self.config):
             return None
         return self._masking_shortcut(
             params, instance, embedded, states, mask_token_id,
-            deletion_shortcut.bilstm_states_masked, copies=None,
+            deletion_shortcut.bilstm_states_blended, copies=None,
         )  # fmt: skip
 
     def _masking_shortcut(self, params, instance, embedded, states, mask_token_id, variants_of,

@@ -12,7 +12,7 @@ import numpy as np
 
 from attn_audit.audits.protocol import original_pass
 from attn_audit.batch_engine import chunked_vmap, ragged_map
-from attn_audit.explainers.perturbation import remove_tokens
+from attn_audit.explainers.perturbation import coalition_shortcut, remove_tokens
 from attn_audit.models import real_token_mask
 
 IG_RULES = ("gausslegendre", "riemann_trapezoid")
@@ -122,6 +122,13 @@ def integrated_gradients_of_batch(
     with real tokens run ``per_step`` at a time (``batch_engine.ragged_map``), one flat
     ``vmap`` instead of a ``vmap`` over rows of one over points.
 
+    Each point's contribution is taken as the derivative along the path,
+    ``∂/∂w_t f(b + w ⊙ (e − b)) = Σ_d (e − b)_{t,d} ∂f/∂e_{t,d}`` at ``w = a``. A model with
+    ``coalition_states`` (``audits.protocol``; JW's BiLSTM) evaluates ``f`` at ``w`` from its
+    first layer's two projections, ``(1 − w_t) P(b_t) + w_t P(e_t)`` (affine), so no point
+    is embedded or projected and no ``[T, E]`` gradient is formed; others differentiate the
+    embedded point.
+
     Returns:
       ``(IG [B, T], completeness gap [B])``, as ``integrated_gradients`` gives each row.
     """
@@ -134,20 +141,31 @@ def integrated_gradients_of_batch(
     )(instances)
     alphas, weights = (jnp.asarray(v, embedded.dtype) for v in integration_points(rule, num_points))
 
+    real = jax.vmap(lambda n: real_token_mask(n, num_positions))(instances["length"])
+
     def probability(row, point):
         instance = jax.tree.map(lambda leaf: leaf[row], instances)
         return _probability_of_embedded(model, params, instance, targets[row])(point)
 
-    def gradient(row, point):
-        start, difference = baselines[row], embedded[row] - baselines[row]
-        return jax.grad(lambda e: probability(row, e))(start + alphas[point] * difference)
+    shortcut = coalition_shortcut(model, params, instances, mask_token_id)
+
+    def path_gradient(row, point):  # Σ_d (e − b)_{t,d} ∂f/∂e_{t,d} at b + a (e − b): [T]
+        if shortcut is None:
+            start, difference = baselines[row], embedded[row] - baselines[row]
+            gradient = jax.grad(lambda e: probability(row, e))(start + alphas[point] * difference)
+            return jnp.sum(difference * gradient, axis=-1)
+        instance = jax.tree.map(lambda leaf: leaf[row], instances)
+
+        def along_path(presence):  # f(b + w ⊙ (e − b)), w = 1 off the real tokens
+            states = shortcut.states(shortcut.context, row, jnp.where(real[row], presence, 1.0))
+            alpha = model.attention(params, instance, states)
+            return model.decode(params, instance, states, alpha)[targets[row]]
+
+        return jax.grad(along_path)(jnp.full(num_positions, alphas[point]))
 
     needed = jnp.broadcast_to((instances["length"] >= 1)[:, None], (num_rows, num_points))
-    gradients = ragged_map(gradient, needed, per_step)  # [B, m, T, E]
-    average_gradient = jnp.tensordot(weights, gradients, axes=(0, 1))
-    scores = jnp.sum((embedded - baselines) * average_gradient, axis=-1)
-    real = jax.vmap(lambda n: real_token_mask(n, num_positions))(instances["length"])
-    scores = jnp.where(real, scores, 0.0)
+    path_gradients = ragged_map(path_gradient, needed, per_step)  # [B, m, T]
+    scores = jnp.where(real, jnp.tensordot(weights, path_gradients, axes=(0, 1)), 0.0)
     rows = jnp.arange(num_rows)
     baseline_values = jax.vmap(probability)(rows, baselines)
     full_values = jnp.take_along_axis(probabilities, targets[:, None], axis=-1)[:, 0]

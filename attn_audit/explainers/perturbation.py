@@ -167,7 +167,7 @@ def _coalitions_of_batch(
         if not shortcut:
             return read(original_pass(model, params, variant)[3], row)
         masked = real_token_mask(instance["length"], num_positions) & ~keep
-        states = shortcut.states(shortcut.context, row, masked)
+        states = shortcut.states(shortcut.context, row, jnp.where(masked, 0.0, 1.0))
         alpha = model.attention(params, variant, states)
         return read(model.decode(params, variant, states, alpha), row)
 

@@ -13,10 +13,12 @@ backward suffix unchanged").
 
 Masking a token (occlusion's blank-out, SPEC §7) leaves the same halves unchanged: the
 BiLSTM's masked variants p and ``n − 1 − p`` share lanes too
-(``bilstm_states_masked_pair``).
+(``bilstm_states_masked_pair``). Coalitions of masked tokens, and integrated gradients'
+path points between the mask token and the sequence, read their input projections from
+the same context (``bilstm_states_blended``).
 
-``audits.JWModel.deletion_states`` and ``masking_states`` use it; every path is tested
-equal to re-encoding.
+``audits.JWModel.deletion_states``, ``masking_states`` and ``coalition_states`` use it; every
+path is tested equal to re-encoding.
 """
 
 import jax
@@ -106,6 +108,12 @@ def _chain_starts(context: dict, row, position, mirror, length) -> tuple:
     return tuple(_stacked(f, b) for f, b in zip(forward, backward, strict=True))
 
 
+# Differentiated (integrated gradients through ``bilstm_states_blended``), the cell keeps only
+# its inputs per step and recomputes its activations backwards: storing them ([S, lanes, 4H]
+# several times) cost more than the tanh again (IG's gradient at width 24: −22%).
+_recomputed_cell = jax.checkpoint(lstm_cell)
+
+
 def _two_chains(
     rnn: Params,
     input_gates: jax.Array,
@@ -114,6 +122,7 @@ def _two_chains(
     first_start: tuple,
     second_start: tuple,
     switch: jax.Array,
+    presence: jax.Array | None = None,
 ) -> jax.Array:
     """A forward and a backward LSTM lane, each running two chains back to back.
 
@@ -132,6 +141,10 @@ def _two_chains(
       step_index: int ``[2, S]``.
       first_start, second_start: ``(h, c)``, each ``[2, H]``.
       switch: int ``[2]``.
+      presence: optional float ``[2, S]``: step s then reads
+        ``(1 − w) · input_gates[d, −1] + w · input_gates[d, step_index[d, s]]`` with
+        ``w = presence[d, s]`` (the last row is the mask token's, ``masking_context``),
+        exactly one of the two rows at w = 0 or 1.
 
     Returns:
       hidden states ``[2, S, H]``.
@@ -140,23 +153,29 @@ def _two_chains(
     transposed = (rnn["forward"]["weight_hh"].T, rnn["backward"]["weight_hh"].T)
     directions = jnp.arange(2)
 
+    def read(index):
+        if row is None:
+            return input_gates[directions, index]
+        return input_gates[row, directions, index]
+
     def step(carry, inputs):
-        index, restarts = inputs  # [2], [2]
+        index, restarts, weight = inputs  # [2], [2], [2] or None
         hidden, memory = (
             jnp.where(restarts[:, None], start, value)
             for start, value in zip(second_start, carry, strict=True)
         )
         recurrent = jnp.stack([hidden[0] @ transposed[0], hidden[1] @ transposed[1]])
-        if row is None:
-            gates = input_gates[directions, index] + recurrent
-        else:
-            gates = input_gates[row, directions, index] + recurrent
-        hidden, memory = lstm_cell(gates, memory)
+        projected = read(index)
+        if weight is not None:
+            projected = (1.0 - weight)[:, None] * absent + weight[:, None] * projected
+        hidden, memory = _recomputed_cell(projected + recurrent, memory)
         return (hidden, memory), hidden
 
+    absent = None if presence is None else read(jnp.full(2, input_gates.shape[-2] - 1))
     steps = jnp.arange(step_index.shape[1])
     restarts = steps[:, None] == switch[None, :]  # [S, 2]
-    hiddens = jax.lax.scan(step, first_start, (step_index.T, restarts))[1]
+    weights = None if presence is None else presence.T
+    hiddens = jax.lax.scan(step, first_start, (step_index.T, restarts, weights))[1]
     return hiddens.swapaxes(0, 1)
 
 
@@ -361,28 +380,31 @@ def bilstm_states_masked_pair(
     return jnp.stack([masked_position, masked_mirror])
 
 
-def bilstm_states_masked(
+def bilstm_states_blended(
     rnn: Params,
     context: dict,
     length: jax.Array,
-    masked: jax.Array,
+    presence: jax.Array,
     readout: jax.Array | None = None,
     row: jax.Array | None = None,
 ) -> jax.Array:
-    """BiLSTM states of the sequence with the positions ``masked`` replaced by the mask token.
+    """BiLSTM states of the sequence whose embedding at t is ``w_t e_t + (1 − w_t) m``, with
+    ``w = presence`` and ``m`` the mask token's embedding: ``w_t = 0`` masks token t, 1 keeps
+    it, and between them lie integrated gradients' path points.
 
-    Both directions run again from the zero state (a coalition of several masked tokens
-    shares no prefix with the original), but their input projections are read from the
-    masking context (``masking_context``: each position's row, or the mask token's): no
-    embedding and no input projection per variant. Equal to ``encode_states`` on the masked
-    sequence (tested).
+    The input projection is affine, so the projection of that embedding is
+    ``(1 − w_t) P(m) + w_t P(e_t)``: both rows are in the masking context
+    (``masking_context``) and are blended inside the recurrent loop — no embedding and no
+    input projection per variant, and exactly one row at ``w_t`` = 0 or 1. Both directions
+    run from the zero state (a coalition of several masked tokens shares no prefix with the
+    original). Equal to ``encode_states`` on the blended embeddings (tested).
 
     Args:
       rnn: ``{"forward": cell, "backward": cell}``.
       context: ``masking_context`` of the original sequence (built with the same ``readout``),
         or of a batch's sequences stacked (then ``row`` picks one, ``_read``).
       length: scalar int n (the variant keeps it).
-      masked: bool ``[T]``.
+      presence: float ``[T]``; differentiable.
       readout: optional ``[2H, F]``.
       row: None, or the row of a batched ``context``.
 
@@ -392,12 +414,13 @@ def bilstm_states_masked(
     num_positions = context["forward_hidden"].shape[-2]
     positions = jnp.arange(num_positions)
     reversal = valid_reversal_index(length, num_positions)
-    source = jnp.where(masked, num_positions, positions)  # the mask row follows the T positions
     zero = jnp.zeros(context["forward_hidden"].shape[-1:], context["input_gates"].dtype)
     start = (jnp.stack([zero, zero]),) * 2
+    presence = presence.astype(zero.dtype)
     outputs = _two_chains(
-        rnn, context["input_gates"], row, jnp.stack([source, source[reversal]]), start, start,
+        rnn, context["input_gates"], row, jnp.stack([positions, reversal]), start, start,
         jnp.full(2, num_positions),  # never restarts
+        jnp.stack([presence, presence[reversal]]),
     )  # fmt: skip
     halves = (outputs[0], outputs[1][reversal])
     if readout is None:

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attn_audit import audits, models
+from attn_audit import audits, batch_engine, models
 from attn_audit.explainers import gradients, perturbation
 from tests._fixtures import (
     CASES,
@@ -93,19 +93,27 @@ def test_integrated_gradients_equal_a_loop_over_points_and_are_complete(case):
         assert float(gap) < tolerance * max(abs(change), 1e-3)
 
 
-@pytest.mark.parametrize("encoder", ["lstm", "cnn"])
-def test_integrated_gradients_of_a_batch_equal_each_row_alone(encoder):
-    model, params = tiny_model(encoder, "tanh", "classification", 3)
-    batch = tiny_batch((3, 9, 12, 5), width=12, seed=2)
+@pytest.mark.parametrize(
+    "encoder, attention, task", [("lstm", "tanh", "classification"), ("cnn", "tanh",
+    "classification"), ("lstm", "dot", "qa")], ids=["lstm", "cnn", "lstm-qa"],
+)  # fmt: skip
+def test_integrated_gradients_of_a_batch_equal_each_row_alone(encoder, attention, task):
+    """The batch (the BiLSTM's path points blended from its first layer's two projections,
+    ``coalition_states``; the CNN's embedded) against each row's plain IG, which embeds
+    every point and differentiates it; a padding row; QA keeps the question."""
+    model, params = tiny_model(encoder, attention, task, 3)
+    batch = tiny_batch((3, 9, 12, 5), width=12, seed=2, questions=task == "qa")
     batch["lengths"][3], batch["token_ids"][3] = 0, 0  # a padding row
-    instances = {"token_ids": jnp.asarray(batch["token_ids"]),
-                 "length": jnp.asarray(batch["lengths"])}  # fmt: skip
+    instances = batch_engine.instances_from_batch({k: jnp.asarray(v) for k, v in batch.items()})
+    has_hook = perturbation.coalition_shortcut(model, params, instances, MASK_ID) is not None
+    assert has_hook == (encoder == "lstm")
     of_batch = jax.jit(gradients.integrated_gradients_of_batch, static_argnums=(0, 3, 4, 5, 6))
     scores, gap = of_batch(model, params, instances, MASK_ID, 20, "gausslegendre", 7)
     for row in range(4):
         alone, alone_gap = integrated(
             model, params, instance_of(batch, row), 20, "gausslegendre", None
         )
+        assert np.abs(np.asarray(alone)).max() > 0 or row == 3
         np.testing.assert_allclose(scores[row], alone, atol=1e-6)
         assert float(gap[row]) == pytest.approx(float(alone_gap), abs=1e-6)
     np.testing.assert_array_equal(scores[3], 0.0)

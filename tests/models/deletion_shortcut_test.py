@@ -125,10 +125,12 @@ def test_masked_pair_states_equal_encoding_each_masked_sequence():
                                                err_msg=f"{length} {position} {member}")  # fmt: skip
 
 
-def test_masked_coalition_states_equal_encoding_the_masked_sequence():
-    """Random coalitions of masked real tokens (none, some, all), as states and through a
-    random linear readout, against encoding the masked sequence from scratch; from one
-    sequence's context and from its row of a batch's contexts."""
+def test_blended_states_equal_encoding_the_blended_sequence():
+    """Random coalitions of masked real tokens (none, some, all; presence 0 or 1) and random
+    points between the mask token and each token (presence in (0, 1), integrated gradients'
+    path), as states and through a random linear readout, against encoding the blended
+    embeddings ``w e + (1 − w) m`` from scratch; from one sequence's context and from its
+    row of a batch's contexts."""
     config = tiny_config("lstm", "tanh")
     params = initial_params(config)
     readout = jax.random.normal(jax.random.key(5), (config.state_dim, 3))
@@ -140,22 +142,30 @@ def test_masked_coalition_states_equal_encoding_the_masked_sequence():
         contexts, batch = _masking_contexts(params, config, sequences, mask_embedding, matrix)
         for row, (token_ids, length) in enumerate(sequences):
             real = (np.arange(12) >= 1) & (np.arange(12) <= length - 2)
-            for rate in (0.0, 0.4, 1.0):
-                masked = jnp.asarray(real & (rng.random(12) < rate))
+            embedded = models.embed(params, config, jnp.asarray(token_ids))
+            coalitions = [np.where(real & (rng.random(12) < rate), 0.0, 1.0)
+                          for rate in (0.0, 0.4, 1.0)]  # fmt: skip
+            points = [np.where(real, rng.random(12), 1.0) for _ in range(2)]
+            for case, presence in enumerate(coalitions + points):
+                presence = jnp.asarray(presence, jnp.float32)
                 got, from_batch = (
-                    deletion_shortcut.bilstm_states_masked(
-                        params["encoder"]["rnn"], context, length, masked, matrix, index
+                    deletion_shortcut.bilstm_states_blended(
+                        params["encoder"]["rnn"], context, length, presence, matrix, index
                     )
                     for context, index in ((contexts[row], None), (batch, jnp.int32(row)))
                 )
                 np.testing.assert_allclose(from_batch, got, atol=1e-6)
-                variant = jnp.where(masked, mask_id, jnp.asarray(token_ids))
-                expected = models.encode(params, config, models.embed(params, config, variant),
-                                         length)  # fmt: skip
+                if case < len(coalitions):  # the masked sequence, embedded from its tokens
+                    variant = jnp.where(presence == 0, mask_id, jnp.asarray(token_ids))
+                    blended = models.embed(params, config, variant)
+                else:
+                    weight = presence[:, None]
+                    blended = weight * embedded + (1 - weight) * mask_embedding[None, :]
+                expected = models.encode(params, config, blended, length)
                 tolerance = 1e-6 if matrix is None else 1e-5
                 if matrix is not None:
                     expected = expected @ matrix
-                message = f"{length} {rate}"
+                message = f"{length} case {case}"
                 np.testing.assert_allclose(got, expected, atol=tolerance, err_msg=message)
 
 
