@@ -106,7 +106,7 @@ def chunked_vmap(function, inputs, chunk: int | None):
     return jax.tree.map(lambda y: y.reshape(steps * size, *y.shape[2:])[:rows], outputs)
 
 
-def ragged_map(function, needed: jax.Array, per_step: int | None):
+def ragged_map(function, needed: jax.Array, per_step: int | None, of_step=None):
     """``function(row, item)`` for every needed (row, item) pair of a batch, and only those.
 
     ``vmap`` over rows and items runs every pair, padding included; here the needed pairs
@@ -115,9 +115,13 @@ def ragged_map(function, needed: jax.Array, per_step: int | None):
     program serves any mix of lengths. Call it inside ``jit``.
 
     Args:
-      function: ``(row, item) -> array or pytree`` (int scalars in), vmappable.
+      function: ``(row, item) -> array or pytree`` (int scalars in), vmappable; with
+        ``of_step``, ``(row, item, shared)``.
       needed: bool ``[B, K]``.
       per_step: pairs run together (one vmapped step); None: all ``B · K`` at once.
+      of_step: optional ``rows [per_step] -> shared``, what a step's pairs share (e.g. their
+        rows' longest length), passed to each of them unbatched. The last step's ``rows``
+        may include rows of pairs that are not needed.
 
     Returns:
       ``function``'s outputs with leading axes ``[B, K]``, zero where not needed.
@@ -131,15 +135,19 @@ def ragged_map(function, needed: jax.Array, per_step: int | None):
     slots = -(-capacity // per_step) * per_step
     order = jnp.concatenate([order, jnp.zeros(slots - capacity, order.dtype)])
     rows, items = order // width, order % width
-    shapes = jax.eval_shape(function, rows[0], items[0])
+    probe = function if of_step is None else (lambda r, i: function(r, i, of_step(rows[:1])))
+    shapes = jax.eval_shape(probe, rows[0], items[0])
     outputs = jax.tree.map(lambda shape: jnp.zeros((slots, *shape.shape), shape.dtype), shapes)
 
     def step(index, outputs):
         start = index * per_step
-        found = jax.vmap(function)(
-            jax.lax.dynamic_slice_in_dim(rows, start, per_step),
-            jax.lax.dynamic_slice_in_dim(items, start, per_step),
-        )
+        step_rows = jax.lax.dynamic_slice_in_dim(rows, start, per_step)
+        step_items = jax.lax.dynamic_slice_in_dim(items, start, per_step)
+        if of_step is None:
+            found = jax.vmap(function)(step_rows, step_items)
+        else:
+            shared = of_step(step_rows)
+            found = jax.vmap(lambda row, item: function(row, item, shared))(step_rows, step_items)
         return jax.tree.map(
             lambda out, new: jax.lax.dynamic_update_slice_in_dim(out, new, start, axis=0),
             outputs, found,

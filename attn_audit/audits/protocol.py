@@ -89,16 +89,20 @@ def batch_predictions(model, params, instances) -> tuple[jax.Array, jax.Array]:
 
 class StateShortcut(NamedTuple):
     """A model's shortcut for one instance's variants without one token (``deletion_states``,
-    ``masking_states``): ``states(context, row, p)`` are the states (each leaf with a leading
-    axis of 2) without token p and without its mirror ``length − 1 − p``.
+    ``masking_states``): ``states(context, row, p, longest=None)`` are the states (each leaf
+    with a leading axis of 2) without token p and without its mirror ``length − 1 − p``
+    (``coalition_states``: of one blend, see there).
 
     ``context`` holds the instance's arrays that ``states`` reads, with ``row=None``; a
     batch's contexts stack (``batch_pair_shortcut``) and ``states`` reads row ``row`` of
     them in place, so one function serves every row and no variant copies its row's context.
+    ``longest``: optional int scalar, at least the length of every instance whose variants
+    run together (the same for all of them, not ``vmap``-ed): a recurrent encoder may stop
+    there instead of at the padded width (not reverse-differentiable; None: all positions).
     ``shortcut(p)`` applies it to its own context."""
 
     context: Any
-    states: Callable[[Any, Any, jax.Array], Any]
+    states: Callable[..., Any]
 
     def __call__(self, position):
         return self.states(self.context, None, position)
@@ -145,12 +149,16 @@ def pair_values_of_batch(shortcut: StateShortcut, instances, value, pairs_per_st
     mirrors = lengths[:, None] - 1 - firsts[None, :]  # [B, K]
     needed = firsts[None, :] <= mirrors
 
-    def pair_value(row, item):
+    def pair_value(row, item, longest):
         instance = jax.tree.map(lambda leaf: leaf[row], instances)
         pair = jnp.stack([firsts[item], mirrors[row, item]])
-        return value(row, instance, pair, shortcut.states(shortcut.context, row, firsts[item]))
+        states = shortcut.states(shortcut.context, row, firsts[item], longest)
+        return value(row, instance, pair, states)
 
-    values = ragged_map(pair_value, needed, pairs_per_step)  # [B, K, 2]
+    # A step's pairs run only as many positions as its longest row (StateShortcut).
+    values = ragged_map(
+        pair_value, needed, pairs_per_step, lambda rows: jnp.max(lengths[rows])
+    )  # [B, K, 2]
     # p from the pair's first variant; its mirror from the second, unless it is p itself.
     slots = jnp.stack([
         jnp.where(needed, firsts[None, :], num_positions),
@@ -226,10 +234,10 @@ class JWModel:
             encoder_params, self.config, embedded, length, readout
         )
 
-        def pair_states(pair_context, row, position, own_readout):
+        def pair_states(pair_context, row, position, own_readout, longest):
             return deletion_shortcut.states_without_pair(
                 encoder_params, self.config, pair_context["context"],
-                _row_of(pair_context["length"], row), position, own_readout, row,
+                _row_of(pair_context["length"], row), position, own_readout, row, longest,
             )  # fmt: skip
 
         pair_context = {"context": context, "length": length}
@@ -272,7 +280,7 @@ class JWModel:
                           copies):  # fmt: skip
         """``masking_states`` and ``coalition_states``: the BiLSTM's masking context (input
         projections of the positions and of the mask token) and ``variants_of(rnn, context,
-        length, what, readout, row)`` reading it."""
+        length, what, readout, row, longest)`` reading it."""
         encoder_params, length = params["encoder"], instance["length"]
         readout, widths = self._pair_readout(params, embedded, states["question"])
         mask_embedding = models.embed(params, self.config, jnp.asarray([mask_token_id]))[0]
@@ -280,10 +288,10 @@ class JWModel:
             encoder_params, embedded, length, mask_embedding, readout
         )
 
-        def variant_states(variant_context, row, what, own_readout):
+        def variant_states(variant_context, row, what, own_readout, longest):
             return variants_of(
                 encoder_params["rnn"], variant_context["context"],
-                _row_of(variant_context["length"], row), what, own_readout, row,
+                _row_of(variant_context["length"], row), what, own_readout, row, longest,
             )  # fmt: skip
 
         variant_context = {"context": context, "length": length}
@@ -301,17 +309,17 @@ class JWModel:
     def _pair_shortcut(self, states, readout, widths, pair_states, pair_context, copies=2):
         """A ``StateShortcut`` of ``{"question", "keys", "projected"}`` (leading axis
         ``copies``; none for ``copies=None``) of a pair of variants (or of one coalition),
-        from ``pair_states(pair_context, row, what, readout)``, their states read out through
-        ``readout`` (``_pair_readout``)."""
+        from ``pair_states(pair_context, row, what, readout, longest)``, their states read out
+        through ``readout`` (``_pair_readout``)."""
         question = states["question"]
         # Without a question the readout is the parameters' alone: one for every row, not a
         # copy per row in the context (which a batch stacks, batch_pair_shortcut).
         context = {"pair": pair_context, "question": question,
                    "readout": None if question is None else readout}  # fmt: skip
 
-        def pair(context, row, what):
+        def pair(context, row, what, longest=None):
             own = readout if context["readout"] is None else _row_of(context["readout"], row)
-            found = pair_states(context["pair"], row, what, own)
+            found = pair_states(context["pair"], row, what, own, longest)
             keys, projected = jnp.split(found, widths, axis=-1)
             pair_question = None if question is None else _row_of(context["question"], row)
             if pair_question is not None and copies:

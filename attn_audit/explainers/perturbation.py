@@ -160,18 +160,21 @@ def _coalitions_of_batch(
     num_positions = instances["token_ids"].shape[1]
     shortcut = removal == "mask" and coalition_shortcut(model, params, instances, mask_token_id)
 
-    def value(row, coalition):
+    def value(row, coalition, longest=None):
         instance = jax.tree.map(lambda leaf: leaf[row], instances)
         keep = keeps[coalition] if keeps.ndim == 2 else keeps[row, coalition]
         variant = remove_tokens(instance, keep, removal, mask_token_id)
         if not shortcut:
             return read(original_pass(model, params, variant)[3], row)
         masked = real_token_mask(instance["length"], num_positions) & ~keep
-        states = shortcut.states(shortcut.context, row, jnp.where(masked, 0.0, 1.0))
+        presence = jnp.where(masked, 0.0, 1.0)
+        states = shortcut.states(shortcut.context, row, presence, longest)
         alpha = model.attention(params, variant, states)
         return read(model.decode(params, variant, states, alpha), row)
 
-    return ragged_map(value, needed, per_step)
+    # Through the shortcut, a step's coalitions run only as many positions as its longest row.
+    of_step = (lambda rows: jnp.max(instances["length"][rows])) if shortcut else None
+    return ragged_map(value, needed, per_step, of_step)
 
 
 def coalition_shortcut(model, params, instances, mask_token_id: int):

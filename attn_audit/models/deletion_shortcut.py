@@ -123,6 +123,7 @@ def _two_chains(
     second_start: tuple,
     switch: jax.Array,
     presence: jax.Array | None = None,
+    num_steps: jax.Array | None = None,
 ) -> jax.Array:
     """A forward and a backward LSTM lane, each running two chains back to back.
 
@@ -145,6 +146,10 @@ def _two_chains(
         ``(1 − w) · input_gates[d, −1] + w · input_gates[d, step_index[d, s]]`` with
         ``w = presence[d, s]`` (the last row is the mask token's, ``masking_context``),
         exactly one of the two rows at w = 0 or 1.
+      num_steps: optional int scalar ≤ S, the same for every variant run together (not
+        ``vmap``-ed): only the first ``num_steps`` steps run (a loop whose trip count is
+        data: variants of short sequences skip their padded width), the rest of the output
+        is zero. Not reverse-differentiable; None runs all S steps in a ``scan``.
 
     Returns:
       hidden states ``[2, S, H]``.
@@ -175,8 +180,19 @@ def _two_chains(
     steps = jnp.arange(step_index.shape[1])
     restarts = steps[:, None] == switch[None, :]  # [S, 2]
     weights = None if presence is None else presence.T
-    hiddens = jax.lax.scan(step, first_start, (step_index.T, restarts, weights))[1]
-    return hiddens.swapaxes(0, 1)
+    if num_steps is None:
+        hiddens = jax.lax.scan(step, first_start, (step_index.T, restarts, weights))[1]
+        return hiddens.swapaxes(0, 1)
+
+    def run_step(s, state):
+        carry, hiddens = state
+        inputs = (step_index[:, s], restarts[s], None if weights is None else weights[s])
+        carry, hidden = step(carry, inputs)
+        return carry, hiddens.at[:, s].set(hidden)
+
+    hiddens = jnp.zeros((2, step_index.shape[1], first_start[0].shape[-1]), first_start[0].dtype)
+    bound = jnp.minimum(num_steps, step_index.shape[1])
+    return jax.lax.fori_loop(0, bound, run_step, (first_start, hiddens))[1]
 
 
 def _read_out(context: dict, row, outputs: tuple, readout: jax.Array | None) -> tuple:
@@ -232,6 +248,7 @@ def bilstm_states_without_pair(
     position: jax.Array,
     readout: jax.Array | None = None,
     row: jax.Array | None = None,
+    longest: jax.Array | None = None,
 ) -> jax.Array:
     """BiLSTM states of the sequence without ``p = position`` and without ``q = n − 1 − p``.
 
@@ -258,6 +275,9 @@ def bilstm_states_without_pair(
       position: scalar int p in ``[0, n)``.
       readout: optional ``[2H, F]``.
       row: None, or the row of a batched ``context``.
+      longest: optional int scalar ≥ n, the longest length among the sequences whose
+        variants run together (not ``vmap``-ed): the chains stop there instead of at the
+        padded width (``_two_chains``' ``num_steps``); not reverse-differentiable.
 
     Returns:
       ``[2, T, 2H]`` (``[2, T, F]`` with ``readout``): without p, then without q; zero at
@@ -280,6 +300,7 @@ def bilstm_states_without_pair(
         jnp.clip(jnp.stack([forward_index, backward_index]), 0, last),
         *_chain_starts(context, row, position, mirror, length),
         jnp.stack([mirror, position]),
+        num_steps=None if longest is None else longest - 1,
     )
     originals, outputs, combine = _read_out(context, row, outputs, readout)
     without_position = _deleted_states(originals, outputs, position, (0, 0), length, combine)
@@ -321,6 +342,7 @@ def bilstm_states_masked_pair(
     position: jax.Array,
     readout: jax.Array | None = None,
     row: jax.Array | None = None,
+    longest: jax.Array | None = None,
 ) -> jax.Array:
     """BiLSTM states of the sequence with ``p = position`` masked, and with ``q = n − 1 − p``.
 
@@ -332,7 +354,7 @@ def bilstm_states_masked_pair(
     variants' forward chains fill one lane of n + 1 steps and their backward chains
     another: about half the recurrent work of re-encoding both, and no input projection
     (the mask token's is the context's last row of input projections). Equal to
-    ``encode_states`` on each masked sequence (tested). ``readout``, ``row``: as
+    ``encode_states`` on each masked sequence (tested). ``readout``, ``row``, ``longest``: as
     ``bilstm_states_without_pair``.
 
     Args:
@@ -371,6 +393,7 @@ def bilstm_states_masked_pair(
         jnp.stack([forward_index, backward_index]),
         *_chain_starts(context, row, position, mirror, length),
         jnp.stack([forward_switch, backward_switch]),
+        num_steps=None if longest is None else longest + 1,
     )
     originals, outputs, combine = _read_out(context, row, outputs, readout)
     masked_position = _masked_states(originals, outputs, position, (0, 0), length, combine)
@@ -387,6 +410,7 @@ def bilstm_states_blended(
     presence: jax.Array,
     readout: jax.Array | None = None,
     row: jax.Array | None = None,
+    longest: jax.Array | None = None,
 ) -> jax.Array:
     """BiLSTM states of the sequence whose embedding at t is ``w_t e_t + (1 − w_t) m``, with
     ``w = presence`` and ``m`` the mask token's embedding: ``w_t = 0`` masks token t, 1 keeps
@@ -407,6 +431,9 @@ def bilstm_states_blended(
       presence: float ``[T]``; differentiable.
       readout: optional ``[2H, F]``.
       row: None, or the row of a batched ``context``.
+      longest: optional int scalar ≥ n, the longest length among the sequences whose
+        variants run together (not ``vmap``-ed): the chains stop there instead of at the
+        padded width (``_two_chains``' ``num_steps``); not reverse-differentiable.
 
     Returns:
       ``[T, 2H]`` (``[T, F]`` with ``readout``), zero at ``t >= n``.
@@ -420,7 +447,7 @@ def bilstm_states_blended(
     outputs = _two_chains(
         rnn, context["input_gates"], row, jnp.stack([positions, reversal]), start, start,
         jnp.full(2, num_positions),  # never restarts
-        jnp.stack([presence, presence[reversal]]),
+        jnp.stack([presence, presence[reversal]]), longest,
     )  # fmt: skip
     halves = (outputs[0], outputs[1][reversal])
     if readout is None:
@@ -563,6 +590,7 @@ def states_without_pair(
     position: jax.Array,
     readout: jax.Array | None = None,
     row: jax.Array | None = None,
+    longest: jax.Array | None = None,
 ) -> jax.Array:
     """``encode_states`` of the sequence without ``p = position`` and without ``n − 1 − p``.
 
@@ -573,14 +601,15 @@ def states_without_pair(
 
     With a linear ``readout [H, F]`` (the one ``deletion_context`` was given), returns the
     states' readout ``states @ readout`` instead (for the BiLSTM without materialising the
-    states). ``row``: None, or the row of a batched ``context`` (``_read``).
+    states). ``row``: None, or the row of a batched ``context`` (``_read``); ``longest``: the
+    BiLSTM's bound on the lengths run together (``bilstm_states_without_pair``).
 
     Returns:
       ``[2, T, H]`` (``[2, T, F]`` with ``readout``), zero at ``t >= length − 1``.
     """
     if config.encoder == "lstm":
         rnn = encoder_params["rnn"]
-        return bilstm_states_without_pair(rnn, context, length, position, readout, row)
+        return bilstm_states_without_pair(rnn, context, length, position, readout, row, longest)
     if config.encoder == "cnn":
         convolutions = encoder_params["convolutions"]
         return jnp.stack([

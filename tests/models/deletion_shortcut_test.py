@@ -49,12 +49,14 @@ def test_states_without_pair_equal_encoding_each_deleted_sequence(encoder):
         batch = _stacked(contexts)
         for row, (token_ids, length) in enumerate(sequences):
             for position in range(length):
+                # From a batch's row, the chains stop at the row's own length (longest).
                 pair, from_batch = (
                     deletion_shortcut.states_without_pair(
                         params["encoder"], config, context, length, jnp.int32(position), matrix,
-                        index,
+                        index, longest,
                     )
-                    for context, index in ((contexts[row], None), (batch, jnp.int32(row)))
+                    for context, index, longest in ((contexts[row], None, None),
+                                                    (batch, jnp.int32(row), jnp.int32(length)))
                 )  # fmt: skip
                 np.testing.assert_allclose(from_batch, pair, atol=1e-6)
                 for member, deleted in enumerate([position, length - 1 - position]):
@@ -106,12 +108,14 @@ def test_masked_pair_states_equal_encoding_each_masked_sequence():
         contexts, batch = _masking_contexts(params, config, sequences, mask_embedding, matrix)
         for row, (token_ids, length) in enumerate(sequences):
             for position in range(length):
+                # From a batch's row, the chains stop at the row's own length (longest).
                 pair, from_batch = (
                     deletion_shortcut.bilstm_states_masked_pair(
                         params["encoder"]["rnn"], context, length, jnp.int32(position), matrix,
-                        index,
+                        index, longest,
                     )
-                    for context, index in ((contexts[row], None), (batch, jnp.int32(row)))
+                    for context, index, longest in ((contexts[row], None, None),
+                                                    (batch, jnp.int32(row), jnp.int32(length)))
                 )  # fmt: skip
                 np.testing.assert_allclose(from_batch, pair, atol=1e-6)
                 for member, masked in enumerate([position, length - 1 - position]):
@@ -148,12 +152,15 @@ def test_blended_states_equal_encoding_the_blended_sequence():
             points = [np.where(real, rng.random(12), 1.0) for _ in range(2)]
             for case, presence in enumerate(coalitions + points):
                 presence = jnp.asarray(presence, jnp.float32)
+                # From a batch's row, the chains stop at the row's own length (longest).
                 got, from_batch = (
                     deletion_shortcut.bilstm_states_blended(
-                        params["encoder"]["rnn"], context, length, presence, matrix, index
+                        params["encoder"]["rnn"], context, length, presence, matrix, index,
+                        longest,
                     )
-                    for context, index in ((contexts[row], None), (batch, jnp.int32(row)))
-                )
+                    for context, index, longest in ((contexts[row], None, None),
+                                                    (batch, jnp.int32(row), jnp.int32(length)))
+                )  # fmt: skip
                 np.testing.assert_allclose(from_batch, got, atol=1e-6)
                 if case < len(coalitions):  # the masked sequence, embedded from its tokens
                     variant = jnp.where(presence == 0, mask_id, jnp.asarray(token_ids))
