@@ -61,6 +61,7 @@ from attn_audit import data, explainers
 from attn_audit.audits import auditable_model
 from attn_audit.batch_runner import first_instances, split_boundaries
 from attn_audit.data.vocab import EOS, PAD, SOS, UNK
+from attn_audit.explainers.occlusion import PAIR_VARIANTS_PER_BUDGETED_VARIANT
 from attn_audit.interop import to_torch_state_dict
 from attn_audit.training.run_folder import load_run
 from benchmarks import _machine
@@ -403,34 +404,65 @@ def evaluations(explainer: str, settings, players: int) -> int:
     return 1 + per_explainer[explainer]
 
 
+def bounded_positions(lengths: np.ndarray, counts: np.ndarray, width: int, per_step: int) -> int:
+    """Positions the shortcut's chains run for a batch's needed (row, item) pairs: they run in
+    row-major order, ``per_step`` at a time (``batch_engine.ragged_map``), each as many
+    positions as the longest row of its step (``StateShortcut``'s ``longest``). The last
+    step is filled with pairs that are not needed (row-major), which may raise its bound.
+
+    Args:
+      lengths: every row's length ``[B]``, padding rows (0) included.
+      counts: each row's needed pairs ``[B]``, at most ``width`` (pairs per row, K).
+    """
+    rows = np.repeat(np.arange(len(lengths)), counts)
+    per_step = min(per_step, len(lengths) * width)
+    filler = np.repeat(np.arange(len(lengths)), width - counts)[: -len(rows) % per_step]
+    slots = np.concatenate([rows, filler])
+    total = 0
+    for start in range(0, len(rows), per_step):
+        needed = min(per_step, len(rows) - start)
+        total += needed * int(lengths[slots[start : start + per_step]].max())
+    return total
+
+
 def jax_positions(explainer, settings, batches) -> float:
-    """Encoder positions JAX runs per instance (evaluations × sequence width), padding
-    included: every row of the batches, at the batch width."""
+    """Encoder positions JAX runs per instance (evaluations × the positions each runs),
+    padding included: every row of the batches; integrated gradients at the batch width,
+    the BiLSTM shortcut's variants (occlusion's pairs, the coalitions) at their step's
+    longest row (``bounded_positions``)."""
     total, instances = 0, 0
+    budget = settings.max_sequence_positions
     for batch in batches:
         rows, width = batch["token_ids"].shape
-        lengths = [len(ids) for _, ids in batch_rows(batch)]
-        instances += len(lengths)
+        lengths = np.asarray(batch["lengths"])
+        instances += int(np.sum(lengths > 0))
+        per_step = rows * explainers.engine.coalitions_per_step(budget, rows, width)
+        total += rows * width  # every row's forward pass for ŷ
         if explainer == "occlusion":
-            # The BiLSTM's masking shortcut (models.deletion_shortcut): every row's original
-            # pass, then each row's own ⌊(n − 1) / 2⌋ masked pairs (n tokens, SOS and EOS
-            # included; protocol.pair_values_of_batch), each two lanes (one per direction)
-            # of T + 1 steps, i.e. T + 1 positions.
-            total += rows * width
-            total += sum(max((length - 1) // 2, 0) for length in lengths) * (width + 1)
+            # The masking shortcut (models.deletion_shortcut): each row's own ⌊(n − 1) / 2⌋
+            # masked pairs (n tokens, SOS and EOS included; protocol.pair_values_of_batch),
+            # two lanes (one per direction) of n + 1 steps for the step's longest n.
+            pairs = np.maximum((lengths - 1) // 2, 0)
+            pairs_per_step = max(PAIR_VARIANTS_PER_BUDGETED_VARIANT * per_step // 2, 1)
+            slots = max((width - 1) // 2, 1)
+            bounded = bounded_positions(lengths + 1, pairs, slots, pairs_per_step)
+            total += bounded
+        elif explainer == "integrated_gradients":
+            # Each real row's points, differentiated through a scan of the batch width.
+            total += int(np.sum(lengths > 0)) * settings.ig_points * width
         elif explainer in explainers.engine.WHOLE_BATCH_EXPLAINERS:
-            # Every row's forward pass for ŷ, then each real row's own coalitions: sampled
-            # Shapley ∅ and N once and n − 1 per order, KernelSHAP, LIME and IG their
-            # samples or points (padding rows: none). All at the batch width.
-            total += rows * width
-            for n in (length - 2 for length in lengths):
-                if explainer == "shapley_sampling":
-                    own = 2 + settings.shapley_permutations * (n - 1)
-                else:
-                    own = evaluations(explainer, settings, n) - 1
-                total += own * width
+            # Each real row's own coalitions (sampled Shapley ∅ and N once and n − 1 per
+            # order; KernelSHAP and LIME their samples), at the step's longest row.
+            real = np.maximum(lengths - 2, 0)
+            if explainer == "shapley_sampling":
+                counts = np.where(real > 0, 2 + settings.shapley_permutations * (real - 1), 0)
+                slots = 2 + settings.shapley_permutations * (width - 3)
+            else:
+                own = evaluations(explainer, settings, 0) - 1
+                counts, slots = np.where(real > 0, own, 0), own
+            total += bounded_positions(lengths, counts, slots, per_step)
         else:
-            total += rows * evaluations(explainer, settings, width - 2) * width
+            total += rows * (evaluations(explainer, settings, width - 2) - 1) * width
     return total / instances
 
 

@@ -4,6 +4,8 @@ The agreement check (ours, Captum one at a time and Captum batched), a JAX and a
 timing of every explainer at small settings, and the report; a few seconds in all.
 """
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -118,9 +120,10 @@ def test_captum_batched_settings_are_tuned_unless_given(setup, explainer, monkey
 def test_encoder_positions_count_padding_on_our_side():
     """Width 8, lengths 5, 6, 8 (n = 3, 4, 6), one padding row. Occlusion: each of our 4 rows'
     ŷ at width 8, and each real row's own masked pairs (2, 2, 3) of 9 steps (the shortcut,
-    ⌊(length − 1) / 2⌋ pairs a row); 1 + n of n + 2 alone,
-    and 1 + 6 of 8 for each real row in Captum's batched call. KernelSHAP (whole batch): the
-    4 rows' ŷ and 502 coalitions for each of the 3 real rows; Captum alone for each."""
+    ⌊(length − 1) / 2⌋ pairs a row, all in one step whose longest row has 8 tokens); 1 + n of
+    n + 2 alone, and 1 + 6 of 8 for each real row in Captum's batched call. KernelSHAP (whole
+    batch): the 4 rows' ŷ and 502 coalitions for each of the 3 real rows; Captum alone for
+    each. Integrated gradients: 50 points a real row at the batch width."""
     batch = padded_batch((5, 6, 8, 2), 8)
     batch["index"][3], batch["lengths"][3], batch["token_ids"][3] = -1, 0, 0
     settings = explainers.ExplainerSettings()
@@ -137,6 +140,15 @@ def test_encoder_positions_count_padding_on_our_side():
         )
     sampled = bench.jax_positions("shapley_sampling", settings, [batch])
     assert sampled == (4 + 3 * 2 + 20 * (2 + 3 + 5)) * 8 / 3
+    # 400 coalitions a step (4 rows × 100): the shortcut's chains stop at each step's longest
+    # row: [row 0 × 400] 5, [row 0 × 102, row 1 × 298] 6, [row 1 × 204, row 2 × 196] 8,
+    # [row 2 × 306, then the padding row's unneeded slots] 8.
+    small = dataclasses.replace(settings, max_sequence_positions=4 * 8 * 100)
+    assert (
+        bench.jax_positions("kernel_shap", small, [batch])
+        == (4 * 8 + 400 * 5 + 400 * 6 + 400 * 8 + 306 * 8) / 3
+    )
+    assert bench.jax_positions("integrated_gradients", small, [batch]) == (4 + 3 * 50) * 8 / 3
 
 
 def test_captum_sample_is_stratified_by_length_and_batched_by_length():
