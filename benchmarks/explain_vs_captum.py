@@ -66,7 +66,6 @@ from attn_audit.interop import to_torch_state_dict
 from attn_audit.training.run_folder import load_run
 from benchmarks import _machine
 from benchmarks._results import REMARKS_MARKER, command_line, write_results  # noqa: F401
-from experiments._malloc import keep_freed_memory
 from tests.reference.torch_model import load_torch_model
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/sst_lstm_tanh", "A trained run (make train).")
@@ -838,7 +837,6 @@ def process_lines(rows, context) -> list[str]:
 
 def main(argv):
     del argv
-    keep_freed_memory()  # both sides, as every attn_audit command does (experiments._setup)
     start = time.perf_counter()
     load_before = load_average()
     if _TORCH_THREADS.value:

@@ -20,10 +20,6 @@ import time
 
 START = time.perf_counter()
 
-from experiments._malloc import keep_freed_memory  # noqa: E402
-
-keep_freed_memory()  # as every attn_audit command does (experiments._setup): a fair comparison
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from absl import app, flags  # noqa: E402

@@ -1,5 +1,4 @@
-"""What every command does first: malloc that keeps freed memory, quiet library logging, and
-JAX's persistent compilation cache."""
+"""What every command does first: quiet library logging, and JAX's persistent compilation cache."""
 
 import logging
 import os
@@ -15,7 +14,6 @@ from attn_audit.batch_runner import NonFiniteError
 from attn_audit.folder_lock import FolderBusyError
 from attn_audit.report import RecordsFormatError
 from attn_audit.training import CheckpointError, TrainingDiverged
-from experiments._malloc import keep_freed_memory
 
 CACHE_ENV_VAR = "ATTN_AUDIT_JAX_CACHE"
 # What a command reports as one line (``error: ...``) instead of a traceback: bad input or a
@@ -88,10 +86,8 @@ def enable_compilation_cache() -> pathlib.Path | None:
 
 
 def setup() -> pathlib.Path | None:
-    """Keeps freed memory (``keep_freed_memory``), quiets library logging and enables the
-    compilation cache; returns its folder (or None). A cache folder that others can write to
-    ends the command with a one-line error."""
-    keep_freed_memory()
+    """Quiets library logging and enables the compilation cache; returns its folder (or None).
+    A cache folder that others can write to ends the command with a one-line error."""
     quiet_libraries()
     try:
         return enable_compilation_cache()

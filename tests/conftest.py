@@ -23,11 +23,8 @@ import pathlib
 import shutil
 import tempfile
 
-from experiments._malloc import keep_freed_memory
-
 TEST_XLA_FLAGS = "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=0"
 os.environ["XLA_FLAGS"] = f"{TEST_XLA_FLAGS} {os.environ.get('XLA_FLAGS', '')}".strip()
-keep_freed_memory()  # before JAX's threads allocate, as every command does (experiments._setup)
 
 import jax  # noqa: E402 (after XLA_FLAGS: XLA reads them when JAX starts its backend)
 import pytest  # noqa: E402

@@ -1,11 +1,8 @@
 """experiments._setup: the compilation cache folder must be this user's alone (JAX loads what
-it holds as code); a missing one is made private, a shared one is a one-line error. And
-``_malloc.keep_freed_memory``: freed buffers serve the next allocation without page faults."""
+it holds as code); a missing one is made private, a shared one is a one-line error."""
 
 import os
 import stat
-import subprocess
-import sys
 
 import pytest
 
@@ -50,45 +47,3 @@ def test_setup_ends_a_command_with_one_line(tmp_path, monkeypatch):
         _setup.setup()
     assert str(exit_info.value).startswith("error: The compilation cache")
     assert "\n" not in str(exit_info.value)
-
-
-FAULTS_OF_REPEATED_ALLOCATIONS = """
-import ctypes, resource, sys, threading
-from experiments._malloc import keep_freed_memory
-applied = keep_freed_memory() if sys.argv[1] == "keep" else None
-libc = ctypes.CDLL(None)
-libc.malloc.restype = ctypes.c_void_p
-libc.free.argtypes = [ctypes.c_void_p]
-size, faults = 80 << 20, []
-
-def allocate_and_fill():  # on a thread, as XLA's workers allocate a run's buffers
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    pointer = libc.malloc(size)
-    ctypes.memset(pointer, 1, size)
-    libc.free(pointer)
-    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-
-for _ in range(4):
-    worker = threading.Thread(target=allocate_and_fill)
-    worker.start()
-    worker.join()
-print(applied, *faults)
-"""
-
-
-@pytest.mark.parametrize("keep", [True, False])
-def test_kept_freed_memory_serves_the_next_allocation_without_page_faults(keep):
-    """An 80 MiB buffer allocated, written and freed four times from threads: with the
-    setting, only the first run faults its pages in; with glibc's defaults every run does."""
-    result = subprocess.run(
-        [sys.executable, "-c", FAULTS_OF_REPEATED_ALLOCATIONS, "keep" if keep else "default"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    applied, first, *later = result.stdout.split()
-    pages = (80 << 20) // 4096
-    assert int(first) > pages // 2  # a fresh buffer's pages fault in either way
-    if keep:
-        assert applied == "True"
-        assert max(map(int, later)) < pages // 20
-    else:
-        assert min(map(int, later)) > pages // 2
