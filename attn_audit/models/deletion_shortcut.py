@@ -31,7 +31,7 @@ from attn_audit.models.encoders import (
     bilstm_run,
     cnn_states,
     encode_states,
-    lstm_cell,
+    recomputed_lstm_cell,
     valid_reversal_index,
 )
 from attn_audit.models.primitives import valid_mask
@@ -108,12 +108,6 @@ def _chain_starts(context: dict, row, position, mirror, length) -> tuple:
     return tuple(_stacked(f, b) for f, b in zip(forward, backward, strict=True))
 
 
-# Differentiated (integrated gradients through ``bilstm_states_blended``), the cell keeps only
-# its inputs per step and recomputes its activations backwards: storing them ([S, lanes, 4H]
-# several times) cost more than the tanh again (IG's gradient at width 24: −22%).
-_recomputed_cell = jax.checkpoint(lstm_cell)
-
-
 def _two_chains(
     rnn: Params,
     input_gates: jax.Array,
@@ -173,7 +167,7 @@ def _two_chains(
         projected = read(index)
         if weight is not None:
             projected = (1.0 - weight)[:, None] * absent + weight[:, None] * projected
-        hidden, memory = _recomputed_cell(projected + recurrent, memory)
+        hidden, memory = recomputed_lstm_cell(projected + recurrent, memory)
         return (hidden, memory), hidden
 
     absent = None if presence is None else read(jnp.full(2, input_gates.shape[-2] - 1))
