@@ -30,7 +30,8 @@ pass on SOS, EOS or padding.
 4. Writes ``benchmarks/EXPLAIN_RESULTS.md`` (hand-written remarks below its marker line
    are kept) and prints it.
 
-Expected run time with the defaults on the 2-core machine: 27-37 minutes (2026-12-07).
+Expected run time with the defaults on a 2-core machine: 19-37 minutes (2026-12-07, two
+AMD EPYC VMs).
 """
 
 import json
